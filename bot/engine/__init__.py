@@ -1,0 +1,1 @@
+"""Pure torch + Pillow style-transfer engine: no discord, no asyncio, no executor."""

@@ -1,0 +1,228 @@
+"""Decode, validate, orient, resize and encode images; convert them to and from tensors.
+
+Every refusal is an ImageError subclass whose message a person understands.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bot.engine.params import ImageLimits
+
+ENCODE_FORMATS = ("png", "jpeg", "webp")
+
+
+class ImageError(ValueError):
+    """An image was refused; str(error) is the reason for a person."""
+
+
+class EmptyImage(ImageError):
+    pass
+
+
+class ImageTooLarge(ImageError):
+    """The file has too many bytes."""
+
+
+class TooManyPixels(ImageError):
+    """The header declares more pixels than allowed (a decompression bomb, or just too big)."""
+
+
+class UnsupportedImage(ImageError):
+    """Not an image, or a format we do not take."""
+
+
+class CorruptImage(ImageError):
+    """The header was fine but the pixel data could not be decoded."""
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "image") -> Image.Image:
+    """Bytes to an upright RGB image (first frame of an animation, alpha on white)."""
+    if not data:
+        raise EmptyImage(f"the {name} is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"the {name} is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}")
+    width, height, fmt = probe(data, limits, name=name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise CorruptImage(f"the {name} ({fmt}, {width}x{height}) is damaged and cannot be decoded: {exc}") from None
+    return to_rgb(image)
+
+
+def probe(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "image") -> tuple[int, int, str]:
+    """Read only the header: (width, height, format). Refuses what `decode` would refuse by size."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise TooManyPixels(f"the {name} declares an enormous pixel count; at most {limits.max_pixels:,} pixels are allowed") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise UnsupportedImage(f"the {name} is not an image we can read ({_reason(exc)}); use PNG, JPEG, WebP, GIF, BMP or TIFF") from None
+    fmt = image.format or "unknown"
+    if fmt not in limits.allowed_formats:
+        raise UnsupportedImage(f"the {name} is {fmt}; allowed formats are {', '.join(limits.allowed_formats)}")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise CorruptImage(f"the {name} has no pixels ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise TooManyPixels(
+            f"the {name} is {width}x{height} = {width * height:,} pixels; at most {limits.max_pixels:,} are allowed"
+        )
+    return width, height, fmt
+
+
+def _reason(exc: Exception) -> str:
+    return "unrecognised data" if isinstance(exc, UnidentifiedImageError) else str(exc) or exc.__class__.__name__
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB; transparency is composited on white, 16-bit scaled to 8-bit."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, "L").convert("RGB")
+    if mode == "P" and "transparency" in image.info or mode in ("PA", "LA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(w, h) scaled so the longest side is `max_side`, aspect ratio kept, each side >= 1."""
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize(image: Image.Image, max_side: int) -> Image.Image:
+    size = fit_size(*image.size, max_side)
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB image to a (1, 3, H, W) float32 tensor in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] to an RGB image (clamped, rounded)."""
+    t = tensor.detach().float().reshape(3, *tensor.shape[-2:]).clamp(0, 1)
+    array = (t.permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(array, "RGB")
+
+
+def encode(image: Image.Image, fmt: str = "png", *, quality: int = 95) -> bytes:
+    fmt = fmt.lower().replace("jpg", "jpeg")
+    if fmt not in ENCODE_FORMATS:
+        raise ValueError(f"cannot encode {fmt!r}; use one of {', '.join(ENCODE_FORMATS)}")
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, "PNG", optimize=False, compress_level=6)
+    elif fmt == "jpeg":
+        image.save(buffer, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+    else:
+        image.save(buffer, "WEBP", quality=quality, method=4)
+    return buffer.getvalue()
+
+
+def encode_to_fit(image: Image.Image, limit_bytes: int) -> tuple[bytes, str]:
+    """PNG if it fits in `limit_bytes`, else the best-quality JPEG that fits; (data, format)."""
+    png = encode(image, "png")
+    if len(png) <= limit_bytes:
+        return png, "png"
+    for quality in (95, 90, 85, 80, 70, 60, 50, 40, 30):
+        jpeg = encode(image, "jpeg", quality=quality)
+        if len(jpeg) <= limit_bytes:
+            return jpeg, "jpeg"
+    scale = math.sqrt(limit_bytes / len(jpeg)) * 0.9
+    smaller = image.resize(fit_size(*image.size, max(16, int(max(image.size) * scale))), Image.Resampling.LANCZOS)
+    return encode_to_fit(smaller, limit_bytes)
+
+
+# --- colour -------------------------------------------------------------------------------
+
+_RGB_TO_YCBCR = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] to YCbCr (JPEG's full range, Cb and Cr centred on 0.5)."""
+    m = _RGB_TO_YCBCR.to(rgb)
+    out = torch.einsum("ij,njhw->nihw", m, rgb)
+    return out + torch.tensor([0.0, 0.5, 0.5], device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
+
+
+def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
+    m = torch.linalg.inv(_RGB_TO_YCBCR.double()).to(ycbcr)
+    centred = ycbcr - torch.tensor([0.0, 0.5, 0.5], device=ycbcr.device, dtype=ycbcr.dtype).view(1, 3, 1, 1)
+    return torch.einsum("ij,njhw->nihw", m, centred)
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """The Y channel repeated three times: a grey RGB image."""
+    return rgb_to_ycbcr(rgb)[:, :1].expand(-1, 3, -1, -1).contiguous()
+
+
+def match_luminance(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Grey `source` with its luminance mean and spread moved to `reference`'s (Gatys et al. 2016)."""
+    y_s, y_r = rgb_to_ycbcr(source)[:, :1], rgb_to_ycbcr(reference)[:, :1]
+    y = (y_s - y_s.mean()) * (y_r.std() / y_s.std().clamp_min(1e-6)) + y_r.mean()
+    return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+
+
+def combine_luminance(luma_image: torch.Tensor, colour_image: torch.Tensor) -> torch.Tensor:
+    """Y from `luma_image`, Cb and Cr from `colour_image` (same size)."""
+    y = rgb_to_ycbcr(luma_image)[:, :1]
+    cbcr = rgb_to_ycbcr(colour_image)[:, 1:]
+    return ycbcr_to_rgb(torch.cat([y, cbcr], dim=1)).clamp(0, 1)
+
+
+def match_colors(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`source` with its colour mean and covariance moved to `reference`'s.
+
+    The linear map x -> C_r^(1/2) C_s^(-1/2) (x - mu_s) + mu_r (the 'image analogies' variant of
+    colour histogram matching in Gatys et al., "Preserving Color in Neural Artistic Style
+    Transfer", 2016).
+    """
+
+    def stats(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = image.reshape(3, -1).double()
+        mean = pixels.mean(1, keepdim=True)
+        centred = pixels - mean
+        cov = centred @ centred.t() / pixels.shape[1] + 1e-5 * torch.eye(3, dtype=torch.float64)
+        return mean, cov
+
+    def sqrtm(cov: torch.Tensor, power: float) -> torch.Tensor:
+        values, vectors = torch.linalg.eigh(cov)
+        return vectors @ torch.diag(values.clamp_min(1e-8) ** power) @ vectors.t()
+
+    mu_s, cov_s = stats(source.cpu())
+    mu_r, cov_r = stats(reference.cpu())
+    transform = sqrtm(cov_r, 0.5) @ sqrtm(cov_s, -0.5)
+    pixels = source.reshape(3, -1).cpu().double()
+    matched = transform @ (pixels - mu_s) + mu_r
+    return matched.reshape(source.shape).to(source).clamp(0, 1)

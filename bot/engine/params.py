@@ -1,0 +1,163 @@
+"""Every engine parameter and its default, in one place.
+
+The command line, the worker and the Discord settings all read their defaults from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+Optimizer = Literal["lbfgs", "adam"]
+Init = Literal["content", "noise", "content+noise"]
+ColorMode = Literal["none", "luminance", "match"]
+Pooling = Literal["max", "avg"]
+
+OPTIMIZERS: tuple[str, ...] = ("lbfgs", "adam")
+INITS: tuple[str, ...] = ("content", "noise", "content+noise")
+COLOR_MODES: tuple[str, ...] = ("none", "luminance", "match")
+POOLINGS: tuple[str, ...] = ("max", "avg")
+
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+
+# Strength mode: how much more the (normalised) style term counts than the (normalised)
+# content term at strength 1.0. See `StyleParams.strength` and README.md.
+STRENGTH_SCALE = 1000.0
+
+MAX_SIZE = 4096
+MAX_STEPS = 5000
+
+
+class InvalidParams(ValueError):
+    """A parameter is out of range; the message says which and what is allowed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StyleParams:
+    """What one style-transfer run does. Immutable; use `replace()` to derive another.
+
+    Weights have two modes:
+      * strength mode (default): `content_weight` and `style_weight` are None. Every content and
+        style layer term is divided by its value for an all-zero image (so it is a relative
+        squared error, independent of the scale of the loaded VGG-19 weights), and
+        J = J_content_rel + strength * STRENGTH_SCALE * J_style_rel.
+      * raw mode: `content_weight` (alpha) and `style_weight` (beta) both given: the seed's
+        J = alpha * J_content + beta * J_style with the unnormalised terms.
+    """
+
+    size: int = 512  # longest side of the output, pixels; the content's aspect ratio is kept
+    steps: int = 300  # optimiser steps at the final size (each pyramid level runs this many)
+    strength: float = 1.0  # style strength in strength mode; 0 = content only
+    content_weight: float | None = None  # alpha, raw mode
+    style_weight: float | None = None  # beta, raw mode
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None  # lambda_l; None = equal, summing to 1
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    tv_weight: float = 0.0  # total-variation smoothing weight (on pixel values in [0, 1])
+    optimizer: Optimizer = "lbfgs"
+    learning_rate: float | None = None  # None = the optimiser's default (see DEFAULT_LR)
+    init: Init = "content"
+    noise_ratio: float = 0.6  # for init "content+noise": share of noise, as in the seed
+    seed: int | None = None  # makes noise (and so a CPU run) repeatable bit for bit
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None = equal
+    style_scale: float = 1.0  # style images are resized to style_scale * size (longest side)
+    preserve_colors: ColorMode = "none"
+    pooling: Pooling = "max"
+    pyramid_levels: int = 1  # coarse-to-fine levels; each halves the size of the one above
+    preview_every: int = 0  # send a preview image every K steps; 0 = never
+
+    def replace(self, **changes: object) -> StyleParams:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def raw_weights(self) -> bool:
+        return self.content_weight is not None or self.style_weight is not None
+
+    @property
+    def layer_weights(self) -> tuple[float, ...]:
+        if self.style_layer_weights is not None:
+            return self.style_layer_weights
+        return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
+
+    def blend_weights(self, n_styles: int) -> tuple[float, ...]:
+        """Blend weights for `n_styles` style images, normalised to sum to 1."""
+        weights = self.style_blend if self.style_blend is not None else (1.0,) * n_styles
+        if len(weights) != n_styles:
+            raise InvalidParams(
+                f"style blend has {len(weights)} weights but there are {n_styles} style images"
+            )
+        total = sum(weights)
+        return tuple(w / total for w in weights)
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
+
+    def validate(self) -> StyleParams:
+        """Raise InvalidParams with a message a person understands; return self when fine."""
+        from bot.engine.vgg import LAYER_NAMES  # local: vgg imports torch, params stays light
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise InvalidParams(message)
+
+        need(16 <= self.size <= MAX_SIZE, f"size must be between 16 and {MAX_SIZE} pixels")
+        need(1 <= self.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
+        need(self.strength >= 0, "strength must be 0 or more")
+        need(
+            (self.content_weight is None) == (self.style_weight is None),
+            "give both the content weight (alpha) and the style weight (beta), or neither",
+        )
+        for name, w in (("content weight", self.content_weight), ("style weight", self.style_weight)):
+            need(w is None or w >= 0, f"{name} must be 0 or more")
+        need(len(self.style_layers) > 0, "at least one style layer is needed")
+        need(len(self.content_layers) > 0, "at least one content layer is needed")
+        for layer in (*self.style_layers, *self.content_layers):
+            need(layer in LAYER_NAMES, f"unknown layer {layer!r}; layers are {', '.join(LAYER_NAMES)}")
+        if self.style_layer_weights is not None:
+            need(
+                len(self.style_layer_weights) == len(self.style_layers),
+                f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers",
+            )
+            need(all(w >= 0 for w in self.style_layer_weights), "style layer weights must be 0 or more")
+        need(self.tv_weight >= 0, "tv weight must be 0 or more")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        need(self.learning_rate is None or self.learning_rate > 0, "learning rate must be above 0")
+        need(self.init in INITS, f"init must be one of {', '.join(INITS)}")
+        need(0 <= self.noise_ratio <= 1, "noise ratio must be between 0 and 1")
+        need(self.style_blend is None or all(w >= 0 for w in self.style_blend), "style blend weights must be 0 or more")
+        need(self.style_blend is None or sum(self.style_blend) > 0, "style blend weights must not all be 0")
+        need(0.05 <= self.style_scale <= 4, "style scale must be between 0.05 and 4")
+        need(self.preserve_colors in COLOR_MODES, f"preserve colors must be one of {', '.join(COLOR_MODES)}")
+        need(self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}")
+        need(1 <= self.pyramid_levels <= 5, "pyramid levels must be between 1 and 5")
+        need(self.size >> (self.pyramid_levels - 1) >= 16, "too many pyramid levels for this size")
+        need(self.preview_every >= 0, "preview every must be 0 or more")
+        return self
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> StyleParams:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidParams(f"unknown parameters: {', '.join(sorted(unknown))}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)  # type: ignore[arg-type]
+
+
+# Pixel values are in [0, 1] (jcjohnson/neural-style uses 10 on 0-255 values, i.e. ~0.04 here).
+DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What the image decoder accepts."""
+
+    max_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    allowed_formats: tuple[str, ...] = field(default=("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"))

@@ -1,0 +1,230 @@
+"""VGG-19 feature extractor with named layers, and where its weights come from.
+
+Weights are looked for in this order:
+  1. a state-dict file named by the caller (`--weights PATH`) or by STYLEBOT_VGG19_WEIGHTS;
+  2. torchvision's VGG19_Weights.IMAGENET1K_V1 already in the torch hub cache;
+  3. nothing: WeightsNotFound, whose message names both ways to supply them.
+The value "random" gives randomly initialised weights, for tests only, and says so loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"
+RANDOM = "random"
+TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+InputFormat = Literal["torchvision", "caffe"]
+
+_BLOCKS = (2, 2, 4, 4, 4)  # convolutions per block in VGG-19
+
+
+def _layer_names() -> tuple[str, ...]:
+    names: list[str] = []
+    for block, convs in enumerate(_BLOCKS, start=1):
+        for i in range(1, convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+LAYER_NAMES: tuple[str, ...] = _layer_names()  # in torchvision's `features` order
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+class WeightsError(Exception):
+    """VGG-19 weights are missing or unusable; the message says what to do."""
+
+
+class WeightsNotFound(WeightsError):
+    pass
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: Literal["file", "torchvision-cache", "random"]
+    path: str | None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "random":
+            return "RANDOM weights (tests only: the output is not style transfer)"
+        return f"{self.kind}: {self.path}"
+
+
+def torchvision_cache_path() -> str:
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(TORCHVISION_URL))
+
+
+def resolve_weights(spec: str | None = None) -> WeightsSource:
+    """Find the weights to load, without loading them."""
+    spec = spec or os.environ.get(WEIGHTS_ENV) or None
+    if spec == RANDOM:
+        return WeightsSource("random", None)
+    if spec:
+        path = os.path.expanduser(spec)
+        if not os.path.isfile(path):
+            raise WeightsNotFound(f"VGG-19 weights file not found: {path}")
+        return WeightsSource("file", path)
+    cached = torchvision_cache_path()
+    if os.path.isfile(cached):
+        return WeightsSource("torchvision-cache", cached)
+    raise WeightsNotFound(
+        "VGG-19 weights not found. Either run `stylebot download-weights` where there is network "
+        f"(it saves torchvision's ImageNet weights to {cached}), or name a state-dict file with "
+        f"--weights PATH or the {WEIGHTS_ENV} environment variable."
+    )
+
+
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a bad file
+        raise WeightsError(f"cannot read VGG-19 weights from {path}: not a PyTorch state-dict file ({exc.__class__.__name__})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"cannot read VGG-19 weights from {path}: the file holds no state dict")
+    return {k.removeprefix("module."): v for k, v in data.items()}
+
+
+def _build_layers(pooling: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for block, convs in enumerate(_BLOCKS, start=1):
+        out_channels = min(64 * 2 ** (block - 1), 512)
+        for _ in range(convs):
+            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
+            in_channels = out_channels
+        layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+    return nn.Sequential(*layers)
+
+
+class VGG19Features(nn.Module):
+    """VGG-19's convolutional part, frozen, with the input normalisation inside.
+
+    `forward(image, names)` takes an RGB batch in [0, 1] and returns the named activations,
+    running the network only as far as the deepest requested layer.
+    """
+
+    def __init__(self, layers: nn.Sequential, input_format: InputFormat, source: WeightsSource):
+        super().__init__()
+        self.layers = layers
+        self.input_format = input_format
+        self.source = source
+        if input_format == "caffe":
+            mean = torch.tensor(_CAFFE_MEAN_BGR) / 255.0
+            std = torch.full((3,), 1 / 255.0)
+        else:
+            mean, std = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1))
+        self.register_buffer("std", std.view(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    def forward(self, image: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        wanted = set(names)
+        if unknown := wanted - set(LAYER_NAMES):
+            raise ValueError(f"unknown VGG-19 layers: {sorted(unknown)}")
+        last = max(LAYER_NAMES.index(n) for n in wanted)
+        x = image.flip(1) if self.input_format == "caffe" else image
+        x = (x - self.mean) / self.std
+        out: dict[str, torch.Tensor] = {}
+        for index in range(last + 1):
+            x = self.layers[index](x)
+            name = LAYER_NAMES[index]
+            if name in wanted:
+                # the ReLU after a conv works in place: keep a copy of a captured conv output
+                out[name] = x.clone() if name.startswith("conv") else x
+        return out
+
+
+def load_vgg19(
+    weights: str | None = None,
+    *,
+    pooling: str = "max",
+    input_format: InputFormat = "torchvision",
+    device: torch.device | str = "cpu",
+) -> VGG19Features:
+    """Load VGG-19's features (no classifier), frozen, on `device`."""
+    source = resolve_weights(weights)
+    layers = _build_layers(pooling)
+    if source.kind == "random":
+        log.warning("VGG-19 has RANDOM weights: for tests only, the output is not style transfer")
+        torch.manual_seed(0)
+        for module in layers:
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+    else:
+        state = _read_state_dict(source.path or "")
+        features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        if not features:
+            raise WeightsError(f"{source.path} holds no VGG-19 `features.*` weights")
+        expected = layers.state_dict()
+        missing = sorted(set(expected) - set(features), key=_natural)
+        if missing:
+            raise WeightsError(f"{source.path} is not a VGG-19 state dict: missing {', '.join('features.' + k for k in missing[:4])}")
+        for key, tensor in expected.items():
+            if features[key].shape != tensor.shape:
+                raise WeightsError(
+                    f"{source.path} is not a VGG-19 state dict: features.{key} has shape "
+                    f"{tuple(features[key].shape)}, expected {tuple(tensor.shape)}"
+                )
+        layers.load_state_dict({k: features[k].float() for k in expected})
+    model = VGG19Features(layers, input_format, source).to(device)
+    if torch.device(device).type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _natural(key: str) -> tuple[int, str]:
+    head, _, tail = key.partition(".")
+    return (int(head) if head.isdigit() else 0, tail)
+
+
+def download_weights() -> str:
+    """Fetch torchvision's ImageNet VGG-19 weights into the torch hub cache; return the path."""
+    path = torchvision_cache_path()
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(TORCHVISION_URL, path, hash_prefix="dcbb9e9d", progress=True)
+    return path
+
+
+def best_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def parse_device(name: str | None) -> torch.device:
+    """`auto`/None picks the best device; anything else must exist here."""
+    if not name or name == "auto":
+        return best_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but no CUDA GPU is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"no CUDA device {device.index}; this machine has {torch.cuda.device_count()}")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("MPS was asked for but is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
