@@ -15,7 +15,7 @@ from PIL import Image
 
 from bot.engine import images
 from bot.engine.losses import content_cost, gram, gram_norm_cost, layer_style_cost, total_variation
-from bot.engine.params import STRENGTH_SCALE, StyleParams
+from bot.engine.params import STRENGTH_SCALE, InvalidParams, StyleParams
 from bot.engine.vgg import LAYER_NAMES, VGG19Features
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
@@ -62,6 +62,20 @@ def _layer_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
     return shapes
 
 
+def min_input_side(layers: Sequence[str]) -> int:
+    """The shortest input side for which every layer in `layers` has at least one position."""
+    deepest = max(LAYER_NAMES.index(n) for n in layers)
+    return 2 ** sum(1 for n in LAYER_NAMES[:deepest] if n.startswith("pool"))
+
+
+def _style_dims(size: tuple[int, int], longest: int, min_side: int) -> tuple[int, int]:
+    width, height = images.fit_size(*size, longest)
+    if min(width, height) < min_side:  # a thin style image is enlarged until the layers fit
+        scale = min_side / min(width, height)
+        width, height = max(min_side, round(width * scale)), max(min_side, round(height * scale))
+    return width, height
+
+
 def pyramid_sizes(max_side: int, levels: int) -> list[int]:
     """Longest sides from coarsest to finest; the last is `max_side`."""
     return [max(16, max_side >> (levels - 1 - i)) for i in range(levels)]
@@ -84,7 +98,7 @@ def _precision(device: torch.device, precision: str):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-class _Objective:
+class Objective:
     """J(x) for one pyramid level, with its targets computed once."""
 
     def __init__(self, model, params: StyleParams, content: torch.Tensor, styles: Sequence[torch.Tensor],
@@ -172,9 +186,17 @@ def stylize(
     device = next(model.parameters()).device
     seed = params.seed if params.seed is not None else random.randrange(2**31)
     generator = torch.Generator().manual_seed(seed)
-    sizes = pyramid_sizes(params.size, params.pyramid_levels)
     out_w, out_h = images.fit_size(*content.size, params.size)
-    level_dims = [images.fit_size(out_w, out_h, s) for s in sizes]
+    min_side = min_input_side((*params.style_layers, *params.content_layers))
+    if min(out_w, out_h) < min_side:
+        raise InvalidParams(
+            f"at size {params.size} the content image becomes {out_w}x{out_h}, too thin for the chosen layers: "
+            f"they need at least {min_side} pixels on the short side (use a larger size)"
+        )
+    # coarse levels too small for the layers are left out
+    level_dims = [d for d in (images.fit_size(out_w, out_h, s) for s in pyramid_sizes(params.size, params.pyramid_levels))
+                  if min(d) >= min_side]
+    sizes = [max(d) for d in level_dims]
     work = [params.steps * w * h for w, h in level_dims]
     total_steps = params.steps * len(sizes)
     started = time.perf_counter()
@@ -196,14 +218,14 @@ def stylize(
             level_started = time.perf_counter()
             content_t = prepare(content, dims)
             style_side = max(16, round(max(dims) * params.style_scale))
-            style_ts = [prepare(s, images.fit_size(*s.size, style_side)) for s in styles]
+            style_ts = [prepare(s, _style_dims(s.size, style_side, min_side)) for s in styles]
             if params.preserve_colors == "luminance":
                 style_ts = [images.match_luminance(s, content_t) for s in style_ts]
                 content_t = images.luminance(content_t)
             elif params.preserve_colors == "match":
                 style_ts = [images.match_colors(s, content_t) for s in style_ts]
             content_t = to_device(content_t)
-            objective = _Objective(model, params, content_t, [to_device(s) for s in style_ts], blend, style_cache)
+            objective = Objective(model, params, content_t, [to_device(s) for s in style_ts], blend, style_cache)
 
             if x is None:
                 x = _initial_image(content_t, params, generator)
@@ -252,7 +274,7 @@ def _initial_image(content: torch.Tensor, params: StyleParams, generator: torch.
     return params.noise_ratio * noise + (1.0 - params.noise_ratio) * content
 
 
-def _optimise(x: torch.Tensor, objective: _Objective, params: StyleParams,
+def _optimise(x: torch.Tensor, objective: Objective, params: StyleParams,
               report: Callable[[dict[str, torch.Tensor]], None]) -> None:
     if params.optimizer == "lbfgs":
         # One closure evaluation per step; the tolerances are off so a run does all its steps.

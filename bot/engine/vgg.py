@@ -203,6 +203,10 @@ def download_weights() -> str:
     return path
 
 
+class DeviceError(ValueError):
+    """The device asked for does not exist here."""
+
+
 def best_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -218,13 +222,13 @@ def parse_device(name: str | None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was asked for but no CUDA GPU is available")
+        raise DeviceError("CUDA was asked for but no CUDA GPU is available")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"no CUDA device {device.index}; this machine has {torch.cuda.device_count()}")
+        raise DeviceError(f"no CUDA device {device.index}; this machine has {torch.cuda.device_count()}")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("MPS was asked for but is not available")
+        raise DeviceError("MPS was asked for but is not available")
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+        raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

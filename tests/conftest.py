@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="session")
+def random_vgg():
+    """The real VGG-19 architecture with random weights (tests only)."""
+    from bot.engine.vgg import load_vgg19
+
+    return load_vgg19("random")
+
+
+def gradient_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A smooth colourful picture with some structure."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    r = 0.5 + 0.5 * np.sin(6 * x + rng.uniform(0, 6))
+    g = 0.5 + 0.5 * np.cos(5 * y + rng.uniform(0, 6))
+    b = 0.5 + 0.5 * np.sin(4 * (x + y) + rng.uniform(0, 6))
+    return Image.fromarray((np.stack([r, g, b], -1) * 255).astype(np.uint8), "RGB")
+
+
+def noise_image(width: int, height: int, seed: int = 0, tint=(1.0, 1.0, 1.0)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    array = rng.uniform(0, 255, (height, width, 3)) * np.array(tint)
+    return Image.fromarray(array.astype(np.uint8), "RGB")
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()

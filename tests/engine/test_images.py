@@ -1,0 +1,138 @@
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.engine import images
+from bot.engine.params import ImageLimits
+from tests.conftest import noise_image, png_bytes
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims width x height pixels."""
+    data = bytearray(png_bytes(Image.new("RGB", (1, 1))))
+    start = 8 + 8  # signature, then IHDR length and type
+    data[start : start + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12 : start + 13]))
+    data[start + 13 : start + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def test_decodes_png_to_rgb():
+    image = images.decode(png_bytes(noise_image(7, 5)))
+    assert image.mode == "RGB" and image.size == (7, 5)
+
+
+def test_empty_file():
+    with pytest.raises(images.EmptyImage, match="empty"):
+        images.decode(b"", name="content image")
+
+
+def test_too_many_bytes():
+    data = png_bytes(noise_image(64, 64))
+    with pytest.raises(images.ImageTooLarge, match="limit is"):
+        images.decode(data, ImageLimits(max_bytes=1000))
+
+
+def test_decompression_bomb_is_refused_from_the_header():
+    with pytest.raises(images.TooManyPixels, match="pixels"):
+        images.decode(png_declaring(100_000, 100_000))
+    with pytest.raises(images.TooManyPixels, match="5000x5000"):
+        images.decode(png_declaring(5000, 5000), ImageLimits(max_pixels=1_000_000))
+    # probe refuses as well, without decoding
+    with pytest.raises(images.TooManyPixels):
+        images.probe(png_declaring(5000, 5000), ImageLimits(max_pixels=1_000_000))
+
+
+def test_not_an_image():
+    with pytest.raises(images.UnsupportedImage, match="not an image"):
+        images.decode(b"hello, this is text", name="style image")
+
+
+def test_format_not_allowed():
+    with pytest.raises(images.UnsupportedImage, match="PPM"):
+        images.decode(png_bytes(noise_image(4, 4), "PPM"))
+
+
+def test_truncated_file_is_corrupt():
+    data = png_bytes(noise_image(64, 64))
+    with pytest.raises(images.CorruptImage, match="damaged"):
+        images.decode(data[: len(data) // 2])
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (20, 10), (255, 0, 0))
+    image.paste((0, 0, 255), (10, 0, 20, 10))  # right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    decoded = images.decode(png_bytes(image, "JPEG", exif=exif, quality=95))
+    assert decoded.size == (10, 20)
+    top = np.asarray(decoded)[2, 5]
+    assert top[0] > 200 and top[2] < 60  # the left (red) half is now on top
+
+
+def test_transparency_is_composited_on_white():
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert images.decode(png_bytes(rgba)).getpixel((0, 0)) == (255, 255, 255)
+    half = Image.new("RGBA", (4, 4), (0, 0, 0, 128))
+    assert images.decode(png_bytes(half)).getpixel((0, 0)) == (127, 127, 127)
+    la = Image.new("LA", (4, 4), (0, 0))
+    assert images.decode(png_bytes(la)).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_palette_with_transparency():
+    p = Image.new("P", (4, 4), 0)
+    p.putpalette([10, 20, 30] + [0, 0, 0] * 255)
+    p.info["transparency"] = 0
+    assert images.decode(png_bytes(p, transparency=0)).getpixel((0, 0)) == (255, 255, 255)
+    opaque = Image.new("P", (4, 4), 0)
+    opaque.putpalette([10, 20, 30] + [0, 0, 0] * 255)
+    assert images.decode(png_bytes(opaque)).getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_cmyk_grey_and_16_bit():
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))  # red
+    r, g, b = images.decode(png_bytes(cmyk, "JPEG", quality=100)).getpixel((0, 0))
+    assert r > 200 and g < 60 and b < 60
+    assert images.decode(png_bytes(Image.new("L", (4, 4), 77))).getpixel((0, 0)) == (77, 77, 77)
+    sixteen = Image.new("I;16", (4, 4), 65535 // 2)
+    value = images.decode(png_bytes(sixteen)).getpixel((0, 0))
+    assert value[0] == value[1] == value[2] and 125 <= value[0] <= 130
+
+
+def test_animated_image_uses_the_first_frame():
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
+    data = png_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    r, g, b = images.decode(data).getpixel((0, 0))
+    assert r > 200 and b < 60
+
+
+def test_fit_size_keeps_the_aspect_ratio():
+    assert images.fit_size(400, 200, 100) == (100, 50)
+    assert images.fit_size(30, 90, 300) == (100, 300)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_encode_round_trip(fmt):
+    image = noise_image(16, 12)
+    decoded = images.decode(images.encode(image, fmt))
+    assert decoded.size == (16, 12)
+    if fmt == "png":
+        assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_encode_to_fit_falls_back_to_jpeg():
+    image = noise_image(256, 256)
+    data, fmt = images.encode_to_fit(image, 10_000_000)
+    assert fmt == "png"
+    data, fmt = images.encode_to_fit(image, 60_000)
+    assert fmt == "jpeg" and len(data) <= 60_000
+
+
+def test_colour_space_round_trip():
+    import torch
+
+    rgb = torch.rand(1, 3, 5, 5)
+    assert torch.allclose(images.ycbcr_to_rgb(images.rgb_to_ycbcr(rgb)), rgb, atol=1e-5)
