@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 from bot.engine import images
-from bot.engine.params import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, DEFAULT_LR, ImageLimits, StyleParams
+from bot.engine.params import (
+    COLOR_MODES,
+    DEFAULT_LR,
+    INITS,
+    OPTIMIZERS,
+    POOLINGS,
+    ImageLimits,
+    StyleParams,
+)
 from bot.engine.transfer import PRECISIONS, Cancelled, Progress, stylize
 from bot.engine.vgg import WEIGHTS_ENV, load_vgg19, parse_device
 from bot.progress_bar import ProgressBar

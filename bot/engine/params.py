@@ -24,7 +24,7 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 
 # Strength mode: how much more the (normalised) style term counts than the (normalised)
 # content term at strength 1.0. See `StyleParams.strength` and README.md.
-STRENGTH_SCALE = 1000.0
+STRENGTH_SCALE = 10.0
 
 MAX_SIZE = 4096
 MAX_STEPS = 5000

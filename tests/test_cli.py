@@ -1,0 +1,109 @@
+"""The `stylebot` command as a person runs it: a real subprocess, exit codes and messages."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import gradient_image, noise_image
+
+
+def stylebot(*args, env_weights="random", cwd=None, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if k != "STYLEBOT_VGG19_WEIGHTS"}
+    if env_weights is not None:
+        env["STYLEBOT_VGG19_WEIGHTS"] = env_weights
+    env.update(extra_env or {})
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    content, style = tmp_path / "content.jpg", tmp_path / "style.png"
+    gradient_image(60, 40).save(content, quality=95)
+    noise_image(32, 32).save(style)
+    return tmp_path, content, style
+
+
+def test_stylize_writes_an_image_and_intermediates(pictures):
+    folder, content, style = pictures
+    out = folder / "out.png"
+    done = stylebot("stylize", str(content), str(style), "-o", str(out), "--size", "48", "--steps", "4", "--save-every", "2", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size == (48, 32)
+    assert (folder / "out-0002.png").exists() and (folder / "out-0004.png").exists()
+    assert "RANDOM" in done.stderr  # random weights are never silent
+    assert "4/4" in done.stderr and "ETA" in done.stderr and "seed 3" in done.stderr
+
+
+def test_several_styles_and_jpeg_output(pictures):
+    folder, content, style = pictures
+    out = folder / "out.jpg"
+    done = stylebot("stylize", str(content), str(style), str(style), "-o", str(out), "--size", "32", "--steps", "2",
+                    "--style-blend", "1,3", "--preserve-colors", "match", "--optimizer", "adam", "-q")
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).format == "JPEG"
+    assert "ETA" not in done.stderr and "wrote" not in done.stderr  # quiet: only the random-weights warning
+    assert done.stderr.strip().splitlines() == [line for line in done.stderr.strip().splitlines() if "RANDOM" in line]
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--size", "4"], 2, "size must be between"),
+        (["--style-blend", "1,2"], 2, "2 weights but there are 1 style images"),
+        (["--content-weight", "1"], 2, "give both"),
+        (["--device", "tpu"], 2, "device"),
+        (["--style-layers", "relu7_1"], 2, "unknown layer"),
+    ],
+)
+def test_bad_options_give_one_line_and_an_exit_code(pictures, args, code, message):
+    folder, content, style = pictures
+    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.png"), *args)
+    assert done.returncode == code
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_images_and_paths(pictures):
+    folder, content, style = pictures
+    text = folder / "notes.png"
+    text.write_text("not an image")
+    done = stylebot("stylize", str(text), str(style), "-o", str(folder / "o.png"))
+    assert done.returncode == 1 and "content image" in done.stderr and "not an image" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = stylebot("stylize", str(folder / "missing.png"), str(style), "-o", str(folder / "o.png"))
+    assert done.returncode == 2 and "cannot read" in done.stderr
+    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.gif"))
+    assert done.returncode == 2 and "must end in" in done.stderr
+    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "nowhere" / "o.png"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert not (folder / "o.png").exists()
+
+
+def test_missing_weights_say_what_to_do(pictures, tmp_path):
+    folder, content, style = pictures
+    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.png"), env_weights=None,
+                    extra_env={"TORCH_HOME": str(tmp_path / "empty-torch-home")})
+    assert done.returncode == 1
+    assert "stylebot download-weights" in done.stderr and "--weights" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_usage_errors_exit_2():
+    done = stylebot("stylize")
+    assert done.returncode == 2 and "usage" in done.stderr
+    assert stylebot("--help").returncode == 0
+
+
+def test_bench_prints_json():
+    import json
+
+    done = stylebot("bench", "--sizes", "32", "--steps", "2", "--warmup", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (size,) = report["sizes"]
+    assert size["side"] == 32 and size["ms_per_step"] > 0 and size["gflop_per_step"] > 0
+    assert report["matmul_fp32_gflops"] > 0 and size["roofline_ratio"] > 0
