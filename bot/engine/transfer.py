@@ -109,7 +109,7 @@ class Objective:
         self.names = tuple(dict.fromkeys((*self.style_layers, *self.content_layers)))
         shapes = _layer_shapes(*content.shape[-2:])
         with torch.no_grad():
-            feats = model(content, self.content_layers)
+            feats = model(content, self.names)
             self.content_targets = {n: feats[n].detach() for n in self.content_layers}
             per_position = [self._style_grams(s, style_cache) for s in styles]
             # Departs from the seed only when the style image's size differs from the generated
@@ -125,18 +125,22 @@ class Objective:
             self.content_scale = {n: alpha for n in self.content_layers}
             self.style_scale = {n: beta * lambdas[n] for n in self.style_layers}
         else:
-            # Strength mode (departs from the seed): each term is divided by its value for an
-            # all-zero image, so the balance does not depend on the scale of the VGG-19 weights.
+            # Strength mode (departs from the seed): each term is divided by a scale of its own,
+            # so the balance depends neither on the scale of the VGG-19 weights nor on how much
+            # energy the style image has: a content layer by its cost for an all-zero image, a
+            # style layer by its cost for the content image (the gap to close), at least 5 % of
+            # its cost for an all-zero image (for a style that is the content itself).
             beta = params.strength * STRENGTH_SCALE
             share = 1.0 / len(self.content_layers)
             self.content_scale = {
                 n: share / max(float(content_cost(t, torch.zeros_like(t))), 1e-30)
                 for n, t in self.content_targets.items()
             }
-            self.style_scale = {
-                n: beta * lambdas[n] / max(float(gram_norm_cost(self.style_targets[n], *shapes[n])), 1e-30)
-                for n in self.style_layers
-            }
+            self.style_scale = {}
+            for n in self.style_layers:
+                gap = float(layer_style_cost(self.style_targets[n], feats[n]))
+                floor = 0.05 * float(gram_norm_cost(self.style_targets[n], *shapes[n]))
+                self.style_scale[n] = beta * lambdas[n] / max(gap, floor, 1e-30)
 
     def _style_grams(self, style: torch.Tensor, cache: StyleCache | None) -> dict[str, torch.Tensor]:
         """Gram matrices of one style image divided by its number of positions (n_H n_W)."""

@@ -1,0 +1,1 @@
+"""The process boundary between the asyncio bot and the GPU work. Never imports discord."""

@@ -1,0 +1,71 @@
+"""The interface every backend implements (the local pool; a distributed one next)."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import AsyncIterator
+
+from bot.executor.protocol import Event, Job, JobProgress, JobQueued, Terminal
+
+
+class Executor(abc.ABC):
+    """Runs jobs somewhere; the bot sees only this."""
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def submit(self, job: Job) -> JobHandle:
+        """Queue a job. Raises a SubmitError (QueueFull, UserLimitReached, ExecutorClosed)."""
+
+    @abc.abstractmethod
+    async def cancel(self, job_id: str) -> bool:
+        """Ask a job to stop; its terminal event follows. False if the job is unknown or over."""
+
+    @abc.abstractmethod
+    async def shutdown(self, *, graceful: bool = True, timeout: float = 30.0) -> None: ...
+
+
+class JobHandle:
+    """The caller's view of one job: its events in order, its result, and a way to cancel it."""
+
+    def __init__(self, job: Job, executor: Executor):
+        self.job = job
+        self.id = job.id
+        self._executor = executor
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._result: asyncio.Future[Terminal] = asyncio.get_running_loop().create_future()
+        self.position: int | None = None  # the latest queue position, None once started
+        self.progress: JobProgress | None = None  # the latest progress
+
+    @property
+    def done(self) -> bool:
+        return self._result.done()
+
+    def _emit(self, event: Event) -> None:
+        if self._result.done():
+            return  # nothing follows a terminal event
+        if isinstance(event, JobQueued):
+            self.position = event.position
+        elif isinstance(event, JobProgress):
+            self.progress = event
+        else:
+            self.position = None
+        self._events.put_nowait(event)
+        if event.terminal:
+            self._result.set_result(event)  # type: ignore[arg-type]
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event from now on, ending with the terminal one. One consumer at a time."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if event.terminal:
+                return
+
+    async def result(self) -> Terminal:
+        return await asyncio.shield(self._result)
+
+    async def cancel(self) -> bool:
+        return await self._executor.cancel(self.id)

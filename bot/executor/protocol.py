@@ -1,0 +1,172 @@
+"""What crosses the boundary between the bot and the GPU workers: data only.
+
+A Job goes in; events come out: JobQueued (position), JobStarted, JobProgress..., and exactly one
+terminal event, JobDone, JobFailed or JobCancelled. Everything converts to plain dicts
+(`to_dict`/`event_from_dict`, bytes kept) and to JSON (`to_json`/`from_json`, bytes in base64),
+so any backend can carry it without pickling code or tensors.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+FailureKind = Literal["bad_input", "out_of_memory", "timeout", "worker_crashed", "internal", "shutdown"]
+FAILURE_KINDS: tuple[str, ...] = ("bad_input", "out_of_memory", "timeout", "worker_crashed", "internal", "shutdown")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    user_id: int
+    guild_id: int | None
+    content: bytes
+    styles: tuple[bytes, ...]
+    params: dict[str, Any]  # StyleParams.to_dict()
+    id: str = field(default_factory=new_job_id)
+    time_limit: float | None = None  # seconds of running time; None: the executor's limit
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["styles"] = list(self.styles)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        return cls(**{**data, "styles": tuple(data["styles"])})
+
+    def to_json(self) -> str:
+        return json.dumps(_encode_bytes(self.to_dict()))
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        return cls.from_dict(_decode_bytes(json.loads(text)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    type: ClassVar[str] = ""
+    terminal: ClassVar[bool] = False
+    job_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(_encode_bytes(self.to_dict()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobQueued(Event):
+    type: ClassVar[str] = "queued"
+    position: int  # 1 = the next job to start
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStarted(Event):
+    type: ClassVar[str] = "started"
+    worker: str
+    device: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobProgress(Event):
+    type: ClassVar[str] = "progress"
+    step: int
+    total: int
+    losses: dict[str, float]
+    elapsed: float
+    eta: float | None
+    preview: bytes | None = None  # a small JPEG every `preview_every` steps
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobDone(Event):
+    type: ClassVar[str] = "done"
+    terminal: ClassVar[bool] = True
+    image: bytes  # PNG
+    width: int
+    height: int
+    seed: int
+    steps: int
+    seconds: float  # running time on the worker
+    device: str
+    weights: str  # which VGG-19 weights made it (a label)
+    cache_hit: bool = False  # the style targets came from the worker's cache
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFailed(Event):
+    type: ClassVar[str] = "failed"
+    terminal: ClassVar[bool] = True
+    kind: FailureKind
+    message: str  # for a person: never a traceback
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobCancelled(Event):
+    type: ClassVar[str] = "cancelled"
+    terminal: ClassVar[bool] = True
+    reason: str = "cancelled"
+
+
+Terminal = JobDone | JobFailed | JobCancelled
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls for cls in (JobQueued, JobStarted, JobProgress, JobDone, JobFailed, JobCancelled)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("type")]
+    return cls(**data)
+
+
+def event_from_json(text: str) -> Event:
+    return event_from_dict(_decode_bytes(json.loads(text)))
+
+
+_BYTES_TAG = "__b64__"
+
+
+def _encode_bytes(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {_BYTES_TAG: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {k: _encode_bytes(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode_bytes(v) for v in value]
+    return value
+
+
+def _decode_bytes(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_BYTES_TAG}:
+            return base64.b64decode(value[_BYTES_TAG])
+        return {k: _decode_bytes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_bytes(v) for v in value]
+    return value
+
+
+class SubmitError(Exception):
+    """A job was refused at submit time; the message says why and what to do."""
+
+
+class QueueFull(SubmitError):
+    pass
+
+
+class UserLimitReached(SubmitError):
+    pass
+
+
+class ExecutorClosed(SubmitError):
+    pass

@@ -1,0 +1,94 @@
+"""Fairness across users: one member's ten jobs do not hold up everybody else.
+
+The next job comes from the user with the fewest jobs running; among those, from the user
+served longest ago (a user never served yet first, in order of arrival). Within one user's jobs,
+first in first out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    def __init__(self) -> None:
+        self._by_user: dict[Hashable, deque[T]] = {}
+        self._running: Counter[Hashable] = Counter()
+        self._last_served: dict[Hashable, int] = {}
+        self._arrival: dict[Hashable, int] = {}
+        self._tick = 0
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._by_user.values())
+
+    def push(self, user: Hashable, item: T) -> None:
+        self._tick += 1
+        if user not in self._by_user:
+            self._by_user[user] = deque()
+            self._arrival[user] = self._tick
+        self._by_user[user].append(item)
+
+    def push_front(self, user: Hashable, item: T) -> None:
+        """Put back an item that was popped but could not start."""
+        self._running[user] -= 1
+        if user not in self._by_user:
+            self._by_user[user] = deque()
+            self._arrival.setdefault(user, 0)
+        self._by_user[user].appendleft(item)
+
+    def pop(self) -> T | None:
+        if not self._by_user:
+            return None
+        user = min(self._by_user, key=lambda u: self._rank(u, self._running, self._last_served))
+        item = self._by_user[user].popleft()
+        if not self._by_user[user]:
+            del self._by_user[user]
+            del self._arrival[user]
+        self._tick += 1
+        self._running[user] += 1
+        self._last_served[user] = self._tick
+        return item
+
+    def finished(self, user: Hashable) -> None:
+        """A popped item of `user` is no longer running."""
+        self._running[user] -= 1
+        if self._running[user] <= 0:
+            del self._running[user]
+
+    def _rank(self, user: Hashable, running: Counter, last_served: dict) -> tuple[int, int, int]:
+        return running[user], last_served.get(user, -1), self._arrival[user]
+
+    def remove(self, user: Hashable, item: T) -> bool:
+        queue = self._by_user.get(user)
+        if queue is None or item not in queue:
+            return False
+        queue.remove(item)
+        if not queue:
+            del self._by_user[user]
+            del self._arrival[user]
+        return True
+
+    def in_order(self) -> list[T]:
+        """Every waiting item in the order `pop` would return them if nothing finished."""
+        queues = {u: deque(q) for u, q in self._by_user.items()}
+        running, last_served, tick = Counter(self._running), dict(self._last_served), self._tick
+        order: list[T] = []
+        while queues:
+            user = min(queues, key=lambda u: self._rank(u, running, last_served))
+            order.append(queues[user].popleft())
+            if not queues[user]:
+                del queues[user]
+            tick += 1
+            running[user] += 1
+            last_served[user] = tick
+        return order
+
+    def drain(self) -> list[T]:
+        items = self.in_order()
+        self._by_user.clear()
+        self._arrival.clear()
+        return items

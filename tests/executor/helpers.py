@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import asyncio
+
+from bot.engine.params import StyleParams
+from bot.executor.local import ExecutorConfig, LocalExecutor
+from bot.executor.protocol import Job
+from tests.conftest import gradient_image, noise_image, png_bytes
+
+CONTENT = png_bytes(gradient_image(40, 30))
+STYLE = png_bytes(noise_image(32, 32))
+
+
+def make_job(user_id: int = 1, *, steps: int = 4, size: int = 32, content: bytes = CONTENT, style: bytes = STYLE,
+             **params) -> Job:
+    return Job(user_id=user_id, guild_id=10, content=content, styles=(style,),
+               params=StyleParams(size=size, steps=steps, **params).to_dict())
+
+
+def long_job(user_id: int = 1) -> Job:
+    return make_job(user_id, steps=5000)
+
+
+def run(coro, timeout: float = 120):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def started_executor(**config) -> LocalExecutor:
+    executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), **config))
+    await executor.start()
+    return executor
+
+
+async def collect(handle) -> list:
+    return [event async for event in handle.events()]
+
+
+async def first(handle, kind):
+    """Wait for the first event of type `kind` (events before it are consumed)."""
+    async for event in handle.events():
+        if isinstance(event, kind):
+            return event
+        if event.terminal:
+            raise AssertionError(f"job ended with {event} before a {kind.__name__}")
+    raise AssertionError("no events")

@@ -1,0 +1,28 @@
+from bot.executor.protocol import (
+    Job,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    JobQueued,
+    event_from_dict,
+    event_from_json,
+)
+
+
+def test_job_round_trips_through_json():
+    job = Job(user_id=1, guild_id=None, content=b"\x89PNG\x00", styles=(b"a", b"\xff"), params={"size": 32, "style_layers": ["relu1_1"]})
+    assert Job.from_json(job.to_json()) == job
+    assert Job.from_dict(job.to_dict()) == job
+
+
+def test_events_round_trip_and_are_typed():
+    events = [
+        JobQueued(job_id="j", position=3),
+        JobProgress(job_id="j", step=1, total=2, losses={"total": 1.5}, elapsed=0.1, eta=None, preview=b"\xff\xd8"),
+        JobDone(job_id="j", image=b"png", width=3, height=2, seed=1, steps=2, seconds=1.0, device="cpu", weights="w"),
+        JobFailed(job_id="j", kind="timeout", message="too slow"),
+    ]
+    for event in events:
+        assert event_from_json(event.to_json()) == event
+        assert event_from_dict(event.to_dict()) == event
+    assert events[2].terminal and not events[0].terminal
