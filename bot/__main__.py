@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from bot import cli_bench, cli_stylize
+from bot import cli_bench, cli_bench_executor, cli_stylize
 from bot.engine.images import ImageError
 from bot.engine.params import InvalidParams
 from bot.engine.vgg import DeviceError, WeightsError, download_weights
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_stylize.add_parser(subparsers)
     cli_bench.add_parser(subparsers)
+    cli_bench_executor.add_parser(subparsers)
     p = subparsers.add_parser("download-weights", help="fetch torchvision's ImageNet VGG-19 weights into the torch hub cache")
     p.set_defaults(handler=_download)
     return parser

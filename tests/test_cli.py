@@ -107,3 +107,12 @@ def test_bench_prints_json():
     (size,) = report["sizes"]
     assert size["side"] == 32 and size["ms_per_step"] > 0 and size["gflop_per_step"] > 0
     assert report["matmul_fp32_gflops"] > 0 and size["roofline_ratio"] > 0
+
+
+def test_bench_executor_prints_json():
+    import json
+
+    done = stylebot("bench-executor", "--jobs", "2", "--size", "32", "--steps", "2", "--workers", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["done"] == 2 and report["jobs_per_minute"] > 0 and report["loop_lag_worst_ms"] >= 0
