@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from bot import cli_bench, cli_bench_executor, cli_stylize
+from bot import cli_bench, cli_bench_executor, cli_run, cli_stylize
 from bot.engine.images import ImageError
 from bot.engine.params import InvalidParams
 from bot.engine.vgg import DeviceError, WeightsError, download_weights
@@ -20,6 +20,7 @@ def _download(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylebot", description="Neural style transfer: a Discord bot and a command line.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_run.add_parser(subparsers)
     cli_stylize.add_parser(subparsers)
     cli_bench.add_parser(subparsers)
     cli_bench_executor.add_parser(subparsers)
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ImageError, WeightsError) as exc:
         print(f"stylebot: error: {exc}", file=sys.stderr)
         return 1
+    except cli_run.SystemExitMessage as exc:
+        print(f"stylebot: error: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         print("stylebot: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,1 @@
+"""Discord-facing parts: slash commands, buttons, error handling."""

@@ -1,0 +1,146 @@
+"""`/stylize-settings show|set|reset`: a server's defaults and caps, for members with Manage Server."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.errors import UserFacingError
+from bot.engine.params import DEFAULT_STYLE_LAYERS, MAX_SIZE, MAX_STEPS
+from bot.storage import GuildSettings, SettingsError
+
+if TYPE_CHECKING:
+    from bot.app import StyleBot
+
+
+def describe(settings: GuildSettings) -> str:
+    weights = (f"α (content) {settings.content_weight:g}, β (style) {settings.style_weight:g}"
+               if settings.content_weight is not None else f"strength {settings.strength:g}")
+    layers = ("equal" if settings.style_layer_weights is None
+              else ", ".join(f"{n} {w:g}" for n, w in zip(DEFAULT_STYLE_LAYERS, settings.style_layer_weights, strict=True)))
+    channels = ", ".join(f"<#{c}>" for c in settings.allowed_channels) or "every channel"
+    return "\n".join([
+        f"**Weights:** {weights}",
+        f"**Style layer weights:** {layers}",
+        f"**Size:** {settings.size} px (members may ask up to {settings.max_size})",
+        f"**Steps:** {settings.steps} (members may ask up to {settings.max_steps})",
+        f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
+        f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
+    ])
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in re.split(r"[,\s]+", text.strip()) if v)
+    except ValueError:
+        raise UserFacingError(f"`{text}` is not a list of numbers (for example `0.2, 0.2, 0.2, 0.2, 0.2`).") from None
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("all", "any", "every", "*"):
+        return ()
+    ids = tuple(int(m) for m in re.findall(r"\d{5,}", text))
+    if not ids:
+        raise UserFacingError("Name channels as #mentions or ids, or `all` for every channel.")
+    return ids
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class SettingsGroup(app_commands.Group, name="stylize-settings", description="This server's /stylize defaults (Manage Server)"):
+    def __init__(self, bot: StyleBot):
+        super().__init__()
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # default_permissions is only a hint that admins can override: the server checks too.
+        if not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    @app_commands.command(name="show", description="Show this server's /stylize settings")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def show(self, interaction: discord.Interaction) -> None:
+        settings = await self.bot.storage.get(interaction.guild_id)
+        await interaction.response.send_message(describe(settings), ephemeral=True)
+
+    @app_commands.command(name="set", description="Change this server's /stylize defaults and caps")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(
+        strength="default style strength (0-100; 1 is balanced); clears alpha and beta",
+        alpha="raw content weight α (with beta; replaces strength)",
+        beta="raw style weight β (with alpha)",
+        layer_weights="λ for relu1_1, relu2_1, relu3_1, relu4_1, relu5_1, e.g. 0.2,0.2,0.2,0.2,0.2 (or 'equal')",
+        steps="default steps",
+        size="default longest side in pixels",
+        optimizer="default optimizer",
+        preserve_colors="default colour preservation",
+        max_size="the largest size members may ask for",
+        max_steps="the most steps members may ask for",
+        cooldown="seconds between two /stylize of one member",
+        channels="channels where /stylize works (#mentions), or 'all'",
+    )
+    async def set_(
+        self,
+        interaction: discord.Interaction,
+        strength: app_commands.Range[float, 0.0, 100.0] | None = None,
+        alpha: app_commands.Range[float, 0.0] | None = None,
+        beta: app_commands.Range[float, 0.0] | None = None,
+        layer_weights: str | None = None,
+        steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
+        size: app_commands.Range[int, 64, MAX_SIZE] | None = None,
+        optimizer: Literal["lbfgs", "adam"] | None = None,
+        preserve_colors: Literal["none", "luminance", "match"] | None = None,
+        max_size: app_commands.Range[int, 64, MAX_SIZE] | None = None,
+        max_steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
+        cooldown: app_commands.Range[int, 0, 86400] | None = None,
+        channels: str | None = None,
+    ) -> None:
+        changes: dict = {}
+        if strength is not None:
+            changes.update(strength=strength, content_weight=None, style_weight=None)
+        if alpha is not None or beta is not None:
+            changes.update(content_weight=alpha, style_weight=beta)
+        if layer_weights is not None:
+            changes["style_layer_weights"] = None if layer_weights.strip().lower() == "equal" else _floats(layer_weights)
+        for name, value in (("steps", steps), ("size", size), ("optimizer", optimizer), ("preserve_colors", preserve_colors),
+                            ("max_size", max_size), ("max_steps", max_steps), ("cooldown_seconds", cooldown)):
+            if value is not None:
+                changes[name] = value
+        if channels is not None:
+            changes["allowed_channels"] = _channels(channels)
+        if not changes:
+            raise UserFacingError("Nothing to change: give at least one option.")
+        current = await self.bot.storage.get(interaction.guild_id)
+        try:
+            updated = current.replace(**changes)
+        except SettingsError as exc:
+            raise UserFacingError(f"Not saved: {exc}.") from None
+        await self.bot.storage.put(interaction.guild_id, updated, by=interaction.user.id)
+        await interaction.response.send_message("Saved. The next /stylize uses:\n" + describe(updated), ephemeral=True)
+
+    @app_commands.command(name="reset", description="Put this server's /stylize settings back to the defaults")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def reset(self, interaction: discord.Interaction) -> None:
+        await self.bot.storage.reset(interaction.guild_id)
+        await interaction.response.send_message("Back to the defaults:\n" + describe(GuildSettings()), ephemeral=True)
+
+
+class SettingsCog(commands.Cog):
+    def __init__(self, bot: StyleBot):
+        self.bot = bot
+        self.group = SettingsGroup(bot)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.group)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.group.name)
+
+
+async def setup(bot: StyleBot) -> None:
+    await bot.add_cog(SettingsCog(bot))
