@@ -1,0 +1,160 @@
+"""/stylize as members use it: the real discord.py client against the fake Discord on 127.0.0.1."""
+
+import asyncio
+
+import pytest
+
+from tests.bot.fake_discord import MANAGE_MESSAGES, FakeDiscord, user
+from tests.bot.harness import (
+    BotHarness,
+    ephemeral,
+    image_of,
+    picture_attachments,
+    stylize_options,
+    text_of,
+)
+
+ALICE = user(900000000000000001, "alice")
+BOB = user(900000000000000002, "bob")
+
+
+def run(coro, timeout=180):
+    async def wrapped():
+        fake = FakeDiscord()
+        await fake.start()
+        try:
+            return await asyncio.wait_for(coro(fake), timeout)
+        finally:
+            await fake.stop()
+
+    return asyncio.run(wrapped())
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+
+
+def final_edit(fake, token):
+    edits = fake.edits(token)
+    return edits[-1] if edits and edits[-1].files and not (edits[-1].json or {}).get("components") else None
+
+
+def test_happy_path_ends_with_the_image(database_url, caplog):
+    caplog.set_level("INFO")
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            attachments = picture_attachments(fake, (48, 32))
+            token = await fake.slash("stylize", stylize_options(attachments, steps=6, size=48, seed=5),
+                                     member_user=ALICE, attachments=attachments)
+            await fake.wait_for(lambda f: final_edit(f, token))
+            return fake.callbacks(token), fake.edits(token)
+
+    callbacks, edits = run(scenario)
+    assert [c.json["type"] for c in callbacks] == [5]  # deferred, thinking: acknowledged at once
+    texts = [text_of(e) for e in edits]
+    assert any("Queued: position **1**" in t or "Painting" in t for t in texts)
+    assert any("/6" in t and "ETA" in t for t in texts)
+    assert any(any(f.filename == "preview.jpg" for f in e.files) for e in edits[:-1])
+    assert all(e.json.get("components") for e in edits[:-1])  # the Cancel button while it runs
+    result = edits[-1]
+    image = image_of(result.files[0])
+    assert image.size == (48, 32) and image.format == "PNG"
+    assert "Done in" in text_of(result) and "6 steps" in text_of(result) and "seed 5" in text_of(result)
+    assert result.json.get("components") == []
+    assert "fake-token-for-tests" not in caplog.text and caplog.text  # logs, never the token
+
+
+def test_a_non_image_attachment_is_refused_and_nothing_is_queued(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            text = fake.add_attachment("notes.txt", b"hello", "text/plain")
+            style = picture_attachments(fake)[1]
+            token = await fake.slash("stylize", stylize_options([text, style]), member_user=ALICE, attachments=[text, style])
+            await fake.wait_for(lambda f: f.callbacks(token))
+            # claims to be a PNG, but is not: refused after the download, from its header
+            fake_png = fake.add_attachment("fake.png", b"not really a png", "image/png", 10, 10)
+            token2 = await fake.slash("stylize", stylize_options([fake_png, style]), member_user=ALICE, attachments=[fake_png, style])
+            await fake.wait_for(lambda f: f.followups(token2))
+            await asyncio.sleep(0.3)
+            return fake.callbacks(token), fake.edits(token), fake.followups(token2), harness.executor._jobs, fake.originals.get(token2)
+
+    callbacks, edits, followups, jobs, original = run(scenario)
+    assert len(callbacks) == 1 and callbacks[0].json["type"] == 4 and ephemeral(callbacks[0])
+    assert "not an image" in text_of(callbacks[0])
+    assert edits == [] and jobs == {}
+    assert ephemeral(followups[0]) and "not an image we can read" in text_of(followups[0])
+    assert original is None  # the public "thinking" message was deleted
+
+
+def test_cancel_button_stops_the_job_and_only_for_the_right_people(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            attachments = picture_attachments(fake)
+            token = await fake.slash("stylize", stylize_options(attachments, steps=5000, size=64), member_user=ALICE,
+                                     attachments=attachments)
+            edit = await fake.wait_for(lambda f: next((e for e in f.edits(token) if "ETA" in text_of(e)), None))
+            custom_id = edit.json["components"][0]["components"][0]["custom_id"]
+            message = fake.originals[token]
+            refused = await fake.press(custom_id, message, member_user=BOB)
+            await fake.wait_for(lambda f: f.callbacks(refused))
+            moderator = await fake.press(custom_id, message, member_user=BOB, permissions=MANAGE_MESSAGES)
+            await fake.wait_for(lambda f: f.callbacks(moderator))
+            await fake.wait_for(lambda f: any("Cancelled" in text_of(e) for e in f.edits(token)))
+            return custom_id, fake.callbacks(refused), fake.callbacks(moderator)
+
+    custom_id, refused, accepted = run(scenario)
+    assert custom_id.startswith("stylebot:cancel:")
+    assert ephemeral(refused[0]) and "Only the member" in text_of(refused[0])
+    assert "Cancelling" in accepted[0].json["data"]["content"]
+
+
+def test_settings_need_manage_server_are_used_and_survive_a_restart(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            denied = await fake.slash("stylize-settings", [{"name": "steps", "type": 4, "value": 3}], subcommand="set",
+                                      member_user=BOB)
+            await fake.wait_for(lambda f: f.callbacks(denied))
+            unchanged = await harness.storage.get(fake_guild())
+            admin = 1 << 5
+            saved = await fake.slash("stylize-settings", [{"name": "steps", "type": 4, "value": 3},
+                                                          {"name": "strength", "type": 10, "value": 2.5}],
+                                     subcommand="set", member_user=ALICE, permissions=admin)
+            await fake.wait_for(lambda f: f.callbacks(saved))
+            attachments = picture_attachments(fake)
+            job = await fake.slash("stylize", stylize_options(attachments, size=64), member_user=BOB, attachments=attachments)
+            await fake.wait_for(lambda f: final_edit(f, job))
+        async with BotHarness(fake, database_url):
+            shown = await fake.slash("stylize-settings", [], subcommand="show", member_user=ALICE, permissions=admin)
+            await fake.wait_for(lambda f: f.callbacks(shown))
+        return fake.callbacks(denied), unchanged, fake.callbacks(saved), final_edit(fake, job), fake.callbacks(shown)
+
+    denied, unchanged, saved, result, shown = run(scenario, timeout=240)
+    assert ephemeral(denied[0]) and "Manage Guild" in denied[0].json["data"]["content"]
+    assert unchanged.steps == 200
+    assert "Saved" in saved[0].json["data"]["content"]
+    assert "3 steps" in text_of(result) and "strength 2.5" in text_of(result)
+    assert "**Steps:** 3" in shown[0].json["data"]["content"]
+
+
+def test_a_late_result_is_posted_to_the_channel(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, interaction_ttl=0):
+            attachments = picture_attachments(fake)
+            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=48), member_user=ALICE,
+                                     attachments=attachments)
+            posted = await fake.wait_for(lambda f: f.channel_messages())
+            return posted, fake.edits(token)
+
+    posted, edits = run(scenario)
+    message = posted[0]
+    assert f"<@{ALICE['id']}>" in text_of(message) and "Done in" in text_of(message)
+    assert image_of(message.files[0]).size == (48, 32)
+    assert [str(u) for u in message.json["allowed_mentions"]["users"]] == [ALICE["id"]]
+
+
+def fake_guild() -> int:
+    from tests.bot.fake_discord import GUILD_ID
+
+    return GUILD_ID
