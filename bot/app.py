@@ -65,7 +65,7 @@ class StyleBot(commands.AutoShardedBot):
     async def close(self) -> None:
         """Stop taking jobs, tell members whose jobs are queued, finish or cancel running ones."""
         log.info("shutting down")
-        await self.executor.shutdown(graceful=True, timeout=30)
+        await self.executor.shutdown(graceful=True, timeout=self.settings.shutdown_grace)
         cog = self.get_cog("StylizeCog")
         if cog is not None:
             await cog.wait_for_followers(timeout=15)

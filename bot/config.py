@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     per_user_jobs: int = Field(3, ge=1)
     job_time_limit: float = Field(900.0, gt=0)
     progress_edit_interval: float = Field(2.0, ge=0.2)  # seconds between edits of a job's message
+    shutdown_grace: float = Field(30.0, ge=0)  # on SIGTERM, how long running jobs may finish before they are cancelled
     interaction_ttl: float = Field(14 * 60, ge=0)  # after this, results go to the channel (tokens last 15 min)
     max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_attachment_pixels: int = Field(40_000_000, ge=1024)

@@ -154,6 +154,21 @@ def test_a_late_result_is_posted_to_the_channel(database_url):
     assert [str(u) for u in message.json["allowed_mentions"]["users"]] == [ALICE["id"]]
 
 
+def test_shutdown_tells_queued_members_and_stops_running_jobs(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, shutdown_grace=0.5) as harness:
+            first, second = picture_attachments(fake), picture_attachments(fake)
+            running = await fake.slash("stylize", stylize_options(first, steps=5000, size=64), member_user=ALICE, attachments=first)
+            await fake.wait_for(lambda f: any("ETA" in text_of(e) for e in f.edits(running)))
+            queued = await fake.slash("stylize", stylize_options(second, steps=5, size=64), member_user=BOB, attachments=second)
+            await fake.wait_for(lambda f: any("Queued" in text_of(e) for e in f.edits(queued)))
+            await harness.bot.close()
+            return [text_of(e) for e in fake.edits(running)], [text_of(e) for e in fake.edits(queued)]
+
+    running, queued = run(scenario)
+    assert "restarting" in queued[-1] and "restarting" in running[-1]
+
+
 def fake_guild() -> int:
     from tests.bot.fake_discord import GUILD_ID
 
