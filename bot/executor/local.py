@@ -260,11 +260,11 @@ class LocalExecutor(Executor):
                 worker.conn.close()
                 worker.conn = None
 
-    def handle_signals(self, *signals: int) -> None:
-        """Shut down gracefully on SIGTERM (and the given signals) of the hosting process."""
+    def handle_signals(self, *signals: int, timeout: float = 30.0) -> None:
+        """Shut down gracefully (running jobs get `timeout` seconds) on SIGTERM, or the given signals."""
         loop = asyncio.get_running_loop()
         for sig in signals or (signal.SIGTERM,):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown()))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown(timeout=timeout)))
 
     # --- jobs -------------------------------------------------------------------------------
 

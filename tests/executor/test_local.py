@@ -237,7 +237,7 @@ def test_sigterm_shuts_down_the_hosting_process(tmp_path):
         "from tests.executor.helpers import long_job, started_executor\n"
         "async def main():\n"
         "    executor = await started_executor()\n"
-        "    executor.handle_signals()\n"
+        "    executor.handle_signals(timeout=0.5)\n"
         "    handle = await executor.submit(long_job())\n"
         "    async for event in handle.events():\n"
         "        if event.type == 'progress' and event.step == 1:\n"
