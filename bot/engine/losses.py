@@ -44,8 +44,9 @@ class _LayerStyleCost(torch.autograd.Function):
             grad_target = (2.0 * ctx.scale) * grad_output * diff
         if ctx.needs_input_grad[1]:
             with torch.autocast(a.device.type, enabled=False):
-                grad = (diff + diff.t()) @ a
-            grad_activations = (grad * (-2.0 * ctx.scale * grad_output)).reshape(ctx.shape).to(ctx.dtype)
+                # the scalar goes on the small (n_C, n_C) factor, not on the large product
+                grad = ((diff + diff.t()) * (-2.0 * ctx.scale * grad_output)) @ a
+            grad_activations = grad.reshape(ctx.shape).to(ctx.dtype)
         return grad_target, grad_activations
 
 
