@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
