@@ -310,5 +310,7 @@ def _optimise(x: torch.Tensor, objective: Objective, params: StyleParams,
 def _finish(x: torch.Tensor, params: StyleParams, colour_reference: torch.Tensor) -> Image.Image:
     result = x.detach().float().cpu().clamp(0, 1)
     if params.preserve_colors == "luminance":
+        if colour_reference.shape[-2:] != result.shape[-2:]:  # a preview at a coarse pyramid level
+            colour_reference = F.interpolate(colour_reference, size=result.shape[-2:], mode="bilinear", align_corners=False)
         result = images.combine_luminance(result, colour_reference)
     return images.to_image(result)

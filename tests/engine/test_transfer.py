@@ -85,6 +85,13 @@ def test_colour_preservation_keeps_the_contents_chroma(random_vgg):
     assert free > 10, free
 
 
+def test_previews_at_coarse_levels_with_luminance_transfer(random_vgg):
+    seen = []
+    params = SMALL.replace(steps=2, pyramid_levels=2, preview_every=1, preserve_colors="luminance")
+    stylize(random_vgg, gradient_image(32, 32), [noise_image(32, 32)], params, on_progress=seen.append)
+    assert [p.preview.size for p in seen] == [(16, 16), (16, 16), (32, 32), (32, 32)]
+
+
 def test_colour_matching_moves_the_style_palette_to_the_contents():
     content = images.to_tensor(gradient_image(32, 32, seed=1))
     style = images.to_tensor(noise_image(32, 32, seed=2, tint=(0.1, 0.3, 1.0)))
