@@ -149,15 +149,19 @@ def encode(image: Image.Image, fmt: str = "png", *, quality: int = 95) -> bytes:
 
 
 def encode_to_fit(image: Image.Image, limit_bytes: int) -> tuple[bytes, str]:
-    """PNG if it fits in `limit_bytes`, else the best-quality JPEG that fits; (data, format)."""
+    """PNG if it fits in `limit_bytes`, else JPEG or WebP at the highest quality that fits
+    (JPEG first at each quality); smaller dimensions only if even quality 30 does not fit."""
     png = encode(image, "png")
     if len(png) <= limit_bytes:
         return png, "png"
+    smallest = png
     for quality in (95, 90, 85, 80, 70, 60, 50, 40, 30):
-        jpeg = encode(image, "jpeg", quality=quality)
-        if len(jpeg) <= limit_bytes:
-            return jpeg, "jpeg"
-    scale = math.sqrt(limit_bytes / len(jpeg)) * 0.9
+        for fmt in ("jpeg", "webp"):
+            data = encode(image, fmt, quality=quality)
+            if len(data) <= limit_bytes:
+                return data, fmt
+            smallest = min(smallest, data, key=len)
+    scale = math.sqrt(limit_bytes / len(smallest)) * 0.9
     smaller = image.resize(fit_size(*image.size, max(16, int(max(image.size) * scale))), Image.Resampling.LANCZOS)
     return encode_to_fit(smaller, limit_bytes)
 

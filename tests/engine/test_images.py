@@ -123,12 +123,14 @@ def test_encode_round_trip(fmt):
         assert np.array_equal(np.asarray(decoded), np.asarray(image))
 
 
-def test_encode_to_fit_falls_back_to_jpeg():
+def test_encode_to_fit_falls_back_to_jpeg_or_webp():
     image = noise_image(256, 256)
     data, fmt = images.encode_to_fit(image, 10_000_000)
     assert fmt == "png"
-    data, fmt = images.encode_to_fit(image, 60_000)
-    assert fmt == "jpeg" and len(data) <= 60_000
+    for limit in (60_000, 20_000, 3_000):
+        data, fmt = images.encode_to_fit(image, limit)
+        assert fmt in ("jpeg", "webp") and len(data) <= limit
+        assert images.decode(data).size[0] <= 256
 
 
 def test_colour_space_round_trip():
