@@ -67,7 +67,7 @@ async def measure(args: argparse.Namespace) -> dict:
         await executor.shutdown()
     done = [r for r in results if isinstance(r, JobDone)]
     return {
-        "workers": len(executor._workers),
+        "workers": executor.worker_count,
         "jobs": args.jobs,
         "done": len(done),
         "size": args.size,

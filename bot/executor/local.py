@@ -106,7 +106,6 @@ class LocalExecutor(Executor):
         self._jobs: dict[str, _JobState] = {}
         self._seq = 0
         self._closing = False
-        self._ready_waiters: list[asyncio.Future] = []
         self._start_failures: dict[str, str] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -122,7 +121,11 @@ class LocalExecutor(Executor):
                 spec = WorkerSpec(name, device, self.config.weights, self.config.cache_size, threads if device == "cpu" else None)
                 self._workers.append(_Worker(spec))
         waits = [self._spawn(w) for w in self._workers]
-        results = await asyncio.wait_for(asyncio.gather(*waits), self.config.start_timeout)
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*waits), self.config.start_timeout)
+        except TimeoutError:
+            await self.shutdown(graceful=False)
+            raise WorkerStartError(f"the workers did not load VGG-19 within {self.config.start_timeout:.0f} s") from None
         if not any(results):
             message = next(iter(self._start_failures.values()), "no worker started")
             await self.shutdown(graceful=False)
@@ -367,6 +370,10 @@ class LocalExecutor(Executor):
             future.set_result(value)
 
     # --- for tests and monitoring -------------------------------------------------------------
+
+    @property
+    def worker_count(self) -> int:
+        return len(self._workers)
 
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process is not None and w.process.is_alive()]
