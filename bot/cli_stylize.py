@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -101,16 +102,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _params(args: argparse.Namespace) -> StyleParams:
-    return StyleParams(
-        size=args.size, steps=args.steps, strength=args.strength,
-        content_weight=args.content_weight, style_weight=args.style_weight,
-        style_layers=args.style_layers, style_layer_weights=args.style_layer_weights,
-        content_layers=args.content_layers, tv_weight=args.tv_weight,
-        optimizer=args.optimizer, learning_rate=args.learning_rate, init=args.init,
-        noise_ratio=args.noise_ratio, seed=args.seed, style_blend=args.style_blend,
-        style_scale=args.style_scale, preserve_colors=args.preserve_colors, pooling=args.pooling,
-        pyramid_levels=args.pyramid_levels, preview_every=args.save_every,
-    ).validate()
+    """Every option whose name is a StyleParams field, plus --save-every as preview_every."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(StyleParams) if hasattr(args, f.name)}
+    return StyleParams(**given, preview_every=args.save_every).validate()
 
 
 def _read_image(path: str, limits: ImageLimits, what: str):
