@@ -6,13 +6,12 @@ import argparse
 import logging
 import sys
 
-from bot import cli_bench, cli_bench_executor, cli_run, cli_stylize
-from bot.engine.images import ImageError
-from bot.engine.params import InvalidParams
-from bot.engine.vgg import DeviceError, WeightsError, download_weights
+from bot.cli import CliError, bench, bench_executor, evaluate, gpu_check, run, stylize
 
 
 def _download(args: argparse.Namespace) -> int:
+    from bot.engine.vgg import download_weights
+
     print(download_weights())
     return 0
 
@@ -20,10 +19,8 @@ def _download(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylebot", description="Neural style transfer: a Discord bot and a command line.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    cli_run.add_parser(subparsers)
-    cli_stylize.add_parser(subparsers)
-    cli_bench.add_parser(subparsers)
-    cli_bench_executor.add_parser(subparsers)
+    for command in (run, stylize, evaluate, bench, bench_executor, gpu_check):
+        command.add_parser(subparsers)
     p = subparsers.add_parser("download-weights", help="fetch torchvision's ImageNet VGG-19 weights into the torch hub cache")
     p.set_defaults(handler=_download)
     return parser
@@ -34,18 +31,32 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="stylebot: %(levelname)s: %(message)s")
     try:
         return args.handler(args)
-    except (cli_stylize.UsageError, InvalidParams, DeviceError) as exc:
-        print(f"stylebot: error: {exc}", file=sys.stderr)
-        return 2
-    except (ImageError, WeightsError) as exc:
-        print(f"stylebot: error: {exc}", file=sys.stderr)
-        return 1
-    except cli_run.SystemExitMessage as exc:
+    except CliError as exc:
         print(f"stylebot: error: {exc}", file=sys.stderr)
         return exc.code
+    except Exception as exc:
+        code = _engine_error_code(exc)
+        if code is None:
+            raise
+        print(f"stylebot: error: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("stylebot: interrupted", file=sys.stderr)
         return 130
+
+
+def _engine_error_code(exc: Exception) -> int | None:
+    """Exit code for the engine's own errors, whose messages are written for a person."""
+    from bot.engine.devices import DeviceError
+    from bot.engine.imaging import ImageError
+    from bot.engine.params import InvalidParams
+    from bot.engine.vgg import WeightsError
+
+    if isinstance(exc, InvalidParams | DeviceError):
+        return 2
+    if isinstance(exc, ImageError | WeightsError):
+        return 1
+    return None
 
 
 if __name__ == "__main__":

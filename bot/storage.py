@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,10 @@ class GuildSettings:
             if not ok:
                 raise SettingsError(message)
 
+        numbers = [("strength", self.strength), ("alpha", self.content_weight), ("beta", self.style_weight),
+                   *(("a layer weight", w) for w in self.style_layer_weights or ())]
+        for name, value in numbers:
+            need(value is None or math.isfinite(value), f"{name} must be a finite number, not {value}")
         need(0 <= self.strength <= 100, "strength must be between 0 and 100")
         need((self.content_weight is None) == (self.style_weight is None), "set both alpha and beta, or neither")
         need(self.content_weight is None or self.content_weight >= 0, "alpha must be 0 or more")

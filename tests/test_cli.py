@@ -1,5 +1,6 @@
 """The `stylebot` command as a person runs it: a real subprocess, exit codes and messages."""
 
+import json
 import os
 import subprocess
 import sys
@@ -98,21 +99,83 @@ def test_usage_errors_exit_2():
     assert stylebot("--help").returncode == 0
 
 
-def test_bench_prints_json():
-    import json
-
-    done = stylebot("bench", "--sizes", "32", "--steps", "2", "--warmup", "1", "--json")
+def test_bench_prints_json_for_each_precision():
+    done = stylebot("bench", "--sizes", "32", "--steps", "2", "--warmup", "1", "--precision", "fp32,bf16", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    (size,) = report["sizes"]
-    assert size["side"] == 32 and size["ms_per_step"] > 0 and size["gflop_per_step"] > 0
-    assert report["matmul_fp32_gflops"] > 0 and size["roofline_ratio"] > 0
+    assert [(r["side"], r["precision"]) for r in report["sizes"]] == [(32, "fp32"), (32, "bf16")]
+    for r in report["sizes"]:
+        assert r["forward_backward_ms"] > 0 and r["step_ms"] > 0 and r["gflop_per_step"] > 0
+        assert r["matmul_gflops"] > 0 and r["roofline_ratio"] > 0
+    assert report["failures"] == []
 
 
-def test_bench_executor_prints_json():
-    import json
+def test_bench_exits_1_and_says_what_failed():
+    done = stylebot("bench", "--sizes", "8,32", "--steps", "2", "--warmup", "0", "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert [r["side"] for r in report["sizes"]] == [32] and report["failures"][0]["side"] == 8
+    assert "8 px fp32 failed" in done.stderr and "Traceback" not in done.stderr
 
-    done = stylebot("bench-executor", "--jobs", "2", "--size", "32", "--steps", "2", "--workers", "1", "--json")
+
+def test_bench_executor_prints_json_with_mixed_shapes():
+    done = stylebot("bench-executor", "--jobs", "3", "--size", "32", "--steps", "2", "--workers", "1",
+                    "--shapes", "1x1,16x9,3x4", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["done"] == 2 and report["jobs_per_minute"] > 0 and report["loop_lag_worst_ms"] >= 0
+    assert report["done"] == 3 and report["jobs_per_minute"] > 0 and report["loop_lag_worst_ms"] >= 0
+    assert report["shapes"] == ["1x1", "16x9", "3x4"] and report["wait_p95_seconds"] >= report["wait_p50_seconds"]
+
+
+def test_bench_executor_exits_1_when_jobs_fail():
+    done = stylebot("bench-executor", "--jobs", "2", "--size", "8", "--steps", "2", "--workers", "1", "--json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["done"] == 0
+    assert "2 of 2 jobs did not finish" in done.stderr and "bad_input" in done.stderr
+
+
+@pytest.mark.parametrize("args", [["--strength", "inf"], ["--strength", "nan"], ["--style-layer-weights", "inf,1,1,1,1"],
+                                  ["--lr", "inf"], ["--content-weight", "1", "--style-weight", "nan"]])
+def test_non_finite_numbers_are_refused(pictures, args):
+    folder, content, style = pictures
+    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.png"), *args)
+    assert done.returncode == 2 and "finite" in done.stderr, done.stderr
+    assert not (folder / "o.png").exists()
+
+
+def test_a_loss_that_overflows_writes_nothing(pictures):
+    folder, content, style = pictures
+    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.png"), "--size", "32", "--steps", "3",
+                    "--content-weight", "1e38", "--style-weight", "1e38")
+    assert done.returncode == 2, done.stderr
+    assert "infinite or NaN" in done.stderr and "lower the strength" in done.stderr
+    assert not (folder / "o.png").exists()
+
+
+def test_evaluate_scores_outputs(pictures):
+    folder, content, style = pictures
+    out = folder / "out.png"
+    assert stylebot("stylize", str(content), str(style), "-o", str(out), "--size", "48", "--steps", "20", "-q",
+                    "--strength", "5").returncode == 0
+    done = stylebot("evaluate", str(content), str(style), str(content), str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)["outputs"]
+    assert scores[str(content)]["content_distance"] == pytest.approx(0.0, abs=1e-3)  # the content is its own match
+    assert scores[str(out)]["style_distance"] < scores[str(content)]["style_distance"]
+    assert scores[str(out)]["content_distance"] > 0
+    assert set(scores[str(out)]["style_layers"]) == {"relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"}
+
+
+def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
+    done = stylebot("gpu-check", "--device", "cpu", "--quick", "--weights", "random")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["stylize"]["ok"] and report["bench"]["ok"] and report["bench_executor"]["ok"]
+    runs = report["stylize"]["result"]["runs"]
+    assert [r["run"] for r in runs] == ["lbfgs-fp32", "lbfgs-bf16", "adam-fp32", "adam-bf16"]
+    assert all(r["mean_change"] >= 1 and "style_distance_vs_fp32" in r for r in runs)
+    assert report["stylize"]["result"]["cli"]["ok"]
+    assert {(r["side"], r["precision"]) for r in report["bench"]["result"]["sizes"]} == {
+        (32, "fp32"), (64, "fp32"), (32, "bf16"), (64, "bf16")}
+    assert report["bench_executor"]["result"]["done"] == 3
+    assert report["gpu_tests"]["ok"]

@@ -61,6 +61,9 @@ def test_settings_survive_a_reopen(database_url):
         (dict(steps=900), "steps cap"),
         (dict(optimizer="sgd"), "optimizer"),
         (dict(style_layer_weights=(1.0,)), "5 layer weights"),
+        (dict(style_layer_weights=(float("inf"), 1.0, 1.0, 1.0, 1.0)), "finite"),
+        (dict(strength=float("nan")), "finite"),
+        (dict(content_weight=float("inf"), style_weight=1.0), "finite"),
     ],
 )
 def test_invalid_settings_are_refused(change, message):

@@ -13,7 +13,7 @@ import discord
 from PIL import Image
 
 from bot.cogs.views import cancel_view
-from bot.engine import images
+from bot.engine import imaging
 from bot.executor.protocol import (
     Event,
     JobCancelled,
@@ -23,7 +23,7 @@ from bot.executor.protocol import (
     JobQueued,
     JobStarted,
 )
-from bot.progress_bar import format_seconds
+from bot.text import bar, format_seconds
 
 if TYPE_CHECKING:
     from bot.executor.base import JobHandle
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAILURE_TEXT = {
-    "bad_input": "Your images could not be used: {message}.",
+    "bad_input": "This job could not run: {message}.",
     "out_of_memory": "Too big for the GPU: {message}.",
     "timeout": "Timed out: {message}. Try fewer steps or a smaller size.",
     "worker_crashed": "The worker crashed while painting ({message}). Please try again.",
@@ -46,11 +46,6 @@ class JobSummary:
 
     text: str  # e.g. "strength 1 · 512 px · 200 steps"
     notes: tuple[str, ...] = ()  # e.g. "size capped at 1024 by this server"
-
-
-def progress_bar(step: int, total: int, width: int = 20) -> str:
-    filled = width * step // max(1, total)
-    return "█" * filled + "░" * (width - filled)
 
 
 class JobMessage:
@@ -99,7 +94,7 @@ class JobMessage:
                     "attachments": []}
         elif isinstance(event, JobProgress):
             eta = format_seconds(event.eta)
-            content = f"🎨 `{progress_bar(event.step, event.total)}` {event.step}/{event.total} · ETA {eta} · {self.summary.text}"
+            content = f"🎨 `{bar(event.step, event.total, 20)}` {event.step}/{event.total} · ETA {eta} · {self.summary.text}"
             edit = {"content": content, "view": view}
             if event.preview is not None:
                 embed = discord.Embed(title="Preview").set_image(url="attachment://preview.jpg")
@@ -156,7 +151,7 @@ class JobMessage:
     async def _post_result(self, done: JobDone) -> None:
         limit = getattr(self.interaction, "filesize_limit", 8 * 1024 * 1024) or 8 * 1024 * 1024
         picture = Image.open(io.BytesIO(done.image))
-        data, fmt = images.encode_to_fit(picture, limit - 64 * 1024)  # room for the form's other parts
+        data, fmt = imaging.encode_to_fit(picture, limit - 64 * 1024)  # room for the form's other parts
         file = discord.File(io.BytesIO(data), f"stylized.{'jpg' if fmt == 'jpeg' else fmt}")
         caption = self._caption(done)
         if self.token_alive():

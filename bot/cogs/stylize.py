@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.job_message import JobMessage, JobSummary
-from bot.engine import images
+from bot.engine import imaging
 from bot.engine.params import MAX_SIZE, MAX_STEPS, ImageLimits, InvalidParams, StyleParams
 from bot.executor.protocol import Job, SubmitError
 from bot.storage import GuildSettings
@@ -140,11 +140,11 @@ class StylizeCog(commands.Cog):
         try:
             data = [await a.read() for a, _ in attachments]
             for blob, (_, what) in zip(data, attachments, strict=True):
-                images.probe(blob, self._limits(), name=what)
+                imaging.probe(blob, self._limits(), name=what)
         except discord.HTTPException:
             await self._refuse_after_defer(interaction, "I could not download your attachments from Discord; please try again.")
             return
-        except images.ImageError as exc:
+        except imaging.ImageError as exc:
             await self._refuse_after_defer(interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}.")
             return
         job = Job(user_id=interaction.user.id, guild_id=interaction.guild_id, content=data[0], styles=tuple(data[1:]),

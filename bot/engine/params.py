@@ -6,6 +6,7 @@ The command line, the worker and the Discord settings all read their defaults fr
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,24 @@ OPTIMIZERS: tuple[str, ...] = ("lbfgs", "adam")
 INITS: tuple[str, ...] = ("content", "noise", "content+noise")
 COLOR_MODES: tuple[str, ...] = ("none", "luminance", "match")
 POOLINGS: tuple[str, ...] = ("max", "avg")
+# auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32 (see bot/engine/devices.py)
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "tf32", "bf16")
+
+VGG19_BLOCKS = (2, 2, 4, 4, 4)  # convolutions per block in VGG-19
+
+
+def _layer_names() -> tuple[str, ...]:
+    names: list[str] = []
+    for block, convs in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+# VGG-19's layers in torchvision's `features` order: plain data, so that validating parameters
+# needs no torch.
+LAYER_NAMES: tuple[str, ...] = _layer_names()
 
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
@@ -25,6 +44,8 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 # Strength mode: how much more the (normalised) style term counts than the (normalised)
 # content term at strength 1.0. See `StyleParams.strength` and README.md.
 STRENGTH_SCALE = 10.0
+
+WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"  # the variable that names a VGG-19 state-dict file
 
 MAX_SIZE = 4096
 MAX_STEPS = 5000
@@ -97,12 +118,12 @@ class StyleParams:
 
     def validate(self) -> StyleParams:
         """Raise InvalidParams with a message a person understands; return self when fine."""
-        from bot.engine.vgg import LAYER_NAMES  # local: vgg imports torch, params stays light
-
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise InvalidParams(message)
 
+        for name, value in self._numbers():
+            need(math.isfinite(value), f"{name} must be a finite number, not {value}")
         need(16 <= self.size <= MAX_SIZE, f"size must be between 16 and {MAX_SIZE} pixels")
         need(1 <= self.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
         need(self.strength >= 0, "strength must be 0 or more")
@@ -136,6 +157,20 @@ class StyleParams:
         need(self.size >> (self.pyramid_levels - 1) >= 16, "too many pyramid levels for this size")
         need(self.preview_every >= 0, "preview every must be 0 or more")
         return self
+
+    def _numbers(self) -> list[tuple[str, float]]:
+        """Every weight, strength and rate, named as a person would name it."""
+        numbers: list[tuple[str, float]] = [
+            ("strength", self.strength), ("tv weight", self.tv_weight), ("noise ratio", self.noise_ratio),
+            ("style scale", self.style_scale),
+        ]
+        for name, value in (("content weight", self.content_weight), ("style weight", self.style_weight),
+                            ("learning rate", self.learning_rate)):
+            if value is not None:
+                numbers.append((name, value))
+        numbers += [("style layer weight", w) for w in self.style_layer_weights or ()]
+        numbers += [("style blend weight", w) for w in self.style_blend or ()]
+        return numbers
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

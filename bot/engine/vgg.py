@@ -18,26 +18,13 @@ from typing import Literal
 import torch
 from torch import nn
 
+from bot.engine.params import LAYER_NAMES, VGG19_BLOCKS, WEIGHTS_ENV
+
 log = logging.getLogger(__name__)
 
-WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"
 RANDOM = "random"
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 InputFormat = Literal["torchvision", "caffe"]
-
-_BLOCKS = (2, 2, 4, 4, 4)  # convolutions per block in VGG-19
-
-
-def _layer_names() -> tuple[str, ...]:
-    names: list[str] = []
-    for block, convs in enumerate(_BLOCKS, start=1):
-        for i in range(1, convs + 1):
-            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-        names.append(f"pool{block}")
-    return tuple(names)
-
-
-LAYER_NAMES: tuple[str, ...] = _layer_names()  # in torchvision's `features` order
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -103,7 +90,7 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
 def _build_layers(pooling: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     in_channels = 3
-    for block, convs in enumerate(_BLOCKS, start=1):
+    for block, convs in enumerate(VGG19_BLOCKS, start=1):
         out_channels = min(64 * 2 ** (block - 1), 512)
         for _ in range(convs):
             layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
@@ -119,9 +106,10 @@ class VGG19Features(nn.Module):
     running the network only as far as the deepest requested layer.
     """
 
-    def __init__(self, layers: nn.Sequential, input_format: InputFormat, source: WeightsSource):
+    def __init__(self, layers: nn.Sequential, input_format: InputFormat, source: WeightsSource, pooling: str = "max"):
         super().__init__()
         self.layers = layers
+        self.pooling = pooling
         self.input_format = input_format
         self.source = source
         if input_format == "caffe":
@@ -183,10 +171,7 @@ def load_vgg19(
                     f"{tuple(features[key].shape)}, expected {tuple(tensor.shape)}"
                 )
         layers.load_state_dict({k: features[k].float() for k in expected})
-    model = VGG19Features(layers, input_format, source).to(device)
-    if torch.device(device).type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return VGG19Features(layers, input_format, source, pooling).to(device)
 
 
 def _natural(key: str) -> tuple[int, str]:
@@ -201,34 +186,3 @@ def download_weights() -> str:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         torch.hub.download_url_to_file(TORCHVISION_URL, path, hash_prefix="dcbb9e9d", progress=True)
     return path
-
-
-class DeviceError(ValueError):
-    """The device asked for does not exist here."""
-
-
-def best_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def parse_device(name: str | None) -> torch.device:
-    """`auto`/None picks the best device; anything else must exist here."""
-    if not name or name == "auto":
-        return best_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("CUDA was asked for but no CUDA GPU is available")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DeviceError(f"no CUDA device {device.index}; this machine has {torch.cuda.device_count()}")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError("MPS was asked for but is not available")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    return device

@@ -19,6 +19,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -62,13 +64,13 @@ class WorkerStartError(RuntimeError):
 
 
 def detect_devices() -> tuple[str, ...]:
-    import torch  # parent only counts devices; CUDA is initialised inside the workers
-
-    if torch.cuda.is_available():
-        return tuple(f"cuda:{i}" for i in range(torch.cuda.device_count()))
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return ("mps",)
-    return ("cpu",)
+    """Every CUDA GPU, else MPS, else the CPU: asked of a short-lived process, so that neither
+    torch nor CUDA is ever loaded into the bot's own process."""
+    probe = "from bot.engine.devices import detect_devices; print(','.join(detect_devices()))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise WorkerStartError(f"could not detect the devices: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return tuple(done.stdout.strip().split(","))
 
 
 class _Worker:
@@ -112,7 +114,7 @@ class LocalExecutor(Executor):
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        devices = self.config.devices or detect_devices()
+        devices = self.config.devices or await asyncio.to_thread(detect_devices)
         cpu_workers = sum(1 for d in devices if d == "cpu") * self.config.workers_per_device
         threads = self.config.threads_per_worker or (max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else None)
         for device in devices:

@@ -93,7 +93,8 @@ class _Runner:
     def __init__(self, spec: WorkerSpec, outbox, cancel_seq, parent_pid: int):
         import torch
 
-        from bot.engine.vgg import load_vgg19, parse_device
+        from bot.engine.devices import parse_device
+        from bot.engine.vgg import load_vgg19
 
         if spec.threads:
             torch.set_num_threads(spec.threads)
@@ -108,14 +109,16 @@ class _Runner:
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """One small forward and backward pass, so the first job does not pay for kernel set-up."""
-        import torch
+        """A short run at the shapes members send most, through the same path as a job (model,
+        policy, optimiser), so that the first job does not pay for kernel and library set-up."""
+        from bot.engine import colour
+        from bot.engine.params import StyleParams
+        from bot.engine.transfer import stylize
 
-        from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
-
-        x = torch.rand(1, 3, 64, 64, device=self.device, requires_grad=True)
-        features = self.models["max"](x, (*DEFAULT_STYLE_LAYERS, *DEFAULT_CONTENT_LAYERS))
-        sum(f.sum() for f in features.values()).backward()
+        shapes = [(512, 512), (512, 384)] if self.device.type == "cuda" else [(64, 64)]
+        for width, height in shapes:
+            content = colour.to_image(torch_rand(3, height, width))
+            stylize(self.models["max"], content, [content], StyleParams(size=max(width, height), steps=3, seed=0))
 
     def _model(self, pooling: str):
         from bot.engine.vgg import load_vgg19
@@ -160,16 +163,16 @@ class _Runner:
     def _stylize(self, job, seq: int, should_cancel):
         import torch
 
-        from bot.engine import images
-        from bot.engine.images import ImageError
+        from bot.engine import imaging
+        from bot.engine.imaging import ImageError
         from bot.engine.params import InvalidParams, StyleParams
         from bot.engine.transfer import Cancelled, stylize
         from bot.executor.protocol import JobDone, JobProgress
 
         try:
             params = StyleParams.from_dict(job.params).validate()
-            content = images.decode(job.content, name="content image")
-            styles = [images.decode(s, name="style image") for s in job.styles]
+            content = imaging.decode(job.content, name="content image")
+            styles = [imaging.decode(s, name="style image") for s in job.styles]
             params.blend_weights(len(styles))
         except (InvalidParams, ImageError, TypeError) as exc:
             raise _Refused("bad_input", str(exc)) from None
@@ -177,13 +180,13 @@ class _Runner:
         def on_progress(progress) -> None:
             preview = None
             if progress.preview is not None:
-                small = images.resize(progress.preview, PREVIEW_SIDE)
-                preview = images.encode(small, "jpeg", quality=80)
+                small = imaging.resize(progress.preview, PREVIEW_SIDE)
+                preview = imaging.encode(small, "jpeg", quality=80)
             self._send(seq, JobProgress(job_id=job.id, step=progress.step, total=progress.total, losses=progress.losses,
                                         elapsed=progress.elapsed, eta=progress.eta, preview=preview))
 
         hits_before = self.cache.hits
-        width, height = images.fit_size(*content.size, params.size)
+        width, height = imaging.fit_size(*content.size, params.size)
         try:
             result = stylize(self._model(params.pooling), content, styles, params, on_progress=on_progress,
                              should_cancel=should_cancel, style_cache=self.cache)
@@ -200,7 +203,7 @@ class _Runner:
             self._release_memory()
             raise _Refused("out_of_memory", f"the worker ran out of memory at {width}x{height}; try a smaller size") from None
         return JobDone(
-            job_id=job.id, image=images.encode(result.image, "png"), width=result.image.width, height=result.image.height,
+            job_id=job.id, image=imaging.encode(result.image, "png"), width=result.image.width, height=result.image.height,
             seed=result.seed, steps=result.steps, seconds=result.elapsed, device=self.device_name,
             weights=self.weights_label, cache_hit=self.cache.hits > hits_before,
         )
@@ -214,6 +217,12 @@ class _Runner:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def torch_rand(*shape: int):
+    import torch
+
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
 
 
 class _Refused(Exception):

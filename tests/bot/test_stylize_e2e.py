@@ -46,7 +46,8 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
     async def scenario(fake):
         async with BotHarness(fake, database_url):
             attachments = picture_attachments(fake, (48, 32))
-            token = await fake.slash("stylize", stylize_options(attachments, steps=6, size=48, seed=5),
+            # long enough (about a second) that throttled progress edits land before the result
+            token = await fake.slash("stylize", stylize_options(attachments, steps=40, size=48, seed=5),
                                      member_user=ALICE, attachments=attachments)
             await fake.wait_for(lambda f: final_edit(f, token))
             return fake.callbacks(token), fake.edits(token)
@@ -55,13 +56,13 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
     assert [c.json["type"] for c in callbacks] == [5]  # deferred, thinking: acknowledged at once
     texts = [text_of(e) for e in edits]
     assert any("Queued: position **1**" in t or "Painting" in t for t in texts)
-    assert any("/6" in t and "ETA" in t for t in texts)
+    assert any("/40" in t and "ETA" in t for t in texts)
     assert any(any(f.filename == "preview.jpg" for f in e.files) for e in edits[:-1])
     assert all(e.json.get("components") for e in edits[:-1])  # the Cancel button while it runs
     result = edits[-1]
     image = image_of(result.files[0])
     assert image.size == (48, 32) and image.format == "PNG"
-    assert "Done in" in text_of(result) and "6 steps" in text_of(result) and "seed 5" in text_of(result)
+    assert "Done in" in text_of(result) and "40 steps" in text_of(result) and "seed 5" in text_of(result)
     assert result.json.get("components") == []
     assert "fake-token-for-tests" not in caplog.text and caplog.text  # logs, never the token
 

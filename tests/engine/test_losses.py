@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from bot.engine.losses import content_cost, gram, gram_norm_cost, layer_style_cost, total_variation
+from bot.engine.objective import Objective
 from bot.engine.params import StyleParams
-from bot.engine.transfer import Objective
 
 
 def activations(*channels):

@@ -3,9 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bot.engine import images
+from bot.engine import colour
+from bot.engine.objective import Objective
 from bot.engine.params import InvalidParams, StyleParams
-from bot.engine.transfer import Cancelled, Objective, stylize
+from bot.engine.transfer import Cancelled, NonFiniteLoss, stylize
 from tests.conftest import gradient_image, noise_image
 
 SMALL = StyleParams(size=32, steps=6)
@@ -23,10 +24,10 @@ def test_a_short_run_lowers_j(random_vgg):
     assert len(totals) == 15 and result.steps == 15
     assert totals[-1] < 0.5 * totals[0]
     # J of the returned image is below J of the starting image
-    objective = Objective(random_vgg, SMALL, images.to_tensor(content.resize(result.image.size)),
-                          [images.to_tensor(style.resize((32, 32)))], (1.0,), None)
-    j_start = objective(images.to_tensor(content.resize(result.image.size)))[0].item()
-    j_end = objective(images.to_tensor(result.image))[0].item()
+    objective = Objective(random_vgg, SMALL, colour.to_tensor(content.resize(result.image.size)),
+                          [colour.to_tensor(style.resize((32, 32)))], (1.0,), None)
+    j_start = objective(colour.to_tensor(content.resize(result.image.size)))[0].item()
+    j_end = objective(colour.to_tensor(result.image))[0].item()
     assert j_end < j_start
 
 
@@ -75,8 +76,8 @@ def test_colour_preservation_keeps_the_contents_chroma(random_vgg):
     params = SMALL.replace(steps=10, strength=5.0)
 
     def chroma_error(image):
-        ours = images.rgb_to_ycbcr(images.to_tensor(image))[:, 1:]
-        theirs = images.rgb_to_ycbcr(images.to_tensor(content))[:, 1:]
+        ours = colour.rgb_to_ycbcr(colour.to_tensor(image))[:, 1:]
+        theirs = colour.rgb_to_ycbcr(colour.to_tensor(content))[:, 1:]
         return (ours - theirs).abs().mean().item() * 255
 
     kept = chroma_error(stylize(random_vgg, content, [style], params.replace(preserve_colors="luminance")).image)
@@ -93,9 +94,9 @@ def test_previews_at_coarse_levels_with_luminance_transfer(random_vgg):
 
 
 def test_colour_matching_moves_the_style_palette_to_the_contents():
-    content = images.to_tensor(gradient_image(32, 32, seed=1))
-    style = images.to_tensor(noise_image(32, 32, seed=2, tint=(0.1, 0.3, 1.0)))
-    matched = images.match_colors(style, content)
+    content = colour.to_tensor(gradient_image(32, 32, seed=1))
+    style = colour.to_tensor(noise_image(32, 32, seed=2, tint=(0.1, 0.3, 1.0)))
+    matched = colour.match_colors(style, content)
     assert torch.allclose(matched.mean((2, 3)), content.mean((2, 3)), atol=0.03)
     assert not torch.allclose(style.mean((2, 3)), content.mean((2, 3)), atol=0.1)
 
@@ -147,6 +148,12 @@ def test_style_scale_and_cache(random_vgg):
         (dict(style_layer_weights=(1.0,)), "style layer weights"),
         (dict(optimizer="sgd"), "optimizer"),
         (dict(pyramid_levels=3, size=32), "pyramid"),
+        (dict(strength=float("inf")), "strength must be a finite number"),
+        (dict(strength=float("nan")), "strength must be a finite number"),
+        (dict(style_layer_weights=(float("inf"), 1.0, 1.0, 1.0, 1.0)), "style layer weight must be a finite"),
+        (dict(learning_rate=float("inf")), "learning rate must be a finite"),
+        (dict(tv_weight=float("nan")), "tv weight must be a finite"),
+        (dict(style_blend=(1.0, float("inf"))), "style blend weight must be a finite"),
     ],
 )
 def test_invalid_params_have_clear_messages(change, message):
@@ -162,3 +169,10 @@ def test_params_round_trip_through_a_dict():
     assert StyleParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params
     with pytest.raises(InvalidParams, match="unknown"):
         StyleParams.from_dict({"colour": 1})
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_a_loss_that_overflows_fails_instead_of_returning_a_picture(random_vgg, optimizer):
+    params = SMALL.replace(content_weight=1.0, style_weight=1e300, optimizer=optimizer)  # finite, but not in fp32
+    with pytest.raises(NonFiniteLoss, match="lower the strength"):
+        stylize(random_vgg, gradient_image(32, 32), [noise_image(32, 32)], params)

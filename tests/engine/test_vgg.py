@@ -109,13 +109,3 @@ def test_average_pooling_and_caffe_input(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     # caffe input is BGR on 0-255 minus the mean: conv1_1 sees a different input
     assert not torch.allclose(caffe(x, ["conv1_1"])["conv1_1"], plain(x, ["conv1_1"])["conv1_1"])
-
-
-def test_parse_device():
-    assert vgg.parse_device("cpu").type == "cpu"
-    assert vgg.parse_device("auto") == vgg.best_device()
-    with pytest.raises(vgg.DeviceError):
-        vgg.parse_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(vgg.DeviceError, match="CUDA"):
-            vgg.parse_device("cuda")

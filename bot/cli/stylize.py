@@ -8,29 +8,26 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
-from bot.engine import images
+from bot.cli import UsageError
+from bot.engine import imaging
 from bot.engine.params import (
     COLOR_MODES,
     DEFAULT_LR,
     INITS,
     OPTIMIZERS,
     POOLINGS,
+    PRECISIONS,
+    WEIGHTS_ENV,
     ImageLimits,
     StyleParams,
 )
-from bot.engine.transfer import PRECISIONS, Cancelled, Progress, stylize
-from bot.engine.vgg import WEIGHTS_ENV, load_vgg19, parse_device
-from bot.progress_bar import ProgressBar
 
 log = logging.getLogger(__name__)
 DEFAULTS = StyleParams()
 OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
-
-
-class UsageError(Exception):
-    """Bad input from the person at the terminal: printed as one line, exit code 2."""
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -93,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="input convention of the weights: torchvision (RGB, ImageNet mean/std) or caffe (BGR, 0-255)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="CUDA only: auto = tf32; bf16 also runs VGG-19 under bf16 autocast")
+                   help="auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32; bf16 runs VGG-19 under bf16 autocast")
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=int, default=0, help="also write the image every K steps (OUT-0050.png, ...)")
     g.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
@@ -112,10 +109,15 @@ def _read_image(path: str, limits: ImageLimits, what: str):
         data = Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-    return images.decode(data, limits, name=f"{what} {path}")
+    return imaging.decode(data, limits, name=f"{what} {path}")
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.cli.progress import ProgressBar
+    from bot.engine.devices import parse_device
+    from bot.engine.transfer import Cancelled, Progress, stylize
+    from bot.engine.vgg import load_vgg19
+
     output = Path(args.output)
     fmt = OUTPUT_FORMATS.get(output.suffix.lower())
     if fmt is None:
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     params.blend_weights(len(styles))  # fails early on a wrong number of blend weights
     device = parse_device(args.device)
     model = load_vgg19(args.weights, pooling=params.pooling, input_format=args.weights_format, device=device)
-    out_w, out_h = images.fit_size(*content.size, params.size)
+    out_w, out_h = imaging.fit_size(*content.size, params.size)
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
         print(f"stylebot: {out_w}x{out_h}, {params.steps} steps x {params.pyramid_levels} level(s) on {device}; "
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(progress)
         if progress.preview is not None:
             path = output.with_name(f"{output.stem}-{progress.step:04d}{output.suffix}")
-            path.write_bytes(images.encode(progress.preview, fmt, quality=args.quality))
+            write_atomically(path, imaging.encode(progress.preview, fmt, quality=args.quality))
 
     cancelled = False
 
@@ -165,9 +167,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     bar.close()
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(images.encode(result.image, fmt, quality=args.quality))
-    tmp.replace(output)
+    write_atomically(output, imaging.encode(result.image, fmt, quality=args.quality))
     if not args.quiet:
         print(f"stylebot: wrote {output} ({out_w}x{out_h}) in {result.elapsed:.1f} s, seed {result.seed}", file=sys.stderr)
     return 0
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write through a new, unpredictably named file in the same folder (never one that exists,
+    never through a symlink), then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -8,14 +8,7 @@ import time
 from typing import TextIO
 
 from bot.engine.transfer import Progress
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+from bot.text import bar, format_seconds
 
 
 class ProgressBar:
@@ -59,6 +52,5 @@ class ProgressBar:
             f" ETA {format_seconds(progress.eta)} loss {progress.losses.get('total', 0.0):.4g}"
         )
         bar_width = max(10, min(40, width - len(text) - 7))
-        filled = bar_width * progress.step // progress.total
         percent = 100 * progress.step // progress.total
-        return f"{percent:3d}% |{'#' * filled}{'.' * (bar_width - filled)}|{text}"
+        return f"{percent:3d}% |{bar(progress.step, progress.total, bar_width, full='#', empty='.')}|{text}"

@@ -8,6 +8,7 @@ import logging
 
 import discord
 
+from bot.cli import CliError
 from bot.config import ConfigError, load_settings
 
 
@@ -24,18 +25,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        raise SystemExitMessage(str(exc), 2) from None
+        raise CliError(str(exc), 2) from None
     discord.utils.setup_logging(level=getattr(logging, args.log_level), root=True)
     try:
         asyncio.run(run_bot(settings))
     except WorkerStartError as exc:
-        raise SystemExitMessage(f"the workers could not start: {exc}", 1) from None
+        raise CliError(f"the workers could not start: {exc}", 1) from None
     except discord.LoginFailure:
-        raise SystemExitMessage("Discord refused the token (STYLEBOT_DISCORD_TOKEN): check it in the developer portal", 1) from None
+        raise CliError("Discord refused the token (STYLEBOT_DISCORD_TOKEN): check it in the developer portal", 1) from None
     return 0
-
-
-class SystemExitMessage(Exception):
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code

@@ -1,0 +1,22 @@
+"""The `stylebot` command line: one module per command, one error type with its exit code."""
+
+from __future__ import annotations
+
+
+class CliError(Exception):
+    """A failure the person at the terminal can act on: printed as one line, then exit `code`.
+
+    Exit codes: 1 a run failed (bad image, missing weights, a failed job), 2 bad usage or
+    parameters, 3 the settings or the environment are not right.
+    """
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class UsageError(CliError):
+    """Bad input from the command line: exit code 2."""
+
+    def __init__(self, message: str):
+        super().__init__(message, 2)

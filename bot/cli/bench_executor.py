@@ -1,0 +1,151 @@
+"""`stylebot bench-executor`: jobs per minute through the local pool, waits, and the event loop's lag."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+from bot.cli import CliError, UsageError
+from bot.engine import imaging
+from bot.engine.params import StyleParams
+from bot.executor.protocol import Job, JobDone, JobFailed, JobStarted, Terminal
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench-executor", help="jobs per minute through the local worker pool, waits, and the event loop's worst lag",
+        description="Queues JOBS jobs at once from several members, with content images of the given shapes, "
+                    "and waits for all of them. Exits 1 if any job did not finish.",
+    )
+    p.add_argument("--jobs", type=int, default=6, help="jobs queued at once (default: %(default)s)")
+    p.add_argument("--users", type=int, default=3, help="members the jobs come from, in turn (default: %(default)s)")
+    p.add_argument("--size", type=int, default=128, help="output size (longest side) of each job (default: %(default)s)")
+    p.add_argument("--shapes", default="1x1",
+                   help="comma-separated aspect ratios of the content images, used in turn, e.g. "
+                        "1x1,4x3,3x4,16x9 (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="steps of each job (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="workers per device (default: %(default)s)")
+    p.add_argument("--device", action="append", default=None, help="device for workers (repeatable; default: auto)")
+    p.add_argument("--weights", default="random", help="VGG-19 weights; speed does not depend on them (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=run)
+
+
+async def _lag_monitor(stop: asyncio.Event, samples: list[float], period: float = 0.01) -> None:
+    while not stop.is_set():
+        before = time.perf_counter()
+        await asyncio.sleep(period)
+        samples.append(time.perf_counter() - before - period)
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    try:
+        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise UsageError(f"--shapes takes ratios such as 1x1,4x3,16x9, not {text!r}")
+    return shapes  # type: ignore[return-value]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def content_images(size: int, shapes: list[tuple[int, int]]) -> list[bytes]:
+    from bot.engine import colour
+    from bot.engine.benchmark import test_images
+
+    pictures = []
+    for w, h in shapes:
+        width, height = imaging.fit_size(w, h, size)
+        content, _ = test_images(max(width, height))
+        pictures.append(imaging.encode(colour.to_image(content).resize((width, height)), "png"))
+    return pictures
+
+
+async def measure(args: argparse.Namespace) -> dict:
+    from bot.engine import colour
+    from bot.engine.benchmark import test_images
+    from bot.executor.local import ExecutorConfig, LocalExecutor
+
+    shapes = parse_shapes(args.shapes)
+    contents = content_images(args.size, shapes)
+    style = imaging.encode(colour.to_image(test_images(args.size)[1]), "png")
+    config = ExecutorConfig(weights=args.weights, workers_per_device=args.workers,
+                            devices=tuple(args.device) if args.device else None,
+                            per_user_limit=args.jobs, max_queued=args.jobs)
+    executor = LocalExecutor(config)
+    started = time.perf_counter()
+    await executor.start()
+    start_seconds = time.perf_counter() - started
+    params = StyleParams(size=args.size, steps=args.steps, preview_every=max(1, args.steps // 10)).to_dict()
+    samples: list[float] = []
+    stop = asyncio.Event()
+    monitor = asyncio.create_task(_lag_monitor(stop, samples))
+    waits: list[float] = []
+    try:
+        began = time.perf_counter()
+        handles = [await executor.submit(Job(user_id=i % args.users, guild_id=None, content=contents[i % len(contents)],
+                                             styles=(style,), params=params)) for i in range(args.jobs)]
+
+        async def drain(handle) -> Terminal:
+            async for event in handle.events():
+                if isinstance(event, JobStarted):
+                    waits.append(time.perf_counter() - began)
+            return await handle.result()
+
+        results = await asyncio.gather(*(drain(h) for h in handles))
+        wall = time.perf_counter() - began
+    finally:
+        stop.set()
+        await monitor
+        await executor.shutdown()
+    done = [r for r in results if isinstance(r, JobDone)]
+    failed = [r for r in results if not isinstance(r, JobDone)]
+    job_seconds = [r.seconds for r in done]
+    return {
+        "workers": executor.worker_count,
+        "jobs": args.jobs,
+        "done": len(done),
+        "failed": [f"{r.kind}: {r.message}" if isinstance(r, JobFailed) else f"cancelled: {r.reason}" for r in failed],
+        "size": args.size,
+        "shapes": [f"{w}x{h}" for w, h in shapes],
+        "steps": args.steps,
+        "worker_start_seconds": start_seconds,
+        "wall_seconds": wall,
+        "jobs_per_minute": len(done) / wall * 60,
+        "wait_p50_seconds": percentile(waits, 0.5),
+        "wait_p95_seconds": percentile(waits, 0.95),
+        "job_p50_seconds": percentile(job_seconds, 0.5),
+        "job_p95_seconds": percentile(job_seconds, 0.95),
+        "mean_job_seconds": statistics.fmean(job_seconds) if job_seconds else 0.0,
+        "loop_lag_worst_ms": max(samples, default=0.0) * 1000,
+        "loop_lag_p99_ms": percentile(samples, 0.99) * 1000,
+        "cache_hits": sum(1 for r in done if r.cache_hit),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.jobs < 1 or args.users < 1 or args.steps < 1 or args.workers < 1:
+        raise UsageError("--jobs, --users, --steps and --workers must be at least 1")
+    report = asyncio.run(measure(args))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['workers']} worker(s), started in {report['worker_start_seconds']:.1f} s")
+        print(f"{report['done']}/{report['jobs']} jobs of {report['size']} px ({', '.join(report['shapes'])}) x "
+              f"{report['steps']} steps in {report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
+              f"{report['cache_hits']} style-cache hits")
+        print(f"wait before start p50 {report['wait_p50_seconds']:.1f} s, p95 {report['wait_p95_seconds']:.1f} s; "
+              f"job time p50 {report['job_p50_seconds']:.1f} s, p95 {report['job_p95_seconds']:.1f} s")
+        print(f"event loop lag while jobs ran: worst {report['loop_lag_worst_ms']:.1f} ms, p99 {report['loop_lag_p99_ms']:.1f} ms")
+    if report["failed"]:
+        raise CliError(f"{len(report['failed'])} of {report['jobs']} jobs did not finish: " + "; ".join(sorted(set(report["failed"]))))
+    return 0

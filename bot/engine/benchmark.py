@@ -1,0 +1,98 @@
+"""Speed measurements of the engine, for `stylebot bench` and the GPU check."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bot.engine.devices import DevicePolicy
+from bot.engine.objective import Objective
+from bot.engine.params import StyleParams
+from bot.engine.transfer import run_level
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:
+    """The best matmul rate at the policy's precision: the practical roofline of this device."""
+    device = policy.device
+    n = 2048 if device.type == "cpu" else 8192
+    dtype = policy.autocast_dtype or torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    with policy.applied():
+        a @ b
+        synchronize(device)
+        best = float("inf")
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            a @ b
+            synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def test_images(side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth content picture and a noisy style picture, (1, 3, side, side) on the CPU."""
+    generator = torch.Generator().manual_seed(side)
+    content = torch.rand(1, 3, max(2, side // 8), max(2, side // 8), generator=generator)
+    content = torch.nn.functional.interpolate(content, size=(side, side), mode="bilinear")
+    style = torch.rand(1, 3, side, side, generator=generator)
+    return content, style
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def measure(model, side: int, steps: int, warmup: int, policy: DevicePolicy) -> dict:
+    """Forward+backward alone and a whole L-BFGS step (median ms), FLOPs and peak memory."""
+    device = policy.device
+    content, style = test_images(side)
+    params = StyleParams(size=side, steps=warmup + steps, seed=0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model = policy.prepare_model(model)
+    with policy.applied():
+        objective = Objective(model, params, content, [style], (1.0,), None)
+        x = content.to(device).clone().requires_grad_(True)
+        fwd_bwd = []
+        for _ in range(warmup + steps):
+            synchronize(device)
+            start = time.perf_counter()
+            loss, _ = objective(x)
+            loss.backward()
+            synchronize(device)
+            fwd_bwd.append(time.perf_counter() - start)
+        stamps: list[float] = []
+
+        def stamp(x: torch.Tensor, terms: dict) -> None:
+            synchronize(device)
+            stamps.append(time.perf_counter())
+
+        run_level(content.to(device), objective, params, stamp)
+        with FlopCounterMode(display=False) as counter:
+            loss, _ = objective(x)
+            loss.backward()
+    step_seconds = statistics.median(b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:], strict=False))
+    fwd_bwd_seconds = statistics.median(fwd_bwd[warmup:])
+    flops = counter.get_total_flops()
+    return {
+        "side": side,
+        "precision": policy.precision,
+        "forward_backward_ms": fwd_bwd_seconds * 1000,
+        "step_ms": step_seconds * 1000,
+        "gflop_per_step": flops / 1e9,
+        "gflops": flops / fwd_bwd_seconds / 1e9,
+        "peak_memory_mb": peak_memory_mb(device),
+    }

@@ -1,0 +1,140 @@
+"""Which device runs the engine, and how: the one place where CPU and GPU paths differ.
+
+A `DevicePolicy` says everything that depends on the device: the memory format of the model,
+autocast and its dtype, TF32, cuDNN autotuning, and how often the loop reads values back to the
+host. `policy_for(device, precision)` picks it; tests build any policy by hand (for example the
+CUDA one on the CPU), so every path that differs by device runs in CI without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from bot.engine.params import PRECISIONS
+
+
+class DeviceError(ValueError):
+    """The device asked for does not exist here."""
+
+
+def mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def best_device() -> torch.device:
+    """CUDA if present, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def parse_device(name: str | None) -> torch.device:
+    """`auto`/None picks the best device; anything else must exist here."""
+    if not name or name == "auto":
+        return best_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("CUDA was asked for but no CUDA GPU is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"no CUDA device {device.index}; this machine has {torch.cuda.device_count()}")
+    if device.type == "mps" and not mps_available():
+        raise DeviceError("MPS was asked for but is not available")
+    return device
+
+
+def detect_devices() -> tuple[str, ...]:
+    """Every CUDA GPU, else MPS, else one CPU device (the worker pool runs one set per device)."""
+    if torch.cuda.is_available():
+        return tuple(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+    if mps_available():
+        return ("mps",)
+    return ("cpu",)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX tiles: bf16 matmul several times faster than fp32.
+
+    Measured on an AVX512-BF16 Xeon without AMX (torch 2.14, VGG-19 forward+backward at 256 px):
+    bf16 autocast took 700 ms against 420 ms in fp32, so AVX512-BF16 alone does not count.
+    """
+    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(is_amx and is_amx())
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevicePolicy:
+    """How the engine runs on one device."""
+
+    device: torch.device
+    channels_last: bool = False  # the model's weights (and so its activations) in NHWC
+    autocast_dtype: torch.dtype | None = None  # run VGG-19 under autocast to this dtype
+    tf32: bool = False  # CUDA matmul and cuDNN convolutions may use TF32
+    cudnn_benchmark: bool = False  # autotune per shape: slow first step at every new shape
+    sync_interval: float = 0.0  # seconds between reads of the loss to the host; 0 = every step
+
+    @property
+    def precision(self) -> str:
+        if self.autocast_dtype == torch.bfloat16:
+            return "bf16"
+        return "tf32" if self.tf32 else "fp32"
+
+    def describe(self) -> str:
+        layout = "channels_last" if self.channels_last else "contiguous"
+        return f"{self.device.type} {self.precision} {layout}"
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Autocast and the backend flags for the duration of a run; the previous flags come back."""
+        saved = (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+        )
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
+            torch.backends.cudnn.allow_tf32 = self.tf32
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        try:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                enabled=self.autocast_dtype is not None):
+                yield
+        finally:
+            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark) = saved
+
+
+def policy_for(device: torch.device | str, precision: str = "auto") -> DevicePolicy:
+    """The policy a run gets on `device`.
+
+    CUDA: channels_last, TF32 by default (`auto`), bf16 autocast on request, the loss read back
+    every 0.2 s so the host queues steps ahead of the GPU. cuDNN autotuning stays off: members
+    send every aspect ratio, and autotuning makes the first step at each new shape slow.
+    CPU: fp32 contiguous, or bf16 autocast with channels_last where AMX makes it pay (`auto`).
+    MPS: fp32.
+    """
+    if precision not in PRECISIONS:
+        raise DeviceError(f"precision must be one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        return DevicePolicy(
+            device=device, channels_last=True, tf32=precision in ("auto", "tf32", "bf16"),
+            autocast_dtype=torch.bfloat16 if precision == "bf16" else None, sync_interval=0.2,
+        )
+    if device.type == "cpu":
+        bf16 = precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
+        return DevicePolicy(device=device, channels_last=bf16, autocast_dtype=torch.bfloat16 if bf16 else None)
+    return DevicePolicy(device=device)

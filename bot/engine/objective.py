@@ -1,0 +1,108 @@
+"""J(x) for one pyramid level: targets computed once, each layer term with its scale."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import MutableMapping, Sequence
+
+import torch
+
+from bot.engine.losses import content_cost, gram, gram_norm_cost, layer_style_cost, total_variation
+from bot.engine.params import LAYER_NAMES, STRENGTH_SCALE, StyleParams
+from bot.engine.vgg import VGG19Features
+
+StyleCache = MutableMapping[str, dict[str, torch.Tensor]]
+
+
+def layer_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
+    """(n_H, n_W) of every VGG-19 layer for an input of this size: each pool halves it."""
+    shapes = {}
+    for name in LAYER_NAMES:
+        if name.startswith("pool"):
+            height, width = height // 2, width // 2
+        shapes[name] = (height, width)
+    return shapes
+
+
+def style_cache_key(style: torch.Tensor, layers: Sequence[str], pooling: str) -> str:
+    """Which cached Grams fit: the style's pixels as prepared (on the CPU, before any copy to the
+    device), its size, the layers and the pooling. The device is the worker's own."""
+    digest = hashlib.sha1(style.numpy().tobytes()).hexdigest()
+    return f"{digest}:{tuple(style.shape)}:{','.join(layers)}:{pooling}"
+
+
+class Objective:
+    """J(x) = sum of the weighted content terms + the weighted style terms (+ total variation).
+
+    `content` and `styles` are (1, 3, H, W) tensors on the CPU, prepared for this level; they are
+    moved to the model's device here.
+    """
+
+    def __init__(self, model: VGG19Features, params: StyleParams, content: torch.Tensor,
+                 styles: Sequence[torch.Tensor], blend: Sequence[float], style_cache: StyleCache | None = None):
+        self.model, self.params = model, params
+        self.style_layers = params.style_layers
+        self.content_layers = params.content_layers
+        self.names = tuple(dict.fromkeys((*self.style_layers, *self.content_layers)))
+        device = next(model.parameters()).device
+        shapes = layer_shapes(*content.shape[-2:])
+        with torch.no_grad():
+            feats = model(content.to(device), self.names)
+            self.content_targets = {n: feats[n].detach() for n in self.content_layers}
+            per_position = [self._style_grams(s, device, style_cache) for s in styles]
+            # Departs from the seed only when the style image's size differs from the generated
+            # image's: Gram entries are sums over positions, so the style's Gram is rescaled to
+            # the generated image's number of positions (a no-op for equal sizes).
+            self.style_targets = {
+                n: sum(w * g[n] for w, g in zip(blend, per_position, strict=True)) * (shapes[n][0] * shapes[n][1])
+                for n in self.style_layers
+            }
+            self.content_scale, self.style_scale = self._scales(feats, shapes)
+
+    def _scales(self, feats: dict[str, torch.Tensor], shapes: dict[str, tuple[int, int]]
+                ) -> tuple[dict[str, float], dict[str, float]]:
+        params = self.params
+        lambdas = dict(zip(self.style_layers, params.layer_weights, strict=True))
+        if params.raw_weights:  # the seed's J = alpha J_content + beta J_style, unnormalised
+            alpha, beta = float(params.content_weight or 0.0), float(params.style_weight or 0.0)
+            return {n: alpha for n in self.content_layers}, {n: beta * lambdas[n] for n in self.style_layers}
+        # Strength mode (departs from the seed): each term is divided by a scale of its own, so the
+        # balance depends neither on the scale of the VGG-19 weights nor on how much energy the
+        # style image has: a content layer by its cost for an all-zero image, a style layer by its
+        # cost for the content image (the gap to close), at least 5 % of its cost for an all-zero
+        # image (for a style that is the content itself).
+        beta = params.strength * STRENGTH_SCALE
+        share = 1.0 / len(self.content_layers)
+        content_scale = {
+            n: share / max(float(content_cost(t, torch.zeros_like(t))), 1e-30) for n, t in self.content_targets.items()
+        }
+        style_scale = {}
+        for n in self.style_layers:
+            gap = float(layer_style_cost(self.style_targets[n], feats[n]))
+            floor = 0.05 * float(gram_norm_cost(self.style_targets[n], *shapes[n]))
+            style_scale[n] = beta * lambdas[n] / max(gap, floor, 1e-30)
+        return content_scale, style_scale
+
+    def _style_grams(self, style: torch.Tensor, device: torch.device, cache: StyleCache | None) -> dict[str, torch.Tensor]:
+        """Gram matrices of one style image divided by its number of positions (n_H n_W)."""
+        key = style_cache_key(style, self.style_layers, self.model.pooling) if cache is not None else None
+        if key is not None and key in cache:
+            return cache[key]
+        feats = self.model(style.to(device), self.style_layers)
+        grams = {n: (gram(f) / (f.shape[-2] * f.shape[-1])).detach() for n, f in feats.items()}
+        if key is not None and cache is not None:
+            cache[key] = grams
+        return grams
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        feats = self.model(x, self.names)
+        content = sum(self.content_scale[n] * content_cost(self.content_targets[n], feats[n]) for n in self.content_layers)
+        style = sum(self.style_scale[n] * layer_style_cost(self.style_targets[n], feats[n]) for n in self.style_layers)
+        total = content + style
+        terms = {"content": content, "style": style}
+        if self.params.tv_weight > 0:
+            tv = self.params.tv_weight * total_variation(x)
+            total = total + tv
+            terms["tv"] = tv
+        terms["total"] = total
+        return total, terms  # type: ignore[return-value]

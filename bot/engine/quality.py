@@ -1,0 +1,56 @@
+"""How close a stylized picture is to its style and to its content, measured with VGG-19.
+
+  style distance   = mean over the style layers of ||G(output) - G(style)||_F / ||G(style)||_F,
+                     Gram matrices per position (divided by n_H n_W), so sizes may differ;
+  content distance = ||F(output) - F(content)||^2 / ||F(content)||^2 at each content layer, averaged.
+
+Both are 0 for a perfect match; they compare runs of the same inputs (a fast path against the
+reference path, tiled against untiled), not pictures of different inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from bot.engine import colour, imaging
+from bot.engine.losses import gram
+from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from bot.engine.vgg import VGG19Features
+
+
+@dataclass(frozen=True)
+class Quality:
+    style_distance: float
+    content_distance: float
+    style_layers: dict[str, float]
+
+
+@torch.no_grad()
+def evaluate(model: VGG19Features, content: Image.Image, style: Image.Image, output: Image.Image, *,
+             style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+             content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS) -> Quality:
+    """Distances of `output` to `style` and to `content` (resized to the output's size), in fp32."""
+    device = next(model.parameters()).device
+    size = output.size
+    style_size = imaging.fit_size(*style.size, max(size))
+    x = colour.to_tensor(output).to(device)
+    c = colour.to_tensor(content.resize(size, Image.Resampling.LANCZOS)).to(device)
+    s = colour.to_tensor(style.resize(style_size, Image.Resampling.LANCZOS)).to(device)
+    names = (*style_layers, *content_layers)
+    fx, fc, fs = model(x, names), model(c, content_layers), model(s, style_layers)
+    per_layer = {}
+    for n in style_layers:
+        gx = gram(fx[n].float()) / (fx[n].shape[-2] * fx[n].shape[-1])
+        gs = gram(fs[n].float()) / (fs[n].shape[-2] * fs[n].shape[-1])
+        per_layer[n] = float(torch.linalg.norm(gx - gs) / torch.linalg.norm(gs).clamp_min(1e-30))
+    content_terms = [float((fx[n].float() - fc[n].float()).square().sum() / fc[n].float().square().sum().clamp_min(1e-30))
+                     for n in content_layers]
+    return Quality(
+        style_distance=sum(per_layer.values()) / len(per_layer),
+        content_distance=sum(content_terms) / len(content_terms),
+        style_layers=per_layer,
+    )
