@@ -38,7 +38,8 @@ class LBFGS:
         # float64 for the m x m algebra, except where the device has none (Apple's MPS)
         self.small = torch.float32 if device.type == "mps" else torch.float64
         dtype = x.dtype if x.dtype == torch.float64 else torch.float32
-        self.hist = torch.zeros(2 * m, n, device=device, dtype=dtype)  # rows: S, then Y
+        # slot i holds (s_i, y_i) side by side, so the filled slots are one contiguous block
+        self.hist = torch.zeros(m, 2, n, device=device, dtype=dtype)
         self.sy = torch.zeros(m, m, device=device, dtype=self.small)  # s_i . y_j
         self.yy = torch.zeros(m, m, device=device, dtype=self.small)  # y_i . y_j
         self.age = torch.full((m,), -1, device=device, dtype=torch.long)  # -1: empty slot
@@ -77,15 +78,13 @@ class LBFGS:
         products = (both @ torch.stack([s, y, g], 1)).to(self.small)  # [[s.s, s.y, s.g], [y.s, y.y, y.g]]
         ys, yy, s_g, y_g = products[0, 1], products[1, 1], products[0, 2], products[1, 2]
         accept = ys > CURVATURE_EPS
-        old = (self.hist @ g).to(self.small)  # S g and Y g over the stored pairs
-        old_sg, old_yg = old[:m], old[m:]
+        old_sg, old_yg = self._products(g)  # S g and Y g over the stored pairs
 
         slot = torch.argmin(self.age)  # an empty slot, else the oldest pair
         new = (self._slots == slot) & accept
         e = new.to(self.small)
         keep = 1.0 - e
-        rows = torch.stack([slot, slot + m])
-        self.hist.index_copy_(0, rows, torch.where(accept, both, self.hist.index_select(0, rows)))
+        self.hist.index_copy_(0, slot[None], torch.where(accept, both, self.hist.index_select(0, slot[None])[0])[None])
         # s . y_j = (Y s)_j came with the last direction; s_i . y = S g - S g_prev; y_i . y likewise
         s_dot_y = self._prev_yd
         y_dot_s = old_sg - self._prev_sg
@@ -97,6 +96,19 @@ class LBFGS:
         self.age = torch.where(new, self.steps, self.age)
         self.gamma = torch.where(accept, ys / yy.clamp_min(torch.finfo(self.small).tiny), self.gamma)
         return old_sg * keep + e * s_g, old_yg * keep + e * y_g
+
+    def _used(self) -> int:
+        """Slots that may hold a pair: they fill in order (0, 1, ...) before any is reused, so
+        until the history is full the products skip the empty rest, with no look at the device."""
+        return min(self.steps, self.m)
+
+    def _products(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S g, Y g) over all m slots; the empty ones are 0."""
+        k = self._used()
+        out = torch.zeros(self.m, 2, device=g.device, dtype=self.small)
+        if k:
+            out[:k] = (self.hist[:k].reshape(2 * k, -1) @ g).view(k, 2).to(self.small)
+        return out[:, 0], out[:, 1]
 
     def _direction(self, g: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """d = -H g, and Y d (for the next pair's row of S Y^T)."""
@@ -111,8 +123,11 @@ class LBFGS:
         p = torch.linalg.solve_triangular(r.t(), w[:, None], upper=False)[:, 0]
         p_slots = torch.zeros(m, device=g.device, dtype=self.small).index_copy(0, order, p)
         q_slots = torch.zeros(m, device=g.device, dtype=self.small).index_copy(0, order, -u)
-        coefficients = torch.cat([p_slots, self.gamma * q_slots]).to(g.dtype)
-        hg = self.gamma.to(g.dtype) * g + coefficients @ self.hist
+        hg = self.gamma.to(g.dtype) * g
+        k = self._used()
+        if k:
+            coefficients = torch.stack([p_slots, self.gamma * q_slots], 1)[:k].reshape(-1).to(g.dtype)
+            hg = hg + coefficients @ self.hist[:k].reshape(2 * k, -1)
         # Y d = -(gamma Y g + (Y S^T) p + gamma (Y Y^T) q), with Y S^T = (S Y^T)^T
         yd = -(self.gamma * yg + self.sy.t() @ p_slots + self.gamma * (self.yy @ q_slots))
         return -hg, yd
