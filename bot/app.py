@@ -73,7 +73,8 @@ class StyleBot(commands.AutoShardedBot):
 
 
 async def run(settings_: Settings) -> None:
-    from bot.executor.local import ExecutorConfig, LocalExecutor
+    from bot.executor.dispatch import ExecutorConfig
+    from bot.executor.pool import LocalExecutor
 
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
     storage = await Storage.open(settings_.database_url)

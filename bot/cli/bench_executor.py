@@ -73,7 +73,8 @@ def content_images(size: int, shapes: list[tuple[int, int]]) -> list[bytes]:
 async def measure(args: argparse.Namespace) -> dict:
     from bot.engine import colour
     from bot.engine.benchmark import test_images
-    from bot.executor.local import ExecutorConfig, LocalExecutor
+    from bot.executor.dispatch import ExecutorConfig
+    from bot.executor.pool import LocalExecutor
 
     shapes = parse_shapes(args.shapes)
     contents = content_images(args.size, shapes)
@@ -111,7 +112,7 @@ async def measure(args: argparse.Namespace) -> dict:
     failed = [r for r in results if not isinstance(r, JobDone)]
     job_seconds = [r.seconds for r in done]
     return {
-        "workers": executor.worker_count,
+        "workers": executor.backend.worker_count,
         "jobs": args.jobs,
         "done": len(done),
         "failed": [f"{r.kind}: {r.message}" if isinstance(r, JobFailed) else f"cancelled: {r.reason}" for r in failed],

@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bot.app import run as run_bot
-    from bot.executor.local import WorkerStartError
+    from bot.executor.pool import WorkerStartError
 
     try:
         settings = load_settings()

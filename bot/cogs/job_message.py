@@ -10,18 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
-from PIL import Image
 
 from bot.cogs.views import cancel_view
-from bot.engine import imaging
 from bot.executor.protocol import (
     Event,
+    FailureKind,
     JobCancelled,
     JobDone,
     JobFailed,
     JobProgress,
     JobQueued,
     JobStarted,
+    StopReason,
 )
 from bot.text import bar, format_seconds
 
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAILURE_TEXT = {
-    "bad_input": "This job could not run: {message}.",
-    "out_of_memory": "Too big for the GPU: {message}.",
-    "timeout": "Timed out: {message}. Try fewer steps or a smaller size.",
-    "worker_crashed": "The worker crashed while painting ({message}). Please try again.",
-    "internal": "Something went wrong: {message}.",
-    "shutdown": "The bot is restarting; please try again in a minute.",
+    FailureKind.BAD_INPUT: "This job could not run: {message}.",
+    FailureKind.OUT_OF_MEMORY: "Too big for the GPU: {message}.",
+    FailureKind.TIMEOUT: "Timed out: {message}. Try fewer steps or a smaller size.",
+    FailureKind.WORKER_CRASHED: "The worker crashed while painting ({message}). Please try again.",
+    FailureKind.INTERNAL: "Something went wrong: {message}.",
 }
+RESTARTING_TEXT = "The bot is restarting; please try again in a minute."
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,12 @@ class JobSummary:
 
     text: str  # e.g. "strength 1 · 512 px · 200 steps"
     notes: tuple[str, ...] = ()  # e.g. "size capped at 1024 by this server"
+
+
+def upload_limit(interaction: discord.Interaction) -> int:
+    """Bytes a result may take: the channel's upload limit, less room for the form's other parts."""
+    limit = getattr(interaction, "filesize_limit", 0) or 8 * 1024 * 1024
+    return limit - 64 * 1024
 
 
 class JobMessage:
@@ -138,7 +144,7 @@ class JobMessage:
             elif isinstance(event, JobFailed):
                 await self._post_text("❌ " + FAILURE_TEXT.get(event.kind, "{message}").format(message=event.message.rstrip(".")))
             elif isinstance(event, JobCancelled):
-                text = FAILURE_TEXT["shutdown"] if event.reason == "shutdown" else "Cancelled."
+                text = RESTARTING_TEXT if event.reason == StopReason.SHUTDOWN else "Cancelled."
                 await self._post_text("🛑 " + text)
 
     def _caption(self, done: JobDone) -> str:
@@ -149,10 +155,8 @@ class JobMessage:
         return "\n".join(parts)
 
     async def _post_result(self, done: JobDone) -> None:
-        limit = getattr(self.interaction, "filesize_limit", 8 * 1024 * 1024) or 8 * 1024 * 1024
-        picture = Image.open(io.BytesIO(done.image))
-        data, fmt = imaging.encode_to_fit(picture, limit - 64 * 1024)  # room for the form's other parts
-        file = discord.File(io.BytesIO(data), f"stylized.{'jpg' if fmt == 'jpeg' else fmt}")
+        # the worker fitted the picture to the job's result_limit (upload_limit below)
+        file = discord.File(io.BytesIO(done.image), f"stylized.{'jpg' if done.format == 'jpeg' else done.format}")
         caption = self._caption(done)
         if self.token_alive():
             try:

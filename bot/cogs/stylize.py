@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.job_message import JobMessage, JobSummary
+from bot.cogs.job_message import JobMessage, JobSummary, upload_limit
 from bot.engine import imaging
 from bot.engine.params import MAX_SIZE, MAX_STEPS, ImageLimits, InvalidParams, StyleParams
 from bot.executor.protocol import Job, SubmitError
@@ -148,7 +148,7 @@ class StylizeCog(commands.Cog):
             await self._refuse_after_defer(interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}.")
             return
         job = Job(user_id=interaction.user.id, guild_id=interaction.guild_id, content=data[0], styles=tuple(data[1:]),
-                  params=params.to_dict())
+                  params=params.to_dict(), result_limit=upload_limit(interaction))
         try:
             handle = await self.bot.executor.submit(job)
         except SubmitError as exc:

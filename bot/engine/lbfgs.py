@@ -72,7 +72,6 @@ class LBFGS:
     def _remember(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the pair (s, y) of the last step if its curvature is positive; return S g, Y g."""
         assert self._prev_grad is not None and self._prev_step is not None
-        m = self.m
         s, y = self._prev_step, g - self._prev_grad
         both = torch.stack([s, y])
         products = (both @ torch.stack([s, y, g], 1)).to(self.small)  # [[s.s, s.y, s.g], [y.s, y.y, y.g]]

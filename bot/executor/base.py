@@ -1,12 +1,13 @@
-"""The interface every backend implements (the local pool; a distributed one next)."""
+"""The interface the bot sees (the dispatcher implements it), and the caller's handle on a job."""
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 
-from bot.executor.protocol import Event, Job, JobProgress, JobQueued, Terminal
+from bot.executor.protocol import Event, Job, Terminal
 
 
 class Executor(abc.ABC):
@@ -24,7 +25,18 @@ class Executor(abc.ABC):
         """Ask a job to stop; its terminal event follows. False if the job is unknown or over."""
 
     @abc.abstractmethod
+    async def reattach(self, job: Job) -> JobHandle | None:
+        """Follow a job an earlier bot process submitted, if it still runs (or its result waits);
+        None if it was lost with that process."""
+
+    @abc.abstractmethod
     async def shutdown(self, *, graceful: bool = True, timeout: float = 30.0) -> None: ...
+
+    def handle_signals(self, *signals: int, timeout: float = 30.0) -> None:
+        """Shut down gracefully (running jobs get `timeout` seconds) on SIGTERM, or the given signals."""
+        loop = asyncio.get_running_loop()
+        for sig in signals or (signal.SIGTERM,):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown(timeout=timeout)))
 
 
 class JobHandle:
@@ -36,8 +48,6 @@ class JobHandle:
         self._executor = executor
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._result: asyncio.Future[Terminal] = asyncio.get_running_loop().create_future()
-        self.position: int | None = None  # the latest queue position, None once started
-        self.progress: JobProgress | None = None  # the latest progress
 
     @property
     def done(self) -> bool:
@@ -46,12 +56,6 @@ class JobHandle:
     def _emit(self, event: Event) -> None:
         if self._result.done():
             return  # nothing follows a terminal event
-        if isinstance(event, JobQueued):
-            self.position = event.position
-        elif isinstance(event, JobProgress):
-            self.progress = event
-        else:
-            self.position = None
         self._events.put_nowait(event)
         if event.terminal:
             self._result.set_result(event)  # type: ignore[arg-type]

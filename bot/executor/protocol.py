@@ -13,10 +13,39 @@ import dataclasses
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from enum import StrEnum
+from typing import Any, ClassVar
 
-FailureKind = Literal["bad_input", "out_of_memory", "timeout", "worker_crashed", "internal", "shutdown"]
-FAILURE_KINDS: tuple[str, ...] = ("bad_input", "out_of_memory", "timeout", "worker_crashed", "internal", "shutdown")
+
+class FailureKind(StrEnum):
+    BAD_INPUT = "bad_input"  # the images or the parameters cannot work; the message says why
+    OUT_OF_MEMORY = "out_of_memory"
+    TIMEOUT = "timeout"
+    WORKER_CRASHED = "worker_crashed"
+    INTERNAL = "internal"
+
+
+class StopReason(StrEnum):
+    """Why a job was stopped before its end (JobCancelled.reason, and the dispatcher's requests)."""
+
+    CANCELLED = "cancelled"  # the member (or a moderator) asked
+    TIMEOUT = "timeout"  # past its time limit: ends as JobFailed(TIMEOUT)
+    SHUTDOWN = "shutdown"  # the bot is stopping
+
+
+class JobStatus(StrEnum):
+    """Where a job is, as the bot's jobs table records it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the bot stopped while it ran; the member was told
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def new_job_id() -> str:
@@ -32,6 +61,7 @@ class Job:
     params: dict[str, Any]  # StyleParams.to_dict()
     id: str = field(default_factory=new_job_id)
     time_limit: float | None = None  # seconds of running time; None: the executor's limit
+    result_limit: int | None = None  # bytes the result may take (an upload limit); None: always PNG
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -91,7 +121,8 @@ class JobProgress(Event):
 class JobDone(Event):
     type: ClassVar[str] = "done"
     terminal: ClassVar[bool] = True
-    image: bytes  # PNG
+    image: bytes  # PNG, or JPEG/WebP when PNG does not fit the job's result_limit
+    format: str  # "png", "jpeg" or "webp"
     width: int
     height: int
     seed: int
@@ -109,12 +140,18 @@ class JobFailed(Event):
     kind: FailureKind
     message: str  # for a person: never a traceback
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", FailureKind(self.kind))
+
 
 @dataclass(frozen=True, kw_only=True)
 class JobCancelled(Event):
     type: ClassVar[str] = "cancelled"
     terminal: ClassVar[bool] = True
-    reason: str = "cancelled"
+    reason: StopReason = StopReason.CANCELLED
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", StopReason(self.reason))
 
 
 Terminal = JobDone | JobFailed | JobCancelled

@@ -32,13 +32,9 @@ class FairQueue(Generic[T]):
             self._arrival[user] = self._tick
         self._by_user[user].append(item)
 
-    def push_front(self, user: Hashable, item: T) -> None:
-        """Put back an item that was popped but could not start."""
-        self._running[user] -= 1
-        if user not in self._by_user:
-            self._by_user[user] = deque()
-            self._arrival.setdefault(user, 0)
-        self._by_user[user].appendleft(item)
+    def mark_running(self, user: Hashable) -> None:
+        """Count an item of `user` that runs without having been queued here (re-attached)."""
+        self._running[user] += 1
 
     def pop(self) -> T | None:
         if not self._by_user:

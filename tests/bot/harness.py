@@ -10,7 +10,8 @@ from PIL import Image
 
 from bot.app import StyleBot, point_client_at
 from bot.config import Settings
-from bot.executor.local import ExecutorConfig, LocalExecutor
+from bot.executor.dispatch import ExecutorConfig
+from bot.executor.pool import LocalExecutor
 from bot.storage import Storage
 from tests.bot.fake_discord import FakeDiscord
 from tests.conftest import gradient_image, noise_image, png_bytes

@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 
 from bot.engine.params import StyleParams
-from bot.executor.local import ExecutorConfig, LocalExecutor
+from bot.executor.dispatch import Dispatcher, ExecutorConfig
+from bot.executor.pool import LocalExecutor
 from bot.executor.protocol import Job
 from tests.conftest import gradient_image, noise_image, png_bytes
 
@@ -25,7 +26,7 @@ def run(coro, timeout: float = 120):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-async def started_executor(**config) -> LocalExecutor:
+async def started_executor(**config) -> Dispatcher:
     executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), **config))
     await executor.start()
     return executor

@@ -10,7 +10,8 @@ import psutil
 import pytest
 from PIL import Image
 
-from bot.executor.local import ExecutorConfig, LocalExecutor, WorkerStartError
+from bot.executor.dispatch import ExecutorConfig
+from bot.executor.pool import LocalExecutor, WorkerStartError
 from bot.executor.protocol import (
     JobCancelled,
     JobDone,
@@ -21,6 +22,7 @@ from bot.executor.protocol import (
     QueueFull,
     UserLimitReached,
 )
+from tests.conftest import noise_image, png_bytes
 from tests.executor.helpers import collect, first, long_job, make_job, run, started_executor
 
 
@@ -86,7 +88,7 @@ def test_cancel_while_queued_and_while_running():
             running = await executor.submit(long_job(1))
             queued = await executor.submit(long_job(2))
             await first(running, JobProgress)
-            pid = executor.worker_pids()
+            pid = executor.backend.worker_pids()
             assert await queued.cancel()
             queued_result = await queued.result()
             asked = time.monotonic()
@@ -94,7 +96,7 @@ def test_cancel_while_queued_and_while_running():
             running_result = await running.result()
             took = time.monotonic() - asked
             after = await executor.submit(make_job(3, steps=2))
-            return queued_result, [e async for e in queued.events()], running_result, took, pid, executor.worker_pids(), await after.result()
+            return queued_result, [e async for e in queued.events()], running_result, took, pid, executor.backend.worker_pids(), await after.result()
         finally:
             await executor.shutdown()
 
@@ -112,13 +114,13 @@ def test_a_worker_that_does_not_confirm_a_cancel_is_replaced():
         try:
             handle = await executor.submit(long_job())
             await first(handle, JobProgress)
-            (pid,) = executor.worker_pids()
+            (pid,) = executor.backend.worker_pids()
             os.kill(pid, signal.SIGSTOP)
             await handle.cancel()
             result = await handle.result()
-            await executor.wait_ready()
+            await executor.backend.wait_ready()
             after = await executor.submit(make_job(steps=2))
-            return result, pid, executor.worker_pids(), await after.result()
+            return result, pid, executor.backend.worker_pids(), await after.result()
         finally:
             await executor.shutdown()
 
@@ -135,10 +137,10 @@ def test_kill_9_fails_the_job_and_a_fresh_worker_takes_the_next():
             handle = await executor.submit(long_job())
             waiting = await executor.submit(make_job(2, steps=2))
             await first(handle, JobProgress)
-            (pid,) = executor.worker_pids()
+            (pid,) = executor.backend.worker_pids()
             os.kill(pid, signal.SIGKILL)
             crashed = await handle.result()
-            return crashed, pid, await waiting.result(), executor.worker_pids()
+            return crashed, pid, await waiting.result(), executor.backend.worker_pids()
         finally:
             await executor.shutdown()
 
@@ -205,7 +207,7 @@ def test_missing_weights_stop_the_start_with_the_reason(tmp_path, monkeypatch):
         executor = LocalExecutor(ExecutorConfig(devices=("cpu",)))
         with pytest.raises(WorkerStartError, match="download-weights"):
             await executor.start()
-        return executor.worker_pids()
+        return executor.backend.worker_pids()
 
     assert run(scenario()) == []
 
@@ -286,3 +288,43 @@ def _live_children() -> list[str]:
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+def test_a_stopped_worker_does_not_freeze_the_event_loop():
+    """A job larger than a pipe's buffer, handed to a worker that is stopped (SIGSTOP while idle):
+    on 2b49b96 the write blocked the loop until the worker was resumed."""
+    big = png_bytes(noise_image(300, 300, seed=4))
+    assert len(big) > 256 * 1024
+
+    async def scenario():
+        executor = await started_executor(cancel_grace=1.0)
+        lags: list[float] = []
+        stop = asyncio.Event()
+
+        async def monitor():
+            while not stop.is_set():
+                before = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - before - 0.01)
+
+        watcher = asyncio.create_task(monitor())
+        try:
+            (pid,) = executor.backend.worker_pids()
+            os.kill(pid, signal.SIGSTOP)
+            handle = await executor.submit(make_job(content=big, steps=2))
+            await asyncio.sleep(1.0)  # the job sits in a write to the stopped worker
+            await handle.cancel()  # nothing answers: the worker is killed after the grace
+            result = await asyncio.wait_for(handle.result(), 10)
+            await executor.backend.wait_ready()
+            after = await (await executor.submit(make_job(steps=2))).result()
+            return result, max(lags), after
+        finally:
+            stop.set()
+            await watcher
+            await executor.shutdown()
+
+    result, worst_lag, after = run(scenario())
+    assert isinstance(result, JobCancelled)
+    print(f"worst event-loop lag while the worker was stopped: {worst_lag * 1000:.1f} ms")
+    assert worst_lag < 0.2, worst_lag
+    assert isinstance(after, JobDone)

@@ -1,9 +1,12 @@
 from bot.executor.protocol import (
+    FailureKind,
     Job,
+    JobCancelled,
     JobDone,
     JobFailed,
     JobProgress,
     JobQueued,
+    StopReason,
     event_from_dict,
     event_from_json,
 )
@@ -19,10 +22,22 @@ def test_events_round_trip_and_are_typed():
     events = [
         JobQueued(job_id="j", position=3),
         JobProgress(job_id="j", step=1, total=2, losses={"total": 1.5}, elapsed=0.1, eta=None, preview=b"\xff\xd8"),
-        JobDone(job_id="j", image=b"png", width=3, height=2, seed=1, steps=2, seconds=1.0, device="cpu", weights="w"),
-        JobFailed(job_id="j", kind="timeout", message="too slow"),
+        JobDone(job_id="j", image=b"png", format="png", width=3, height=2, seed=1, steps=2, seconds=1.0, device="cpu",
+                weights="w"),
+        JobFailed(job_id="j", kind=FailureKind.TIMEOUT, message="too slow"),
+        JobCancelled(job_id="j", reason=StopReason.SHUTDOWN),
     ]
     for event in events:
         assert event_from_json(event.to_json()) == event
         assert event_from_dict(event.to_dict()) == event
     assert events[2].terminal and not events[0].terminal
+    # the kinds and reasons stay enums through JSON
+    assert event_from_json(events[3].to_json()).kind is FailureKind.TIMEOUT
+    assert event_from_json(events[4].to_json()).reason is StopReason.SHUTDOWN
+
+
+def test_unknown_kinds_are_refused():
+    import pytest
+
+    with pytest.raises(ValueError):
+        JobFailed(job_id="j", kind="shutdown", message="no such failure kind any more")

@@ -27,12 +27,14 @@ def test_a_user_with_a_running_job_waits_behind_others():
     assert queue.in_order() == ["a1", "b1"]  # both served once; b has one running
 
 
-def test_remove_and_push_front():
+def test_remove_drain_and_running_counts():
     queue = FairQueue()
+    queue.push("b", "b0")
     queue.push("a", "a0")
     queue.push("a", "a1")
     assert queue.remove("a", "a0") and not queue.remove("a", "zz")
-    item = queue.pop()
-    queue.push_front("a", item)
-    assert queue.in_order() == ["a1"] and len(queue) == 1
-    assert queue.drain() == ["a1"] and len(queue) == 0
+    assert queue.in_order() == ["b0", "a1"]  # b arrived first
+    queue.mark_running("b")  # a re-attached job of b runs: a goes first now
+    assert queue.in_order() == ["a1", "b0"]
+    queue.finished("b")
+    assert queue.drain() == ["b0", "a1"] and len(queue) == 0

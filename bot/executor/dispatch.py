@@ -1,0 +1,248 @@
+"""The dispatcher: admission, the fair queue, queue positions and time limits, above any backend.
+
+A job is released to the backend only when the backend has a free slot, so the queue (and the
+positions members see) stays here whatever runs the jobs: the local process pool, or another
+backend behind the same `Backend` interface.
+
+All state lives on the event loop's thread; backends call `on_event`, `on_capacity` and
+`on_unavailable` there.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from bot.engine.params import ImageLimits
+from bot.executor.base import Executor, JobHandle
+from bot.executor.protocol import (
+    Event,
+    ExecutorClosed,
+    FailureKind,
+    Job,
+    JobCancelled,
+    JobFailed,
+    JobQueued,
+    QueueFull,
+    StopReason,
+    Terminal,
+    UserLimitReached,
+)
+from bot.executor.scheduler import FairQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorConfig:
+    devices: tuple[str, ...] | None = None  # None: every CUDA GPU, else one CPU (or MPS) device
+    workers_per_device: int = 1
+    max_queued: int = 50  # jobs waiting (not running) across all users
+    per_user_limit: int = 3  # queued plus running jobs per user
+    time_limit: float = 900.0  # seconds a job may run
+    cancel_grace: float = 5.0  # seconds a worker has to confirm a stop before it is killed
+    weights: str | None = None  # as for load_vgg19; None: STYLEBOT_VGG19_WEIGHTS, then the cache
+    cache_size: int = 16  # style targets kept per worker
+    start_timeout: float = 300.0  # seconds a worker may take to load VGG-19
+    threads_per_worker: int | None = None  # CPU threads per worker; None: cores / CPU workers
+    image_limits: ImageLimits = field(default_factory=ImageLimits)  # what workers decode
+
+
+class Listener(abc.ABC):
+    """What a backend reports to the dispatcher (on the event loop's thread)."""
+
+    @abc.abstractmethod
+    def on_event(self, job_id: str, event: Event) -> None:
+        """An event of a released job; exactly one terminal event ends it."""
+
+    @abc.abstractmethod
+    def on_capacity(self) -> None:
+        """The backend may take more jobs."""
+
+    @abc.abstractmethod
+    def on_unavailable(self, message: str) -> None:
+        """The backend can run nothing any more (every worker gave up)."""
+
+
+class Backend(abc.ABC):
+    """Runs the jobs the dispatcher releases to it."""
+
+    @abc.abstractmethod
+    async def start(self, listener: Listener) -> None: ...
+
+    @abc.abstractmethod
+    def free_slots(self) -> int:
+        """How many more jobs it can start now."""
+
+    @abc.abstractmethod
+    def run(self, job: Job) -> None:
+        """Start `job` (a slot is free); JobStarted and the rest come through the listener."""
+
+    @abc.abstractmethod
+    def stop(self, job_id: str) -> None:
+        """Ask a running job to stop; a terminal event follows, by force if it must."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop every worker (jobs are over or stopped by then)."""
+
+    def reattach(self, job_id: str) -> bool:
+        """Whether a job released by an earlier process still runs here and will report to the
+        listener. The local pool's jobs die with the bot, so by default: no."""
+        return False
+
+
+class _JobState:
+    def __init__(self, job: Job, handle: JobHandle):
+        self.job = job
+        self.handle = handle
+        self.released = False
+        self.position: int | None = None
+        self.stop_reason: StopReason | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Dispatcher(Executor):
+    def __init__(self, backend: Backend, config: ExecutorConfig):
+        self.backend = backend
+        self.config = config
+        self._queue: FairQueue[_JobState] = FairQueue()
+        self._jobs: dict[str, _JobState] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.backend.start(self)
+
+    # --- the member's side ------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> JobHandle:
+        if self._closing or self._loop is None:
+            raise ExecutorClosed("the bot is shutting down and takes no new jobs")
+        mine = sum(1 for s in self._jobs.values() if s.job.user_id == job.user_id)
+        if mine >= self.config.per_user_limit:
+            raise UserLimitReached(
+                f"you already have {mine} job(s) queued or running (the limit is {self.config.per_user_limit}); "
+                "wait for one to finish or cancel one"
+            )
+        if len(self._queue) >= self.config.max_queued:
+            raise QueueFull(f"the queue is full ({self.config.max_queued} jobs waiting); try again in a few minutes")
+        state = _JobState(job, JobHandle(job, self))
+        self._jobs[job.id] = state
+        self._queue.push(job.user_id, state)
+        self._announce_positions()
+        self._pump()
+        return state.handle
+
+    async def cancel(self, job_id: str) -> bool:
+        state = self._jobs.get(job_id)
+        if state is None:
+            return False
+        if not state.released:
+            self._queue.remove(state.job.user_id, state)
+            self._finish(state, JobCancelled(job_id=job_id))
+            self._announce_positions()
+        else:
+            self._stop(state, StopReason.CANCELLED)
+        return True
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        """The handle of a job this dispatcher knows (queued or running), by id."""
+        state = self._jobs.get(job_id)
+        return state.handle if state else None
+
+    async def reattach(self, job: Job) -> JobHandle | None:
+        """Follow a job that an earlier bot process released, if the backend still runs it."""
+        if job.id in self._jobs:
+            return self._jobs[job.id].handle
+        if not self.backend.reattach(job.id):
+            return None
+        state = _JobState(job, JobHandle(job, self))
+        state.released = True
+        self._jobs[job.id] = state
+        self._queue.mark_running(job.user_id)
+        return state.handle
+
+    async def shutdown(self, *, graceful: bool = True, timeout: float = 30.0) -> None:
+        """Stop taking jobs; cancel queued ones; let running ones finish (graceful, up to
+        `timeout` seconds), then stop the rest; stop the backend. Safe to call twice."""
+        self._closing = True
+        for state in self._queue.drain():
+            self._finish(state, JobCancelled(job_id=state.job.id, reason=StopReason.SHUTDOWN))
+        running = [s for s in self._jobs.values() if s.released]
+        if running and graceful:
+            await asyncio.wait([asyncio.ensure_future(s.handle.result()) for s in running], timeout=timeout)
+        still = [s for s in self._jobs.values() if s.released]
+        for state in still:
+            self._stop(state, StopReason.SHUTDOWN)
+        if still:
+            await asyncio.wait([asyncio.ensure_future(s.handle.result()) for s in still],
+                               timeout=self.config.cancel_grace + 2)
+        await self.backend.close()
+
+    # --- the backend's side -----------------------------------------------------------------
+
+    def on_event(self, job_id: str, event: Event) -> None:
+        state = self._jobs.get(job_id)
+        if state is None:
+            return
+        if not event.terminal:
+            state.handle._emit(event)
+            return
+        if isinstance(event, JobCancelled):
+            if state.stop_reason == StopReason.TIMEOUT:
+                event = JobFailed(job_id=job_id, kind=FailureKind.TIMEOUT,
+                                  message=f"the job ran past its time limit of {self._time_limit(state.job):.0f} s")
+            elif state.stop_reason is not None:
+                event = JobCancelled(job_id=job_id, reason=state.stop_reason)
+        self._finish(state, event)  # type: ignore[arg-type]
+
+    def on_capacity(self) -> None:
+        self._pump()
+
+    def on_unavailable(self, message: str) -> None:
+        if self._closing:
+            return
+        for state in self._queue.drain():
+            self._finish(state, JobFailed(job_id=state.job.id, kind=FailureKind.INTERNAL, message=message))
+
+    # --- inside -----------------------------------------------------------------------------
+
+    def _time_limit(self, job: Job) -> float:
+        return min(job.time_limit, self.config.time_limit) if job.time_limit else self.config.time_limit
+
+    def _pump(self) -> None:
+        """Release queued jobs while the backend has free slots, fairly across members."""
+        if self._closing or self._loop is None:
+            return
+        while len(self._queue) and self.backend.free_slots() > 0:
+            state = self._queue.pop()
+            assert state is not None
+            state.released, state.position = True, None
+            state.timer = self._loop.call_later(self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT)
+            self.backend.run(state.job)
+        self._announce_positions()
+
+    def _stop(self, state: _JobState, reason: StopReason) -> None:
+        if state.handle.done or state.stop_reason is not None:
+            return
+        state.stop_reason = reason
+        self.backend.stop(state.job.id)
+
+    def _finish(self, state: _JobState, event: Terminal) -> None:
+        if state.timer is not None:
+            state.timer.cancel()
+        if state.released:
+            self._queue.finished(state.job.user_id)
+        self._jobs.pop(state.job.id, None)
+        state.handle._emit(event)
+        self._pump()
+
+    def _announce_positions(self) -> None:
+        for position, state in enumerate(self._queue.in_order(), start=1):
+            if state.position != position:
+                state.position = position
+                state.handle._emit(JobQueued(job_id=state.job.id, position=position))

@@ -1,0 +1,314 @@
+"""The local backend: warm worker processes on this machine, one job each at a time.
+
+    executor = LocalExecutor(ExecutorConfig(weights=...))   # a Dispatcher over a LocalPool
+    await executor.start()
+    handle = await executor.submit(job)
+    async for event in handle.events(): ...      # JobQueued, JobStarted, JobProgress..., terminal
+    await executor.shutdown()
+
+Nothing here blocks the event loop: one reader thread per worker blocks on the worker's pipe and
+hands each message to the loop, and one writer thread per worker does every write to it (a job is
+larger than a pipe's buffer, and a stopped or hung worker would otherwise freeze the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
+from bot.executor.protocol import (
+    FailureKind,
+    Job,
+    JobCancelled,
+    JobFailed,
+    JobStarted,
+    event_from_dict,
+)
+from bot.executor.runner import RunnerSpec
+from bot.executor.worker import Emit, Fatal, Ready, Run, Stop, ToWorker, WorkerSpec, worker_main
+
+log = logging.getLogger(__name__)
+
+
+class WorkerStartError(RuntimeError):
+    """No worker could start (for example, VGG-19 weights are missing); the message says why."""
+
+
+def LocalExecutor(config: ExecutorConfig | None = None) -> Dispatcher:  # noqa: N802 (a factory)
+    """The dispatcher over a pool of local worker processes."""
+    config = config or ExecutorConfig()
+    return Dispatcher(LocalPool(config), config)
+
+
+def detect_devices() -> tuple[str, ...]:
+    """Every CUDA GPU, else MPS, else the CPU: asked of a short-lived process, so that neither
+    torch nor CUDA is ever loaded into the bot's own process."""
+    probe = "from bot.engine.devices import detect_devices; print(','.join(detect_devices()))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise WorkerStartError(f"could not detect the devices: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return tuple(done.stdout.strip().split(","))
+
+
+class _Worker:
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.outgoing: queue.SimpleQueue[ToWorker | None] | None = None  # drained by the writer thread
+        self.cancel_seq = None
+        self.ready = False
+        self.device = spec.runner.device
+        self.running: _Running | None = None
+        self.stopping = False
+        self.ready_future: asyncio.Future[bool] | None = None
+        self.failed_starts = 0  # exits before ever being ready, in a row
+
+    def send(self, message: ToWorker) -> None:
+        if self.outgoing is not None:
+            self.outgoing.put(message)
+
+
+class _Running:
+    def __init__(self, job: Job, seq: int):
+        self.job, self.seq = job, seq
+        self.stop_requested = False
+        self.kill_timer: asyncio.TimerHandle | None = None
+
+
+class LocalPool(Backend):
+    def __init__(self, config: ExecutorConfig):
+        self.config = config
+        self._ctx = multiprocessing.get_context("spawn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: Listener | None = None
+        self._workers: list[_Worker] = []
+        self._by_job: dict[str, _Worker] = {}
+        self._seq = 0
+        self._closing = False
+        self._start_failures: dict[str, str] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, listener: Listener) -> None:
+        self._loop, self._listener = asyncio.get_running_loop(), listener
+        devices = self.config.devices or await asyncio.to_thread(detect_devices)
+        cpu_workers = sum(1 for d in devices if d == "cpu") * self.config.workers_per_device
+        threads = self.config.threads_per_worker or (max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else None)
+        for device in devices:
+            for i in range(self.config.workers_per_device):
+                runner = RunnerSpec(device=device, weights=self.config.weights, cache_size=self.config.cache_size,
+                                    threads=threads if device == "cpu" else None, limits=self.config.image_limits)
+                self._workers.append(_Worker(WorkerSpec(f"{device}#{i}", runner)))
+        waits = [self._spawn(w) for w in self._workers]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*waits), self.config.start_timeout)
+        except TimeoutError:
+            await self.close()
+            raise WorkerStartError(f"the workers did not load VGG-19 within {self.config.start_timeout:.0f} s") from None
+        if not any(results):
+            message = next(iter(self._start_failures.values()), "no worker started")
+            await self.close()
+            raise WorkerStartError(message)
+
+    def _spawn(self, worker: _Worker) -> asyncio.Future[bool]:
+        """Start a worker process; the future turns True when it is ready, False if it failed."""
+        assert self._loop is not None
+        to_worker, worker_inbox = self._ctx.Pipe(duplex=False)
+        parent_inbox, from_worker = self._ctx.Pipe(duplex=False)
+        worker.cancel_seq = self._ctx.Value("q", -1, lock=False)
+        process = self._ctx.Process(
+            target=worker_main, args=(worker.spec, to_worker, from_worker, worker.cancel_seq),
+            name=f"stylebot-worker-{worker.spec.name}", daemon=True,
+        )
+        process.start()
+        to_worker.close()  # the child's ends: closing ours makes EOF mean "the worker died"
+        from_worker.close()
+        outgoing: queue.SimpleQueue[ToWorker | None] = queue.SimpleQueue()
+        worker.process, worker.outgoing = process, outgoing
+        worker.ready, worker.stopping, worker.running = False, False, None
+        worker.ready_future = self._loop.create_future()
+        name = worker.spec.name
+        threading.Thread(target=self._read, args=(worker, parent_inbox, process), daemon=True,
+                         name=f"stylebot-reader-{name}").start()
+        threading.Thread(target=_write, args=(worker_inbox, outgoing), daemon=True, name=f"stylebot-writer-{name}").start()
+        return worker.ready_future
+
+    def _read(self, worker: _Worker, inbox, process) -> None:
+        """Reader thread: forward every message to the loop; report the worker's end."""
+        while True:
+            try:
+                message = inbox.recv()
+            except (EOFError, OSError):
+                break
+            self._call(self._on_message, worker, process, message)
+        process.join()
+        inbox.close()
+        self._call(self._on_exit, worker, process)
+
+    def _call(self, fn, *args) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    def _on_message(self, worker: _Worker, process, message: Ready | Fatal | Emit) -> None:
+        if worker.process is not process:
+            return  # from a worker that has since been replaced
+        if isinstance(message, Ready):
+            worker.ready, worker.device = True, message.device
+            log.info("worker %s ready on %s with %s", worker.spec.name, worker.device, message.weights)
+            _resolve(worker.ready_future, True)
+            self._capacity()
+        elif isinstance(message, Fatal):
+            log.error("worker %s could not start: %s", worker.spec.name, message.message)
+            self._start_failures[worker.spec.name] = message.message
+            worker.stopping = True
+        elif isinstance(message, Emit):
+            running = worker.running
+            if running is None or running.seq != message.seq:
+                return
+            event = event_from_dict(message.event)
+            if event.terminal:
+                self._release(worker)
+            self._emit(running.job.id, event)
+
+    def _on_exit(self, worker: _Worker, process) -> None:
+        if worker.process is not process:
+            return
+        code = process.exitcode
+        worker.send(None)  # ends the writer thread
+        worker.failed_starts = 0 if worker.ready else worker.failed_starts + 1
+        running, worker.ready = worker.running, False
+        _resolve(worker.ready_future, False)
+        if running is not None:
+            self._release(worker)
+            if running.stop_requested or self._closing:
+                self._emit(running.job.id, JobCancelled(job_id=running.job.id))
+            else:
+                log.error("worker %s died running job %s (%s)", worker.spec.name, running.job.id, _describe_exit(code))
+                self._emit(running.job.id, JobFailed(job_id=running.job.id, kind=FailureKind.WORKER_CRASHED,
+                                                     message=f"the worker process stopped unexpectedly ({_describe_exit(code)})"))
+        if worker.failed_starts >= 3 and not worker.stopping:
+            log.error("worker %s failed to start 3 times in a row; giving up on it", worker.spec.name)
+            worker.stopping = True
+        if self._closing or worker.stopping:
+            if not any(w.process is not None and not w.stopping for w in self._workers) and self._listener:
+                self._listener.on_unavailable("no worker is available to run the job")
+            return
+        log.warning("worker %s exited (%s); starting a new one", worker.spec.name, _describe_exit(code))
+        self._spawn(worker)
+
+    async def close(self) -> None:
+        self._closing = True
+        for worker in self._workers:
+            worker.stopping = True
+            worker.send(Stop())
+            worker.send(None)
+        deadline = time.monotonic() + 5
+        for worker in self._workers:
+            process = worker.process
+            if process is None:
+                continue
+            while process.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if process.is_alive():
+                process.kill()
+            await asyncio.to_thread(process.join, 5)
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def free_slots(self) -> int:
+        if self._closing:
+            return 0
+        return sum(1 for w in self._workers if w.ready and w.running is None and not w.stopping)
+
+    def run(self, job: Job) -> None:
+        worker = next(w for w in self._workers if w.ready and w.running is None and not w.stopping)
+        self._seq += 1
+        worker.running = _Running(job, self._seq)
+        self._by_job[job.id] = worker
+        worker.send(Run(self._seq, job.to_dict()))
+        self._emit(job.id, JobStarted(job_id=job.id, worker=worker.spec.name, device=worker.device))
+
+    def stop(self, job_id: str) -> None:
+        worker = self._by_job.get(job_id)
+        if worker is None or worker.running is None or worker.running.stop_requested:
+            return
+        running = worker.running
+        running.stop_requested = True
+        worker.cancel_seq.value = running.seq
+        assert self._loop is not None
+        running.kill_timer = self._loop.call_later(self.config.cancel_grace, self._kill, worker, running)
+
+    def _kill(self, worker: _Worker, running: _Running) -> None:
+        if worker.running is not running or worker.process is None:
+            return
+        log.warning("killing worker %s: job %s did not stop within %.0f s", worker.spec.name, running.job.id,
+                    self.config.cancel_grace)
+        worker.process.kill()
+
+    def _release(self, worker: _Worker) -> None:
+        running, worker.running = worker.running, None
+        if running is not None:
+            self._by_job.pop(running.job.id, None)
+            if running.kill_timer is not None:
+                running.kill_timer.cancel()
+
+    def _emit(self, job_id: str, event) -> None:
+        if self._listener is not None:
+            self._listener.on_event(job_id, event)
+        if event.terminal:
+            self._capacity()
+
+    def _capacity(self) -> None:
+        if self._listener is not None and not self._closing:
+            self._listener.on_capacity()
+
+    # --- for tests and monitoring -------------------------------------------------------------
+
+    @property
+    def worker_count(self) -> int:
+        return len(self._workers)
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process is not None and w.process.is_alive()]
+
+    async def wait_ready(self) -> None:
+        """Wait until every worker that is starting has finished starting."""
+        await asyncio.gather(*(w.ready_future for w in self._workers if w.ready_future is not None))
+
+
+def _write(connection, outgoing: queue.SimpleQueue) -> None:
+    """Writer thread: every write to one worker's pipe; None ends it."""
+    while (message := outgoing.get()) is not None:
+        try:
+            connection.send(message)
+        except (OSError, ValueError):  # the worker is gone: its reader reports the exit
+            break
+    connection.close()
+
+
+def _resolve(future: asyncio.Future[bool] | None, value: bool) -> None:
+    if future is not None and not future.done():
+        future.set_result(value)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -1,0 +1,201 @@
+"""JobRunner: runs one job on warm models and turns everything that can happen into an event.
+
+It knows nothing of pipes, processes or queues: `run(job, emit, should_cancel)` emits progress
+through `emit` and returns the terminal event. The local pool's worker process is a thin adapter
+around it; a Celery task or a batching worker would be others.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.engine.params import ImageLimits
+from bot.executor.protocol import (
+    Event,
+    FailureKind,
+    Job,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    Terminal,
+)
+
+log = logging.getLogger(__name__)
+
+PREVIEW_SIDE = 256
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    device: str
+    weights: str | None
+    cache_size: int = 16
+    threads: int | None = None  # torch threads (CPU); None: torch's default
+    limits: ImageLimits = ImageLimits()  # what the decoder accepts (the bot's configured limits)
+
+
+class StyleTargetCache(MutableMapping):
+    """An LRU of style Gram matrices, keyed by the engine (image hash and target parameters)."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, Any] = OrderedDict()
+        self.hits = 0
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        self._data.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class JobRunner:
+    """Loads VGG-19 once (per pooling), warms it up, then runs jobs one at a time."""
+
+    def __init__(self, spec: RunnerSpec):
+        import torch
+
+        from bot.engine.devices import parse_device
+        from bot.engine.vgg import load_vgg19
+
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self.spec = spec
+        self.device = parse_device(spec.device)
+        self.models = {"max": load_vgg19(spec.weights, pooling="max", device=self.device)}
+        self.weights_label = self.models["max"].source.label
+        self.device_name = str(self.device)
+        if self.device.type == "cuda":
+            self.device_name = f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        self.cache = StyleTargetCache(spec.cache_size)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """A short run at the shapes members send most, through the same path as a job (model,
+        policy, optimiser), so that the first job does not pay for kernel and library set-up."""
+        import torch
+
+        from bot.engine import colour
+        from bot.engine.params import StyleParams
+        from bot.engine.transfer import stylize
+
+        shapes = [(512, 512), (512, 384)] if self.device.type == "cuda" else [(64, 64)]
+        generator = torch.Generator().manual_seed(0)
+        for width, height in shapes:
+            content = colour.to_image(torch.rand(3, height, width, generator=generator))
+            stylize(self.models["max"], content, [content], StyleParams(size=max(width, height), steps=3, seed=0))
+
+    def _model(self, pooling: str):
+        from bot.engine.vgg import load_vgg19
+
+        if pooling not in self.models:
+            self.models[pooling] = load_vgg19(self.spec.weights, pooling=pooling, device=self.device)
+        return self.models[pooling]
+
+    def run(self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]) -> Terminal:
+        """Run `job`; progress goes to `emit`; the terminal event is returned, never raised."""
+        try:
+            return self._stylize(job, emit, should_cancel)
+        except _Refused as exc:
+            return JobFailed(job_id=job.id, kind=exc.kind, message=exc.message)
+        except _CancelledRun:
+            return JobCancelled(job_id=job.id)
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("job %s failed (error id %s)", job.id, error_id)
+            return JobFailed(job_id=job.id, kind=FailureKind.INTERNAL,
+                             message=f"something went wrong on the worker (error id {error_id})")
+
+    def _stylize(self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]) -> JobDone:
+        import torch
+
+        from bot.engine import imaging
+        from bot.engine.imaging import ImageError
+        from bot.engine.params import InvalidParams, StyleParams
+        from bot.engine.transfer import Cancelled, Progress, stylize
+
+        limits = self.spec.limits
+        try:
+            params = StyleParams.from_dict(job.params).validate()
+            content = imaging.decode(job.content, limits, name="content image")
+            styles = [imaging.decode(s, limits, name="style image") for s in job.styles]
+            params.blend_weights(len(styles))
+        except (InvalidParams, ImageError, TypeError) as exc:
+            raise _Refused(FailureKind.BAD_INPUT, str(exc)) from None
+
+        def on_progress(progress: Progress) -> None:
+            preview = None
+            if progress.preview is not None:
+                preview = imaging.encode(imaging.resize(progress.preview, PREVIEW_SIDE), "jpeg", quality=80)
+            emit(JobProgress(job_id=job.id, step=progress.step, total=progress.total, losses=progress.losses,
+                             elapsed=progress.elapsed, eta=progress.eta, preview=preview))
+
+        hits_before = self.cache.hits
+        width, height = imaging.fit_size(*content.size, params.size)
+        try:
+            result = stylize(self._model(params.pooling), content, styles, params, on_progress=on_progress,
+                             should_cancel=should_cancel, style_cache=self.cache)
+        except Cancelled:
+            raise _CancelledRun() from None
+        except InvalidParams as exc:  # NonFiniteLoss included: its message says what to lower
+            raise _Refused(FailureKind.BAD_INPUT, str(exc)) from None
+        except torch.cuda.OutOfMemoryError:
+            self._release_memory()
+            raise _Refused(FailureKind.OUT_OF_MEMORY, f"the GPU ran out of memory at {width}x{height}; try a smaller size") from None
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
+                raise
+            self._release_memory()
+            raise _Refused(FailureKind.OUT_OF_MEMORY, f"the worker ran out of memory at {width}x{height}; try a smaller size") from None
+        if job.result_limit:
+            data, fmt = imaging.encode_to_fit(result.image, job.result_limit)
+        else:
+            data, fmt = imaging.encode(result.image, "png"), "png"
+        return JobDone(
+            job_id=job.id, image=data, format=fmt, width=result.image.width, height=result.image.height,
+            seed=result.seed, steps=result.steps, seconds=result.elapsed, device=self.device_name,
+            weights=self.weights_label, cache_hit=self.cache.hits > hits_before,
+        )
+
+    def _release_memory(self) -> None:
+        import torch
+
+        self.cache.clear()
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class _Refused(Exception):
+    def __init__(self, kind: FailureKind, message: str):
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+class _CancelledRun(Exception):
+    pass
