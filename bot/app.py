@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
 
-from bot.cogs import errors, settings, stylize
-from bot.cogs.views import CancelButton
+from bot.cogs import errors
+from bot.cogs.checks import Cooldowns
 from bot.config import Settings
 from bot.executor.base import Executor
 from bot.storage import Storage
 
+if TYPE_CHECKING:
+    from bot.cogs.job_message import JobMessage
+
 log = logging.getLogger("stylebot")
+
+EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.settings", "bot.cogs.recovery")
 
 
 def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
@@ -33,6 +40,9 @@ class StyleBot(commands.AutoShardedBot):
         self.settings = settings_
         self.storage = storage
         self.executor = executor
+        self.cooldowns = Cooldowns()
+        self.followers: set[asyncio.Task] = set()  # one task per job message being followed
+        self.session: aiohttp.ClientSession  # attachment downloads; made in setup_hook
         self.tree.on_error = errors.on_tree_error
         if settings_.discord_gateway_url:
             self._use_gateway(settings_.discord_gateway_url)
@@ -49,15 +59,21 @@ class StyleBot(commands.AutoShardedBot):
         self.http.get_bot_gateway = get_bot_gateway  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
-        await stylize.setup(self)
-        await settings.setup(self)
-        self.add_dynamic_items(CancelButton)
+        self.session = aiohttp.ClientSession()
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
         if self.settings.dev_guild:
             guild = discord.Object(self.settings.dev_guild)
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
+
+    def follow(self, message: JobMessage) -> None:
+        """Keep a job's message up to date until the job ends (a task the bot waits for at close)."""
+        task = asyncio.create_task(message.follow(), name=f"follow-{message.handle.id}")
+        self.followers.add(task)
+        task.add_done_callback(self.followers.discard)
 
     async def on_ready(self) -> None:
         log.info("logged in as %s (%s) in %d server(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
@@ -66,9 +82,10 @@ class StyleBot(commands.AutoShardedBot):
         """Stop taking jobs, tell members whose jobs are queued, finish or cancel running ones."""
         log.info("shutting down")
         await self.executor.shutdown(graceful=True, timeout=self.settings.shutdown_grace)
-        cog = self.get_cog("StylizeCog")
-        if cog is not None:
-            await cog.wait_for_followers(timeout=15)
+        if self.followers:
+            await asyncio.wait(list(self.followers), timeout=15)
+        if hasattr(self, "session"):
+            await self.session.close()
         await super().close()
 
 
@@ -77,13 +94,17 @@ async def run(settings_: Settings) -> None:
     from bot.executor.pool import LocalExecutor
 
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
-    storage = await Storage.open(settings_.database_url)
+    storage = await Storage.open(settings_.database_url, settings_ttl=settings_.settings_cache_ttl)
     executor = LocalExecutor(ExecutorConfig(
         devices=settings_.device_list, workers_per_device=settings_.workers_per_device,
         max_queued=settings_.max_queued, per_user_limit=settings_.per_user_jobs,
-        time_limit=settings_.job_time_limit, weights=settings_.vgg19_weights,
+        time_limit=settings_.job_time_limit, weights=settings_.vgg19_weights, image_limits=settings_.image_limits,
     ))
-    await executor.start()
+    try:
+        await executor.start()
+    except BaseException:
+        await storage.close()
+        raise
     bot = StyleBot(settings_, storage, executor)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     interaction_ttl: float = Field(14 * 60, ge=0)  # after this, results go to the channel (tokens last 15 min)
     max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_attachment_pixels: int = Field(40_000_000, ge=1024)
+    # attachments are fetched from these hosts only (Discord's CDN); anything else is refused
+    attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
+    download_timeout: float = Field(30.0, gt=0)  # seconds to fetch one attachment
+    input_ttl: float = Field(24 * 3600, ge=0)  # how long a job's images are kept (for Retry)
+    delivery_retry_interval: float = Field(60.0, gt=0)  # seconds between tries of undelivered results
+    settings_cache_ttl: float = Field(5.0, ge=0)  # seconds a process trusts its copy of a server's settings
+    instance_timeout: float = Field(90.0, gt=0)  # a bot process silent this long is dead: its jobs are recovered
 
     @field_validator("discord_token")
     @classmethod
@@ -36,6 +43,16 @@ class Settings(BaseSettings):
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
         return value
+
+    @property
+    def attachment_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.attachment_hosts.split(",") if h.strip())
+
+    @property
+    def image_limits(self):
+        from bot.engine.params import ImageLimits
+
+        return ImageLimits(max_bytes=self.max_attachment_bytes, max_pixels=self.max_attachment_pixels)
 
     @property
     def device_list(self) -> tuple[str, ...] | None:

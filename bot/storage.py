@@ -1,4 +1,12 @@
-"""Per-guild settings over SQLAlchemy async (SQLite by default, PostgreSQL for several processes).
+"""Tables, migrations and the settings cache, over SQLAlchemy async (SQLite by default, PostgreSQL
+for a bot that runs as several processes).
+
+- `guild_settings`: each server's GuildSettings as JSON, written with an atomic upsert, read through
+  a cache whose entries live `settings_ttl` seconds, so that every bot process sees another's
+  change within that time.
+- `jobs`: every job a member started, from submit to the message that ends it, so that a bot that
+  died mid-job can tell its members at the next start (see bot/cogs/recovery.py).
+- `blobs`: bytes with an expiry (a job's input images, kept for Retry; results not yet delivered).
 
 The schema is versioned: `schema_version` holds the number of migrations applied, and
 `Storage.open()` applies the missing ones in order.
@@ -6,80 +14,17 @@ The schema is versioned: `schema_version` holds the number of migrations applied
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-from dataclasses import dataclass, field
+import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.engine.params import COLOR_MODES, MAX_SIZE, MAX_STEPS, OPTIMIZERS, StyleParams
-
-DEFAULTS = StyleParams()
-
-
-class SettingsError(ValueError):
-    """A per-guild setting is out of range; the message says what is allowed."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class GuildSettings:
-    """What admins can set for their server. None: the engine's default."""
-
-    strength: float = DEFAULTS.strength
-    content_weight: float | None = None  # alpha; with style_weight replaces strength
-    style_weight: float | None = None  # beta
-    style_layer_weights: tuple[float, ...] | None = None  # lambda per default style layer
-    steps: int = 200
-    size: int = 512
-    optimizer: str = DEFAULTS.optimizer
-    preserve_colors: str = DEFAULTS.preserve_colors
-    max_size: int = 1024  # the largest size members may ask for
-    max_steps: int = 500  # the most steps members may ask for
-    cooldown_seconds: int = 30  # between two /stylize of one member
-    allowed_channels: tuple[int, ...] = field(default=())  # empty: every channel
-
-    def replace(self, **changes: Any) -> GuildSettings:
-        return dataclasses.replace(self, **changes).validate()
-
-    def validate(self) -> GuildSettings:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise SettingsError(message)
-
-        numbers = [("strength", self.strength), ("alpha", self.content_weight), ("beta", self.style_weight),
-                   *(("a layer weight", w) for w in self.style_layer_weights or ())]
-        for name, value in numbers:
-            need(value is None or math.isfinite(value), f"{name} must be a finite number, not {value}")
-        need(0 <= self.strength <= 100, "strength must be between 0 and 100")
-        need((self.content_weight is None) == (self.style_weight is None), "set both alpha and beta, or neither")
-        need(self.content_weight is None or self.content_weight >= 0, "alpha must be 0 or more")
-        need(self.style_weight is None or self.style_weight >= 0, "beta must be 0 or more")
-        if self.style_layer_weights is not None:
-            need(len(self.style_layer_weights) == len(DEFAULTS.style_layers),
-                 f"give {len(DEFAULTS.style_layers)} layer weights, one for each of {', '.join(DEFAULTS.style_layers)}")
-            need(all(w >= 0 for w in self.style_layer_weights) and sum(self.style_layer_weights) > 0,
-                 "layer weights must be 0 or more and not all 0")
-        need(64 <= self.max_size <= MAX_SIZE, f"the size cap must be between 64 and {MAX_SIZE}")
-        need(1 <= self.max_steps <= MAX_STEPS, f"the steps cap must be between 1 and {MAX_STEPS}")
-        need(64 <= self.size <= self.max_size, f"size must be between 64 and the size cap ({self.max_size})")
-        need(1 <= self.steps <= self.max_steps, f"steps must be between 1 and the steps cap ({self.max_steps})")
-        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        need(self.preserve_colors in COLOR_MODES, f"colour preservation must be one of {', '.join(COLOR_MODES)}")
-        need(0 <= self.cooldown_seconds <= 86400, "cooldown must be between 0 and 86400 seconds")
-        return self
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> GuildSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items() if k in known}
-        return cls(**data)
-
+from bot.executor.protocol import JobStatus
+from bot.guild_policy import GuildSettings
 
 metadata = sa.MetaData()
 schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
@@ -91,25 +36,91 @@ guild_settings = sa.Table(
     sa.Column("updated_by", sa.BigInteger, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("instance", sa.String(32), nullable=False),  # the bot process that follows it
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("guild_id", sa.BigInteger, nullable=True),
+    sa.Column("channel_id", sa.BigInteger, nullable=True),
+    sa.Column("application_id", sa.BigInteger, nullable=False),
+    sa.Column("token", sa.Text, nullable=False),  # the interaction token: edits the job's message
+    sa.Column("token_expires_at", sa.Float, nullable=False),  # epoch seconds
+    sa.Column("state", sa.String(16), nullable=False),  # JobStatus
+    sa.Column("params", sa.Text, nullable=False),  # StyleParams as JSON
+    sa.Column("summary", sa.Text, nullable=False),  # the caption's description of the parameters
+    sa.Column("styles", sa.Integer, nullable=False),  # how many style images (blobs job:<id>:style:<n>)
+    sa.Column("outcome", sa.Text, nullable=True),  # the final message, kept until it is delivered
+    sa.Column("delivered", sa.Boolean, nullable=False, default=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),  # failed deliveries so far
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+instances = sa.Table(  # bot processes, each alive while it keeps writing seen_at
+    "instances",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("seen_at", sa.Float, nullable=False),  # epoch seconds
+)
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),  # epoch seconds
+)
 
 # Each migration brings the schema from version i to i + 1. Never edit one that has shipped.
 MIGRATIONS: list[list[sa.schema.ExecutableDDLElement]] = [
     [sa.schema.CreateTable(guild_settings, if_not_exists=True)],
+    [sa.schema.CreateTable(jobs, if_not_exists=True), sa.schema.CreateTable(blobs, if_not_exists=True),
+     sa.schema.CreateTable(instances, if_not_exists=True),
+     sa.schema.CreateIndex(sa.Index("jobs_open", jobs.c.delivered, jobs.c.state), if_not_exists=True)],
 ]
 
 
+@dataclass(frozen=True, kw_only=True)
+class JobRecord:
+    id: str
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    application_id: int
+    token: str
+    token_expires_at: float
+    state: JobStatus
+    params: dict[str, Any]
+    summary: str
+    styles: int
+    outcome: str | None = None
+    delivered: bool = False
+    attempts: int = 0
+
+    @property
+    def token_alive(self) -> bool:
+        return time.time() < self.token_expires_at
+
+
 class Storage:
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, *, settings_ttl: float = 5.0):
         self.engine = engine
-        self._cache: dict[int, GuildSettings] = {}
+        self.instance = uuid.uuid4().hex  # this process, in the jobs it records
+        self.settings_ttl = settings_ttl
+        self._cache: dict[int, tuple[float, GuildSettings]] = {}  # guild -> (read at, settings)
 
     @classmethod
-    async def open(cls, url: str) -> Storage:
-        storage = cls(create_async_engine(url))
-        await storage.migrate()
+    async def open(cls, url: str, *, settings_ttl: float = 5.0) -> Storage:
+        storage = cls(create_async_engine(url), settings_ttl=settings_ttl)
+        try:
+            await storage.migrate()
+        except BaseException:
+            await storage.close()
+            raise
         return storage
 
     async def migrate(self) -> int:
+        """Apply the missing migrations; return the schema version now."""
         async with self.engine.begin() as conn:
             await conn.run_sync(lambda c: schema_version.create(c, checkfirst=True))
             version = (await conn.execute(sa.select(sa.func.max(schema_version.c.version)))).scalar() or 0
@@ -117,32 +128,144 @@ class Storage:
                 for step in steps:
                     await conn.execute(step)
                 await conn.execute(schema_version.insert().values(version=number))
-            return len(MIGRATIONS)
+            return (await conn.execute(sa.select(sa.func.max(schema_version.c.version)))).scalar() or 0
 
     async def close(self) -> None:
         await self.engine.dispose()
 
+    def _upsert(self, table: sa.Table, values: dict[str, Any], key: str, update: dict[str, Any]):
+        """INSERT ... ON CONFLICT (key) DO UPDATE: one atomic statement on SQLite and PostgreSQL."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table).values(**values).on_conflict_do_update(index_elements=[key], set_=update)
+
+    # --- server settings ----------------------------------------------------------------------
+
     async def get(self, guild_id: int) -> GuildSettings:
-        if guild_id in self._cache:
-            return self._cache[guild_id]
+        cached = self._cache.get(guild_id)
+        if cached is not None and time.monotonic() - cached[0] < self.settings_ttl:
+            return cached[1]
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(guild_settings.c.settings).where(guild_settings.c.guild_id == guild_id))).first()
         settings = GuildSettings.from_json(row[0]) if row else GuildSettings()
-        self._cache[guild_id] = settings
+        self._cache[guild_id] = (time.monotonic(), settings)
         return settings
 
     async def put(self, guild_id: int, settings: GuildSettings, *, by: int | None = None) -> None:
         settings.validate()
+        text = settings.to_json()
+        statement = self._upsert(guild_settings, {"guild_id": guild_id, "settings": text, "updated_by": by}, "guild_id",
+                                 {"settings": text, "updated_by": by, "updated_at": sa.func.now()})
         async with self.engine.begin() as conn:
-            updated = await conn.execute(
-                guild_settings.update().where(guild_settings.c.guild_id == guild_id)
-                .values(settings=settings.to_json(), updated_by=by, updated_at=sa.func.now())
-            )
-            if updated.rowcount == 0:
-                await conn.execute(guild_settings.insert().values(guild_id=guild_id, settings=settings.to_json(), updated_by=by))
+            await conn.execute(statement)
         self._cache.pop(guild_id, None)
 
     async def reset(self, guild_id: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(guild_settings.delete().where(guild_settings.c.guild_id == guild_id))
         self._cache.pop(guild_id, None)
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    async def add_job(self, record: JobRecord, inputs: list[bytes], *, keep_inputs: float) -> None:
+        """Record a job and keep its input images for `keep_inputs` seconds (for Retry)."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(jobs.insert().values(
+                id=record.id, instance=self.instance, user_id=record.user_id, guild_id=record.guild_id, channel_id=record.channel_id,
+                application_id=record.application_id, token=record.token, token_expires_at=record.token_expires_at,
+                state=record.state.value, params=json.dumps(record.params), summary=record.summary,
+                styles=record.styles, outcome=None, delivered=False, attempts=0, created_at=now, updated_at=now,
+            ))
+            await conn.execute(blobs.insert(), [
+                {"key": key, "data": data, "expires_at": now + keep_inputs}
+                for key, data in zip(input_keys(record.id, record.styles), inputs, strict=True)
+            ])
+
+    async def set_job_state(self, job_id: str, state: JobStatus, *, outcome: str | None = None,
+                            delivered: bool | None = None) -> None:
+        values: dict[str, Any] = {"state": state.value, "updated_at": time.time()}
+        if outcome is not None:
+            values["outcome"] = outcome
+        if delivered is not None:
+            values["delivered"] = delivered
+        async with self.engine.begin() as conn:
+            await conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+
+    async def delivery_failed(self, job_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(jobs.update().where(jobs.c.id == job_id)
+                               .values(attempts=jobs.c.attempts + 1, updated_at=time.time()))
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
+        return _record(row) if row else None
+
+    async def heartbeat(self) -> None:
+        """This process is alive (the jobs it follows are not orphans)."""
+        statement = self._upsert(instances, {"id": self.instance, "seen_at": time.time()}, "id", {"seen_at": time.time()})
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def orphaned_jobs(self, *, silent_for: float) -> list[JobRecord]:
+        """Jobs still queued or running whose bot process has not been seen for `silent_for`
+        seconds (it died): nobody follows them any more."""
+        alive = sa.select(instances.c.id).where(instances.c.seen_at > time.time() - silent_for)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(jobs).where(
+                jobs.c.state.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                jobs.c.instance != self.instance, jobs.c.instance.not_in(alive)).order_by(jobs.c.created_at))).all()
+        return [_record(r) for r in rows]
+
+    async def adopt(self, job_id: str) -> None:
+        """This process follows the job from now on."""
+        async with self.engine.begin() as conn:
+            await conn.execute(jobs.update().where(jobs.c.id == job_id).values(instance=self.instance))
+
+    async def undelivered_jobs(self) -> list[JobRecord]:
+        """Jobs that ended but whose final message has not reached the member yet."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(jobs).where(
+                jobs.c.delivered.is_(False), jobs.c.outcome.is_not(None)).order_by(jobs.c.updated_at))).all()
+        return [_record(r) for r in rows]
+
+    # --- blobs ----------------------------------------------------------------------------------
+
+    async def put_blob(self, key: str, data: bytes, *, keep: float) -> None:
+        statement = self._upsert(blobs, {"key": key, "data": data, "expires_at": time.time() + keep}, "key",
+                                 {"data": data, "expires_at": time.time() + keep})
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def get_blobs(self, keys: list[str]) -> list[bytes] | None:
+        """The bytes under every key, in order; None if any is missing or expired."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(blobs.c.key, blobs.c.data).where(
+                blobs.c.key.in_(keys), blobs.c.expires_at > time.time()))).all()
+        found = {key: bytes(data) for key, data in rows}
+        return [found[k] for k in keys] if all(k in found for k in keys) else None
+
+    async def purge_expired(self) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(blobs.delete().where(blobs.c.expires_at <= time.time()))
+        return result.rowcount or 0
+
+
+def input_keys(job_id: str, styles: int) -> list[str]:
+    return [f"job:{job_id}:content", *(f"job:{job_id}:style:{i}" for i in range(styles))]
+
+
+def result_key(job_id: str) -> str:
+    return f"job:{job_id}:result"
+
+
+def _record(row: Any) -> JobRecord:
+    return JobRecord(
+        id=row.id, user_id=row.user_id, guild_id=row.guild_id, channel_id=row.channel_id,
+        application_id=row.application_id, token=row.token, token_expires_at=row.token_expires_at,
+        state=JobStatus(row.state), params=json.loads(row.params), summary=row.summary, styles=row.styles,
+        outcome=row.outcome, delivered=bool(row.delivered), attempts=row.attempts,
+    )

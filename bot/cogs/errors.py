@@ -8,6 +8,8 @@ import uuid
 import discord
 from discord import app_commands
 
+from bot.cogs.checks import ChannelNotAllowed, OnCooldown
+
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,10 @@ def message_for(error: app_commands.AppCommandError) -> str | None:
     """A member-facing message for a known error, None for an unknown one."""
     if isinstance(error, UserFacingError):
         return str(error)
+    if isinstance(error, ChannelNotAllowed):
+        return f"/stylize can be used here: {', '.join(f'<#{c}>' for c in error.channels)}."
+    if isinstance(error, OnCooldown):
+        return f"Slow down: you can use /stylize again in {error.retry_after:.0f} s."
     if isinstance(error, app_commands.MissingPermissions):
         names = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
         return f"You need the {names} permission to do this."

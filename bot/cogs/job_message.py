@@ -1,4 +1,10 @@
-"""The one message that lives through a job: queue position, progress with a preview, the result."""
+"""The one message that lives through a job: queue position, progress with a preview, the result.
+
+Every state change goes to the jobs table, and the end of the job is delivered through `Reply`;
+an end that could not be delivered stays in the table (with its picture) for the retrier in
+bot/cogs/recovery.py. No image work happens here: the worker already fitted the picture to the
+upload limit.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ import asyncio
 import io
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 
+from bot.cogs.reply import Reply
 from bot.cogs.views import cancel_view
 from bot.executor.protocol import (
     Event,
@@ -21,12 +27,17 @@ from bot.executor.protocol import (
     JobProgress,
     JobQueued,
     JobStarted,
+    JobStatus,
     StopReason,
+    Terminal,
 )
+from bot.guild_policy import Summary
+from bot.storage import result_key
 from bot.text import bar, format_seconds
 
 if TYPE_CHECKING:
     from bot.executor.base import JobHandle
+    from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +49,7 @@ FAILURE_TEXT = {
     FailureKind.INTERNAL: "Something went wrong: {message}.",
 }
 RESTARTING_TEXT = "The bot is restarting; please try again in a minute."
-
-
-@dataclass(frozen=True)
-class JobSummary:
-    """What the caption says about the parameters used."""
-
-    text: str  # e.g. "strength 1 · 512 px · 200 steps"
-    notes: tuple[str, ...] = ()  # e.g. "size capped at 1024 by this server"
+RESULT_KEEP_SECONDS = 24 * 3600  # an undelivered picture waits this long for a delivery
 
 
 def upload_limit(interaction: discord.Interaction) -> int:
@@ -54,16 +58,31 @@ def upload_limit(interaction: discord.Interaction) -> int:
     return limit - 64 * 1024
 
 
-class JobMessage:
-    """Follows a job's events and keeps the interaction's message up to date."""
+def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobStatus]:
+    """The final text of a job, and the state it leaves in the jobs table."""
+    if isinstance(event, JobDone):
+        parts = [f"✅ Done in {event.seconds:.1f} s" + (f" (after {waited:.0f} s in the queue)" if waited >= 1 else ""),
+                 f"{summary.text} · {event.width}×{event.height} · seed {event.seed}"]
+        parts += [f"_{note}_" for note in summary.notes]
+        return "\n".join(parts), JobStatus.DONE
+    if isinstance(event, JobFailed):
+        text = FAILURE_TEXT.get(event.kind, "{message}").format(message=event.message.rstrip("."))
+        return "❌ " + text, JobStatus.FAILED
+    reason = event.reason if isinstance(event, JobCancelled) else StopReason.CANCELLED
+    return "🛑 " + (RESTARTING_TEXT if reason == StopReason.SHUTDOWN else "Cancelled."), JobStatus.CANCELLED
 
-    def __init__(self, interaction: discord.Interaction, handle: JobHandle, summary: JobSummary, *,
-                 edit_interval: float, token_ttl: float):
-        self.interaction = interaction
+
+class JobMessage:
+    """Follows a job's events and keeps the job's message (and its row) up to date."""
+
+    def __init__(self, client: discord.Client, reply: Reply, handle: JobHandle, summary: Summary, storage: Storage, *,
+                 edit_interval: float):
+        self.client = client
+        self.reply = reply
         self.handle = handle
         self.summary = summary
+        self.storage = storage
         self.edit_interval = edit_interval
-        self.token_ttl = token_ttl
         self.created = time.monotonic()
         self.started_at: float | None = None
         self._last_edit = 0.0
@@ -71,14 +90,13 @@ class JobMessage:
         self._flush: asyncio.TimerHandle | None = None
         self._edit_lock = asyncio.Lock()
 
-    def token_alive(self) -> bool:
-        return time.monotonic() - self.created < self.token_ttl
-
     async def follow(self) -> None:
         try:
             async for event in self.handle.events():
+                if isinstance(event, JobStarted):
+                    await self.storage.set_job_state(self.handle.id, JobStatus.RUNNING)
                 if event.terminal:
-                    await self._finish(event)
+                    await self._finish(event)  # type: ignore[arg-type]
                 else:
                     self._show(event)
         except Exception:
@@ -121,70 +139,32 @@ class JobMessage:
     async def _edit_pending(self) -> None:
         self._flush = None
         edit, self._pending = self._pending, None
-        if edit is None or self.handle.done or not self.token_alive():
+        if edit is None or self.handle.done or not self.reply.token_alive:
             return
         async with self._edit_lock:
             if self.handle.done:
                 return
             self._last_edit = time.monotonic()
             try:
-                await self.interaction.edit_original_response(**edit)
+                await self.reply.edit(self.client, **edit)
             except discord.HTTPException as exc:
                 log.warning("could not update the message of job %s: %s", self.handle.id, exc)
 
     # --- the end ------------------------------------------------------------------------------
 
-    async def _finish(self, event: Event) -> None:
+    async def _finish(self, event: Terminal) -> None:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        async with self._edit_lock:
-            if isinstance(event, JobDone):
-                await self._post_result(event)
-            elif isinstance(event, JobFailed):
-                await self._post_text("❌ " + FAILURE_TEXT.get(event.kind, "{message}").format(message=event.message.rstrip(".")))
-            elif isinstance(event, JobCancelled):
-                text = RESTARTING_TEXT if event.reason == StopReason.SHUTDOWN else "Cancelled."
-                await self._post_text("🛑 " + text)
-
-    def _caption(self, done: JobDone) -> str:
         waited = (self.started_at - self.created) if self.started_at else 0.0
-        parts = [f"✅ Done in {done.seconds:.1f} s" + (f" (after {waited:.0f} s in the queue)" if waited >= 1 else ""),
-                 f"{self.summary.text} · {done.width}×{done.height} · seed {done.seed}"]
-        parts += [f"_{note}_" for note in self.summary.notes]
-        return "\n".join(parts)
-
-    async def _post_result(self, done: JobDone) -> None:
-        # the worker fitted the picture to the job's result_limit (upload_limit below)
-        file = discord.File(io.BytesIO(done.image), f"stylized.{'jpg' if done.format == 'jpeg' else done.format}")
-        caption = self._caption(done)
-        if self.token_alive():
-            try:
-                await self.interaction.edit_original_response(content=caption, embed=None, attachments=[file], view=None)
-                return
-            except discord.HTTPException as exc:
-                log.warning("could not edit the result of job %s into its message (%s); posting it", self.handle.id, exc)
-                file.reset()
-        await self._post_to_channel(caption, file)
-
-    async def _post_text(self, text: str) -> None:
-        if self.token_alive():
-            try:
-                await self.interaction.edit_original_response(content=text, embed=None, attachments=[], view=None)
-                return
-            except discord.HTTPException as exc:
-                log.warning("could not edit the end of job %s into its message: %s", self.handle.id, exc)
-        await self._post_to_channel(text, None)
-
-    async def _post_to_channel(self, text: str, file: discord.File | None) -> None:
-        """After the interaction token expired: an ordinary message that mentions the member."""
-        channel = self.interaction.channel
-        user = self.interaction.user
-        if channel is None or not hasattr(channel, "send"):
-            log.error("job %s ended but there is no channel to post to", self.handle.id)
-            return
-        kwargs = {"file": file} if file is not None else {}
-        try:
-            await channel.send(f"{user.mention} {text}", allowed_mentions=discord.AllowedMentions(users=[user]), **kwargs)
-        except discord.HTTPException:
-            log.exception("could not post the end of job %s to channel %s", self.handle.id, channel.id)
+        text, state = ending(event, self.summary, waited)
+        file = None
+        if isinstance(event, JobDone):
+            file = discord.File(io.BytesIO(event.image), f"stylized.{'jpg' if event.format == 'jpeg' else event.format}")
+        async with self._edit_lock:
+            delivered = await self.reply.deliver(self.client, text, file=file)
+        if not delivered and isinstance(event, JobDone):
+            await self.storage.put_blob(result_key(self.handle.id), event.image, keep=RESULT_KEEP_SECONDS)
+        await self.storage.set_job_state(self.handle.id, state, outcome=text, delivered=delivered)
+        if not delivered:
+            log.warning("the end of job %s could not be delivered; it will be tried again", self.handle.id)

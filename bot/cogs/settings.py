@@ -9,28 +9,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.checks import admin_only
 from bot.cogs.errors import UserFacingError
-from bot.engine.params import DEFAULT_STYLE_LAYERS, MAX_SIZE, MAX_STEPS
-from bot.storage import GuildSettings, SettingsError
+from bot.engine.params import MAX_SIZE, MAX_STEPS
+from bot.guild_policy import MIN_SIZE, GuildSettings, SettingsError, describe
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
-
-
-def describe(settings: GuildSettings) -> str:
-    weights = (f"α (content) {settings.content_weight:g}, β (style) {settings.style_weight:g}"
-               if settings.content_weight is not None else f"strength {settings.strength:g}")
-    layers = ("equal" if settings.style_layer_weights is None
-              else ", ".join(f"{n} {w:g}" for n, w in zip(DEFAULT_STYLE_LAYERS, settings.style_layer_weights, strict=True)))
-    channels = ", ".join(f"<#{c}>" for c in settings.allowed_channels) or "every channel"
-    return "\n".join([
-        f"**Weights:** {weights}",
-        f"**Style layer weights:** {layers}",
-        f"**Size:** {settings.size} px (members may ask up to {settings.max_size})",
-        f"**Steps:** {settings.steps} (members may ask up to {settings.max_steps})",
-        f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
-        f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
-    ])
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -49,27 +34,20 @@ def _channels(text: str) -> tuple[int, ...]:
     return ids
 
 
+@admin_only
 @app_commands.guild_only()
-@app_commands.default_permissions(manage_guild=True)
-class SettingsGroup(app_commands.Group, name="stylize-settings", description="This server's /stylize defaults (Manage Server)"):
+class SettingsCog(commands.GroupCog, group_name="stylize-settings",
+                  group_description="This server's /stylize defaults (Manage Server)"):
     def __init__(self, bot: StyleBot):
-        super().__init__()
         self.bot = bot
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        # default_permissions is only a hint that admins can override: the server checks too.
-        if not interaction.permissions.manage_guild:
-            raise app_commands.MissingPermissions(["manage_guild"])
-        return True
+        super().__init__()
 
     @app_commands.command(name="show", description="Show this server's /stylize settings")
-    @app_commands.checks.has_permissions(manage_guild=True)
     async def show(self, interaction: discord.Interaction) -> None:
         settings = await self.bot.storage.get(interaction.guild_id)
         await interaction.response.send_message(describe(settings), ephemeral=True)
 
     @app_commands.command(name="set", description="Change this server's /stylize defaults and caps")
-    @app_commands.checks.has_permissions(manage_guild=True)
     @app_commands.describe(
         strength="default style strength (0-100; 1 is balanced); clears alpha and beta",
         alpha="raw content weight α (with beta; replaces strength)",
@@ -92,10 +70,10 @@ class SettingsGroup(app_commands.Group, name="stylize-settings", description="Th
         beta: app_commands.Range[float, 0.0] | None = None,
         layer_weights: str | None = None,
         steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
-        size: app_commands.Range[int, 64, MAX_SIZE] | None = None,
+        size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
         optimizer: Literal["lbfgs", "adam"] | None = None,
         preserve_colors: Literal["none", "luminance", "match"] | None = None,
-        max_size: app_commands.Range[int, 64, MAX_SIZE] | None = None,
+        max_size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
         max_steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
         cooldown: app_commands.Range[int, 0, 86400] | None = None,
         channels: str | None = None,
@@ -124,22 +102,9 @@ class SettingsGroup(app_commands.Group, name="stylize-settings", description="Th
         await interaction.response.send_message("Saved. The next /stylize uses:\n" + describe(updated), ephemeral=True)
 
     @app_commands.command(name="reset", description="Put this server's /stylize settings back to the defaults")
-    @app_commands.checks.has_permissions(manage_guild=True)
     async def reset(self, interaction: discord.Interaction) -> None:
         await self.bot.storage.reset(interaction.guild_id)
         await interaction.response.send_message("Back to the defaults:\n" + describe(GuildSettings()), ephemeral=True)
-
-
-class SettingsCog(commands.Cog):
-    def __init__(self, bot: StyleBot):
-        self.bot = bot
-        self.group = SettingsGroup(bot)
-
-    async def cog_load(self) -> None:
-        self.bot.tree.add_command(self.group)
-
-    async def cog_unload(self) -> None:
-        self.bot.tree.remove_command(self.group.name)
 
 
 async def setup(bot: StyleBot) -> None:

@@ -1,89 +1,73 @@
-"""`/stylize`: check the attachments, acknowledge at once, queue the job, follow it to the end."""
+"""`/stylize`: check, acknowledge at once, fetch and decode the images off the loop, queue the job,
+and follow it to the end. Also the Retry of a job the bot lost."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.job_message import JobMessage, JobSummary, upload_limit
+from bot.cogs.checks import check_may_start_job, guild_settings, may_start_job
+from bot.cogs.downloads import DownloadError, download
+from bot.cogs.errors import message_for
+from bot.cogs.job_message import JobMessage, upload_limit
+from bot.cogs.reply import Reply
+from bot.cogs.views import CancelButton, RetryButton
 from bot.engine import imaging
-from bot.engine.params import MAX_SIZE, MAX_STEPS, ImageLimits, InvalidParams, StyleParams
-from bot.executor.protocol import Job, SubmitError
-from bot.storage import GuildSettings
+from bot.engine.params import (
+    IMAGE_FORMATS,
+    MAX_SIZE,
+    MAX_STEPS,
+    ImageLimits,
+    InvalidParams,
+    StyleParams,
+    min_input_side,
+)
+from bot.executor.protocol import Job, JobStatus, SubmitError
+from bot.guild_policy import MAX_SEED, MIN_SIZE, Request, Summary, params_for
+from bot.storage import JobRecord, input_keys
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
 
-IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
+IMAGE_TYPES = frozenset(IMAGE_FORMATS.values())
 
 
-def effective_params(settings: GuildSettings, *, strength: float | None, size: int | None, steps: int | None,
-                     preserve_colors: str | None, seed: int | None, optimizer: str | None,
-                     style_scale: float | None, n_styles: int) -> tuple[StyleParams, JobSummary]:
-    """The server's defaults, overridden by what the member asked for, clamped by the server's caps."""
-    notes = []
-    wanted_size = size if size is not None else settings.size
-    wanted_steps = steps if steps is not None else settings.steps
-    if wanted_size > settings.max_size:
-        notes.append(f"size capped at {settings.max_size} px by this server")
-    if wanted_steps > settings.max_steps:
-        notes.append(f"steps capped at {settings.max_steps} by this server")
-    raw = strength is None and settings.content_weight is not None
-    params = StyleParams(
-        size=min(wanted_size, settings.max_size),
-        steps=min(wanted_steps, settings.max_steps),
-        strength=strength if strength is not None else settings.strength,
-        content_weight=settings.content_weight if raw else None,
-        style_weight=settings.style_weight if raw else None,
-        style_layer_weights=settings.style_layer_weights,
-        optimizer=optimizer or settings.optimizer,
-        preserve_colors=preserve_colors or settings.preserve_colors,
-        seed=seed,
-        style_scale=style_scale if style_scale is not None else 1.0,
-        preview_every=max(1, min(wanted_steps, settings.max_steps) // 10),
-    )
-    weights = f"α {params.content_weight:g} β {params.style_weight:g}" if raw else f"strength {params.strength:g}"
-    text = f"{weights} · {params.size} px · {params.steps} steps"
-    if params.preserve_colors != "none":
-        text += f" · colours: {params.preserve_colors}"
-    if n_styles > 1:
-        text += f" · {n_styles} styles"
-    return params, JobSummary(text, tuple(notes))
+def check_inputs(data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams) -> None:
+    """Decode every image completely (as the worker will) and check the content fits the layers at
+    the job's size. Raises imaging.ImageError or InvalidParams with a reason for the member.
+    CPU work: run it in a thread."""
+    min_side = min_input_side((*params.style_layers, *params.content_layers))
+    for blob, name in zip(data, names, strict=True):
+        image = imaging.decode(blob, limits, name=name)
+        if name == names[0] and min(imaging.fit_size(*image.size, params.size)) < min_side:
+            raise InvalidParams(f"the {name} is {image.width}x{image.height}: at {params.size} px it would be too thin "
+                                f"(at least {min_side} px on the short side)")
 
 
 class StylizeCog(commands.Cog):
     def __init__(self, bot: StyleBot):
         self.bot = bot
-        self.last_use: dict[tuple[int | None, int], float] = {}  # (guild, member) -> monotonic time
-        self.followers: set[asyncio.Task] = set()
-
-    def _limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.bot.settings.max_attachment_bytes, max_pixels=self.bot.settings.max_attachment_pixels)
 
     def _check_attachment(self, attachment: discord.Attachment, what: str) -> str | None:
-        limits = self._limits()
+        """From Discord's metadata only, before anything is downloaded."""
+        limits = self.bot.settings.image_limits
         kind = (attachment.content_type or "").split(";")[0].strip().lower()
         if kind not in IMAGE_TYPES:
             return (f"The {what} (`{attachment.filename}`) is not an image I can use ({kind or 'unknown type'}). "
-                    "Send PNG, JPEG, WebP, GIF or BMP.")
+                    f"Send {limits.formats_text()}.")
         if attachment.size > limits.max_bytes:
             return f"The {what} is {attachment.size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB."
         if attachment.width and attachment.height and attachment.width * attachment.height > limits.max_pixels:
             return (f"The {what} is {attachment.width}×{attachment.height} pixels; "
                     f"at most {limits.max_pixels / 1e6:.0f} megapixels are allowed.")
         return None
-
-    def _cooldown_left(self, interaction: discord.Interaction, settings: GuildSettings) -> float:
-        last = self.last_use.get((interaction.guild_id, interaction.user.id))
-        return 0.0 if last is None else settings.cooldown_seconds - (time.monotonic() - last)
 
     @app_commands.command(name="stylize", description="Paint your content image in the style of another image")
     @app_commands.describe(
@@ -98,68 +82,94 @@ class StylizeCog(commands.Cog):
         optimizer="L-BFGS converges in fewer steps; Adam is gentler",
         style_scale="size of the style's brush strokes relative to the result (0.25-2)",
     )
+    @may_start_job
     async def stylize(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[StyleBot],
         content: discord.Attachment,
         style: discord.Attachment,
         style2: discord.Attachment | None = None,
         strength: app_commands.Range[float, 0.0, 100.0] | None = None,
-        size: app_commands.Range[int, 64, MAX_SIZE] | None = None,
+        size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
         steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
         preserve_colors: Literal["none", "luminance", "match"] | None = None,
-        seed: app_commands.Range[int, 0, 2**31 - 1] | None = None,
+        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         optimizer: Literal["lbfgs", "adam"] | None = None,
         style_scale: app_commands.Range[float, 0.25, 2.0] | None = None,
     ) -> None:
-        settings = await self.bot.storage.get(interaction.guild_id) if interaction.guild_id else GuildSettings()
-        if settings.allowed_channels and interaction.channel_id not in settings.allowed_channels:
-            where = ", ".join(f"<#{c}>" for c in settings.allowed_channels)
-            await interaction.response.send_message(f"/stylize can be used here: {where}.", ephemeral=True)
-            return
-        wait = self._cooldown_left(interaction, settings)
-        if wait > 0:
-            await interaction.response.send_message(f"Slow down: you can use /stylize again in {wait:.0f} s.", ephemeral=True)
-            return
+        settings = await guild_settings(interaction)
         attachments = [(content, "content image"), (style, "style image")] + ([(style2, "second style image")] if style2 else [])
         for attachment, what in attachments:
             problem = self._check_attachment(attachment, what)
             if problem:
                 await interaction.response.send_message(problem, ephemeral=True)
                 return
+        request = Request(strength=strength, size=size, steps=steps, preserve_colors=preserve_colors, seed=seed,
+                          optimizer=optimizer, style_scale=style_scale, n_styles=len(attachments) - 1)
         try:
-            params, summary = effective_params(settings, strength=strength, size=size, steps=steps,
-                                               preserve_colors=preserve_colors, seed=seed, optimizer=optimizer,
-                                               style_scale=style_scale, n_styles=len(attachments) - 1)
-            params.validate()
+            params, summary = params_for(request, settings)
         except InvalidParams as exc:
-            await interaction.response.send_message(f"Those options do not work together: {exc}.", ephemeral=True)
+            await interaction.response.send_message(f"Those options do not work: {exc}.", ephemeral=True)
             return
 
         await interaction.response.defer(thinking=True)
+        config = self.bot.settings
+        names = [what for _, what in attachments]
         try:
-            data = [await a.read() for a, _ in attachments]
-            for blob, (_, what) in zip(data, attachments, strict=True):
-                imaging.probe(blob, self._limits(), name=what)
-        except discord.HTTPException:
-            await self._refuse_after_defer(interaction, "I could not download your attachments from Discord; please try again.")
+            data = [await download(self.bot.session, a.url, limit=config.max_attachment_bytes,
+                                   hosts=config.attachment_host_set, timeout=config.download_timeout, name=what)
+                    for a, what in attachments]
+            await asyncio.to_thread(check_inputs, data, names, config.image_limits, params)
+        except DownloadError as exc:
+            await self._refuse_after_defer(interaction, f"I could not use your attachments: {exc}. Please try again.")
             return
-        except imaging.ImageError as exc:
+        except (imaging.ImageError, InvalidParams) as exc:
             await self._refuse_after_defer(interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}.")
             return
+        await self.start_job(interaction, data, params, summary)
+
+    async def start_job(self, interaction: discord.Interaction[StyleBot], data: list[bytes], params: StyleParams,
+                        summary: Summary) -> None:
+        """Record, queue and follow a job whose images are checked; the interaction is deferred."""
+        config = self.bot.settings
         job = Job(user_id=interaction.user.id, guild_id=interaction.guild_id, content=data[0], styles=tuple(data[1:]),
                   params=params.to_dict(), result_limit=upload_limit(interaction))
+        reply = Reply.of(interaction, config.interaction_ttl)
+        record = JobRecord(id=job.id, user_id=job.user_id, guild_id=job.guild_id, channel_id=interaction.channel_id,
+                           application_id=interaction.application_id, token=interaction.token,
+                           token_expires_at=reply.token_expires_at, state=JobStatus.QUEUED, params=job.params,
+                           summary=summary.text, styles=len(job.styles))
+        # recorded before it is queued: if the bot dies from here on, the next start tells the member
+        await self.bot.storage.add_job(record, data, keep_inputs=config.input_ttl)
         try:
             handle = await self.bot.executor.submit(job)
         except SubmitError as exc:
+            await self.bot.storage.set_job_state(job.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True)
             await self._refuse_after_defer(interaction, f"Not now: {exc}.")
             return
-        self.last_use[(interaction.guild_id, interaction.user.id)] = time.monotonic()
-        follower = JobMessage(interaction, handle, summary, edit_interval=self.bot.settings.progress_edit_interval,
-                              token_ttl=self.bot.settings.interaction_ttl)
-        task = asyncio.create_task(follower.follow(), name=f"follow-{job.id}")
-        self.followers.add(task)
-        task.add_done_callback(self.followers.discard)
+        self.bot.cooldowns.mark(interaction.guild_id, interaction.user.id)
+        self.bot.follow(JobMessage(self.bot, reply, handle, summary, self.bot.storage,
+                                   edit_interval=config.progress_edit_interval))
+
+    async def retry(self, interaction: discord.Interaction[StyleBot], job_id: str) -> None:
+        """Run a lost job again, for the member who started it, with the images kept for it."""
+        record = await self.bot.storage.job(job_id)
+        if record is None or interaction.user.id != record.user_id:
+            await interaction.response.send_message("Only the member who started this job can retry it.", ephemeral=True)
+            return
+        try:
+            await check_may_start_job(interaction)
+        except app_commands.CheckFailure as exc:
+            await interaction.response.send_message(message_for(exc) or "Not now.", ephemeral=True)
+            return
+        data = await self.bot.storage.get_blobs(input_keys(record.id, record.styles))
+        if data is None:
+            await interaction.response.send_message(
+                "Sorry, the images of that job are no longer kept. Please send them again with /stylize.", ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        params = StyleParams.from_dict(record.params)
+        await self.start_job(interaction, data, params, Summary(record.summary))
 
     async def _refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
         """The public 'thinking' message goes away; the member alone sees why."""
@@ -167,12 +177,12 @@ class StylizeCog(commands.Cog):
             await interaction.delete_original_response()
         except discord.HTTPException:
             pass
-        await interaction.followup.send(message, ephemeral=True)
-
-    async def wait_for_followers(self, timeout: float) -> None:
-        if self.followers:
-            await asyncio.wait(list(self.followers), timeout=timeout)
+        try:
+            await interaction.followup.send(message, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not tell a member why their job was refused: %s", exc)
 
 
 async def setup(bot: StyleBot) -> None:
+    bot.add_dynamic_items(CancelButton, RetryButton)
     await bot.add_cog(StylizeCog(bot))

@@ -1,4 +1,4 @@
-"""The Cancel button: works on any job message, also after a restart of the bot's views."""
+"""Buttons on job messages, DynamicItems that work by job id, also after a restart of the bot."""
 
 from __future__ import annotations
 
@@ -31,6 +31,32 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"stylebo
             return
         known = await interaction.client.executor.cancel(self.job_id)
         await interaction.response.send_message("Cancelling…" if known else "This job has already ended.", ephemeral=True)
+
+
+class RetryButton(discord.ui.DynamicItem[discord.ui.Button], template=r"stylebot:retry:(?P<job_id>[0-9a-f]{32})"):
+    """Runs a job the bot lost again, with the images kept for it (the member who started it only)."""
+
+    def __init__(self, job_id: str):
+        super().__init__(discord.ui.Button(label="Retry", style=discord.ButtonStyle.primary,
+                                           custom_id=f"stylebot:retry:{job_id}"))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /):
+        return cls(match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction[StyleBot]) -> None:
+        cog = interaction.client.get_cog("StylizeCog")
+        if cog is None:
+            await interaction.response.send_message("/stylize is not available right now.", ephemeral=True)
+            return
+        await cog.retry(interaction, self.job_id)  # type: ignore[attr-defined]
+
+
+def retry_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RetryButton(job_id))
+    return view
 
 
 def cancel_view(job_id: str, owner_id: int) -> discord.ui.View:

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bot.engine.params import ImageLimits
+from bot.engine.params import MAX_ASPECT, ImageLimits
 
 ENCODE_FORMATS = ("png", "jpeg", "webp")
 
@@ -74,13 +74,16 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "imag
         except Image.DecompressionBombError:
             raise TooManyPixels(f"the {name} declares an enormous pixel count; at most {limits.max_pixels:,} pixels are allowed") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise UnsupportedImage(f"the {name} is not an image we can read ({_reason(exc)}); use PNG, JPEG, WebP, GIF, BMP or TIFF") from None
+            raise UnsupportedImage(f"the {name} is not an image we can read ({_reason(exc)}); use {limits.formats_text()}") from None
     fmt = image.format or "unknown"
     if fmt not in limits.allowed_formats:
-        raise UnsupportedImage(f"the {name} is {fmt}; allowed formats are {', '.join(limits.allowed_formats)}")
+        raise UnsupportedImage(f"the {name} is {fmt}; allowed formats are {limits.formats_text()}")
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImage(f"the {name} has no pixels ({width}x{height})")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise UnsupportedImage(f"the {name} is {width}x{height}, too thin: the longest side may be at most "
+                               f"{MAX_ASPECT} times the shortest")
     if width * height > limits.max_pixels:
         raise TooManyPixels(
             f"the {name} is {width}x{height} = {width * height:,} pixels; at most {limits.max_pixels:,} are allowed"

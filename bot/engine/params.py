@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -156,6 +157,7 @@ class StyleParams:
         need(1 <= self.pyramid_levels <= 5, "pyramid levels must be between 1 and 5")
         need(self.size >> (self.pyramid_levels - 1) >= 16, "too many pyramid levels for this size")
         need(self.preview_every >= 0, "preview every must be 0 or more")
+        need(self.seed is None or 0 <= self.seed < 2**63, "the seed must be between 0 and 2^63 - 1")
         return self
 
     def _numbers(self) -> list[tuple[str, float]]:
@@ -189,10 +191,27 @@ class StyleParams:
 DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
 
 
+# The one list of image formats taken (Pillow's names), with their MIME types.
+IMAGE_FORMATS: dict[str, str] = {
+    "PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+MAX_ASPECT = 32  # the longest side may be at most this many times the shortest
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """What the image decoder accepts."""
 
     max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 40_000_000
-    allowed_formats: tuple[str, ...] = field(default=("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"))
+    allowed_formats: tuple[str, ...] = field(default=tuple(IMAGE_FORMATS))
+
+    def formats_text(self) -> str:
+        return ", ".join("WebP" if f == "WEBP" else f for f in self.allowed_formats)
+
+
+def min_input_side(layers: Sequence[str]) -> int:
+    """The shortest input side for which every layer in `layers` has at least one position."""
+    deepest = max(LAYER_NAMES.index(n) for n in layers)
+    return 2 ** sum(1 for n in LAYER_NAMES[:deepest] if n.startswith("pool"))

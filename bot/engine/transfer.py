@@ -17,7 +17,7 @@ from bot.engine import colour, imaging
 from bot.engine.devices import DevicePolicy, policy_for
 from bot.engine.lbfgs import LBFGS
 from bot.engine.objective import Objective, StyleCache
-from bot.engine.params import LAYER_NAMES, InvalidParams, StyleParams
+from bot.engine.params import InvalidParams, StyleParams, min_input_side
 from bot.engine.vgg import VGG19Features
 
 LBFGS_HISTORY = 100
@@ -56,12 +56,6 @@ class Result:
 
 
 ProgressCallback = Callable[[Progress], None]
-
-
-def min_input_side(layers: Sequence[str]) -> int:
-    """The shortest input side for which every layer in `layers` has at least one position."""
-    deepest = max(LAYER_NAMES.index(n) for n in layers)
-    return 2 ** sum(1 for n in LAYER_NAMES[:deepest] if n.startswith("pool"))
 
 
 def pyramid_sizes(max_side: int, levels: int) -> list[int]:

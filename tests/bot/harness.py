@@ -25,14 +25,16 @@ class BotHarness:
         self.fake = fake
         self.settings = Settings(discord_token="fake-token-for-tests", database_url=database_url, vgg19_weights="random",
                                  discord_api_base=fake.api_base, discord_gateway_url=fake.gateway_url, devices="cpu",
-                                 progress_edit_interval=0.2, **settings)
+                                 progress_edit_interval=0.2, attachment_hosts="127.0.0.1",
+                                 **{"delivery_retry_interval": 0.5, "instance_timeout": 3.0, **settings})
         self.bot: StyleBot | None = None
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> BotHarness:
         point_client_at(self.settings.discord_api_base, self.settings.discord_gateway_url)
         self.storage = await Storage.open(self.settings.database_url)
-        self.executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), per_user_limit=self.settings.per_user_jobs))
+        self.executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), per_user_limit=self.settings.per_user_jobs,
+                                                     image_limits=self.settings.image_limits))
         await self.executor.start()
         self.fake.identified.clear()
         self.bot = StyleBot(self.settings, self.storage, self.executor)

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from bot.guild_policy import GuildSettings
 from tests.bot.fake_discord import MANAGE_MESSAGES, FakeDiscord, user
 from tests.bot.harness import (
     BotHarness,
@@ -45,9 +46,9 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
 
     async def scenario(fake):
         async with BotHarness(fake, database_url):
-            attachments = picture_attachments(fake, (48, 32))
+            attachments = picture_attachments(fake, (96, 64))
             # long enough (about a second) that throttled progress edits land before the result
-            token = await fake.slash("stylize", stylize_options(attachments, steps=40, size=48, seed=5),
+            token = await fake.slash("stylize", stylize_options(attachments, steps=25, size=64, seed=5),
                                      member_user=ALICE, attachments=attachments)
             await fake.wait_for(lambda f: final_edit(f, token))
             return fake.callbacks(token), fake.edits(token)
@@ -56,13 +57,13 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
     assert [c.json["type"] for c in callbacks] == [5]  # deferred, thinking: acknowledged at once
     texts = [text_of(e) for e in edits]
     assert any("Queued: position **1**" in t or "Painting" in t for t in texts)
-    assert any("/40" in t and "ETA" in t for t in texts)
+    assert any("/25" in t and "ETA" in t for t in texts)
     assert any(any(f.filename == "preview.jpg" for f in e.files) for e in edits[:-1])
     assert all(e.json.get("components") for e in edits[:-1])  # the Cancel button while it runs
     result = edits[-1]
     image = image_of(result.files[0])
-    assert image.size == (48, 32) and image.format == "PNG"
-    assert "Done in" in text_of(result) and "40 steps" in text_of(result) and "seed 5" in text_of(result)
+    assert image.size == (64, 43) and image.format == "PNG"
+    assert "Done in" in text_of(result) and "25 steps" in text_of(result) and "seed 5" in text_of(result)
     assert result.json.get("components") == []
     assert "fake-token-for-tests" not in caplog.text and caplog.text  # logs, never the token
 
@@ -133,7 +134,7 @@ def test_settings_need_manage_server_are_used_and_survive_a_restart(database_url
 
     denied, unchanged, saved, result, shown = run(scenario, timeout=240)
     assert ephemeral(denied[0]) and "Manage Guild" in denied[0].json["data"]["content"]
-    assert unchanged.steps == 200
+    assert unchanged == GuildSettings()  # the engine's defaults: one owner for each
     assert "Saved" in saved[0].json["data"]["content"]
     assert "3 steps" in text_of(result) and "strength 2.5" in text_of(result)
     assert "**Steps:** 3" in shown[0].json["data"]["content"]
@@ -143,7 +144,7 @@ def test_a_late_result_is_posted_to_the_channel(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url, interaction_ttl=0):
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=48), member_user=ALICE,
+            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=64), member_user=ALICE,
                                      attachments=attachments)
             posted = await fake.wait_for(lambda f: f.channel_messages())
             return posted, fake.edits(token)
@@ -151,7 +152,7 @@ def test_a_late_result_is_posted_to_the_channel(database_url):
     posted, edits = run(scenario)
     message = posted[0]
     assert f"<@{ALICE['id']}>" in text_of(message) and "Done in" in text_of(message)
-    assert image_of(message.files[0]).size == (48, 32)
+    assert image_of(message.files[0]).size == (64, 43)
     assert [str(u) for u in message.json["allowed_mentions"]["users"]] == [ALICE["id"]]
 
 

@@ -1,0 +1,109 @@
+"""Nothing lost: jobs whose bot died, and job endings that could not be delivered.
+
+Every `delivery_retry_interval` seconds (and once at start):
+- a job still queued or running whose bot process has gone silent (killed, crashed) is re-attached
+  when the executor still runs it; otherwise its member is told, in the job's message or (once the
+  token has expired) in the channel, with a Retry button;
+- an ending that could not be delivered (Discord down, the channel gone for a while) is tried again,
+  with its picture, up to MAX_DELIVERY_ATTEMPTS times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from bot.cogs.job_message import JobMessage
+from bot.cogs.reply import Reply
+from bot.cogs.views import retry_view
+from bot.executor.protocol import Job, JobStatus
+from bot.guild_policy import Summary
+from bot.storage import JobRecord, result_key
+
+if TYPE_CHECKING:
+    from bot.app import StyleBot
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_TEXT = ("⚠️ The bot restarted while this job was {where}, and the job was lost. "
+                    "Press Retry to run it again with the same pictures.")
+MAX_DELIVERY_ATTEMPTS = 50
+
+
+def picture_name(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "stylized.png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "stylized.webp"
+    return "stylized.jpg"
+
+
+class RecoveryCog(commands.Cog):
+    def __init__(self, bot: StyleBot):
+        self.bot = bot
+        self._task: asyncio.Task | None = None
+
+    async def cog_load(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stylebot-recovery")
+
+    async def cog_unload(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        config = self.bot.settings
+        while True:
+            try:
+                await self.bot.storage.heartbeat()
+                await self.recover_orphans()
+                await self.retry_deliveries()
+            except Exception:  # the database or Discord is down: the next round tries again
+                log.exception("recovery round failed")
+            await asyncio.sleep(config.delivery_retry_interval)
+
+    async def recover_orphans(self) -> None:
+        storage = self.bot.storage
+        for record in await storage.orphaned_jobs(silent_for=self.bot.settings.instance_timeout):
+            await storage.adopt(record.id)
+            job = Job(id=record.id, user_id=record.user_id, guild_id=record.guild_id, content=b"", styles=(),
+                      params=record.params)
+            handle = await self.bot.executor.reattach(job)
+            if handle is not None:  # its results can still arrive (a distributed executor)
+                log.info("re-attached to job %s", record.id)
+                message = JobMessage(self.bot, Reply.of_record(record), handle, Summary(record.summary), storage,
+                                     edit_interval=self.bot.settings.progress_edit_interval)
+                self.bot.follow(message)
+                continue
+            where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
+            text = INTERRUPTED_TEXT.format(where=where)
+            await storage.set_job_state(record.id, JobStatus.INTERRUPTED, outcome=text, delivered=False)
+            log.warning("job %s was lost with its bot process; telling member %s", record.id, record.user_id)
+            if await Reply.of_record(record).deliver(self.bot, text, view=retry_view(record.id)):
+                await storage.set_job_state(record.id, JobStatus.INTERRUPTED, delivered=True)
+
+    async def retry_deliveries(self) -> None:
+        storage = self.bot.storage
+        for record in await storage.undelivered_jobs():
+            if record.attempts >= MAX_DELIVERY_ATTEMPTS or record.outcome is None:
+                continue
+            if await self._deliver(record):
+                await storage.set_job_state(record.id, record.state, delivered=True)
+                log.info("delivered the end of job %s after %d failed tries", record.id, record.attempts + 1)
+            else:
+                await storage.delivery_failed(record.id)
+
+    async def _deliver(self, record: JobRecord) -> bool:
+        assert record.outcome is not None
+        picture = await self.bot.storage.get_blobs([result_key(record.id)])
+        file = discord.File(io.BytesIO(picture[0]), picture_name(picture[0])) if picture else None
+        view = retry_view(record.id) if record.state == JobStatus.INTERRUPTED else None
+        return await Reply.of_record(record).deliver(self.bot, record.outcome, file=file, view=view)
+
+
+async def setup(bot: StyleBot) -> None:
+    await bot.add_cog(RecoveryCog(bot))

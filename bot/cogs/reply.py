@@ -1,0 +1,72 @@
+"""Where a job's messages go: the interaction's own message while its token lives, then the channel.
+
+A `Reply` holds only plain ids and the token, so it is built the same way from a live interaction
+and from a row of the jobs table after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+if TYPE_CHECKING:
+    from bot.storage import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    application_id: int
+    token: str  # the interaction token: it edits the original message for 15 minutes
+    token_expires_at: float  # epoch seconds, with a margin before Discord's limit
+    channel_id: int | None
+    user_id: int
+
+    @classmethod
+    def of(cls, interaction: discord.Interaction, token_ttl: float) -> Reply:
+        return cls(interaction.application_id, interaction.token, time.time() + token_ttl, interaction.channel_id,
+                   interaction.user.id)
+
+    @classmethod
+    def of_record(cls, record: JobRecord) -> Reply:
+        return cls(record.application_id, record.token, record.token_expires_at, record.channel_id, record.user_id)
+
+    @property
+    def token_alive(self) -> bool:
+        return time.time() < self.token_expires_at
+
+    async def edit(self, client: discord.Client, **fields: Any) -> None:
+        """Edit the interaction's original message (raises discord.HTTPException)."""
+        webhook = discord.Webhook.partial(self.application_id, self.token, client=client)
+        await webhook.edit_message("@original", **fields)  # type: ignore[arg-type]
+
+    async def post(self, client: discord.Client, text: str, **fields: Any) -> None:
+        """An ordinary channel message that mentions the member (raises discord.HTTPException)."""
+        if self.channel_id is None:
+            raise discord.ClientException("the job has no channel to post to")
+        channel = client.get_partial_messageable(self.channel_id)
+        await channel.send(f"<@{self.user_id}> {text}", allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]), **fields)
+
+    async def deliver(self, client: discord.Client, text: str, *, file: discord.File | None = None,
+                      view: discord.ui.View | None = None) -> bool:
+        """The end of a job: into its message while the token lives, else (or if that fails) to the
+        channel. False if neither worked: the caller keeps it for a later try."""
+        if self.token_alive:
+            try:
+                await self.edit(client, content=text, embed=None, attachments=[file] if file else [], view=view)
+                return True
+            except discord.HTTPException as exc:
+                log.warning("could not edit the end of a job into its message (%s); posting it", exc)
+                if file is not None:
+                    file.reset()
+        try:
+            await self.post(client, text, **({"file": file} if file else {}), **({"view": view} if view else {}))
+            return True
+        except (discord.HTTPException, discord.ClientException) as exc:
+            log.warning("could not post the end of a job to channel %s: %s", self.channel_id, exc)
+            return False

@@ -1,0 +1,191 @@
+"""A server's policy in one room: its settings, their validation, how a member's options and the
+server's defaults and caps become StyleParams, and how the settings read to a person.
+
+Pure data and rules: no Discord, no database, no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.engine.params import (
+    COLOR_MODES,
+    DEFAULT_STYLE_LAYERS,
+    MAX_SIZE,
+    MAX_STEPS,
+    OPTIMIZERS,
+    InvalidParams,
+    StyleParams,
+)
+
+DEFAULTS = StyleParams()  # the engine owns every default a server does not change
+
+# What a member may ask for in /stylize (the command's declared ranges; checked again here,
+# because Discord clients can send anything and discord.py does not re-check Range or Literal).
+MIN_SIZE = 64
+STYLE_SCALE_RANGE = (0.25, 2.0)
+MAX_STRENGTH = 100.0
+MAX_SEED = 2**31 - 1
+
+
+class SettingsError(ValueError):
+    """A server setting is out of range; the message says what is allowed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuildSettings:
+    """What admins can set for their server."""
+
+    strength: float = DEFAULTS.strength
+    content_weight: float | None = None  # alpha; with style_weight replaces strength
+    style_weight: float | None = None  # beta
+    style_layer_weights: tuple[float, ...] | None = None  # lambda per default style layer
+    steps: int = DEFAULTS.steps
+    size: int = DEFAULTS.size
+    optimizer: str = DEFAULTS.optimizer
+    preserve_colors: str = DEFAULTS.preserve_colors
+    max_size: int = 1024  # the largest size members may ask for
+    max_steps: int = 500  # the most steps members may ask for
+    cooldown_seconds: int = 30  # between two /stylize of one member
+    allowed_channels: tuple[int, ...] = field(default=())  # empty: every channel
+
+    def replace(self, **changes: Any) -> GuildSettings:
+        return dataclasses.replace(self, **changes).validate()
+
+    def validate(self) -> GuildSettings:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise SettingsError(message)
+
+        numbers = [("strength", self.strength), ("alpha", self.content_weight), ("beta", self.style_weight),
+                   *(("a layer weight", w) for w in self.style_layer_weights or ())]
+        for name, value in numbers:
+            need(value is None or math.isfinite(value), f"{name} must be a finite number, not {value}")
+        need(0 <= self.strength <= MAX_STRENGTH, f"strength must be between 0 and {MAX_STRENGTH:g}")
+        need((self.content_weight is None) == (self.style_weight is None), "set both alpha and beta, or neither")
+        need(self.content_weight is None or self.content_weight >= 0, "alpha must be 0 or more")
+        need(self.style_weight is None or self.style_weight >= 0, "beta must be 0 or more")
+        if self.style_layer_weights is not None:
+            need(len(self.style_layer_weights) == len(DEFAULT_STYLE_LAYERS),
+                 f"give {len(DEFAULT_STYLE_LAYERS)} layer weights, one for each of {', '.join(DEFAULT_STYLE_LAYERS)}")
+            need(all(w >= 0 for w in self.style_layer_weights) and sum(self.style_layer_weights) > 0,
+                 "layer weights must be 0 or more and not all 0")
+        need(MIN_SIZE <= self.max_size <= MAX_SIZE, f"the size cap must be between {MIN_SIZE} and {MAX_SIZE}")
+        need(1 <= self.max_steps <= MAX_STEPS, f"the steps cap must be between 1 and {MAX_STEPS}")
+        need(MIN_SIZE <= self.size <= self.max_size, f"size must be between {MIN_SIZE} and the size cap ({self.max_size})")
+        need(1 <= self.steps <= self.max_steps, f"steps must be between 1 and the steps cap ({self.max_steps})")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        need(self.preserve_colors in COLOR_MODES, f"colour preservation must be one of {', '.join(COLOR_MODES)}")
+        need(0 <= self.cooldown_seconds <= 86400, "cooldown must be between 0 and 86400 seconds")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> GuildSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items() if k in known}
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """What a member asked for; None: the server's default."""
+
+    strength: float | None = None
+    size: int | None = None
+    steps: int | None = None
+    preserve_colors: str | None = None
+    seed: int | None = None
+    optimizer: str | None = None
+    style_scale: float | None = None
+    n_styles: int = 1
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the caption says about the parameters used."""
+
+    text: str  # e.g. "strength 1 · 512 px · 300 steps"
+    notes: tuple[str, ...] = ()  # e.g. "size capped at 1024 px by this server"
+
+
+def check_request(request: Request) -> None:
+    """InvalidParams, worded for a member, for values outside what /stylize declares."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise InvalidParams(message)
+
+    r = request
+    need(r.strength is None or (math.isfinite(r.strength) and 0 <= r.strength <= MAX_STRENGTH),
+         f"strength must be between 0 and {MAX_STRENGTH:g}")
+    need(r.size is None or MIN_SIZE <= r.size <= MAX_SIZE, f"size must be between {MIN_SIZE} and {MAX_SIZE}")
+    need(r.steps is None or 1 <= r.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
+    need(r.preserve_colors is None or r.preserve_colors in COLOR_MODES,
+         f"preserve colors must be one of {', '.join(COLOR_MODES)}")
+    need(r.seed is None or 0 <= r.seed <= MAX_SEED, f"the seed must be between 0 and {MAX_SEED}")
+    need(r.optimizer is None or r.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+    low, high = STYLE_SCALE_RANGE
+    need(r.style_scale is None or (math.isfinite(r.style_scale) and low <= r.style_scale <= high),
+         f"style scale must be between {low:g} and {high:g}")
+
+
+def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, Summary]:
+    """The server's defaults, overridden by what the member asked for, clamped by the server's
+    caps. Raises InvalidParams for a request outside the declared ranges or that cannot work."""
+    check_request(request)
+    notes = []
+    wanted_size = request.size if request.size is not None else settings.size
+    wanted_steps = request.steps if request.steps is not None else settings.steps
+    if wanted_size > settings.max_size:
+        notes.append(f"size capped at {settings.max_size} px by this server")
+    if wanted_steps > settings.max_steps:
+        notes.append(f"steps capped at {settings.max_steps} by this server")
+    raw = request.strength is None and settings.content_weight is not None
+    steps = min(wanted_steps, settings.max_steps)
+    params = StyleParams(
+        size=min(wanted_size, settings.max_size),
+        steps=steps,
+        strength=request.strength if request.strength is not None else settings.strength,
+        content_weight=settings.content_weight if raw else None,
+        style_weight=settings.style_weight if raw else None,
+        style_layer_weights=settings.style_layer_weights,
+        optimizer=request.optimizer or settings.optimizer,  # type: ignore[arg-type]
+        preserve_colors=request.preserve_colors or settings.preserve_colors,  # type: ignore[arg-type]
+        seed=request.seed,
+        style_scale=request.style_scale if request.style_scale is not None else DEFAULTS.style_scale,
+        preview_every=max(1, steps // 10),
+    ).validate()
+    weights = f"α {params.content_weight:g} β {params.style_weight:g}" if raw else f"strength {params.strength:g}"
+    text = f"{weights} · {params.size} px · {params.steps} steps"
+    if params.preserve_colors != "none":
+        text += f" · colours: {params.preserve_colors}"
+    if request.n_styles > 1:
+        text += f" · {request.n_styles} styles"
+    return params, Summary(text, tuple(notes))
+
+
+def channel_allowed(settings: GuildSettings, channel_id: int | None) -> bool:
+    return not settings.allowed_channels or channel_id in settings.allowed_channels
+
+
+def describe(settings: GuildSettings) -> str:
+    """The settings as a person reads them (Discord markdown)."""
+    weights = (f"α (content) {settings.content_weight:g}, β (style) {settings.style_weight:g}"
+               if settings.content_weight is not None else f"strength {settings.strength:g}")
+    layers = ("equal" if settings.style_layer_weights is None
+              else ", ".join(f"{n} {w:g}" for n, w in zip(DEFAULT_STYLE_LAYERS, settings.style_layer_weights, strict=True)))
+    channels = ", ".join(f"<#{c}>" for c in settings.allowed_channels) or "every channel"
+    return "\n".join([
+        f"**Weights:** {weights}",
+        f"**Style layer weights:** {layers}",
+        f"**Size:** {settings.size} px (members may ask up to {settings.max_size})",
+        f"**Steps:** {settings.steps} (members may ask up to {settings.max_steps})",
+        f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
+        f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
+    ])
