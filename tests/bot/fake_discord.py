@@ -67,6 +67,7 @@ class FakeDiscord:
         self.base = ""
         self._runner: web.AppRunner | None = None
         self.identified = asyncio.Event()
+        self.refusing = False  # when True, message edits and channel posts fail with 404 (Discord trouble)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -281,6 +282,8 @@ class FakeDiscord:
                                       for c in payload or []])
         if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
             return self._callback(parts[1], parts[2], payload or {}, files)
+        if self.refusing and (parts[0] == "webhooks" and method == "PATCH" or parts[0] == "channels"):
+            return _json({"message": "Unknown Channel", "code": 10003}, status=404)
         if parts[0] == "webhooks" and len(parts) >= 3:
             return self._webhook(method, parts[2], parts[3:], payload, files)
         if method == "POST" and parts[0] == "channels" and parts[-1] == "messages":

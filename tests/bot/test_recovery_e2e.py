@@ -1,0 +1,108 @@
+"""Nothing lost: a bot killed mid-job, and endings that Discord refused for a while."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tests.bot.fake_discord import FakeDiscord, user
+from tests.bot.harness import BotHarness, picture_attachments, stylize_options, text_of
+
+ALICE = user(900000000000000001, "alice")
+BOB = user(900000000000000002, "bob")
+
+
+def run(coro, timeout=240):
+    async def wrapped():
+        fake = FakeDiscord()
+        await fake.start()
+        try:
+            return await asyncio.wait_for(coro(fake), timeout)
+        finally:
+            await fake.stop()
+
+    return asyncio.run(wrapped())
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+
+
+def bot_process(fake: FakeDiscord, database_url: str) -> subprocess.Popen:
+    """`stylebot run` as a person starts it, against the fake Discord."""
+    env = {**os.environ, "STYLEBOT_DISCORD_TOKEN": "fake-token-for-tests", "STYLEBOT_DATABASE_URL": database_url,
+           "STYLEBOT_VGG19_WEIGHTS": "random", "STYLEBOT_DISCORD_API_BASE": fake.api_base,
+           "STYLEBOT_DISCORD_GATEWAY_URL": fake.gateway_url, "STYLEBOT_DEVICES": "cpu",
+           "STYLEBOT_ATTACHMENT_HOSTS": "127.0.0.1", "STYLEBOT_PROGRESS_EDIT_INTERVAL": "0.2"}
+    log = open(os.path.join(os.path.dirname(database_url.split("///")[-1]), "bot.log"), "wb")  # noqa: SIM115
+    return subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    for child in children:  # the workers notice their parent is gone; do not wait for that here
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
+    async def scenario(fake):
+        process = bot_process(fake, database_url)
+        try:
+            await asyncio.wait_for(fake.identified.wait(), 90)
+            await asyncio.sleep(0.5)  # READY and GUILD_CREATE reach the bot
+            attachments = picture_attachments(fake)
+            token = await fake.slash("stylize", stylize_options(attachments, steps=500, size=64), member_user=ALICE,
+                                     attachments=attachments)
+            await fake.wait_for(lambda f: any("/500 " in text_of(e) for e in f.edits(token)))  # the server's cap
+        finally:
+            kill_tree(process)  # kill -9 in the middle of the job
+        async with BotHarness(fake, database_url, instance_timeout=1.0):
+            told = await fake.wait_for(lambda f: [e for e in f.edits(token) if "was lost" in text_of(e)], timeout=60)
+            custom_id = told[-1].json["components"][0]["components"][0]["custom_id"]
+            message = fake.originals[token]
+            refused = await fake.press(custom_id, message, member_user=BOB)
+            await fake.wait_for(lambda f: f.callbacks(refused))
+            retried = await fake.press(custom_id, message, member_user=ALICE)
+            done = await fake.wait_for(lambda f: [e for e in f.edits(retried) if "Done in" in text_of(e)], timeout=120)
+        return told[-1], fake.callbacks(refused), done[-1]
+
+    told, refused, done = run(scenario)
+    assert "painting" in text_of(told) and "Retry" in str(told.json["components"])
+    assert "Only the member" in text_of(refused[0])
+    assert "500 steps" in text_of(done) and done.files
+
+
+def test_an_ending_discord_refused_is_delivered_later(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, delivery_retry_interval=0.5):
+            attachments = picture_attachments(fake)
+            token = await fake.slash("stylize", stylize_options(attachments, steps=60, size=64), member_user=ALICE,
+                                     attachments=attachments)
+            await fake.wait_for(lambda f: any("Painting" in text_of(e) or "/60" in text_of(e) for e in f.edits(token)))
+            fake.refusing = True  # the edit and the channel post both fail
+            refused = await fake.wait_for(lambda f: len([m for m in f.channel_messages() if "Done in" in text_of(m)]) >= 2)
+            fake.refusing = False
+            since = len(fake.requests)
+
+            def delivered(f):  # into the job's message (its token still lives) or the channel
+                ends = f.channel_messages() + f.edits(token)
+                return [m for m in f.requests[since:] if m in ends and "Done in" in text_of(m)]
+
+            posted = await fake.wait_for(delivered, timeout=30)
+            await asyncio.sleep(1.5)  # a few more rounds of the retrier: it must not post twice
+            return refused, posted, delivered(fake), fake.edits(token)
+
+    refused, posted, all_posts, edits = run(scenario)
+    assert refused  # the first post and at least one retry were refused
+    assert posted[0] in edits and posted[0].files  # the job's own message, with the picture
+    assert len(all_posts) == 1
