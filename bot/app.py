@@ -16,6 +16,7 @@ from bot.cogs import errors
 from bot.cogs.checks import Cooldowns
 from bot.config import Settings
 from bot.executor.base import Executor
+from bot.logs import install_redaction
 from bot.storage import Storage
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
 class StyleBot(commands.AutoShardedBot):
     def __init__(self, settings_: Settings, storage: Storage, executor: Executor):
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True), help_command=None)
+        install_redaction()
         self.settings = settings_
         self.storage = storage
         self.executor = executor

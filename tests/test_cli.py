@@ -57,6 +57,7 @@ def test_several_styles_and_jpeg_output(pictures):
         (["--content-weight", "1"], 2, "give both"),
         (["--device", "tpu"], 2, "device"),
         (["--style-layers", "relu7_1"], 2, "unknown layer"),
+        (["--seed", str(2**64)], 2, "seed must be between"),
     ],
 )
 def test_bad_options_give_one_line_and_an_exit_code(pictures, args, code, message):

@@ -328,3 +328,17 @@ def test_a_stopped_worker_does_not_freeze_the_event_loop():
     print(f"worst event-loop lag while the worker was stopped: {worst_lag * 1000:.1f} ms")
     assert worst_lag < 0.2, worst_lag
     assert isinstance(after, JobDone)
+
+
+def test_the_worker_decodes_with_the_configured_limits():
+    from bot.engine.params import ImageLimits
+
+    async def scenario():
+        executor = await started_executor(image_limits=ImageLimits(max_pixels=1000))
+        try:
+            return await (await executor.submit(make_job(steps=1))).result()  # 40x30 = 1200 pixels
+        finally:
+            await executor.shutdown()
+
+    result = run(scenario())
+    assert isinstance(result, JobFailed) and result.kind == "bad_input" and "at most 1,000" in result.message

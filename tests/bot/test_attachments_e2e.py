@@ -1,0 +1,135 @@
+"""Bad attachments and forged options, refused privately before anything is queued."""
+
+import asyncio
+import io
+import logging
+
+import pytest
+
+from tests.bot.fake_discord import FakeDiscord, user
+from tests.bot.harness import BotHarness, ephemeral, picture_attachments, stylize_options, text_of
+from tests.conftest import gradient_image, noise_image, png_bytes
+
+ALICE = user(900000000000000001, "alice")
+
+
+def run(coro, timeout=180):
+    async def wrapped():
+        fake = FakeDiscord()
+        await fake.start()
+        try:
+            return await asyncio.wait_for(coro(fake), timeout)
+        finally:
+            await fake.stop()
+
+    return asyncio.run(wrapped())
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+
+
+def truncated_png() -> bytes:
+    data = png_bytes(noise_image(64, 64))
+    return data[: len(data) // 2]
+
+
+def thin_png() -> bytes:
+    return png_bytes(gradient_image(3000, 3))
+
+
+def large_png() -> bytes:
+    """A real PNG of about 12 MB (noise does not compress)."""
+    buffer = io.BytesIO()
+    noise_image(2000, 2000, seed=9).save(buffer, "PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+def attachment_from(fake: FakeDiscord, data: bytes, *, declared: int | None = None, url: str | None = None) -> dict:
+    info = fake.add_attachment("content.png", data, "image/png", 64, 64)
+    if declared is not None:
+        info["size"] = declared
+    if url is not None:
+        info["url"] = url
+    return info
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("declares 1 KB, serves 12 MB", "larger than"),
+    ("truncated", "damaged"),
+    ("10000x3", "too thin"),
+    ("not from the CDN", "does not come from Discord's CDN"),
+    ("network error", "could not be downloaded"),
+])
+def test_bad_attachments_are_refused_privately_without_a_slot_or_a_cooldown(database_url, case, reason):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, max_attachment_bytes=10 * 1024 * 1024) as harness:
+            style = picture_attachments(fake)[1]
+            if case == "declares 1 KB, serves 12 MB":
+                content = attachment_from(fake, large_png(), declared=1024)
+            elif case == "truncated":
+                content = attachment_from(fake, truncated_png())
+            elif case == "10000x3":
+                content = attachment_from(fake, thin_png())
+            elif case == "not from the CDN":
+                content = attachment_from(fake, png_bytes(gradient_image(64, 64)),
+                                          url=fake.base.replace("127.0.0.1", "localhost") + "/cdn/x")
+            else:  # nothing listens on port 9 of 127.0.0.1
+                content = attachment_from(fake, png_bytes(gradient_image(64, 64)), url="http://127.0.0.1:9/cdn/x.png")
+            token = await fake.slash("stylize", stylize_options([content, style], size=64), member_user=ALICE,
+                                     attachments=[content, style])
+            followups = await fake.wait_for(lambda f: f.followups(token))
+            await asyncio.sleep(0.2)
+            queued_jobs = dict(harness.executor._jobs)
+            # no cooldown was taken: the same member can start a good job at once
+            good = picture_attachments(fake)
+            again = await fake.slash("stylize", stylize_options(good, steps=2, size=64), member_user=ALICE, attachments=good)
+            await fake.wait_for(lambda f: any("Done in" in text_of(e) for e in f.edits(again)))
+            return followups, queued_jobs, fake.originals.get(token), fake.callbacks(token)
+
+    followups, queued_jobs, original, callbacks = run(scenario)
+    assert callbacks[0].json["type"] == 5  # acknowledged at once, before the download
+    assert ephemeral(followups[0]) and reason in text_of(followups[0]), text_of(followups[0])
+    assert queued_jobs == {}
+    assert original is None  # the public "thinking" message is gone
+
+
+@pytest.mark.parametrize("option, value, reason", [
+    ("style_scale", 4.0, "style scale must be between"),
+    ("seed", -1, "seed must be between"),
+    ("size", 48, "size must be between"),
+    ("steps", 99999, "steps must be between"),
+])
+def test_forged_options_outside_the_declared_ranges_are_refused(database_url, option, value, reason):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            attachments = picture_attachments(fake)
+            token = await fake.slash("stylize", stylize_options(attachments, **{option: value}), member_user=ALICE,
+                                     attachments=attachments)
+            callbacks = await fake.wait_for(lambda f: f.callbacks(token))
+            return callbacks, dict(harness.executor._jobs)
+
+    callbacks, jobs = run(scenario)
+    assert ephemeral(callbacks[0]) and reason in text_of(callbacks[0])
+    assert jobs == {}
+
+
+def test_no_token_in_the_logs_at_any_level(database_url, caplog):
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            attachments = picture_attachments(fake)
+            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=64), member_user=ALICE,
+                                     attachments=attachments)
+            await fake.wait_for(lambda f: any("Done in" in text_of(e) for e in f.edits(token)))
+            return token
+
+    token = run(scenario)
+    # the bot's own logs (aiohttp.access is the fake Discord's server, in this same process)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
+    assert "fake-token-for-tests" not in text
+    assert token not in text
+    assert "/interactions/" in text and "/callback" in text  # the requests are logged, redacted
+    assert "INTERACTION_CREATE" in text and "'token': '<redacted>'" in text

@@ -1,0 +1,64 @@
+"""Server policy without Discord: defaults, caps and their notes, requests, channels, cooldowns."""
+
+import pytest
+
+from bot.cogs.checks import Cooldowns
+from bot.engine.params import InvalidParams, StyleParams
+from bot.guild_policy import GuildSettings, Request, channel_allowed, describe, params_for
+
+
+def test_the_engine_owns_the_defaults():
+    settings = GuildSettings()
+    params, summary = params_for(Request(), settings)
+    engine = StyleParams()
+    assert (params.size, params.steps, params.strength, params.optimizer) == (engine.size, engine.steps, engine.strength,
+                                                                              engine.optimizer)
+    assert summary.notes == () and f"{engine.steps} steps" in summary.text
+
+
+def test_caps_clamp_and_say_so():
+    settings = GuildSettings(max_size=256, max_steps=50, size=128, steps=20)
+    params, summary = params_for(Request(size=1024, steps=400), settings)
+    assert params.size == 256 and params.steps == 50
+    assert summary.notes == ("size capped at 256 px by this server", "steps capped at 50 by this server")
+    params, summary = params_for(Request(size=200), settings)
+    assert params.size == 200 and params.steps == 20 and summary.notes == ()
+
+
+def test_raw_weights_of_the_server_unless_the_member_asks_for_a_strength():
+    settings = GuildSettings(content_weight=1.0, style_weight=1000.0)
+    params, summary = params_for(Request(), settings)
+    assert params.raw_weights and "α 1 β 1000" in summary.text
+    params, summary = params_for(Request(strength=2.0), settings)
+    assert not params.raw_weights and params.strength == 2.0 and "strength 2" in summary.text
+
+
+@pytest.mark.parametrize("request_, message", [
+    (Request(style_scale=4.0), "style scale"),
+    (Request(seed=-1), "seed"),
+    (Request(size=48), "size"),
+    (Request(steps=0), "steps"),
+    (Request(strength=float("inf")), "strength"),
+    (Request(optimizer="sgd"), "optimizer"),
+    (Request(preserve_colors="sepia"), "preserve colors"),
+])
+def test_requests_outside_the_declared_ranges_are_refused(request_, message):
+    with pytest.raises(InvalidParams, match=message):
+        params_for(request_, GuildSettings())
+
+
+def test_channel_allow_list():
+    assert channel_allowed(GuildSettings(), 5)
+    assert channel_allowed(GuildSettings(allowed_channels=(5, 6)), 6)
+    assert not channel_allowed(GuildSettings(allowed_channels=(5, 6)), 7)
+    assert "<#5>, <#6>" in describe(GuildSettings(allowed_channels=(5, 6)))
+
+
+def test_cooldowns_per_member_and_server():
+    cooldowns = Cooldowns()
+    assert cooldowns.left(1, 10, 30, now=100.0) <= 0
+    cooldowns.mark(1, 10, now=100.0)
+    assert cooldowns.left(1, 10, 30, now=110.0) == pytest.approx(20.0)
+    assert cooldowns.left(1, 10, 30, now=131.0) <= 0
+    assert cooldowns.left(2, 10, 30, now=110.0) <= 0  # another server
+    assert cooldowns.left(1, 11, 30, now=110.0) <= 0  # another member
