@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.executor.dispatch import ExecutorConfig
 from bot.executor.pool import LocalExecutor
 from bot.storage import Storage
-from tests.bot.fake_discord import FakeDiscord
+from tests.bot.fake_discord import FakeDiscord, user
 from tests.conftest import gradient_image, noise_image, png_bytes
 
 ORIGINAL_BASE = discord.http.Route.BASE
@@ -57,6 +57,23 @@ class BotHarness:
             await self.storage.close()
             discord.http.Route.BASE = ORIGINAL_BASE
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = ORIGINAL_GATEWAY
+
+
+ALICE = user(900000000000000001, "alice")
+BOB = user(900000000000000002, "bob")
+
+
+def run_with_fake(coro, timeout: float = 180):
+    """Run `coro(fake)` against a fresh fake Discord on 127.0.0.1, within `timeout` seconds."""
+    async def wrapped():
+        fake = FakeDiscord()
+        await fake.start()
+        try:
+            return await asyncio.wait_for(coro(fake), timeout)
+        finally:
+            await fake.stop()
+
+    return asyncio.run(wrapped())
 
 
 def picture_attachments(fake: FakeDiscord, content_size=(48, 32)) -> list[dict]:

@@ -6,28 +6,21 @@ import logging
 
 import pytest
 
-from tests.bot.fake_discord import FakeDiscord, user
-from tests.bot.harness import BotHarness, ephemeral, picture_attachments, stylize_options, text_of
+from tests.bot.fake_discord import FakeDiscord
+from tests.bot.harness import (
+    ALICE,
+    BotHarness,
+    ephemeral,
+    picture_attachments,
+    run_with_fake,
+    stylize_options,
+    text_of,
+)
 from tests.conftest import gradient_image, noise_image, png_bytes
-
-ALICE = user(900000000000000001, "alice")
 
 
 def run(coro, timeout=180):
-    async def wrapped():
-        fake = FakeDiscord()
-        await fake.start()
-        try:
-            return await asyncio.wait_for(coro(fake), timeout)
-        finally:
-            await fake.stop()
-
-    return asyncio.run(wrapped())
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    return run_with_fake(coro, timeout)
 
 
 def truncated_png() -> bytes:

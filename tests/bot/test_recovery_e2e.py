@@ -7,30 +7,21 @@ import subprocess
 import sys
 
 import psutil
-import pytest
 
-from tests.bot.fake_discord import FakeDiscord, user
-from tests.bot.harness import BotHarness, picture_attachments, stylize_options, text_of
-
-ALICE = user(900000000000000001, "alice")
-BOB = user(900000000000000002, "bob")
+from tests.bot.fake_discord import FakeDiscord
+from tests.bot.harness import (
+    ALICE,
+    BOB,
+    BotHarness,
+    picture_attachments,
+    run_with_fake,
+    stylize_options,
+    text_of,
+)
 
 
 def run(coro, timeout=240):
-    async def wrapped():
-        fake = FakeDiscord()
-        await fake.start()
-        try:
-            return await asyncio.wait_for(coro(fake), timeout)
-        finally:
-            await fake.stop()
-
-    return asyncio.run(wrapped())
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    return run_with_fake(coro, timeout)
 
 
 def bot_process(fake: FakeDiscord, database_url: str) -> subprocess.Popen:

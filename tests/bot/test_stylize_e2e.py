@@ -2,38 +2,23 @@
 
 import asyncio
 
-import pytest
-
 from bot.guild_policy import GuildSettings
-from tests.bot.fake_discord import MANAGE_MESSAGES, FakeDiscord, user
+from tests.bot.fake_discord import MANAGE_MESSAGES
 from tests.bot.harness import (
+    ALICE,
+    BOB,
     BotHarness,
     ephemeral,
     image_of,
     picture_attachments,
+    run_with_fake,
     stylize_options,
     text_of,
 )
 
-ALICE = user(900000000000000001, "alice")
-BOB = user(900000000000000002, "bob")
-
 
 def run(coro, timeout=180):
-    async def wrapped():
-        fake = FakeDiscord()
-        await fake.start()
-        try:
-            return await asyncio.wait_for(coro(fake), timeout)
-        finally:
-            await fake.stop()
-
-    return asyncio.run(wrapped())
-
-
-@pytest.fixture
-def database_url(tmp_path):
-    return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    return run_with_fake(coro, timeout)
 
 
 def final_edit(fake, token):
