@@ -180,3 +180,17 @@ def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
         (32, "fp32"), (64, "fp32"), (32, "bf16"), (64, "bf16")}
     assert report["bench_executor"]["result"]["done"] == 3
     assert report["gpu_tests"]["ok"]
+
+
+def test_the_output_is_written_through_a_fresh_temporary_file(pictures):
+    """A symlink where the output goes is replaced, never written through, and no temporary file stays."""
+    folder, content, style = pictures
+    precious = folder / "precious.txt"
+    precious.write_text("keep me")
+    out = folder / "out.png"
+    out.symlink_to(precious)
+    done = stylebot("stylize", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "1", "-q")
+    assert done.returncode == 0, done.stderr
+    assert precious.read_text() == "keep me"
+    assert not out.is_symlink() and Image.open(out).size == (32, 21)
+    assert sorted(p.name for p in folder.iterdir()) == ["content.jpg", "out.png", "precious.txt", "style.png"]

@@ -1,0 +1,105 @@
+"""The dispatcher over a backend that is not the local pool: release by capacity, re-attach."""
+
+import asyncio
+
+from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
+from bot.executor.protocol import (
+    FailureKind,
+    Job,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+)
+
+
+class RemoteBackend(Backend):
+    """Stands for a backend on other machines: one slot, and it still runs a job from before."""
+
+    def __init__(self, still_running: set[str]):
+        self.still_running = still_running
+        self.listener: Listener | None = None
+        self.running: list[str] = []
+        self.stopped: list[str] = []
+
+    async def start(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def free_slots(self) -> int:
+        return 1 - len(self.running)
+
+    def run(self, job: Job) -> None:
+        self.running.append(job.id)
+        self.listener.on_event(job.id, JobStarted(job_id=job.id, worker="remote", device="gpu"))
+
+    def stop(self, job_id: str) -> None:
+        self.stopped.append(job_id)
+
+    async def close(self) -> None:
+        pass
+
+    def reattach(self, job_id: str) -> bool:
+        return job_id in self.still_running
+
+    def finish(self, job_id: str) -> None:
+        self.running.remove(job_id)
+        self.listener.on_event(job_id, JobDone(job_id=job_id, image=b"png", format="png", width=1, height=1, seed=0,
+                                               steps=1, seconds=0.1, device="gpu", weights="w"))
+        self.listener.on_capacity()
+
+
+def job(user: int, job_id: str) -> Job:
+    return Job(id=job_id, user_id=user, guild_id=None, content=b"", styles=(), params={})
+
+
+def test_jobs_are_released_only_into_free_slots_and_positions_stay_true():
+    async def scenario():
+        backend = RemoteBackend(set())
+        dispatcher = Dispatcher(backend, ExecutorConfig())
+        await dispatcher.start()
+        first = await dispatcher.submit(job(1, "a" * 32))
+        second = await dispatcher.submit(job(2, "b" * 32))
+        assert backend.running == ["a" * 32]  # one slot: the second waits in the dispatcher's queue
+        events = [second._events.get_nowait() for _ in range(second._events.qsize())]
+        assert [type(e) for e in events] == [JobQueued] and events[0].position == 1
+        backend.finish("a" * 32)
+        assert isinstance(await first.result(), JobDone)
+        assert backend.running == ["b" * 32]
+        backend.finish("b" * 32)
+        return await second.result()
+
+    assert isinstance(asyncio.run(scenario()), JobDone)
+
+
+def test_a_job_from_before_a_restart_is_re_attached_and_its_result_arrives():
+    async def scenario():
+        backend = RemoteBackend({"c" * 32})
+        dispatcher = Dispatcher(backend, ExecutorConfig())
+        await dispatcher.start()
+        assert await dispatcher.reattach(job(1, "d" * 32)) is None  # lost: the backend does not know it
+        handle = await dispatcher.reattach(job(1, "c" * 32))
+        assert handle is not None and dispatcher.handle("c" * 32) is handle
+        backend.running.append("c" * 32)
+        backend.listener.on_event("c" * 32, JobProgress(job_id="c" * 32, step=5, total=10, losses={}, elapsed=1.0, eta=1.0))
+        backend.finish("c" * 32)
+        return [event async for event in handle.events()]
+
+    events = asyncio.run(scenario())
+    assert [type(e) for e in events] == [JobProgress, JobDone]
+
+
+def test_a_time_limit_stops_the_job_and_fails_it_as_a_timeout():
+    async def scenario():
+        backend = RemoteBackend(set())
+        dispatcher = Dispatcher(backend, ExecutorConfig(time_limit=0.05))
+        await dispatcher.start()
+        handle = await dispatcher.submit(job(1, "e" * 32))
+        await asyncio.sleep(0.1)
+        assert backend.stopped == ["e" * 32]
+        backend.running.remove("e" * 32)
+        backend.listener.on_event("e" * 32, JobCancelled(job_id="e" * 32))  # the backend confirms the stop
+        return await handle.result()
+
+    result = asyncio.run(scenario())
+    assert isinstance(result, JobFailed) and result.kind is FailureKind.TIMEOUT
