@@ -6,6 +6,7 @@ from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
 from bot.executor.protocol import (
     FailureKind,
     Job,
+    JobCancelled,
     JobDone,
     JobFailed,
     JobProgress,
