@@ -7,12 +7,19 @@ import logging
 import sys
 
 from bot.cli import CliError, bench, bench_executor, evaluate, gpu_check, run, stylize
+from bot.logs import LogConfig, configure_logging
 
 
 def _download(args: argparse.Namespace) -> int:
-    from bot.engine.vgg import download_weights
+    from bot.engine.vgg import TORCHVISION_URL, download_weights, torchvision_cache_path
 
-    print(download_weights())
+    try:
+        print(download_weights())
+    except OSError as exc:  # URLError, DNS, refused connection, a full disk
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise CliError(f"could not download the VGG-19 weights ({reason}). Run this where there is network, or "
+                       f"copy {TORCHVISION_URL.rsplit('/', 1)[-1]} to {torchvision_cache_path()}, or name a "
+                       "state-dict file with STYLEBOT_VGG19_WEIGHTS", 3) from None
     return 0
 
 
@@ -28,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="stylebot: %(levelname)s: %(message)s")
+    configure_logging(LogConfig(level=logging.WARNING))  # `run` sets its own level and format
     try:
         return args.handler(args)
     except CliError as exc:

@@ -37,6 +37,8 @@ def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
 
 class StyleBot(commands.AutoShardedBot):
     def __init__(self, settings_: Settings, storage: Storage, executor: Executor):
+        # the bot never joins voice: no warnings about voice libraries at every start
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True), help_command=None)
         install_redaction()
         self.settings = settings_
@@ -92,20 +94,24 @@ class StyleBot(commands.AutoShardedBot):
 
 
 async def run(settings_: Settings) -> None:
+    """Workers first (they prove the weights), then the database (this creates an SQLite file),
+    then Discord."""
     from bot.executor.dispatch import ExecutorConfig
     from bot.executor.pool import LocalExecutor
+    from bot.logs import LogConfig
 
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
-    storage = await Storage.open(settings_.database_url, settings_ttl=settings_.settings_cache_ttl)
     executor = LocalExecutor(ExecutorConfig(
         devices=settings_.device_list, workers_per_device=settings_.workers_per_device,
         max_queued=settings_.max_queued, per_user_limit=settings_.per_user_jobs,
         time_limit=settings_.job_time_limit, weights=settings_.vgg19_weights, image_limits=settings_.image_limits,
+        log=LogConfig(level=getattr(logging, settings_.log_level), json=settings_.log_format == "json"),
     ))
+    await executor.start()
     try:
-        await executor.start()
+        storage = await Storage.open(settings_.database_url, settings_ttl=settings_.settings_cache_ttl)
     except BaseException:
-        await storage.close()
+        await executor.shutdown(graceful=False)
         raise
     bot = StyleBot(settings_, storage, executor)
     loop = asyncio.get_running_loop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,6 +37,8 @@ class Settings(BaseSettings):
     input_ttl: float = Field(24 * 3600, ge=0)  # how long a job's images are kept (for Retry)
     delivery_retry_interval: float = Field(60.0, gt=0)  # seconds between tries of undelivered results
     settings_cache_ttl: float = Field(5.0, ge=0)  # seconds a process trusts its copy of a server's settings
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
     instance_timeout: float = Field(90.0, gt=0)  # a bot process silent this long is dead: its jobs are recovered
 
     @field_validator("discord_token")

@@ -7,8 +7,13 @@ event at DEBUG, and INTERACTION_CREATE carries `'token': '...'`.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import sys
+from dataclasses import dataclass
+from typing import TextIO
 
 _PATTERNS = (
     (re.compile(r"(/(?:interactions|webhooks)/\d+/)[^/\s?'\"]+"), r"\1<token>"),
@@ -50,3 +55,53 @@ def install_redaction() -> None:
     # aiosqlite logs every statement with its parameters at DEBUG: the jobs table's token among them
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+_COLOURS = {"DEBUG": "\x1b[2m", "INFO": "", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m", "CRITICAL": "\x1b[1;31m"}
+
+
+class _ColourFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        colour = _COLOURS.get(record.levelname, "")
+        return f"{colour}{text}\x1b[0m" if colour else text
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """How a process logs; handed to worker processes so that they log the same way."""
+
+    level: int = logging.INFO
+    json: bool = False
+    who: str = "stylebot"  # the process: "stylebot", "worker cpu#0", ...
+
+
+def configure_logging(config: LogConfig, stream: TextIO | None = None) -> None:
+    """The one place logging is set up: one handler on the root logger, one format, colour only on
+    a terminal (never in a file or Docker's log), JSON on request, tokens redacted."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    if config.json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        fmt = f"%(asctime)s {config.who} %(levelname)s %(name)s: %(message)s"
+        colour = hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR")
+        handler.setFormatter(_ColourFormatter(fmt) if colour else logging.Formatter(fmt))
+    handler.addFilter(_FILTER)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(config.level)
+    install_redaction()

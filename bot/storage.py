@@ -111,9 +111,18 @@ class Storage:
 
     @classmethod
     async def open(cls, url: str, *, settings_ttl: float = 5.0) -> Storage:
-        storage = cls(create_async_engine(url), settings_ttl=settings_ttl)
+        """Connect and migrate; StorageError with one line that says what is wrong."""
+        try:
+            engine = create_async_engine(url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise StorageError(f"STYLEBOT_DATABASE_URL is not a usable database URL ({_reason(exc)}); "
+                               "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB") from None
+        storage = cls(engine, settings_ttl=settings_ttl)
         try:
             await storage.migrate()
+        except (OSError, sa.exc.SQLAlchemyError, ConnectionError) as exc:
+            await storage.close()
+            raise StorageError(f"the database at STYLEBOT_DATABASE_URL cannot be used: {_reason(exc)}") from None
         except BaseException:
             await storage.close()
             raise
@@ -252,6 +261,30 @@ class Storage:
         async with self.engine.begin() as conn:
             result = await conn.execute(blobs.delete().where(blobs.c.expires_at <= time.time()))
         return result.rowcount or 0
+
+
+class StorageError(Exception):
+    """The database cannot be reached or used; the message says why in one line."""
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return f"{original.__class__.__name__}: {text}" if text else original.__class__.__name__
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a wrong URL, or an SQLite file in a folder that does not exist, without creating anything."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StorageError(f"STYLEBOT_DATABASE_URL is not a database URL ({exc})") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        import os
+
+        folder = os.path.dirname(os.path.abspath(parsed.database))
+        if not os.path.isdir(folder):
+            raise StorageError(f"the folder of the SQLite database does not exist: {folder}")
 
 
 def input_keys(job_id: str, styles: int) -> list[str]:

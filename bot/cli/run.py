@@ -1,4 +1,9 @@
-"""`stylebot run`: the Discord bot on the settings from the environment and .env."""
+"""`stylebot run`: the Discord bot on the settings from the environment and .env.
+
+Every failure a newcomer can meet at start ends in one line and its own exit code:
+2 settings, 3 VGG-19 weights or workers, 4 the database, 5 Discord unreachable, 6 the token refused.
+Nothing is written to disk before the settings and the weights are known to be good.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,47 @@ import argparse
 import asyncio
 import logging
 
-import discord
-
 from bot.cli import CliError
-from bot.config import ConfigError, load_settings
+
+EXIT_SETTINGS, EXIT_WORKERS, EXIT_DATABASE, EXIT_UNREACHABLE, EXIT_TOKEN = 2, 3, 4, 5, 6
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run the Discord bot (settings from STYLEBOT_* variables and .env)")
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                   help="overrides STYLEBOT_LOG_LEVEL (default INFO)")
+    p.add_argument("--log-format", default=None, choices=("text", "json"),
+                   help="overrides STYLEBOT_LOG_FORMAT: text (colour on a terminal only) or json (one object a line)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import aiohttp
+    import discord
+
     from bot.app import run as run_bot
+    from bot.config import ConfigError, load_settings
     from bot.executor.pool import WorkerStartError
+    from bot.logs import LogConfig, configure_logging
+    from bot.storage import StorageError, check_database_url
 
     try:
         settings = load_settings()
     except ConfigError as exc:
-        raise CliError(str(exc), 2) from None
-    discord.utils.setup_logging(level=getattr(logging, args.log_level), root=True)
+        raise CliError(str(exc), EXIT_SETTINGS) from None
+    level = args.log_level or settings.log_level
+    configure_logging(LogConfig(level=getattr(logging, level), json=(args.log_format or settings.log_format) == "json"))
     try:
+        check_database_url(settings.database_url)
         asyncio.run(run_bot(settings))
     except WorkerStartError as exc:
-        raise CliError(f"the workers could not start: {exc}", 1) from None
+        raise CliError(f"the workers could not start: {exc}", EXIT_WORKERS) from None
+    except StorageError as exc:
+        raise CliError(str(exc), EXIT_DATABASE) from None
     except discord.LoginFailure:
-        raise CliError("Discord refused the token (STYLEBOT_DISCORD_TOKEN): check it in the developer portal", 1) from None
+        raise CliError("Discord refused the token (STYLEBOT_DISCORD_TOKEN): copy it again from the developer "
+                       "portal's Bot page", EXIT_TOKEN) from None
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound, discord.ConnectionClosed, TimeoutError) as exc:
+        raise CliError(f"Discord could not be reached ({exc.__class__.__name__}: {exc}); check the network, "
+                       "a proxy, or STYLEBOT_DISCORD_API_BASE", EXIT_UNREACHABLE) from None
     return 0

@@ -70,8 +70,8 @@ def resolve_weights(spec: str | None = None) -> WeightsSource:
         return WeightsSource("torchvision-cache", cached)
     raise WeightsNotFound(
         "VGG-19 weights not found. Either run `stylebot download-weights` where there is network "
-        f"(it saves torchvision's ImageNet weights to {cached}), or name a state-dict file with "
-        f"--weights PATH or the {WEIGHTS_ENV} environment variable."
+        f"(it saves torchvision's ImageNet weights to {cached}), or name a state-dict file with the "
+        f"{WEIGHTS_ENV} environment variable (or --weights PATH for stylize, evaluate and bench)."
     )
 
 

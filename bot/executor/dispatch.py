@@ -31,6 +31,7 @@ from bot.executor.protocol import (
     UserLimitReached,
 )
 from bot.executor.scheduler import FairQueue
+from bot.logs import LogConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class ExecutorConfig:
     start_timeout: float = 300.0  # seconds a worker may take to load VGG-19
     threads_per_worker: int | None = None  # CPU threads per worker; None: cores / CPU workers
     image_limits: ImageLimits = field(default_factory=ImageLimits)  # what workers decode
+    log: LogConfig = field(default_factory=LogConfig)  # how workers log (the bot's level and format)
 
 
 class Listener(abc.ABC):

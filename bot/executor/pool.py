@@ -95,6 +95,7 @@ class LocalPool(Backend):
         self._seq = 0
         self._closing = False
         self._start_failures: dict[str, str] = {}
+        self._started = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -107,7 +108,7 @@ class LocalPool(Backend):
             for i in range(self.config.workers_per_device):
                 runner = RunnerSpec(device=device, weights=self.config.weights, cache_size=self.config.cache_size,
                                     threads=threads if device == "cpu" else None, limits=self.config.image_limits)
-                self._workers.append(_Worker(WorkerSpec(f"{device}#{i}", runner)))
+                self._workers.append(_Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log)))
         waits = [self._spawn(w) for w in self._workers]
         try:
             results = await asyncio.wait_for(asyncio.gather(*waits), self.config.start_timeout)
@@ -118,6 +119,7 @@ class LocalPool(Backend):
             message = next(iter(self._start_failures.values()), "no worker started")
             await self.close()
             raise WorkerStartError(message)
+        self._started = True
 
     def _spawn(self, worker: _Worker) -> asyncio.Future[bool]:
         """Start a worker process; the future turns True when it is ready, False if it failed."""
@@ -170,7 +172,9 @@ class LocalPool(Backend):
             _resolve(worker.ready_future, True)
             self._capacity()
         elif isinstance(message, Fatal):
-            log.error("worker %s could not start: %s", worker.spec.name, message.message)
+            # at start the reason reaches the caller in WorkerStartError; later only the log has it
+            log.log(logging.ERROR if self._started else logging.DEBUG, "worker %s could not start: %s",
+                    worker.spec.name, message.message)
             self._start_failures[worker.spec.name] = message.message
             worker.stopping = True
         elif isinstance(message, Emit):

@@ -7,6 +7,7 @@ integer: when it equals the running job's `seq`, the engine stops at its next st
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.executor.runner import RunnerSpec
+from bot.logs import LogConfig, configure_logging
 
 log = logging.getLogger("stylebot.worker")
 
@@ -22,6 +24,7 @@ log = logging.getLogger("stylebot.worker")
 class WorkerSpec:
     name: str
     runner: RunnerSpec
+    log: LogConfig = LogConfig()  # the bot's own logging: level and format
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def worker_main(spec: WorkerSpec, inbox, outbox, cancel_seq) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops.
     # SIGTERM keeps its default, so that a worker can always be terminated.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {spec.name}: %(levelname)s %(message)s")
+    configure_logging(dataclasses.replace(spec.log, who=f"worker {spec.name}"))
     from bot.executor.runner import JobRunner
 
     parent = os.getppid()
