@@ -23,8 +23,18 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stylebot")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylebot", description="Neural style transfer: a Discord bot and a command line.")
+    parser.add_argument("--version", action="version", version=f"stylebot {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (run, stylize, evaluate, bench, bench_executor, gpu_check):
         command.add_parser(subparsers)

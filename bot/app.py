@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stylebot")
 
-EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.settings", "bot.cogs.recovery")
+RECOVERY = "bot.cogs.recovery"
+EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.settings", RECOVERY)
 
 
 def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
@@ -36,14 +39,15 @@ def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
 
 
 class StyleBot(commands.AutoShardedBot):
-    def __init__(self, settings_: Settings, storage: Storage, executor: Executor):
+    def __init__(self, settings_: Settings, storage: Storage, executor: Executor | None, *, force_sync: bool = False):
         # the bot never joins voice: no warnings about voice libraries at every start
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True), help_command=None)
         install_redaction()
         self.settings = settings_
         self.storage = storage
-        self.executor = executor
+        self.executor = executor  # type: ignore[assignment]  # None only for `stylebot sync`
+        self.force_sync = force_sync
         self.cooldowns = Cooldowns()
         self.followers: set[asyncio.Task] = set()  # one task per job message being followed
         self.session: aiohttp.ClientSession  # attachment downloads; made in setup_hook
@@ -65,13 +69,27 @@ class StyleBot(commands.AutoShardedBot):
     async def setup_hook(self) -> None:
         self.session = aiohttp.ClientSession()
         for extension in EXTENSIONS:
+            if extension == RECOVERY and self.executor is None:
+                continue  # `stylebot sync`: no jobs to follow
             await self.load_extension(extension)
-        if self.settings.dev_guild:
-            guild = discord.Object(self.settings.dev_guild)
+        await self.sync_commands(force=self.force_sync)
+
+    async def sync_commands(self, *, force: bool = False) -> bool:
+        """Send the command tree to Discord when it changed since the last sync (a hash kept in the
+        database), or when forced. Discord rate-limits syncs, so not at every start."""
+        guild = discord.Object(self.settings.dev_guild) if self.settings.dev_guild else None
+        if guild is not None:
             self.tree.copy_global_to(guild=guild)
-            await self.tree.sync(guild=guild)
-        else:
-            await self.tree.sync()
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        key = f"commands:{self.settings.dev_guild or 'global'}"
+        if not force and await self.storage.get_meta(key) == digest:
+            log.info("the command tree is unchanged since the last sync; not syncing")
+            return False
+        await self.tree.sync(guild=guild)
+        await self.storage.put_meta(key, digest)
+        log.info("synced %d command(s) %s", len(payload), f"to server {guild.id}" if guild else "globally")
+        return True
 
     def follow(self, message: JobMessage) -> None:
         """Keep a job's message up to date until the job ends (a task the bot waits for at close)."""
@@ -85,7 +103,8 @@ class StyleBot(commands.AutoShardedBot):
     async def close(self) -> None:
         """Stop taking jobs, tell members whose jobs are queued, finish or cancel running ones."""
         log.info("shutting down")
-        await self.executor.shutdown(graceful=True, timeout=self.settings.shutdown_grace)
+        if self.executor is not None:
+            await self.executor.shutdown(graceful=True, timeout=self.settings.shutdown_grace)
         if self.followers:
             await asyncio.wait(list(self.followers), timeout=15)
         if hasattr(self, "session"):
@@ -122,4 +141,17 @@ async def run(settings_: Settings) -> None:
             await bot.start(settings_.discord_token.get_secret_value())
     finally:
         await executor.shutdown(graceful=False)
+        await storage.close()
+
+
+async def sync(settings_: Settings) -> bool:
+    """`stylebot sync`: log in, send the command tree to Discord, log out. No workers start."""
+    point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
+    storage = await Storage.open(settings_.database_url, settings_ttl=settings_.settings_cache_ttl)
+    bot = StyleBot(settings_, storage, None, force_sync=True)
+    try:
+        await bot.login(settings_.discord_token.get_secret_value())  # runs setup_hook, which syncs
+        return True
+    finally:
+        await bot.close()
         await storage.close()

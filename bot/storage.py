@@ -63,6 +63,12 @@ instances = sa.Table(  # bot processes, each alive while it keeps writing seen_a
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("seen_at", sa.Float, nullable=False),  # epoch seconds
 )
+meta = sa.Table(  # small facts about the deployment, e.g. the hash of the synced command tree
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
 blobs = sa.Table(
     "blobs",
     metadata,
@@ -77,6 +83,7 @@ MIGRATIONS: list[list[sa.schema.ExecutableDDLElement]] = [
     [sa.schema.CreateTable(jobs, if_not_exists=True), sa.schema.CreateTable(blobs, if_not_exists=True),
      sa.schema.CreateTable(instances, if_not_exists=True),
      sa.schema.CreateIndex(sa.Index("jobs_open", jobs.c.delivered, jobs.c.state), if_not_exists=True)],
+    [sa.schema.CreateTable(meta, if_not_exists=True)],
 ]
 
 
@@ -240,6 +247,16 @@ class Storage:
             rows = (await conn.execute(sa.select(jobs).where(
                 jobs.c.delivered.is_(False), jobs.c.outcome.is_not(None)).order_by(jobs.c.updated_at))).all()
         return [_record(r) for r in rows]
+
+    # --- meta -----------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(meta.c.value).where(meta.c.key == key))).scalar()
+
+    async def put_meta(self, key: str, value: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(self._upsert(meta, {"key": key, "value": value}, "key", {"value": value}))
 
     # --- blobs ----------------------------------------------------------------------------------
 

@@ -45,8 +45,24 @@ def test_several_styles_and_jpeg_output(pictures):
                     "--style-blend", "1,3", "--preserve-colors", "match", "--optimizer", "adam", "-q")
     assert done.returncode == 0, done.stderr
     assert Image.open(out).format == "JPEG"
-    assert "ETA" not in done.stderr and "wrote" not in done.stderr  # quiet: only the random-weights warning
-    assert done.stderr.strip().splitlines() == [line for line in done.stderr.strip().splitlines() if "RANDOM" in line]
+    assert "ETA" not in done.stderr and "wrote" not in done.stderr  # quiet: the random-weights warning and the seed
+    lines = done.stderr.strip().splitlines()
+    assert [line for line in lines if "RANDOM" not in line] == [lines[-1]] and lines[-1].startswith("stylebot: seed ")
+
+
+def test_help_shows_each_default_once():
+    text = stylebot("stylize", "--help").stdout
+    flat = " ".join(text.split())  # argparse wraps lines
+    assert "(default: 300)" in flat and "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in flat
+    for option in text.split("\n  -"):
+        assert option.count("default") <= 1, option
+
+
+def test_version():
+    from importlib.metadata import version
+
+    done = stylebot("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"stylebot {version('stylebot')}"
 
 
 @pytest.mark.parametrize(

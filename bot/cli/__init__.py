@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 class CliError(Exception):
     """A failure the person at the terminal can act on: printed as one line, then exit `code`.
@@ -20,3 +22,16 @@ class UsageError(CliError):
 
     def __init__(self, message: str):
         super().__init__(message, 2)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help, once: not when the help already says its default,
+    and not for options without one. Tuples read as comma-separated lists."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or action.option_strings == []:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"

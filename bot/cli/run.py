@@ -1,4 +1,5 @@
-"""`stylebot run`: the Discord bot on the settings from the environment and .env.
+"""`stylebot run`: the Discord bot on the settings from the environment and .env; `stylebot sync`:
+send its slash commands to Discord and stop.
 
 Every failure a newcomer can meet at start ends in one line and its own exit code:
 2 settings, 3 VGG-19 weights or workers, 4 the database, 5 Discord unreachable, 6 the token refused.
@@ -23,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-format", default=None, choices=("text", "json"),
                    help="overrides STYLEBOT_LOG_FORMAT: text (colour on a terminal only) or json (one object a line)")
     p.set_defaults(handler=run)
+    p = subparsers.add_parser("sync", help="send the slash commands to Discord now (run does it only when they changed)")
+    p.set_defaults(handler=run, log_level=None, log_format=None, sync_only=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import discord
 
     from bot.app import run as run_bot
+    from bot.app import sync
     from bot.config import ConfigError, load_settings
     from bot.executor.pool import WorkerStartError
     from bot.logs import LogConfig, configure_logging
@@ -43,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(LogConfig(level=getattr(logging, level), json=(args.log_format or settings.log_format) == "json"))
     try:
         check_database_url(settings.database_url)
-        asyncio.run(run_bot(settings))
+        if getattr(args, "sync_only", False):
+            asyncio.run(sync(settings))
+            print("stylebot: the slash commands were sent to Discord")
+        else:
+            asyncio.run(run_bot(settings))
     except WorkerStartError as exc:
         raise CliError(f"the workers could not start: {exc}", EXIT_WORKERS) from None
     except StorageError as exc:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bot.cli import UsageError
+from bot.cli import HelpFormatter, UsageError
 from bot.engine import imaging
 from bot.engine.params import (
     COLOR_MODES,
@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "stylize",
         help="paint CONTENT in the style of STYLE (one or more style images)",
         description="Neural style transfer (Gatys et al.) on VGG-19 features.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("content", help="content image (PNG, JPEG, WebP, GIF, BMP, TIFF)")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
@@ -94,7 +94,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=int, default=0, help="also write the image every K steps (OUT-0050.png, ...)")
     g.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the seed is still printed)")
     p.set_defaults(handler=run)
 
 
@@ -168,7 +168,9 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     bar.close()
     write_atomically(output, imaging.encode(result.image, fmt, quality=args.quality))
-    if not args.quiet:
+    if args.quiet:  # one line even when quiet: without the seed a run cannot be repeated
+        print(f"stylebot: seed {result.seed}", file=sys.stderr)
+    else:
         print(f"stylebot: wrote {output} ({out_w}x{out_h}) in {result.elapsed:.1f} s, seed {result.seed}", file=sys.stderr)
     return 0
 

@@ -24,12 +24,17 @@ def run(coro, timeout=240):
     return run_with_fake(coro, timeout)
 
 
-def bot_process(fake: FakeDiscord, database_url: str) -> subprocess.Popen:
-    """`stylebot run` as a person starts it, against the fake Discord."""
+def bot_env(fake: FakeDiscord, database_url: str) -> dict[str, str]:
     env = {**os.environ, "STYLEBOT_DISCORD_TOKEN": "fake-token-for-tests", "STYLEBOT_DATABASE_URL": database_url,
            "STYLEBOT_VGG19_WEIGHTS": "random", "STYLEBOT_DISCORD_API_BASE": fake.api_base,
            "STYLEBOT_DISCORD_GATEWAY_URL": fake.gateway_url, "STYLEBOT_DEVICES": "cpu",
            "STYLEBOT_ATTACHMENT_HOSTS": "127.0.0.1", "STYLEBOT_PROGRESS_EDIT_INTERVAL": "0.2"}
+    return env
+
+
+def bot_process(fake: FakeDiscord, database_url: str) -> subprocess.Popen:
+    """`stylebot run` as a person starts it, against the fake Discord."""
+    env = bot_env(fake, database_url)
     log = open(os.path.join(os.path.dirname(database_url.split("///")[-1]), "bot.log"), "wb")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -97,3 +102,17 @@ def test_an_ending_discord_refused_is_delivered_later(database_url):
     assert refused  # the first post and at least one retry were refused
     assert posted[0] in edits and posted[0].files  # the job's own message, with the picture
     assert len(all_posts) == 1
+
+
+def test_stylebot_sync_sends_the_commands_and_stops(database_url):
+    async def scenario(fake):
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "sync", env=bot_env(fake, database_url),
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+        puts = [r for r in fake.requests if r.method == "PUT" and r.path.endswith("/commands")]
+        return process.returncode, out.decode(), err.decode(), puts
+
+    code, out, err, puts = run(scenario)
+    assert code == 0, err
+    assert "sent to Discord" in out and len(puts) == 1
+    assert {c["name"] for c in puts[0].json} == {"stylize", "stylize-settings"}

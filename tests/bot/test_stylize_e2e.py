@@ -160,3 +160,20 @@ def fake_guild() -> int:
     from tests.bot.fake_discord import GUILD_ID
 
     return GUILD_ID
+
+
+def test_commands_are_synced_only_when_they_changed(database_url):
+    async def scenario(fake):
+        def puts(f):
+            return [r for r in f.requests if r.method == "PUT" and r.path.endswith("/commands")]
+
+        async with BotHarness(fake, database_url):
+            first = len(puts(fake))
+        async with BotHarness(fake, database_url):
+            second = len(puts(fake))
+        async with BotHarness(fake, database_url) as harness:
+            assert await harness.bot.sync_commands(force=True)  # what `stylebot sync` does
+            third = len(puts(fake))
+        return first, second, third
+
+    assert run(scenario) == (1, 1, 2)
