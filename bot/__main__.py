@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from bot.cli import CliError, bench, bench_executor, evaluate, gpu_check, run, stylize
+from bot.cli import CliError, bench, bench_executor, evaluate, gpu_check, health, run, stylize
 from bot.logs import LogConfig, configure_logging
 
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylebot", description="Neural style transfer: a Discord bot and a command line.")
     parser.add_argument("--version", action="version", version=f"stylebot {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (run, stylize, evaluate, bench, bench_executor, gpu_check):
+    for command in (run, stylize, evaluate, bench, bench_executor, gpu_check, health):
         command.add_parser(subparsers)
     p = subparsers.add_parser("download-weights", help="fetch torchvision's ImageNet VGG-19 weights into the torch hub cache")
     p.set_defaults(handler=_download)

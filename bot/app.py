@@ -23,6 +23,7 @@ from bot.storage import Storage
 
 if TYPE_CHECKING:
     from bot.cogs.job_message import JobMessage
+    from bot.health import HealthServer
 
 log = logging.getLogger("stylebot")
 
@@ -48,6 +49,7 @@ class StyleBot(commands.AutoShardedBot):
         self.storage = storage
         self.executor = executor  # type: ignore[assignment]  # None only for `stylebot sync`
         self.force_sync = force_sync
+        self.health: HealthServer | None = None
         self.cooldowns = Cooldowns()
         self.followers: set[asyncio.Task] = set()  # one task per job message being followed
         self.session: aiohttp.ClientSession  # attachment downloads; made in setup_hook
@@ -73,6 +75,11 @@ class StyleBot(commands.AutoShardedBot):
                 continue  # `stylebot sync`: no jobs to follow
             await self.load_extension(extension)
         await self.sync_commands(force=self.force_sync)
+        if self.settings.health_port and self.executor is not None:
+            from bot.health import HealthServer
+
+            self.health = HealthServer(self, self.settings.health_host, self.settings.health_port)
+            await self.health.start()
 
     async def sync_commands(self, *, force: bool = False) -> bool:
         """Send the command tree to Discord when it changed since the last sync (a hash kept in the
@@ -107,6 +114,8 @@ class StyleBot(commands.AutoShardedBot):
             await self.executor.shutdown(graceful=True, timeout=self.settings.shutdown_grace)
         if self.followers:
             await asyncio.wait(list(self.followers), timeout=15)
+        if self.health is not None:
+            await self.health.stop()
         if hasattr(self, "session"):
             await self.session.close()
         await super().close()

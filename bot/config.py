@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     input_ttl: float = Field(24 * 3600, ge=0)  # how long a job's images are kept (for Retry)
     delivery_retry_interval: float = Field(60.0, gt=0)  # seconds between tries of undelivered results
     settings_cache_ttl: float = Field(5.0, ge=0)  # seconds a process trusts its copy of a server's settings
+    health_port: int | None = Field(None, ge=1, le=65535)  # serve /healthz and /metrics here; off if unset
+    health_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so that Docker and Prometheus can reach it
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
     instance_timeout: float = Field(90.0, gt=0)  # a bot process silent this long is dead: its jobs are recovered

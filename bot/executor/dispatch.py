@@ -90,10 +90,39 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every worker (jobs are over or stopped by then)."""
 
+    def workers_ready(self) -> int:
+        """Workers able to take a job now or when their current one ends."""
+        return 0
+
+    def worker_restarts(self) -> int:
+        return 0
+
     def reattach(self, job_id: str) -> bool:
         """Whether a job released by an earlier process still runs here and will report to the
         listener. The local pool's jobs die with the bot, so by default: no."""
         return False
+
+
+@dataclass
+class Metrics:
+    """Counters for operators (see bot/health.py)."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)  # "done", "failed:timeout", "cancelled", ...
+    job_seconds: float = 0.0  # running time of finished jobs, summed
+    steps: int = 0  # optimiser steps of finished jobs, summed
+
+    def record(self, event: Terminal) -> None:
+        from bot.executor.protocol import JobDone
+
+        if isinstance(event, JobDone):
+            key = "done"
+            self.job_seconds += event.seconds
+            self.steps += event.steps
+        elif isinstance(event, JobFailed):
+            key = f"failed:{event.kind.value}"
+        else:
+            key = f"cancelled:{event.reason.value}"
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
 
 class _JobState:
@@ -114,6 +143,15 @@ class Dispatcher(Executor):
         self._jobs: dict[str, _JobState] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self.metrics = Metrics()
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self._jobs.values() if s.released)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -240,6 +278,7 @@ class Dispatcher(Executor):
         if state.released:
             self._queue.finished(state.job.user_id)
         self._jobs.pop(state.job.id, None)
+        self.metrics.record(event)
         state.handle._emit(event)
         self._pump()
 

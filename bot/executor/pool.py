@@ -96,6 +96,7 @@ class LocalPool(Backend):
         self._closing = False
         self._start_failures: dict[str, str] = {}
         self._started = False
+        self._restarts = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -210,6 +211,7 @@ class LocalPool(Backend):
                 self._listener.on_unavailable("no worker is available to run the job")
             return
         log.warning("worker %s exited (%s); starting a new one", worker.spec.name, _describe_exit(code))
+        self._restarts += 1
         self._spawn(worker)
 
     async def close(self) -> None:
@@ -279,6 +281,12 @@ class LocalPool(Backend):
             self._listener.on_capacity()
 
     # --- for tests and monitoring -------------------------------------------------------------
+
+    def workers_ready(self) -> int:
+        return sum(1 for w in self._workers if w.ready and not w.stopping)
+
+    def worker_restarts(self) -> int:
+        return self._restarts
 
     @property
     def worker_count(self) -> int:

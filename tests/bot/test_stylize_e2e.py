@@ -2,6 +2,8 @@
 
 import asyncio
 
+import aiohttp
+
 from bot.guild_policy import GuildSettings
 from tests.bot.fake_discord import MANAGE_MESSAGES
 from tests.bot.harness import (
@@ -177,3 +179,34 @@ def test_commands_are_synced_only_when_they_changed(database_url):
         return first, second, third
 
     assert run(scenario) == (1, 1, 2)
+
+
+def test_health_and_metrics_for_operators(database_url):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, health_port=port):
+            attachments = picture_attachments(fake)
+            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=64), member_user=ALICE,
+                                     attachments=attachments)
+            await fake.wait_for(lambda f: final_edit(f, token))
+            health = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bot", "health", "--port", str(port)],
+                                             capture_output=True, text=True, timeout=60)
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+        after = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bot", "health", "--port", str(port)],
+                                        capture_output=True, text=True, timeout=60)
+        return health, metrics, after
+
+    health, metrics, after = run(scenario)
+    assert health.returncode == 0 and "'ready': True" in health.stdout
+    assert 'stylebot_jobs_total{outcome="done",detail=""} 1' in metrics
+    assert "stylebot_queue_length 0" in metrics and "stylebot_workers_ready 1" in metrics
+    assert "stylebot_step_seconds_count 2" in metrics
+    assert after.returncode == 1 and "no bot answers" in after.stderr  # the bot has stopped

@@ -1,0 +1,30 @@
+"""`stylebot health`: ask a running bot's /healthz (the Docker HEALTHCHECK); exit 0 if ready."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+
+from bot.cli import CliError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("health", help="exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)")
+    p.add_argument("--port", type=int, default=8080, help="the bot's STYLEBOT_HEALTH_PORT (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    url = f"http://{args.host}:{args.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (a local URL we build)
+            body = response.read().decode()
+    except urllib.error.HTTPError as exc:
+        raise CliError(f"not ready: {exc.read().decode() or exc.code}", 1) from None
+    except OSError as exc:
+        raise CliError(f"no bot answers at {url} ({exc})", 1) from None
+    print(json.loads(body))
+    return 0
