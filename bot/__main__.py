@@ -17,9 +17,12 @@ def _download(args: argparse.Namespace) -> int:
         print(download_weights())
     except OSError as exc:  # URLError, DNS, refused connection, a full disk
         reason = getattr(exc, "reason", None) or exc.strerror or exc
-        raise CliError(f"could not download the VGG-19 weights ({reason}). Run this where there is network, or "
-                       f"copy {TORCHVISION_URL.rsplit('/', 1)[-1]} to {torchvision_cache_path()}, or name a "
-                       "state-dict file with STYLEBOT_VGG19_WEIGHTS", 3) from None
+        raise CliError(
+            f"could not download the VGG-19 weights ({reason}). Run this where there is network, or "
+            f"copy {TORCHVISION_URL.rsplit('/', 1)[-1]} to {torchvision_cache_path()}, or name a "
+            "state-dict file with STYLEBOT_VGG19_WEIGHTS",
+            3,
+        ) from None
     return 0
 
 
@@ -33,12 +36,17 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stylebot", description="Neural style transfer: a Discord bot and a command line.")
+    parser = argparse.ArgumentParser(
+        prog="stylebot", description="Neural style transfer: a Discord bot and a command line."
+    )
     parser.add_argument("--version", action="version", version=f"stylebot {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (run, stylize, evaluate, bench, bench_executor, gpu_check, health):
         command.add_parser(subparsers)
-    p = subparsers.add_parser("download-weights", help="fetch torchvision's ImageNet VGG-19 weights into the torch hub cache")
+    p = subparsers.add_parser(
+        "download-weights",
+        help="fetch torchvision's ImageNet VGG-19 weights into the torch hub cache",
+    )
     p.set_defaults(handler=_download)
     return parser
 

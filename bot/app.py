@@ -40,10 +40,21 @@ def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
 
 
 class StyleBot(commands.AutoShardedBot):
-    def __init__(self, settings_: Settings, storage: Storage, executor: Executor | None, *, force_sync: bool = False):
+    def __init__(
+        self,
+        settings_: Settings,
+        storage: Storage,
+        executor: Executor | None,
+        *,
+        force_sync: bool = False,
+    ):
         # the bot never joins voice: no warnings about voice libraries at every start
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True), help_command=None)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents(guilds=True),
+            help_command=None,
+        )
         install_redaction()
         self.settings = settings_
         self.storage = storage
@@ -88,14 +99,20 @@ class StyleBot(commands.AutoShardedBot):
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
         payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps(payload, sort_keys=True, default=str).encode()
+        ).hexdigest()
         key = f"commands:{self.settings.dev_guild or 'global'}"
         if not force and await self.storage.get_meta(key) == digest:
             log.info("the command tree is unchanged since the last sync; not syncing")
             return False
         await self.tree.sync(guild=guild)
         await self.storage.put_meta(key, digest)
-        log.info("synced %d command(s) %s", len(payload), f"to server {guild.id}" if guild else "globally")
+        log.info(
+            "synced %d command(s) %s",
+            len(payload),
+            f"to server {guild.id}" if guild else "globally",
+        )
         return True
 
     def follow(self, message: JobMessage) -> None:
@@ -105,7 +122,12 @@ class StyleBot(commands.AutoShardedBot):
         task.add_done_callback(self.followers.discard)
 
     async def on_ready(self) -> None:
-        log.info("logged in as %s (%s) in %d server(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+        log.info(
+            "logged in as %s (%s) in %d server(s)",
+            self.user,
+            getattr(self.user, "id", "?"),
+            len(self.guilds),
+        )
 
     async def close(self) -> None:
         """Stop taking jobs, tell members whose jobs are queued, finish or cancel running ones."""
@@ -129,15 +151,25 @@ async def run(settings_: Settings) -> None:
     from bot.logs import LogConfig
 
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
-    executor = LocalExecutor(ExecutorConfig(
-        devices=settings_.device_list, workers_per_device=settings_.workers_per_device,
-        max_queued=settings_.max_queued, per_user_limit=settings_.per_user_jobs,
-        time_limit=settings_.job_time_limit, weights=settings_.vgg19_weights, image_limits=settings_.image_limits,
-        log=LogConfig(level=getattr(logging, settings_.log_level), json=settings_.log_format == "json"),
-    ))
+    executor = LocalExecutor(
+        ExecutorConfig(
+            devices=settings_.device_list,
+            workers_per_device=settings_.workers_per_device,
+            max_queued=settings_.max_queued,
+            per_user_limit=settings_.per_user_jobs,
+            time_limit=settings_.job_time_limit,
+            weights=settings_.vgg19_weights,
+            image_limits=settings_.image_limits,
+            log=LogConfig(
+                level=getattr(logging, settings_.log_level), json=settings_.log_format == "json"
+            ),
+        )
+    )
     await executor.start()
     try:
-        storage = await Storage.open(settings_.database_url, settings_ttl=settings_.settings_cache_ttl)
+        storage = await Storage.open(
+            settings_.database_url, settings_ttl=settings_.settings_cache_ttl
+        )
     except BaseException:
         await executor.shutdown(graceful=False)
         raise

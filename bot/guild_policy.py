@@ -61,25 +61,51 @@ class GuildSettings:
             if not ok:
                 raise SettingsError(message)
 
-        numbers = [("strength", self.strength), ("alpha", self.content_weight), ("beta", self.style_weight),
-                   *(("a layer weight", w) for w in self.style_layer_weights or ())]
+        numbers = [
+            ("strength", self.strength),
+            ("alpha", self.content_weight),
+            ("beta", self.style_weight),
+            *(("a layer weight", w) for w in self.style_layer_weights or ()),
+        ]
         for name, value in numbers:
-            need(value is None or math.isfinite(value), f"{name} must be a finite number, not {value}")
+            need(
+                value is None or math.isfinite(value),
+                f"{name} must be a finite number, not {value}",
+            )
         need(0 <= self.strength <= MAX_STRENGTH, f"strength must be between 0 and {MAX_STRENGTH:g}")
-        need((self.content_weight is None) == (self.style_weight is None), "set both alpha and beta, or neither")
+        need(
+            (self.content_weight is None) == (self.style_weight is None),
+            "set both alpha and beta, or neither",
+        )
         need(self.content_weight is None or self.content_weight >= 0, "alpha must be 0 or more")
         need(self.style_weight is None or self.style_weight >= 0, "beta must be 0 or more")
         if self.style_layer_weights is not None:
-            need(len(self.style_layer_weights) == len(DEFAULT_STYLE_LAYERS),
-                 f"give {len(DEFAULT_STYLE_LAYERS)} layer weights, one for each of {', '.join(DEFAULT_STYLE_LAYERS)}")
-            need(all(w >= 0 for w in self.style_layer_weights) and sum(self.style_layer_weights) > 0,
-                 "layer weights must be 0 or more and not all 0")
-        need(MIN_SIZE <= self.max_size <= MAX_SIZE, f"the size cap must be between {MIN_SIZE} and {MAX_SIZE}")
+            need(
+                len(self.style_layer_weights) == len(DEFAULT_STYLE_LAYERS),
+                f"give {len(DEFAULT_STYLE_LAYERS)} layer weights, one for each of {', '.join(DEFAULT_STYLE_LAYERS)}",
+            )
+            need(
+                all(w >= 0 for w in self.style_layer_weights) and sum(self.style_layer_weights) > 0,
+                "layer weights must be 0 or more and not all 0",
+            )
+        need(
+            MIN_SIZE <= self.max_size <= MAX_SIZE,
+            f"the size cap must be between {MIN_SIZE} and {MAX_SIZE}",
+        )
         need(1 <= self.max_steps <= MAX_STEPS, f"the steps cap must be between 1 and {MAX_STEPS}")
-        need(MIN_SIZE <= self.size <= self.max_size, f"size must be between {MIN_SIZE} and the size cap ({self.max_size})")
-        need(1 <= self.steps <= self.max_steps, f"steps must be between 1 and the steps cap ({self.max_steps})")
+        need(
+            MIN_SIZE <= self.size <= self.max_size,
+            f"size must be between {MIN_SIZE} and the size cap ({self.max_size})",
+        )
+        need(
+            1 <= self.steps <= self.max_steps,
+            f"steps must be between 1 and the steps cap ({self.max_steps})",
+        )
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        need(self.preserve_colors in COLOR_MODES, f"colour preservation must be one of {', '.join(COLOR_MODES)}")
+        need(
+            self.preserve_colors in COLOR_MODES,
+            f"colour preservation must be one of {', '.join(COLOR_MODES)}",
+        )
         need(0 <= self.cooldown_seconds <= 86400, "cooldown must be between 0 and 86400 seconds")
         return self
 
@@ -89,7 +115,11 @@ class GuildSettings:
     @classmethod
     def from_json(cls, text: str) -> GuildSettings:
         known = {f.name for f in dataclasses.fields(cls)}
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items() if k in known}
+        data = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in json.loads(text).items()
+            if k in known
+        }
         return cls(**data)
 
 
@@ -117,22 +147,35 @@ class Summary:
 
 def check_request(request: Request) -> None:
     """InvalidParams, worded for a member, for values outside what /stylize declares."""
+
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise InvalidParams(message)
 
     r = request
-    need(r.strength is None or (math.isfinite(r.strength) and 0 <= r.strength <= MAX_STRENGTH),
-         f"strength must be between 0 and {MAX_STRENGTH:g}")
-    need(r.size is None or MIN_SIZE <= r.size <= MAX_SIZE, f"size must be between {MIN_SIZE} and {MAX_SIZE}")
+    need(
+        r.strength is None or (math.isfinite(r.strength) and 0 <= r.strength <= MAX_STRENGTH),
+        f"strength must be between 0 and {MAX_STRENGTH:g}",
+    )
+    need(
+        r.size is None or MIN_SIZE <= r.size <= MAX_SIZE,
+        f"size must be between {MIN_SIZE} and {MAX_SIZE}",
+    )
     need(r.steps is None or 1 <= r.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
-    need(r.preserve_colors is None or r.preserve_colors in COLOR_MODES,
-         f"preserve colors must be one of {', '.join(COLOR_MODES)}")
+    need(
+        r.preserve_colors is None or r.preserve_colors in COLOR_MODES,
+        f"preserve colors must be one of {', '.join(COLOR_MODES)}",
+    )
     need(r.seed is None or 0 <= r.seed <= MAX_SEED, f"the seed must be between 0 and {MAX_SEED}")
-    need(r.optimizer is None or r.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+    need(
+        r.optimizer is None or r.optimizer in OPTIMIZERS,
+        f"optimizer must be one of {', '.join(OPTIMIZERS)}",
+    )
     low, high = STYLE_SCALE_RANGE
-    need(r.style_scale is None or (math.isfinite(r.style_scale) and low <= r.style_scale <= high),
-         f"style scale must be between {low:g} and {high:g}")
+    need(
+        r.style_scale is None or (math.isfinite(r.style_scale) and low <= r.style_scale <= high),
+        f"style scale must be between {low:g} and {high:g}",
+    )
 
 
 def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, Summary]:
@@ -158,10 +201,16 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
         optimizer=request.optimizer or settings.optimizer,  # type: ignore[arg-type]
         preserve_colors=request.preserve_colors or settings.preserve_colors,  # type: ignore[arg-type]
         seed=request.seed,
-        style_scale=request.style_scale if request.style_scale is not None else DEFAULTS.style_scale,
+        style_scale=request.style_scale
+        if request.style_scale is not None
+        else DEFAULTS.style_scale,
         preview_every=max(1, steps // 10),
     ).validate()
-    weights = f"α {params.content_weight:g} β {params.style_weight:g}" if raw else f"strength {params.strength:g}"
+    weights = (
+        f"α {params.content_weight:g} β {params.style_weight:g}"
+        if raw
+        else f"strength {params.strength:g}"
+    )
     text = f"{weights} · {params.size} px · {params.steps} steps"
     if params.preserve_colors != "none":
         text += f" · colours: {params.preserve_colors}"
@@ -176,16 +225,27 @@ def channel_allowed(settings: GuildSettings, channel_id: int | None) -> bool:
 
 def describe(settings: GuildSettings) -> str:
     """The settings as a person reads them (Discord markdown)."""
-    weights = (f"α (content) {settings.content_weight:g}, β (style) {settings.style_weight:g}"
-               if settings.content_weight is not None else f"strength {settings.strength:g}")
-    layers = ("equal" if settings.style_layer_weights is None
-              else ", ".join(f"{n} {w:g}" for n, w in zip(DEFAULT_STYLE_LAYERS, settings.style_layer_weights, strict=True)))
+    weights = (
+        f"α (content) {settings.content_weight:g}, β (style) {settings.style_weight:g}"
+        if settings.content_weight is not None
+        else f"strength {settings.strength:g}"
+    )
+    layers = (
+        "equal"
+        if settings.style_layer_weights is None
+        else ", ".join(
+            f"{n} {w:g}"
+            for n, w in zip(DEFAULT_STYLE_LAYERS, settings.style_layer_weights, strict=True)
+        )
+    )
     channels = ", ".join(f"<#{c}>" for c in settings.allowed_channels) or "every channel"
-    return "\n".join([
-        f"**Weights:** {weights}",
-        f"**Style layer weights:** {layers}",
-        f"**Size:** {settings.size} px (members may ask up to {settings.max_size})",
-        f"**Steps:** {settings.steps} (members may ask up to {settings.max_steps})",
-        f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
-        f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
-    ])
+    return "\n".join(
+        [
+            f"**Weights:** {weights}",
+            f"**Style layer weights:** {layers}",
+            f"**Size:** {settings.size} px (members may ask up to {settings.max_size})",
+            f"**Steps:** {settings.steps} (members may ask up to {settings.max_steps})",
+            f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
+            f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
+        ]
+    )

@@ -1,9 +1,9 @@
 """Readiness and Prometheus metrics over HTTP, for operators (off unless STYLEBOT_HEALTH_PORT is set).
 
-  GET /healthz   200 when the gateway is connected and at least one worker is ready, else 503;
-                 a JSON body says which part is not.
-  GET /metrics   Prometheus text: queue length, running jobs, jobs by outcome, job and step
-                 seconds, ready workers, worker restarts.
+GET /healthz   200 when the gateway is connected and at least one worker is ready, else 503;
+               a JSON body says which part is not.
+GET /metrics   Prometheus text: queue length, running jobs, jobs by outcome, job and step
+               seconds, ready workers, worker restarts.
 """
 
 from __future__ import annotations
@@ -28,16 +28,20 @@ def metrics_text(bot: StyleBot) -> str:
     backend = getattr(dispatcher, "backend", None)
     metrics = getattr(dispatcher, "metrics", None)
     lines = [
-        "# HELP stylebot_queue_length Jobs waiting for a worker.", "# TYPE stylebot_queue_length gauge",
+        "# HELP stylebot_queue_length Jobs waiting for a worker.",
+        "# TYPE stylebot_queue_length gauge",
         f"stylebot_queue_length {getattr(dispatcher, 'queue_length', 0)}",
-        "# HELP stylebot_jobs_running Jobs on a worker now.", "# TYPE stylebot_jobs_running gauge",
+        "# HELP stylebot_jobs_running Jobs on a worker now.",
+        "# TYPE stylebot_jobs_running gauge",
         f"stylebot_jobs_running {getattr(dispatcher, 'running', 0)}",
-        "# HELP stylebot_workers_ready Workers able to run jobs.", "# TYPE stylebot_workers_ready gauge",
+        "# HELP stylebot_workers_ready Workers able to run jobs.",
+        "# TYPE stylebot_workers_ready gauge",
         f"stylebot_workers_ready {backend.workers_ready() if backend else 0}",
         "# HELP stylebot_worker_restarts_total Worker processes started again after they ended.",
         "# TYPE stylebot_worker_restarts_total counter",
         f"stylebot_worker_restarts_total {backend.worker_restarts() if backend else 0}",
-        "# HELP stylebot_jobs_total Finished jobs by outcome.", "# TYPE stylebot_jobs_total counter",
+        "# HELP stylebot_jobs_total Finished jobs by outcome.",
+        "# TYPE stylebot_jobs_total counter",
     ]
     if metrics is not None:
         for key, count in sorted(metrics.outcomes.items()):
@@ -45,11 +49,14 @@ def metrics_text(bot: StyleBot) -> str:
             lines.append(f'stylebot_jobs_total{{outcome="{outcome}",detail="{detail}"}} {count}')
         done = metrics.outcomes.get("done", 0)
         lines += [
-            "# HELP stylebot_job_seconds Running time of finished jobs.", "# TYPE stylebot_job_seconds summary",
-            f"stylebot_job_seconds_sum {metrics.job_seconds}", f"stylebot_job_seconds_count {done}",
+            "# HELP stylebot_job_seconds Running time of finished jobs.",
+            "# TYPE stylebot_job_seconds summary",
+            f"stylebot_job_seconds_sum {metrics.job_seconds}",
+            f"stylebot_job_seconds_count {done}",
             "# HELP stylebot_step_seconds Time per optimiser step of finished jobs.",
             "# TYPE stylebot_step_seconds summary",
-            f"stylebot_step_seconds_sum {metrics.job_seconds}", f"stylebot_step_seconds_count {metrics.steps}",
+            f"stylebot_step_seconds_sum {metrics.job_seconds}",
+            f"stylebot_step_seconds_count {metrics.steps}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -73,8 +80,11 @@ class HealthServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         parts = readiness(self.bot)
-        return web.Response(text=json.dumps({"ready": all(parts.values()), **parts}), content_type="application/json",
-                            status=200 if all(parts.values()) else 503)
+        return web.Response(
+            text=json.dumps({"ready": all(parts.values()), **parts}),
+            content_type="application/json",
+            status=200 if all(parts.values()) else 503,
+        )
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(text=metrics_text(self.bot), content_type="text/plain")

@@ -20,8 +20,16 @@ _PATTERNS = (
     (re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+(['"])"""), r"\1<redacted>\2"),
 )
 # the loggers that write request URLs or gateway payloads
-DISCORD_LOGGERS = ("discord.http", "discord.webhook.async_", "discord.gateway", "discord.client", "discord.state",
-                   "discord.shard", "discord.interactions", "discord.app_commands.tree")
+DISCORD_LOGGERS = (
+    "discord.http",
+    "discord.webhook.async_",
+    "discord.gateway",
+    "discord.client",
+    "discord.state",
+    "discord.shard",
+    "discord.interactions",
+    "discord.app_commands.tree",
+)
 
 
 def redact(text: str) -> str:
@@ -61,14 +69,24 @@ class _JsonFormatter(logging.Formatter):
     """One JSON object a line, for log collectors."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
-_COLOURS = {"DEBUG": "\x1b[2m", "INFO": "", "WARNING": "\x1b[33m", "ERROR": "\x1b[31m", "CRITICAL": "\x1b[1;31m"}
+_COLOURS = {
+    "DEBUG": "\x1b[2m",
+    "INFO": "",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[31m",
+    "CRITICAL": "\x1b[1;31m",
+}
 
 
 class _ColourFormatter(logging.Formatter):

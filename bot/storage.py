@@ -27,14 +27,18 @@ from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings
 
 metadata = sa.MetaData()
-schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+schema_version = sa.Table(
+    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
 guild_settings = sa.Table(
     "guild_settings",
     metadata,
     sa.Column("guild_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("settings", sa.Text, nullable=False),  # GuildSettings as JSON
     sa.Column("updated_by", sa.BigInteger, nullable=True),
-    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+    ),
 )
 jobs = sa.Table(
     "jobs",
@@ -50,7 +54,9 @@ jobs = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # JobStatus
     sa.Column("params", sa.Text, nullable=False),  # StyleParams as JSON
     sa.Column("summary", sa.Text, nullable=False),  # the caption's description of the parameters
-    sa.Column("styles", sa.Integer, nullable=False),  # how many style images (blobs job:<id>:style:<n>)
+    sa.Column(
+        "styles", sa.Integer, nullable=False
+    ),  # how many style images (blobs job:<id>:style:<n>)
     sa.Column("outcome", sa.Text, nullable=True),  # the final message, kept until it is delivered
     sa.Column("delivered", sa.Boolean, nullable=False, default=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),  # failed deliveries so far
@@ -80,9 +86,14 @@ blobs = sa.Table(
 # Each migration brings the schema from version i to i + 1. Never edit one that has shipped.
 MIGRATIONS: list[list[sa.schema.ExecutableDDLElement]] = [
     [sa.schema.CreateTable(guild_settings, if_not_exists=True)],
-    [sa.schema.CreateTable(jobs, if_not_exists=True), sa.schema.CreateTable(blobs, if_not_exists=True),
-     sa.schema.CreateTable(instances, if_not_exists=True),
-     sa.schema.CreateIndex(sa.Index("jobs_open", jobs.c.delivered, jobs.c.state), if_not_exists=True)],
+    [
+        sa.schema.CreateTable(jobs, if_not_exists=True),
+        sa.schema.CreateTable(blobs, if_not_exists=True),
+        sa.schema.CreateTable(instances, if_not_exists=True),
+        sa.schema.CreateIndex(
+            sa.Index("jobs_open", jobs.c.delivered, jobs.c.state), if_not_exists=True
+        ),
+    ],
     [sa.schema.CreateTable(meta, if_not_exists=True)],
 ]
 
@@ -122,14 +133,18 @@ class Storage:
         try:
             engine = create_async_engine(url)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-            raise StorageError(f"STYLEBOT_DATABASE_URL is not a usable database URL ({_reason(exc)}); "
-                               "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB") from None
+            raise StorageError(
+                f"STYLEBOT_DATABASE_URL is not a usable database URL ({_reason(exc)}); "
+                "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+            ) from None
         storage = cls(engine, settings_ttl=settings_ttl)
         try:
             await storage.migrate()
         except (OSError, sa.exc.SQLAlchemyError, ConnectionError) as exc:
             await storage.close()
-            raise StorageError(f"the database at STYLEBOT_DATABASE_URL cannot be used: {_reason(exc)}") from None
+            raise StorageError(
+                f"the database at STYLEBOT_DATABASE_URL cannot be used: {_reason(exc)}"
+            ) from None
         except BaseException:
             await storage.close()
             raise
@@ -139,12 +154,16 @@ class Storage:
         """Apply the missing migrations; return the schema version now."""
         async with self.engine.begin() as conn:
             await conn.run_sync(lambda c: schema_version.create(c, checkfirst=True))
-            version = (await conn.execute(sa.select(sa.func.max(schema_version.c.version)))).scalar() or 0
+            version = (
+                await conn.execute(sa.select(sa.func.max(schema_version.c.version)))
+            ).scalar() or 0
             for number, steps in enumerate(MIGRATIONS[version:], start=version + 1):
                 for step in steps:
                     await conn.execute(step)
                 await conn.execute(schema_version.insert().values(version=number))
-            return (await conn.execute(sa.select(sa.func.max(schema_version.c.version)))).scalar() or 0
+            return (
+                await conn.execute(sa.select(sa.func.max(schema_version.c.version)))
+            ).scalar() or 0
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -155,7 +174,9 @@ class Storage:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        return insert(table).values(**values).on_conflict_do_update(index_elements=[key], set_=update)
+        return (
+            insert(table).values(**values).on_conflict_do_update(index_elements=[key], set_=update)
+        )
 
     # --- server settings ----------------------------------------------------------------------
 
@@ -164,7 +185,13 @@ class Storage:
         if cached is not None and time.monotonic() - cached[0] < self.settings_ttl:
             return cached[1]
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(guild_settings.c.settings).where(guild_settings.c.guild_id == guild_id))).first()
+            row = (
+                await conn.execute(
+                    sa.select(guild_settings.c.settings).where(
+                        guild_settings.c.guild_id == guild_id
+                    )
+                )
+            ).first()
         settings = GuildSettings.from_json(row[0]) if row else GuildSettings()
         self._cache[guild_id] = (time.monotonic(), settings)
         return settings
@@ -172,8 +199,12 @@ class Storage:
     async def put(self, guild_id: int, settings: GuildSettings, *, by: int | None = None) -> None:
         settings.validate()
         text = settings.to_json()
-        statement = self._upsert(guild_settings, {"guild_id": guild_id, "settings": text, "updated_by": by}, "guild_id",
-                                 {"settings": text, "updated_by": by, "updated_at": sa.func.now()})
+        statement = self._upsert(
+            guild_settings,
+            {"guild_id": guild_id, "settings": text, "updated_by": by},
+            "guild_id",
+            {"settings": text, "updated_by": by, "updated_at": sa.func.now()},
+        )
         async with self.engine.begin() as conn:
             await conn.execute(statement)
         self._cache.pop(guild_id, None)
@@ -189,19 +220,43 @@ class Storage:
         """Record a job and keep its input images for `keep_inputs` seconds (for Retry)."""
         now = time.time()
         async with self.engine.begin() as conn:
-            await conn.execute(jobs.insert().values(
-                id=record.id, instance=self.instance, user_id=record.user_id, guild_id=record.guild_id, channel_id=record.channel_id,
-                application_id=record.application_id, token=record.token, token_expires_at=record.token_expires_at,
-                state=record.state.value, params=json.dumps(record.params), summary=record.summary,
-                styles=record.styles, outcome=None, delivered=False, attempts=0, created_at=now, updated_at=now,
-            ))
-            await conn.execute(blobs.insert(), [
-                {"key": key, "data": data, "expires_at": now + keep_inputs}
-                for key, data in zip(input_keys(record.id, record.styles), inputs, strict=True)
-            ])
+            await conn.execute(
+                jobs.insert().values(
+                    id=record.id,
+                    instance=self.instance,
+                    user_id=record.user_id,
+                    guild_id=record.guild_id,
+                    channel_id=record.channel_id,
+                    application_id=record.application_id,
+                    token=record.token,
+                    token_expires_at=record.token_expires_at,
+                    state=record.state.value,
+                    params=json.dumps(record.params),
+                    summary=record.summary,
+                    styles=record.styles,
+                    outcome=None,
+                    delivered=False,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await conn.execute(
+                blobs.insert(),
+                [
+                    {"key": key, "data": data, "expires_at": now + keep_inputs}
+                    for key, data in zip(input_keys(record.id, record.styles), inputs, strict=True)
+                ],
+            )
 
-    async def set_job_state(self, job_id: str, state: JobStatus, *, outcome: str | None = None,
-                            delivered: bool | None = None) -> None:
+    async def set_job_state(
+        self,
+        job_id: str,
+        state: JobStatus,
+        *,
+        outcome: str | None = None,
+        delivered: bool | None = None,
+    ) -> None:
         values: dict[str, Any] = {"state": state.value, "updated_at": time.time()}
         if outcome is not None:
             values["outcome"] = outcome
@@ -212,8 +267,11 @@ class Storage:
 
     async def delivery_failed(self, job_id: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(jobs.update().where(jobs.c.id == job_id)
-                               .values(attempts=jobs.c.attempts + 1, updated_at=time.time()))
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(attempts=jobs.c.attempts + 1, updated_at=time.time())
+            )
 
     async def job(self, job_id: str) -> JobRecord | None:
         async with self.engine.connect() as conn:
@@ -222,7 +280,9 @@ class Storage:
 
     async def heartbeat(self) -> None:
         """This process is alive (the jobs it follows are not orphans)."""
-        statement = self._upsert(instances, {"id": self.instance, "seen_at": time.time()}, "id", {"seen_at": time.time()})
+        statement = self._upsert(
+            instances, {"id": self.instance, "seen_at": time.time()}, "id", {"seen_at": time.time()}
+        )
         async with self.engine.begin() as conn:
             await conn.execute(statement)
 
@@ -231,21 +291,36 @@ class Storage:
         seconds (it died): nobody follows them any more."""
         alive = sa.select(instances.c.id).where(instances.c.seen_at > time.time() - silent_for)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(jobs).where(
-                jobs.c.state.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
-                jobs.c.instance != self.instance, jobs.c.instance.not_in(alive)).order_by(jobs.c.created_at))).all()
+            rows = (
+                await conn.execute(
+                    sa.select(jobs)
+                    .where(
+                        jobs.c.state.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                        jobs.c.instance != self.instance,
+                        jobs.c.instance.not_in(alive),
+                    )
+                    .order_by(jobs.c.created_at)
+                )
+            ).all()
         return [_record(r) for r in rows]
 
     async def adopt(self, job_id: str) -> None:
         """This process follows the job from now on."""
         async with self.engine.begin() as conn:
-            await conn.execute(jobs.update().where(jobs.c.id == job_id).values(instance=self.instance))
+            await conn.execute(
+                jobs.update().where(jobs.c.id == job_id).values(instance=self.instance)
+            )
 
     async def undelivered_jobs(self) -> list[JobRecord]:
         """Jobs that ended but whose final message has not reached the member yet."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(jobs).where(
-                jobs.c.delivered.is_(False), jobs.c.outcome.is_not(None)).order_by(jobs.c.updated_at))).all()
+            rows = (
+                await conn.execute(
+                    sa.select(jobs)
+                    .where(jobs.c.delivered.is_(False), jobs.c.outcome.is_not(None))
+                    .order_by(jobs.c.updated_at)
+                )
+            ).all()
         return [_record(r) for r in rows]
 
     # --- meta -----------------------------------------------------------------------------------
@@ -256,21 +331,32 @@ class Storage:
 
     async def put_meta(self, key: str, value: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(self._upsert(meta, {"key": key, "value": value}, "key", {"value": value}))
+            await conn.execute(
+                self._upsert(meta, {"key": key, "value": value}, "key", {"value": value})
+            )
 
     # --- blobs ----------------------------------------------------------------------------------
 
     async def put_blob(self, key: str, data: bytes, *, keep: float) -> None:
-        statement = self._upsert(blobs, {"key": key, "data": data, "expires_at": time.time() + keep}, "key",
-                                 {"data": data, "expires_at": time.time() + keep})
+        statement = self._upsert(
+            blobs,
+            {"key": key, "data": data, "expires_at": time.time() + keep},
+            "key",
+            {"data": data, "expires_at": time.time() + keep},
+        )
         async with self.engine.begin() as conn:
             await conn.execute(statement)
 
     async def get_blobs(self, keys: list[str]) -> list[bytes] | None:
         """The bytes under every key, in order; None if any is missing or expired."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(blobs.c.key, blobs.c.data).where(
-                blobs.c.key.in_(keys), blobs.c.expires_at > time.time()))).all()
+            rows = (
+                await conn.execute(
+                    sa.select(blobs.c.key, blobs.c.data).where(
+                        blobs.c.key.in_(keys), blobs.c.expires_at > time.time()
+                    )
+                )
+            ).all()
         found = {key: bytes(data) for key, data in rows}
         return [found[k] for k in keys] if all(k in found for k in keys) else None
 
@@ -314,8 +400,18 @@ def result_key(job_id: str) -> str:
 
 def _record(row: Any) -> JobRecord:
     return JobRecord(
-        id=row.id, user_id=row.user_id, guild_id=row.guild_id, channel_id=row.channel_id,
-        application_id=row.application_id, token=row.token, token_expires_at=row.token_expires_at,
-        state=JobStatus(row.state), params=json.loads(row.params), summary=row.summary, styles=row.styles,
-        outcome=row.outcome, delivered=bool(row.delivered), attempts=row.attempts,
+        id=row.id,
+        user_id=row.user_id,
+        guild_id=row.guild_id,
+        channel_id=row.channel_id,
+        application_id=row.application_id,
+        token=row.token,
+        token_expires_at=row.token_expires_at,
+        state=JobStatus(row.state),
+        params=json.loads(row.params),
+        summary=row.summary,
+        styles=row.styles,
+        outcome=row.outcome,
+        delivered=bool(row.delivered),
+        attempts=row.attempts,
     )

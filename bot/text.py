@@ -9,7 +9,11 @@ def format_seconds(seconds: float | None) -> str:
         return "--:--"
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60:02d}:{rest % 60:02d}"
+    )
 
 
 def bar(step: int, total: int, width: int, *, full: str = "█", empty: str = "░") -> str:

@@ -16,7 +16,14 @@ def stylebot(*args, env_weights="random", cwd=None, extra_env=None):
     if env_weights is not None:
         env["STYLEBOT_VGG19_WEIGHTS"] = env_weights
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -30,7 +37,21 @@ def pictures(tmp_path):
 def test_stylize_writes_an_image_and_intermediates(pictures):
     folder, content, style = pictures
     out = folder / "out.png"
-    done = stylebot("stylize", str(content), str(style), "-o", str(out), "--size", "48", "--steps", "4", "--save-every", "2", "--seed", "3")
+    done = stylebot(
+        "stylize",
+        str(content),
+        str(style),
+        "-o",
+        str(out),
+        "--size",
+        "48",
+        "--steps",
+        "4",
+        "--save-every",
+        "2",
+        "--seed",
+        "3",
+    )
     assert done.returncode == 0, done.stderr
     assert Image.open(out).size == (48, 32)
     assert (folder / "out-0002.png").exists() and (folder / "out-0004.png").exists()
@@ -41,13 +62,34 @@ def test_stylize_writes_an_image_and_intermediates(pictures):
 def test_several_styles_and_jpeg_output(pictures):
     folder, content, style = pictures
     out = folder / "out.jpg"
-    done = stylebot("stylize", str(content), str(style), str(style), "-o", str(out), "--size", "32", "--steps", "2",
-                    "--style-blend", "1,3", "--preserve-colors", "match", "--optimizer", "adam", "-q")
+    done = stylebot(
+        "stylize",
+        str(content),
+        str(style),
+        str(style),
+        "-o",
+        str(out),
+        "--size",
+        "32",
+        "--steps",
+        "2",
+        "--style-blend",
+        "1,3",
+        "--preserve-colors",
+        "match",
+        "--optimizer",
+        "adam",
+        "-q",
+    )
     assert done.returncode == 0, done.stderr
     assert Image.open(out).format == "JPEG"
-    assert "ETA" not in done.stderr and "wrote" not in done.stderr  # quiet: the random-weights warning and the seed
+    assert (
+        "ETA" not in done.stderr and "wrote" not in done.stderr
+    )  # quiet: the random-weights warning and the seed
     lines = done.stderr.strip().splitlines()
-    assert [line for line in lines if "RANDOM" not in line] == [lines[-1]] and lines[-1].startswith("stylebot: seed ")
+    assert [line for line in lines if "RANDOM" not in line] == [lines[-1]] and lines[-1].startswith(
+        "stylebot: seed "
+    )
 
 
 def test_help_shows_each_default_once():
@@ -103,8 +145,15 @@ def test_bad_images_and_paths(pictures):
 
 def test_missing_weights_say_what_to_do(pictures, tmp_path):
     folder, content, style = pictures
-    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.png"), env_weights=None,
-                    extra_env={"TORCH_HOME": str(tmp_path / "empty-torch-home")})
+    done = stylebot(
+        "stylize",
+        str(content),
+        str(style),
+        "-o",
+        str(folder / "o.png"),
+        env_weights=None,
+        extra_env={"TORCH_HOME": str(tmp_path / "empty-torch-home")},
+    )
     assert done.returncode == 1
     assert "stylebot download-weights" in done.stderr and "--weights" in done.stderr
     assert "Traceback" not in done.stderr
@@ -117,7 +166,18 @@ def test_usage_errors_exit_2():
 
 
 def test_bench_prints_json_for_each_precision():
-    done = stylebot("bench", "--sizes", "32", "--steps", "2", "--warmup", "1", "--precision", "fp32,bf16", "--json")
+    done = stylebot(
+        "bench",
+        "--sizes",
+        "32",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--precision",
+        "fp32,bf16",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert [(r["side"], r["precision"]) for r in report["sizes"]] == [(32, "fp32"), (32, "bf16")]
@@ -136,23 +196,50 @@ def test_bench_exits_1_and_says_what_failed():
 
 
 def test_bench_executor_prints_json_with_mixed_shapes():
-    done = stylebot("bench-executor", "--jobs", "3", "--size", "32", "--steps", "2", "--workers", "1",
-                    "--shapes", "1x1,16x9,3x4", "--json")
+    done = stylebot(
+        "bench-executor",
+        "--jobs",
+        "3",
+        "--size",
+        "32",
+        "--steps",
+        "2",
+        "--workers",
+        "1",
+        "--shapes",
+        "1x1,16x9,3x4",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["done"] == 3 and report["jobs_per_minute"] > 0 and report["loop_lag_worst_ms"] >= 0
-    assert report["shapes"] == ["1x1", "16x9", "3x4"] and report["wait_p95_seconds"] >= report["wait_p50_seconds"]
+    assert (
+        report["done"] == 3 and report["jobs_per_minute"] > 0 and report["loop_lag_worst_ms"] >= 0
+    )
+    assert (
+        report["shapes"] == ["1x1", "16x9", "3x4"]
+        and report["wait_p95_seconds"] >= report["wait_p50_seconds"]
+    )
 
 
 def test_bench_executor_exits_1_when_jobs_fail():
-    done = stylebot("bench-executor", "--jobs", "2", "--size", "8", "--steps", "2", "--workers", "1", "--json")
+    done = stylebot(
+        "bench-executor", "--jobs", "2", "--size", "8", "--steps", "2", "--workers", "1", "--json"
+    )
     assert done.returncode == 1
     assert json.loads(done.stdout)["done"] == 0
     assert "2 of 2 jobs did not finish" in done.stderr and "bad_input" in done.stderr
 
 
-@pytest.mark.parametrize("args", [["--strength", "inf"], ["--strength", "nan"], ["--style-layer-weights", "inf,1,1,1,1"],
-                                  ["--lr", "inf"], ["--content-weight", "1", "--style-weight", "nan"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--strength", "inf"],
+        ["--strength", "nan"],
+        ["--style-layer-weights", "inf,1,1,1,1"],
+        ["--lr", "inf"],
+        ["--content-weight", "1", "--style-weight", "nan"],
+    ],
+)
 def test_non_finite_numbers_are_refused(pictures, args):
     folder, content, style = pictures
     done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.png"), *args)
@@ -162,8 +249,21 @@ def test_non_finite_numbers_are_refused(pictures, args):
 
 def test_a_loss_that_overflows_writes_nothing(pictures):
     folder, content, style = pictures
-    done = stylebot("stylize", str(content), str(style), "-o", str(folder / "o.png"), "--size", "32", "--steps", "3",
-                    "--content-weight", "1e38", "--style-weight", "1e38")
+    done = stylebot(
+        "stylize",
+        str(content),
+        str(style),
+        "-o",
+        str(folder / "o.png"),
+        "--size",
+        "32",
+        "--steps",
+        "3",
+        "--content-weight",
+        "1e38",
+        "--style-weight",
+        "1e38",
+    )
     assert done.returncode == 2, done.stderr
     assert "infinite or NaN" in done.stderr and "lower the strength" in done.stderr
     assert not (folder / "o.png").exists()
@@ -172,28 +272,60 @@ def test_a_loss_that_overflows_writes_nothing(pictures):
 def test_evaluate_scores_outputs(pictures):
     folder, content, style = pictures
     out = folder / "out.png"
-    assert stylebot("stylize", str(content), str(style), "-o", str(out), "--size", "48", "--steps", "20", "-q",
-                    "--strength", "5").returncode == 0
+    assert (
+        stylebot(
+            "stylize",
+            str(content),
+            str(style),
+            "-o",
+            str(out),
+            "--size",
+            "48",
+            "--steps",
+            "20",
+            "-q",
+            "--strength",
+            "5",
+        ).returncode
+        == 0
+    )
     done = stylebot("evaluate", str(content), str(style), str(content), str(out), "--json")
     assert done.returncode == 0, done.stderr
     scores = json.loads(done.stdout)["outputs"]
-    assert scores[str(content)]["content_distance"] == pytest.approx(0.0, abs=1e-3)  # the content is its own match
+    assert scores[str(content)]["content_distance"] == pytest.approx(
+        0.0, abs=1e-3
+    )  # the content is its own match
     assert scores[str(out)]["style_distance"] < scores[str(content)]["style_distance"]
     assert scores[str(out)]["content_distance"] > 0
-    assert set(scores[str(out)]["style_layers"]) == {"relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"}
+    assert set(scores[str(out)]["style_layers"]) == {
+        "relu1_1",
+        "relu2_1",
+        "relu3_1",
+        "relu4_1",
+        "relu5_1",
+    }
 
 
 def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
     done = stylebot("gpu-check", "--device", "cpu", "--quick", "--weights", "random")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert report["ok"] and report["stylize"]["ok"] and report["bench"]["ok"] and report["bench_executor"]["ok"]
+    assert (
+        report["ok"]
+        and report["stylize"]["ok"]
+        and report["bench"]["ok"]
+        and report["bench_executor"]["ok"]
+    )
     runs = report["stylize"]["result"]["runs"]
     assert [r["run"] for r in runs] == ["lbfgs-fp32", "lbfgs-bf16", "adam-fp32", "adam-bf16"]
     assert all(r["mean_change"] >= 1 and "style_distance_vs_fp32" in r for r in runs)
     assert report["stylize"]["result"]["cli"]["ok"]
     assert {(r["side"], r["precision"]) for r in report["bench"]["result"]["sizes"]} == {
-        (32, "fp32"), (64, "fp32"), (32, "bf16"), (64, "bf16")}
+        (32, "fp32"),
+        (64, "fp32"),
+        (32, "bf16"),
+        (64, "bf16"),
+    }
     assert report["bench_executor"]["result"]["done"] == 3
     assert report["gpu_tests"]["ok"]
 
@@ -205,8 +337,15 @@ def test_the_output_is_written_through_a_fresh_temporary_file(pictures):
     precious.write_text("keep me")
     out = folder / "out.png"
     out.symlink_to(precious)
-    done = stylebot("stylize", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "1", "-q")
+    done = stylebot(
+        "stylize", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "1", "-q"
+    )
     assert done.returncode == 0, done.stderr
     assert precious.read_text() == "keep me"
     assert not out.is_symlink() and Image.open(out).size == (32, 21)
-    assert sorted(p.name for p in folder.iterdir()) == ["content.jpg", "out.png", "precious.txt", "style.png"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "content.jpg",
+        "out.png",
+        "precious.txt",
+        "style.png",
+    ]

@@ -11,7 +11,9 @@ def test_settings_from_the_environment(monkeypatch, tmp_path):
     settings = load_settings()
     assert settings.dev_guild == 123 and settings.device_list == ("cuda:0", "cuda:1")
     assert settings.database_url == "sqlite+aiosqlite:///stylebot.db"
-    assert "secret-token-value" not in repr(settings) and "secret-token-value" not in str(settings.model_dump())
+    assert "secret-token-value" not in repr(settings) and "secret-token-value" not in str(
+        settings.model_dump()
+    )
 
 
 def test_dotenv_file_is_read(monkeypatch, tmp_path):
@@ -31,4 +33,6 @@ def test_errors_name_the_variable_and_never_the_token(monkeypatch, tmp_path):
     monkeypatch.setenv("STYLEBOT_WORKERS_PER_DEVICE", "0")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert "STYLEBOT_WORKERS_PER_DEVICE" in str(info.value) and "secret-token-value" not in str(info.value)
+    assert "STYLEBOT_WORKERS_PER_DEVICE" in str(info.value) and "secret-token-value" not in str(
+        info.value
+    )

@@ -17,7 +17,10 @@ from bot.engine.transfer import stylize
 from bot.engine.vgg import load_vgg19
 from tests.conftest import gradient_image, noise_image
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +32,19 @@ def cuda_vgg():
 @pytest.mark.parametrize("precision", ["auto", "fp32", "tf32", "bf16"])
 def test_stylize_on_cuda(cuda_vgg, optimizer, precision):
     content = gradient_image(96, 64)
-    result = stylize(cuda_vgg, content, [noise_image(64, 64)], StyleParams(size=96, steps=20, optimizer=optimizer, seed=0),
-                     precision=precision)
+    result = stylize(
+        cuda_vgg,
+        content,
+        [noise_image(64, 64)],
+        StyleParams(size=96, steps=20, optimizer=optimizer, seed=0),
+        precision=precision,
+    )
     assert result.precision == policy_for(torch.device("cuda"), precision).precision
     assert all(np.isfinite(v) for v in result.losses.values())
-    change = np.abs(np.asarray(result.image, np.float32) - np.asarray(content.resize(result.image.size), np.float32))
+    change = np.abs(
+        np.asarray(result.image, np.float32)
+        - np.asarray(content.resize(result.image.size), np.float32)
+    )
     assert change.mean() > 1.0
 
 

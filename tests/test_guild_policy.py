@@ -11,8 +11,12 @@ def test_the_engine_owns_the_defaults():
     settings = GuildSettings()
     params, summary = params_for(Request(), settings)
     engine = StyleParams()
-    assert (params.size, params.steps, params.strength, params.optimizer) == (engine.size, engine.steps, engine.strength,
-                                                                              engine.optimizer)
+    assert (params.size, params.steps, params.strength, params.optimizer) == (
+        engine.size,
+        engine.steps,
+        engine.strength,
+        engine.optimizer,
+    )
     assert summary.notes == () and f"{engine.steps} steps" in summary.text
 
 
@@ -20,7 +24,10 @@ def test_caps_clamp_and_say_so():
     settings = GuildSettings(max_size=256, max_steps=50, size=128, steps=20)
     params, summary = params_for(Request(size=1024, steps=400), settings)
     assert params.size == 256 and params.steps == 50
-    assert summary.notes == ("size capped at 256 px by this server", "steps capped at 50 by this server")
+    assert summary.notes == (
+        "size capped at 256 px by this server",
+        "steps capped at 50 by this server",
+    )
     params, summary = params_for(Request(size=200), settings)
     assert params.size == 200 and params.steps == 20 and summary.notes == ()
 
@@ -33,15 +40,18 @@ def test_raw_weights_of_the_server_unless_the_member_asks_for_a_strength():
     assert not params.raw_weights and params.strength == 2.0 and "strength 2" in summary.text
 
 
-@pytest.mark.parametrize("request_, message", [
-    (Request(style_scale=4.0), "style scale"),
-    (Request(seed=-1), "seed"),
-    (Request(size=48), "size"),
-    (Request(steps=0), "steps"),
-    (Request(strength=float("inf")), "strength"),
-    (Request(optimizer="sgd"), "optimizer"),
-    (Request(preserve_colors="sepia"), "preserve colors"),
-])
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        (Request(style_scale=4.0), "style scale"),
+        (Request(seed=-1), "seed"),
+        (Request(size=48), "size"),
+        (Request(steps=0), "steps"),
+        (Request(strength=float("inf")), "strength"),
+        (Request(optimizer="sgd"), "optimizer"),
+        (Request(preserve_colors="sepia"), "preserve colors"),
+    ],
+)
 def test_requests_outside_the_declared_ranges_are_refused(request_, message):
     with pytest.raises(InvalidParams, match=message):
         params_for(request_, GuildSettings())

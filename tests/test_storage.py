@@ -8,7 +8,9 @@ from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings, SettingsError
 from bot.storage import MIGRATIONS, JobRecord, Storage, input_keys, schema_version
 
-POSTGRES_URL = os.environ.get("STYLEBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "STYLEBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 def _postgres_reachable() -> bool:
@@ -47,7 +49,9 @@ def test_settings_survive_a_reopen(database_url):
             assert (await reopened.get(42)).steps == 99
             assert (await reopened.get(42)).allowed_channels == (7, 8)
             assert await reopened.migrate() == len(MIGRATIONS)  # migrating twice is harmless
-            async with reopened.engine.connect() as conn:  # one row per migration, applied once each
+            async with (
+                reopened.engine.connect() as conn
+            ):  # one row per migration, applied once each
                 versions = (await conn.execute(sa.select(schema_version.c.version))).scalars().all()
             assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
             await reopened.reset(42)
@@ -87,7 +91,12 @@ def test_two_processes_see_each_others_changes_and_first_saves_do_not_collide(da
         try:
             await one.reset(77)
             assert (await two.get(77)).steps == GuildSettings().steps  # now cached by two
-            await asyncio.gather(*(s.put(77, GuildSettings().replace(steps=n), by=n) for s, n in ((one, 11), (two, 22))))
+            await asyncio.gather(
+                *(
+                    s.put(77, GuildSettings().replace(steps=n), by=n)
+                    for s, n in ((one, 11), (two, 22))
+                )
+            )
             assert (await one.get(77)).steps in (11, 22)
             await one.put(77, GuildSettings().replace(steps=33), by=1)
             await asyncio.sleep(0.35)
@@ -104,17 +113,36 @@ def test_jobs_and_their_inputs(database_url):
     async def scenario():
         storage = await Storage.open(database_url)
         try:
-            record = JobRecord(id="a" * 32, user_id=5, guild_id=6, channel_id=7, application_id=8, token="tok",
-                               token_expires_at=0.0, state=JobStatus.QUEUED, params={"size": 64}, summary="s", styles=1)
+            record = JobRecord(
+                id="a" * 32,
+                user_id=5,
+                guild_id=6,
+                channel_id=7,
+                application_id=8,
+                token="tok",
+                token_expires_at=0.0,
+                state=JobStatus.QUEUED,
+                params={"size": 64},
+                summary="s",
+                styles=1,
+            )
             async with storage.engine.begin() as conn:  # a clean slate on a shared PostgreSQL
                 await conn.execute(sa.text("DELETE FROM jobs WHERE id = :id"), {"id": record.id})
-                await conn.execute(sa.text("DELETE FROM blobs WHERE key LIKE :k"), {"k": f"job:{record.id}:%"})
+                await conn.execute(
+                    sa.text("DELETE FROM blobs WHERE key LIKE :k"), {"k": f"job:{record.id}:%"}
+                )
             await storage.add_job(record, [b"content", b"style"], keep_inputs=60)
             await storage.heartbeat()
-            assert record.id not in [j.id for j in await storage.orphaned_jobs(silent_for=60)]  # its own
+            assert record.id not in [
+                j.id for j in await storage.orphaned_jobs(silent_for=60)
+            ]  # its own
             successor = Storage(storage.engine)  # a new bot process on the same database
-            assert record.id in [j.id for j in await successor.orphaned_jobs(silent_for=-1)]  # the first fell silent
-            assert record.id not in [j.id for j in await successor.orphaned_jobs(silent_for=60)]  # still alive
+            assert record.id in [
+                j.id for j in await successor.orphaned_jobs(silent_for=-1)
+            ]  # the first fell silent
+            assert record.id not in [
+                j.id for j in await successor.orphaned_jobs(silent_for=60)
+            ]  # still alive
             assert await storage.get_blobs(input_keys(record.id, 1)) == [b"content", b"style"]
             await storage.set_job_state(record.id, JobStatus.RUNNING)
             await storage.set_job_state(record.id, JobStatus.DONE, outcome="done!", delivered=False)
@@ -122,7 +150,11 @@ def test_jobs_and_their_inputs(database_url):
             assert record.id in [j.id for j in await storage.undelivered_jobs()]
             await storage.delivery_failed(record.id)
             stored = await storage.job(record.id)
-            assert stored.state is JobStatus.DONE and stored.outcome == "done!" and stored.attempts == 1
+            assert (
+                stored.state is JobStatus.DONE
+                and stored.outcome == "done!"
+                and stored.attempts == 1
+            )
             assert not stored.token_alive and stored.params == {"size": 64}
             await storage.set_job_state(record.id, JobStatus.DONE, delivered=True)
             assert record.id not in [j.id for j in await storage.undelivered_jobs()]

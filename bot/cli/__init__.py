@@ -31,7 +31,11 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "default" in text or default in (None, False, argparse.SUPPRESS) or action.option_strings == []:
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or action.option_strings == []
+        ):
             return text
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
         return f"{text} (default: {shown.replace('%', '%%')})"

@@ -14,18 +14,35 @@ from bot.engine.params import PRECISIONS
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "bench", help="measure ms per step, FLOPs, GFLOP/s against the matmul roofline, and peak memory",
+        "bench",
+        help="measure ms per step, FLOPs, GFLOP/s against the matmul roofline, and peak memory",
         description="Times the VGG-19 forward and backward pass alone, and a whole L-BFGS step, at each size "
-                    "and precision. Exits 1 if any measurement failed.",
+        "and precision. Exits 1 if any measurement failed.",
     )
-    p.add_argument("--sizes", default="256,512", help="comma-separated square sizes in pixels (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per size (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    p.add_argument("--precision", default="auto",
-                   help=f"comma-separated, each one of {', '.join(PRECISIONS)} (default: %(default)s)")
-    p.add_argument("--weights", default="random",
-                   help="VGG-19 weights; speed does not depend on them (default: %(default)s)")
+    p.add_argument(
+        "--sizes",
+        default="256,512",
+        help="comma-separated square sizes in pixels (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=10, help="timed steps per size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)"
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)"
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help=f"comma-separated, each one of {', '.join(PRECISIONS)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--weights",
+        default="random",
+        help="VGG-19 weights; speed does not depend on them (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(handler=run)
 
@@ -41,10 +58,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
-        raise UsageError(f"--sizes takes comma-separated whole numbers, not {args.sizes!r}") from None
+        raise UsageError(
+            f"--sizes takes comma-separated whole numbers, not {args.sizes!r}"
+        ) from None
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    if not precisions or any(p not in PRECISIONS for p in precisions) or args.steps < 2 or args.warmup < 0:
-        raise UsageError(f"--precision takes {', '.join(PRECISIONS)}; --steps at least 2; --warmup 0 or more")
+    if (
+        not precisions
+        or any(p not in PRECISIONS for p in precisions)
+        or args.steps < 2
+        or args.warmup < 0
+    ):
+        raise UsageError(
+            f"--precision takes {', '.join(PRECISIONS)}; --steps at least 2; --warmup 0 or more"
+        )
     model = load_vgg19(args.weights, device=device)
     results, failures = [], []
     for precision in precisions:
@@ -53,14 +79,24 @@ def run(args: argparse.Namespace) -> int:
         for side in sizes:
             try:
                 result = measure(model, side, args.steps, args.warmup, policy)
-            except Exception as exc:  # one size failing (out of memory, a backend error) is reported
-                failures.append({"side": side, "precision": policy.precision, "error": f"{exc.__class__.__name__}: {exc}"})
+            except (
+                Exception
+            ) as exc:  # one size failing (out of memory, a backend error) is reported
+                failures.append(
+                    {
+                        "side": side,
+                        "precision": policy.precision,
+                        "error": f"{exc.__class__.__name__}: {exc}",
+                    }
+                )
                 continue
             result["matmul_gflops"] = roofline
             result["roofline_ratio"] = result["gflops"] / roofline
             results.append(result)
     report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{device.type} ({platform.processor() or platform.machine()})",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "sizes": results,
@@ -70,13 +106,19 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(f"device {report['device']}, torch {report['torch']}, {report['threads']} threads")
-        print(f"{'size':>6} {'precision':>9} {'fwd+bwd ms':>11} {'step ms':>9} {'GFLOP':>8} {'GFLOP/s':>9} "
-              f"{'matmul GFLOP/s':>15} {'of roofline':>12} {'peak MB':>9}")
+        print(
+            f"{'size':>6} {'precision':>9} {'fwd+bwd ms':>11} {'step ms':>9} {'GFLOP':>8} {'GFLOP/s':>9} "
+            f"{'matmul GFLOP/s':>15} {'of roofline':>12} {'peak MB':>9}"
+        )
         for r in results:
-            print(f"{r['side']:>6} {r['precision']:>9} {r['forward_backward_ms']:>11.1f} {r['step_ms']:>9.1f} "
-                  f"{r['gflop_per_step']:>8.1f} {r['gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
-                  f"{r['roofline_ratio']:>12.2f} {r['peak_memory_mb']:>9.0f}")
+            print(
+                f"{r['side']:>6} {r['precision']:>9} {r['forward_backward_ms']:>11.1f} {r['step_ms']:>9.1f} "
+                f"{r['gflop_per_step']:>8.1f} {r['gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
+                f"{r['roofline_ratio']:>12.2f} {r['peak_memory_mb']:>9.0f}"
+            )
         sys.stdout.flush()
     if failures:
-        raise CliError("; ".join(f"{f['side']} px {f['precision']} failed: {f['error']}" for f in failures))
+        raise CliError(
+            "; ".join(f"{f['side']} px {f['precision']} failed: {f['error']}" for f in failures)
+        )
     return 0

@@ -16,20 +16,45 @@ from bot.executor.protocol import Job, JobDone, JobFailed, JobStarted, Terminal
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "bench-executor", help="jobs per minute through the local worker pool, waits, and the event loop's worst lag",
+        "bench-executor",
+        help="jobs per minute through the local worker pool, waits, and the event loop's worst lag",
         description="Queues JOBS jobs at once from several members, with content images of the given shapes, "
-                    "and waits for all of them. Exits 1 if any job did not finish.",
+        "and waits for all of them. Exits 1 if any job did not finish.",
     )
     p.add_argument("--jobs", type=int, default=6, help="jobs queued at once (default: %(default)s)")
-    p.add_argument("--users", type=int, default=3, help="members the jobs come from, in turn (default: %(default)s)")
-    p.add_argument("--size", type=int, default=128, help="output size (longest side) of each job (default: %(default)s)")
-    p.add_argument("--shapes", default="1x1",
-                   help="comma-separated aspect ratios of the content images, used in turn, e.g. "
-                        "1x1,4x3,3x4,16x9 (default: %(default)s)")
+    p.add_argument(
+        "--users",
+        type=int,
+        default=3,
+        help="members the jobs come from, in turn (default: %(default)s)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=128,
+        help="output size (longest side) of each job (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shapes",
+        default="1x1",
+        help="comma-separated aspect ratios of the content images, used in turn, e.g. "
+        "1x1,4x3,3x4,16x9 (default: %(default)s)",
+    )
     p.add_argument("--steps", type=int, default=20, help="steps of each job (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="workers per device (default: %(default)s)")
-    p.add_argument("--device", action="append", default=None, help="device for workers (repeatable; default: auto)")
-    p.add_argument("--weights", default="random", help="VGG-19 weights; speed does not depend on them (default: %(default)s)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="workers per device (default: %(default)s)"
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=None,
+        help="device for workers (repeatable; default: auto)",
+    )
+    p.add_argument(
+        "--weights",
+        default="random",
+        help="VGG-19 weights; speed does not depend on them (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 
@@ -79,22 +104,38 @@ async def measure(args: argparse.Namespace) -> dict:
     shapes = parse_shapes(args.shapes)
     contents = content_images(args.size, shapes)
     style = imaging.encode(colour.to_image(test_images(args.size)[1]), "png")
-    config = ExecutorConfig(weights=args.weights, workers_per_device=args.workers,
-                            devices=tuple(args.device) if args.device else None,
-                            per_user_limit=args.jobs, max_queued=args.jobs)
+    config = ExecutorConfig(
+        weights=args.weights,
+        workers_per_device=args.workers,
+        devices=tuple(args.device) if args.device else None,
+        per_user_limit=args.jobs,
+        max_queued=args.jobs,
+    )
     executor = LocalExecutor(config)
     started = time.perf_counter()
     await executor.start()
     start_seconds = time.perf_counter() - started
-    params = StyleParams(size=args.size, steps=args.steps, preview_every=max(1, args.steps // 10)).to_dict()
+    params = StyleParams(
+        size=args.size, steps=args.steps, preview_every=max(1, args.steps // 10)
+    ).to_dict()
     samples: list[float] = []
     stop = asyncio.Event()
     monitor = asyncio.create_task(_lag_monitor(stop, samples))
     waits: list[float] = []
     try:
         began = time.perf_counter()
-        handles = [await executor.submit(Job(user_id=i % args.users, guild_id=None, content=contents[i % len(contents)],
-                                             styles=(style,), params=params)) for i in range(args.jobs)]
+        handles = [
+            await executor.submit(
+                Job(
+                    user_id=i % args.users,
+                    guild_id=None,
+                    content=contents[i % len(contents)],
+                    styles=(style,),
+                    params=params,
+                )
+            )
+            for i in range(args.jobs)
+        ]
 
         async def drain(handle) -> Terminal:
             async for event in handle.events():
@@ -115,7 +156,10 @@ async def measure(args: argparse.Namespace) -> dict:
         "workers": executor.backend.worker_count,
         "jobs": args.jobs,
         "done": len(done),
-        "failed": [f"{r.kind}: {r.message}" if isinstance(r, JobFailed) else f"cancelled: {r.reason}" for r in failed],
+        "failed": [
+            f"{r.kind}: {r.message}" if isinstance(r, JobFailed) else f"cancelled: {r.reason}"
+            for r in failed
+        ],
         "size": args.size,
         "shapes": [f"{w}x{h}" for w, h in shapes],
         "steps": args.steps,
@@ -141,12 +185,21 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(f"{report['workers']} worker(s), started in {report['worker_start_seconds']:.1f} s")
-        print(f"{report['done']}/{report['jobs']} jobs of {report['size']} px ({', '.join(report['shapes'])}) x "
-              f"{report['steps']} steps in {report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
-              f"{report['cache_hits']} style-cache hits")
-        print(f"wait before start p50 {report['wait_p50_seconds']:.1f} s, p95 {report['wait_p95_seconds']:.1f} s; "
-              f"job time p50 {report['job_p50_seconds']:.1f} s, p95 {report['job_p95_seconds']:.1f} s")
-        print(f"event loop lag while jobs ran: worst {report['loop_lag_worst_ms']:.1f} ms, p99 {report['loop_lag_p99_ms']:.1f} ms")
+        print(
+            f"{report['done']}/{report['jobs']} jobs of {report['size']} px ({', '.join(report['shapes'])}) x "
+            f"{report['steps']} steps in {report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
+            f"{report['cache_hits']} style-cache hits"
+        )
+        print(
+            f"wait before start p50 {report['wait_p50_seconds']:.1f} s, p95 {report['wait_p95_seconds']:.1f} s; "
+            f"job time p50 {report['job_p50_seconds']:.1f} s, p95 {report['job_p95_seconds']:.1f} s"
+        )
+        print(
+            f"event loop lag while jobs ran: worst {report['loop_lag_worst_ms']:.1f} ms, p99 {report['loop_lag_p99_ms']:.1f} ms"
+        )
     if report["failed"]:
-        raise CliError(f"{len(report['failed'])} of {report['jobs']} jobs did not finish: " + "; ".join(sorted(set(report["failed"]))))
+        raise CliError(
+            f"{len(report['failed'])} of {report['jobs']} jobs did not finish: "
+            + "; ".join(sorted(set(report["failed"])))
+        )
     return 0

@@ -24,28 +24,57 @@ from pathlib import Path
 from bot.cli import CliError
 from bot.engine.params import WEIGHTS_ENV
 
-FULL = {"stylize_size": 512, "stylize_steps": 100, "bench_sizes": "512,1024,2048", "bench_steps": 5,
-        "executor_jobs": 12, "executor_size": 512, "executor_steps": 100, "precisions": "fp32,tf32,bf16"}
-QUICK = {"stylize_size": 48, "stylize_steps": 4, "bench_sizes": "32,64", "bench_steps": 2,
-         "executor_jobs": 3, "executor_size": 32, "executor_steps": 3, "precisions": "fp32,bf16"}
+FULL = {
+    "stylize_size": 512,
+    "stylize_steps": 100,
+    "bench_sizes": "512,1024,2048",
+    "bench_steps": 5,
+    "executor_jobs": 12,
+    "executor_size": 512,
+    "executor_steps": 100,
+    "precisions": "fp32,tf32,bf16",
+}
+QUICK = {
+    "stylize_size": 48,
+    "stylize_steps": 4,
+    "bench_sizes": "32,64",
+    "bench_steps": 2,
+    "executor_jobs": 3,
+    "executor_size": 32,
+    "executor_steps": 3,
+    "precisions": "fp32,bf16",
+}
 SHAPES = "1x1,4x3,3x4,16x9,9x16"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "gpu-check", help="run the GPU checks and benchmarks on this machine and print one JSON summary",
+        "gpu-check",
+        help="run the GPU checks and benchmarks on this machine and print one JSON summary",
         description="Runs stylize per optimiser and precision, bench at 512-2048 px, bench-executor with mixed "
-                    "shapes and the tests marked gpu; prints one JSON object; exits 1 if any part failed. "
-                    "About 3 minutes on one H200.",
+        "shapes and the tests marked gpu; prints one JSON object; exits 1 if any part failed. "
+        "About 3 minutes on one H200.",
     )
     p.add_argument("--device", default="cuda", help="the device to check (default: %(default)s)")
-    p.add_argument("--weights", default=None,
-                   help=f"VGG-19 weights for the stylize runs (default: ${WEIGHTS_ENV}, else random: then the "
-                        "quality figures say nothing about real pictures)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: checks this command itself, e.g. on a CPU")
-    p.add_argument("--timeout", type=float, default=300, help="seconds each part may take (default: %(default)s)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help=f"VGG-19 weights for the stylize runs (default: ${WEIGHTS_ENV}, else random: then the "
+        "quality figures say nothing about real pictures)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes: checks this command itself, e.g. on a CPU"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds each part may take (default: %(default)s)",
+    )
     p.set_defaults(handler=run)
-    p = subparsers.add_parser("gpu-check-stylize", help="part of gpu-check: stylize per optimiser and precision")
+    p = subparsers.add_parser(
+        "gpu-check-stylize", help="part of gpu-check: stylize per optimiser and precision"
+    )
     p.add_argument("--device", required=True)
     p.add_argument("--weights", required=True)
     p.add_argument("--size", type=int, required=True)
@@ -81,30 +110,67 @@ def run_stylize_matrix(args: argparse.Namespace) -> int:
             try:
                 synchronize(device)
                 started = time.perf_counter()
-                result = stylize(model, content, [style], StyleParams(size=args.size, steps=args.steps, seed=0,
-                                                                     optimizer=optimizer), precision=precision)
+                result = stylize(
+                    model,
+                    content,
+                    [style],
+                    StyleParams(size=args.size, steps=args.steps, seed=0, optimizer=optimizer),
+                    precision=precision,
+                )
                 seconds = time.perf_counter() - started
             except Exception as exc:
                 failures.append(f"{name}: {exc.__class__.__name__}: {exc}")
                 continue
-            change = float(np.abs(np.asarray(result.image, np.float32) - np.asarray(content, np.float32)).mean())
+            change = float(
+                np.abs(
+                    np.asarray(result.image, np.float32) - np.asarray(content, np.float32)
+                ).mean()
+            )
             quality = evaluate(model, content, style, result.image)
             result.image.save(folder / f"{name}.png")
-            runs.append({"run": name, "precision": result.precision, "seconds": round(seconds, 2),
-                         "losses": result.losses, "mean_change": round(change, 2),
-                         "style_distance": quality.style_distance, "content_distance": quality.content_distance})
+            runs.append(
+                {
+                    "run": name,
+                    "precision": result.precision,
+                    "seconds": round(seconds, 2),
+                    "losses": result.losses,
+                    "mean_change": round(change, 2),
+                    "style_distance": quality.style_distance,
+                    "content_distance": quality.content_distance,
+                }
+            )
             if change < 1.0:
-                failures.append(f"{name}: the output is the content image (mean change {change:.2f} of 255)")
+                failures.append(
+                    f"{name}: the output is the content image (mean change {change:.2f} of 255)"
+                )
     for entry in runs:  # quality against the fp32 run of the same optimiser
-        reference = next((r for r in runs if r["run"] == entry["run"].split("-")[0] + "-fp32"), None)
+        reference = next(
+            (r for r in runs if r["run"] == entry["run"].split("-")[0] + "-fp32"), None
+        )
         if reference is not None:
-            entry["style_distance_vs_fp32"] = entry["style_distance"] / max(reference["style_distance"], 1e-12)
+            entry["style_distance_vs_fp32"] = entry["style_distance"] / max(
+                reference["style_distance"], 1e-12
+            )
     content_path, style_path = folder / "content.png", folder / "style.png"
     content_path.write_bytes(imaging.encode(content, "png"))
     style_path.write_bytes(imaging.encode(style, "png"))
-    cli = _stylebot("stylize", str(content_path), str(style_path), "-o", str(folder / "cli.png"), "-q", "--device",
-                    args.device, "--weights", args.weights, "--size", str(args.size), "--steps", str(args.steps),
-                    timeout=300)
+    cli = _stylebot(
+        "stylize",
+        str(content_path),
+        str(style_path),
+        "-o",
+        str(folder / "cli.png"),
+        "-q",
+        "--device",
+        args.device,
+        "--weights",
+        args.weights,
+        "--size",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        timeout=300,
+    )
     if not cli["ok"]:
         failures.append(f"the stylize command: {cli.get('error')}")
     print(json.dumps({"torch": torch.__version__, "runs": runs, "cli": cli, "failures": failures}))
@@ -117,7 +183,9 @@ def _stylebot(*args: str, timeout: float) -> dict:
     """Run one `stylebot` command in a fresh process; its JSON output (or the error) and seconds."""
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout:.0f} s", "seconds": timeout}
     seconds = time.perf_counter() - started
@@ -136,13 +204,22 @@ def _gpu_tests(timeout: float) -> dict:
         return {"ok": False, "error": f"no tests folder at {root} (run from a checkout)"}
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
-                              capture_output=True, text=True, timeout=timeout, cwd=root)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=root,
+        )
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout:.0f} s"}
     summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
     # exit 5: nothing ran (every gpu test deselected or skipped on a machine without CUDA)
-    return {"ok": done.returncode in (0, 5), "summary": summary, "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "ok": done.returncode in (0, 5),
+        "summary": summary,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,19 +228,63 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     report: dict = {"device": args.device, "weights": weights, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="stylebot-gpu-check-") as folder:
-        report["stylize"] = _stylebot("gpu-check-stylize", "--device", args.device, "--weights", weights,
-                                      "--size", str(sizes["stylize_size"]), "--steps", str(sizes["stylize_steps"]),
-                                      "--precisions", sizes["precisions"], "--folder", folder, timeout=args.timeout)
-    report["bench"] = _stylebot("bench", "--json", "--device", args.device, "--sizes", sizes["bench_sizes"],
-                                "--precision", sizes["precisions"], "--steps", str(sizes["bench_steps"]),
-                                "--warmup", "2", timeout=args.timeout)
+        report["stylize"] = _stylebot(
+            "gpu-check-stylize",
+            "--device",
+            args.device,
+            "--weights",
+            weights,
+            "--size",
+            str(sizes["stylize_size"]),
+            "--steps",
+            str(sizes["stylize_steps"]),
+            "--precisions",
+            sizes["precisions"],
+            "--folder",
+            folder,
+            timeout=args.timeout,
+        )
+    report["bench"] = _stylebot(
+        "bench",
+        "--json",
+        "--device",
+        args.device,
+        "--sizes",
+        sizes["bench_sizes"],
+        "--precision",
+        sizes["precisions"],
+        "--steps",
+        str(sizes["bench_steps"]),
+        "--warmup",
+        "2",
+        timeout=args.timeout,
+    )
     report["bench_executor"] = _stylebot(
-        "bench-executor", "--json", "--device", args.device, "--workers", "1", "--jobs", str(sizes["executor_jobs"]),
-        "--users", "4", "--size", str(sizes["executor_size"]), "--steps", str(sizes["executor_steps"]),
-        "--shapes", SHAPES, timeout=args.timeout)
+        "bench-executor",
+        "--json",
+        "--device",
+        args.device,
+        "--workers",
+        "1",
+        "--jobs",
+        str(sizes["executor_jobs"]),
+        "--users",
+        "4",
+        "--size",
+        str(sizes["executor_size"]),
+        "--steps",
+        str(sizes["executor_steps"]),
+        "--shapes",
+        SHAPES,
+        timeout=args.timeout,
+    )
     report["gpu_tests"] = _gpu_tests(args.timeout)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    failed = [part for part in ("stylize", "bench", "bench_executor", "gpu_tests") if not report[part]["ok"]]
+    failed = [
+        part
+        for part in ("stylize", "bench", "bench_executor", "gpu_tests")
+        if not report[part]["ok"]
+    ]
     report["ok"] = not failed
     print(json.dumps(report, indent=1))
     if failed:

@@ -11,8 +11,15 @@ from bot.cli import CliError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("health", help="exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)")
-    p.add_argument("--port", type=int, default=8080, help="the bot's STYLEBOT_HEALTH_PORT (default: %(default)s)")
+    p = subparsers.add_parser(
+        "health", help="exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="the bot's STYLEBOT_HEALTH_PORT (default: %(default)s)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
     p.set_defaults(handler=run)
 

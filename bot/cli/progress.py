@@ -29,7 +29,9 @@ class ProgressBar:
             now = time.monotonic()
             if final or now - self._last_draw >= 0.1:
                 self._last_draw = now
-                self.stream.write("\r" + self.line(progress, shutil.get_terminal_size().columns - 1))
+                self.stream.write(
+                    "\r" + self.line(progress, shutil.get_terminal_size().columns - 1)
+                )
                 self.stream.flush()
             return
         decile = progress.step * 10 // progress.total

@@ -18,13 +18,25 @@ EXIT_SETTINGS, EXIT_WORKERS, EXIT_DATABASE, EXIT_UNREACHABLE, EXIT_TOKEN = 2, 3,
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("run", help="run the Discord bot (settings from STYLEBOT_* variables and .env)")
-    p.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                   help="overrides STYLEBOT_LOG_LEVEL (default INFO)")
-    p.add_argument("--log-format", default=None, choices=("text", "json"),
-                   help="overrides STYLEBOT_LOG_FORMAT: text (colour on a terminal only) or json (one object a line)")
+    p = subparsers.add_parser(
+        "run", help="run the Discord bot (settings from STYLEBOT_* variables and .env)"
+    )
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="overrides STYLEBOT_LOG_LEVEL (default INFO)",
+    )
+    p.add_argument(
+        "--log-format",
+        default=None,
+        choices=("text", "json"),
+        help="overrides STYLEBOT_LOG_FORMAT: text (colour on a terminal only) or json (one object a line)",
+    )
     p.set_defaults(handler=run)
-    p = subparsers.add_parser("sync", help="send the slash commands to Discord now (run does it only when they changed)")
+    p = subparsers.add_parser(
+        "sync", help="send the slash commands to Discord now (run does it only when they changed)"
+    )
     p.set_defaults(handler=run, log_level=None, log_format=None, sync_only=True)
 
 
@@ -44,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_SETTINGS) from None
     level = args.log_level or settings.log_level
-    configure_logging(LogConfig(level=getattr(logging, level), json=(args.log_format or settings.log_format) == "json"))
+    configure_logging(
+        LogConfig(
+            level=getattr(logging, level), json=(args.log_format or settings.log_format) == "json"
+        )
+    )
     try:
         check_database_url(settings.database_url)
         if getattr(args, "sync_only", False):
@@ -57,9 +73,20 @@ def run(args: argparse.Namespace) -> int:
     except StorageError as exc:
         raise CliError(str(exc), EXIT_DATABASE) from None
     except discord.LoginFailure:
-        raise CliError("Discord refused the token (STYLEBOT_DISCORD_TOKEN): copy it again from the developer "
-                       "portal's Bot page", EXIT_TOKEN) from None
-    except (aiohttp.ClientConnectionError, discord.GatewayNotFound, discord.ConnectionClosed, TimeoutError) as exc:
-        raise CliError(f"Discord could not be reached ({exc.__class__.__name__}: {exc}); check the network, "
-                       "a proxy, or STYLEBOT_DISCORD_API_BASE", EXIT_UNREACHABLE) from None
+        raise CliError(
+            "Discord refused the token (STYLEBOT_DISCORD_TOKEN): copy it again from the developer "
+            "portal's Bot page",
+            EXIT_TOKEN,
+        ) from None
+    except (
+        aiohttp.ClientConnectionError,
+        discord.GatewayNotFound,
+        discord.ConnectionClosed,
+        TimeoutError,
+    ) as exc:
+        raise CliError(
+            f"Discord could not be reached ({exc.__class__.__name__}: {exc}); check the network, "
+            "a proxy, or STYLEBOT_DISCORD_API_BASE",
+            EXIT_UNREACHABLE,
+        ) from None
     return 0

@@ -34,7 +34,9 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -52,55 +54,152 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
     p.add_argument("-o", "--output", required=True, help="output file: .png, .jpg or .webp")
     g = p.add_argument_group("size and length")
-    g.add_argument("--size", type=int, default=DEFAULTS.size, help="longest side of the output in pixels (aspect ratio kept)")
-    g.add_argument("--steps", type=int, default=DEFAULTS.steps, help="optimiser steps (per pyramid level)")
-    g.add_argument("--pyramid", type=int, default=DEFAULTS.pyramid_levels, dest="pyramid_levels",
-                   help="coarse-to-fine levels, each half the size of the next; 2-3 helps outputs above 512 px")
+    g.add_argument(
+        "--size",
+        type=int,
+        default=DEFAULTS.size,
+        help="longest side of the output in pixels (aspect ratio kept)",
+    )
+    g.add_argument(
+        "--steps", type=int, default=DEFAULTS.steps, help="optimiser steps (per pyramid level)"
+    )
+    g.add_argument(
+        "--pyramid",
+        type=int,
+        default=DEFAULTS.pyramid_levels,
+        dest="pyramid_levels",
+        help="coarse-to-fine levels, each half the size of the next; 2-3 helps outputs above 512 px",
+    )
     g = p.add_argument_group("weights of the costs")
-    g.add_argument("--strength", type=float, default=DEFAULTS.strength,
-                   help="style strength: 0 keeps the content, 1 is the default balance, 2 twice the style")
-    g.add_argument("--content-weight", "--alpha", type=float, default=None, dest="content_weight",
-                   help="raw alpha of J = alpha J_content + beta J_style (with --style-weight; replaces --strength)")
-    g.add_argument("--style-weight", "--beta", type=float, default=None, dest="style_weight",
-                   help="raw beta (with --content-weight)")
-    g.add_argument("--style-layers", type=_names, default=DEFAULTS.style_layers,
-                   help="comma-separated VGG-19 layers for style (relu1_1 ... relu5_4, conv*, pool*)")
-    g.add_argument("--style-layer-weights", type=_floats, default=None,
-                   help="comma-separated lambda per style layer (default: equal, summing to 1)")
-    g.add_argument("--content-layers", type=_names, default=DEFAULTS.content_layers, help="comma-separated content layers")
-    g.add_argument("--tv-weight", type=float, default=DEFAULTS.tv_weight, help="total-variation smoothing weight")
+    g.add_argument(
+        "--strength",
+        type=float,
+        default=DEFAULTS.strength,
+        help="style strength: 0 keeps the content, 1 is the default balance, 2 twice the style",
+    )
+    g.add_argument(
+        "--content-weight",
+        "--alpha",
+        type=float,
+        default=None,
+        dest="content_weight",
+        help="raw alpha of J = alpha J_content + beta J_style (with --style-weight; replaces --strength)",
+    )
+    g.add_argument(
+        "--style-weight",
+        "--beta",
+        type=float,
+        default=None,
+        dest="style_weight",
+        help="raw beta (with --content-weight)",
+    )
+    g.add_argument(
+        "--style-layers",
+        type=_names,
+        default=DEFAULTS.style_layers,
+        help="comma-separated VGG-19 layers for style (relu1_1 ... relu5_4, conv*, pool*)",
+    )
+    g.add_argument(
+        "--style-layer-weights",
+        type=_floats,
+        default=None,
+        help="comma-separated lambda per style layer (default: equal, summing to 1)",
+    )
+    g.add_argument(
+        "--content-layers",
+        type=_names,
+        default=DEFAULTS.content_layers,
+        help="comma-separated content layers",
+    )
+    g.add_argument(
+        "--tv-weight",
+        type=float,
+        default=DEFAULTS.tv_weight,
+        help="total-variation smoothing weight",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer)
-    g.add_argument("--lr", type=float, default=None, dest="learning_rate",
-                   help=f"learning rate (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_LR.items())})")
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        dest="learning_rate",
+        help=f"learning rate (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_LR.items())})",
+    )
     g.add_argument("--init", choices=INITS, default=DEFAULTS.init, help="starting image")
-    g.add_argument("--noise-ratio", type=float, default=DEFAULTS.noise_ratio, help="share of noise for --init content+noise")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default: a new one, printed at the end)")
+    g.add_argument(
+        "--noise-ratio",
+        type=float,
+        default=DEFAULTS.noise_ratio,
+        help="share of noise for --init content+noise",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (default: a new one, printed at the end)",
+    )
     g = p.add_argument_group("style images and colour")
-    g.add_argument("--style-blend", type=_floats, default=None, help="comma-separated weight per style image (default: equal)")
-    g.add_argument("--style-scale", type=float, default=DEFAULTS.style_scale, help="style image size relative to the output")
-    g.add_argument("--preserve-colors", choices=COLOR_MODES, default=DEFAULTS.preserve_colors,
-                   help="luminance: transfer brightness only and keep the content's colours; "
-                        "match: recolour the style images to the content's palette first")
+    g.add_argument(
+        "--style-blend",
+        type=_floats,
+        default=None,
+        help="comma-separated weight per style image (default: equal)",
+    )
+    g.add_argument(
+        "--style-scale",
+        type=float,
+        default=DEFAULTS.style_scale,
+        help="style image size relative to the output",
+    )
+    g.add_argument(
+        "--preserve-colors",
+        choices=COLOR_MODES,
+        default=DEFAULTS.preserve_colors,
+        help="luminance: transfer brightness only and keep the content's colours; "
+        "match: recolour the style images to the content's palette first",
+    )
     g.add_argument("--pooling", choices=POOLINGS, default=DEFAULTS.pooling, help="VGG-19 pooling")
     g = p.add_argument_group("model and device")
-    g.add_argument("--weights", default=None,
-                   help=f"VGG-19 state-dict file (default: ${WEIGHTS_ENV}, then the torchvision hub cache)")
-    g.add_argument("--weights-format", choices=("torchvision", "caffe"), default="torchvision",
-                   help="input convention of the weights: torchvision (RGB, ImageNet mean/std) or caffe (BGR, 0-255)")
+    g.add_argument(
+        "--weights",
+        default=None,
+        help=f"VGG-19 state-dict file (default: ${WEIGHTS_ENV}, then the torchvision hub cache)",
+    )
+    g.add_argument(
+        "--weights-format",
+        choices=("torchvision", "caffe"),
+        default="torchvision",
+        help="input convention of the weights: torchvision (RGB, ImageNet mean/std) or caffe (BGR, 0-255)",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32; bf16 runs VGG-19 under bf16 autocast")
+    g.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32; bf16 runs VGG-19 under bf16 autocast",
+    )
     g = p.add_argument_group("output")
-    g.add_argument("--save-every", type=int, default=0, help="also write the image every K steps (OUT-0050.png, ...)")
+    g.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        help="also write the image every K steps (OUT-0050.png, ...)",
+    )
     g.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the seed is still printed)")
+    g.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar (the seed is still printed)"
+    )
     p.set_defaults(handler=run)
 
 
 def _params(args: argparse.Namespace) -> StyleParams:
     """Every option whose name is a StyleParams field, plus --save-every as preview_every."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(StyleParams) if hasattr(args, f.name)}
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(StyleParams)
+        if hasattr(args, f.name)
+    }
     return StyleParams(**given, preview_every=args.save_every).validate()
 
 
@@ -134,12 +233,17 @@ def run(args: argparse.Namespace) -> int:
     styles = [_read_image(s, limits, "style image") for s in args.styles]
     params.blend_weights(len(styles))  # fails early on a wrong number of blend weights
     device = parse_device(args.device)
-    model = load_vgg19(args.weights, pooling=params.pooling, input_format=args.weights_format, device=device)
+    model = load_vgg19(
+        args.weights, pooling=params.pooling, input_format=args.weights_format, device=device
+    )
     out_w, out_h = imaging.fit_size(*content.size, params.size)
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
-        print(f"stylebot: {out_w}x{out_h}, {params.steps} steps x {params.pyramid_levels} level(s) on {device}; "
-              f"weights {model.source.label}", file=sys.stderr)
+        print(
+            f"stylebot: {out_w}x{out_h}, {params.steps} steps x {params.pyramid_levels} level(s) on {device}; "
+            f"weights {model.source.label}",
+            file=sys.stderr,
+        )
 
     def on_progress(progress: Progress) -> None:
         bar.update(progress)
@@ -158,8 +262,15 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = stylize(model, content, styles, params, on_progress=on_progress, should_cancel=should_cancel,
-                         precision=args.precision)
+        result = stylize(
+            model,
+            content,
+            styles,
+            params,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            precision=args.precision,
+        )
     except Cancelled:
         bar.close()
         print("stylebot: interrupted; nothing written", file=sys.stderr)
@@ -171,7 +282,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:  # one line even when quiet: without the seed a run cannot be repeated
         print(f"stylebot: seed {result.seed}", file=sys.stderr)
     else:
-        print(f"stylebot: wrote {output} ({out_w}x{out_h}) in {result.elapsed:.1f} s, seed {result.seed}", file=sys.stderr)
+        print(
+            f"stylebot: wrote {output} ({out_w}x{out_h}) in {result.elapsed:.1f} s, seed {result.seed}",
+            file=sys.stderr,
+        )
     return 0
 
 

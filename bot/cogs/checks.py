@@ -34,7 +34,9 @@ class Cooldowns:
     def __init__(self) -> None:
         self._last: dict[tuple[int | None, int], float] = {}
 
-    def left(self, guild_id: int | None, user_id: int, seconds: float, now: float | None = None) -> float:
+    def left(
+        self, guild_id: int | None, user_id: int, seconds: float, now: float | None = None
+    ) -> float:
         """Seconds until the member may start again; 0 or less: now."""
         last = self._last.get((guild_id, user_id))
         now = time.monotonic() if now is None else now
@@ -55,7 +57,9 @@ async def check_may_start_job(interaction: discord.Interaction[StyleBot]) -> boo
     settings = await guild_settings(interaction)
     if not channel_allowed(settings, interaction.channel_id):
         raise ChannelNotAllowed(settings.allowed_channels)
-    left = interaction.client.cooldowns.left(interaction.guild_id, interaction.user.id, settings.cooldown_seconds)
+    left = interaction.client.cooldowns.left(
+        interaction.guild_id, interaction.user.id, settings.cooldown_seconds
+    )
     if left > 0:
         raise OnCooldown(left)
     return True

@@ -14,15 +14,24 @@ class DownloadTooLarge(DownloadError):
     pass
 
 
-async def download(session: aiohttp.ClientSession, url: str, *, limit: int, hosts: frozenset[str],
-                   timeout: float, name: str) -> bytes:
+async def download(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    limit: int,
+    hosts: frozenset[str],
+    timeout: float,
+    name: str,
+) -> bytes:
     """The attachment's bytes, read in chunks and refused as soon as they pass `limit` (whatever
     its metadata declared)."""
     parsed = yarl.URL(url)
     if parsed.scheme not in ("https", "http") or (parsed.host or "").lower() not in hosts:
         raise DownloadError(f"the {name} does not come from Discord's CDN")
     try:
-        async with session.get(parsed, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False) as response:
+        async with session.get(
+            parsed, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        ) as response:
             if response.status != 200:
                 raise DownloadError(f"Discord answered {response.status} for the {name}")
             data = bytearray()
@@ -32,4 +41,6 @@ async def download(session: aiohttp.ClientSession, url: str, *, limit: int, host
                     raise DownloadTooLarge(f"the {name} is larger than {limit / 2**20:.0f} MB")
             return bytes(data)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise DownloadError(f"the {name} could not be downloaded ({exc.__class__.__name__})") from None
+        raise DownloadError(
+            f"the {name} could not be downloaded ({exc.__class__.__name__})"
+        ) from None

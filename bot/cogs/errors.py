@@ -47,11 +47,15 @@ def message_for(error: app_commands.AppCommandError) -> str | None:
     return None
 
 
-async def on_tree_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+async def on_tree_error(
+    interaction: discord.Interaction, error: app_commands.AppCommandError
+) -> None:
     message = message_for(error)
     if message is None:
         error_id = uuid.uuid4().hex[:8]
         command = interaction.command.qualified_name if interaction.command else "?"
         log.error("unhandled error in /%s (error id %s)", command, error_id, exc_info=error)
-        message = f"Something went wrong on our side (error id `{error_id}`). Please try again later."
+        message = (
+            f"Something went wrong on our side (error id `{error_id}`). Please try again later."
+        )
     await reply_ephemeral(interaction, message)

@@ -61,22 +61,35 @@ def upload_limit(interaction: discord.Interaction) -> int:
 def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobStatus]:
     """The final text of a job, and the state it leaves in the jobs table."""
     if isinstance(event, JobDone):
-        parts = [f"✅ Done in {event.seconds:.1f} s" + (f" (after {waited:.0f} s in the queue)" if waited >= 1 else ""),
-                 f"{summary.text} · {event.width}×{event.height} · seed {event.seed}"]
+        parts = [
+            f"✅ Done in {event.seconds:.1f} s"
+            + (f" (after {waited:.0f} s in the queue)" if waited >= 1 else ""),
+            f"{summary.text} · {event.width}×{event.height} · seed {event.seed}",
+        ]
         parts += [f"_{note}_" for note in summary.notes]
         return "\n".join(parts), JobStatus.DONE
     if isinstance(event, JobFailed):
         text = FAILURE_TEXT.get(event.kind, "{message}").format(message=event.message.rstrip("."))
         return "❌ " + text, JobStatus.FAILED
     reason = event.reason if isinstance(event, JobCancelled) else StopReason.CANCELLED
-    return "🛑 " + (RESTARTING_TEXT if reason == StopReason.SHUTDOWN else "Cancelled."), JobStatus.CANCELLED
+    return "🛑 " + (
+        RESTARTING_TEXT if reason == StopReason.SHUTDOWN else "Cancelled."
+    ), JobStatus.CANCELLED
 
 
 class JobMessage:
     """Follows a job's events and keeps the job's message (and its row) up to date."""
 
-    def __init__(self, client: discord.Client, reply: Reply, handle: JobHandle, summary: Summary, storage: Storage, *,
-                 edit_interval: float):
+    def __init__(
+        self,
+        client: discord.Client,
+        reply: Reply,
+        handle: JobHandle,
+        summary: Summary,
+        storage: Storage,
+        *,
+        edit_interval: float,
+    ):
         self.client = client
         self.reply = reply
         self.handle = handle
@@ -110,19 +123,30 @@ class JobMessage:
     def _show(self, event: Event) -> None:
         view = cancel_view(self.handle.id, self.handle.job.user_id)
         if isinstance(event, JobQueued):
-            edit = {"content": f"⏳ Queued: position **{event.position}**. {self.summary.text}", "view": view,
-                    "embed": None, "attachments": []}
+            edit = {
+                "content": f"⏳ Queued: position **{event.position}**. {self.summary.text}",
+                "view": view,
+                "embed": None,
+                "attachments": [],
+            }
         elif isinstance(event, JobStarted):
             self.started_at = time.monotonic()
-            edit = {"content": f"🎨 Painting on `{event.device}`… {self.summary.text}", "view": view, "embed": None,
-                    "attachments": []}
+            edit = {
+                "content": f"🎨 Painting on `{event.device}`… {self.summary.text}",
+                "view": view,
+                "embed": None,
+                "attachments": [],
+            }
         elif isinstance(event, JobProgress):
             eta = format_seconds(event.eta)
             content = f"🎨 `{bar(event.step, event.total, 20)}` {event.step}/{event.total} · ETA {eta} · {self.summary.text}"
             edit = {"content": content, "view": view}
             if event.preview is not None:
                 embed = discord.Embed(title="Preview").set_image(url="attachment://preview.jpg")
-                edit.update(embed=embed, attachments=[discord.File(io.BytesIO(event.preview), "preview.jpg")])
+                edit.update(
+                    embed=embed,
+                    attachments=[discord.File(io.BytesIO(event.preview), "preview.jpg")],
+                )
             elif self._pending is not None and "embed" in self._pending:
                 edit.update(embed=self._pending["embed"], attachments=self._pending["attachments"])
         else:
@@ -134,7 +158,9 @@ class JobMessage:
         if self._flush is not None:
             return
         delay = max(0.0, self._last_edit + self.edit_interval - time.monotonic())
-        self._flush = asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._edit_pending()))
+        self._flush = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self._edit_pending())
+        )
 
     async def _edit_pending(self) -> None:
         self._flush = None
@@ -160,11 +186,18 @@ class JobMessage:
         text, state = ending(event, self.summary, waited)
         file = None
         if isinstance(event, JobDone):
-            file = discord.File(io.BytesIO(event.image), f"stylized.{'jpg' if event.format == 'jpeg' else event.format}")
+            file = discord.File(
+                io.BytesIO(event.image),
+                f"stylized.{'jpg' if event.format == 'jpeg' else event.format}",
+            )
         async with self._edit_lock:
             delivered = await self.reply.deliver(self.client, text, file=file)
         if not delivered and isinstance(event, JobDone):
-            await self.storage.put_blob(result_key(self.handle.id), event.image, keep=RESULT_KEEP_SECONDS)
+            await self.storage.put_blob(
+                result_key(self.handle.id), event.image, keep=RESULT_KEEP_SECONDS
+            )
         await self.storage.set_job_state(self.handle.id, state, outcome=text, delivered=delivered)
         if not delivered:
-            log.warning("the end of job %s could not be delivered; it will be tried again", self.handle.id)
+            log.warning(
+                "the end of job %s could not be delivered; it will be tried again", self.handle.id
+            )

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_TEXT = ("⚠️ The bot restarted while this job was {where}, and the job was lost. "
-                    "Press Retry to run it again with the same pictures.")
+INTERRUPTED_TEXT = (
+    "⚠️ The bot restarted while this job was {where}, and the job was lost. "
+    "Press Retry to run it again with the same pictures."
+)
 MAX_DELIVERY_ATTEMPTS = 50
 
 
@@ -70,19 +72,35 @@ class RecoveryCog(commands.Cog):
         storage = self.bot.storage
         for record in await storage.orphaned_jobs(silent_for=self.bot.settings.instance_timeout):
             await storage.adopt(record.id)
-            job = Job(id=record.id, user_id=record.user_id, guild_id=record.guild_id, content=b"", styles=(),
-                      params=record.params)
+            job = Job(
+                id=record.id,
+                user_id=record.user_id,
+                guild_id=record.guild_id,
+                content=b"",
+                styles=(),
+                params=record.params,
+            )
             handle = await self.bot.executor.reattach(job)
             if handle is not None:  # its results can still arrive (a distributed executor)
                 log.info("re-attached to job %s", record.id)
-                message = JobMessage(self.bot, Reply.of_record(record), handle, Summary(record.summary), storage,
-                                     edit_interval=self.bot.settings.progress_edit_interval)
+                message = JobMessage(
+                    self.bot,
+                    Reply.of_record(record),
+                    handle,
+                    Summary(record.summary),
+                    storage,
+                    edit_interval=self.bot.settings.progress_edit_interval,
+                )
                 self.bot.follow(message)
                 continue
             where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
             text = INTERRUPTED_TEXT.format(where=where)
-            await storage.set_job_state(record.id, JobStatus.INTERRUPTED, outcome=text, delivered=False)
-            log.warning("job %s was lost with its bot process; telling member %s", record.id, record.user_id)
+            await storage.set_job_state(
+                record.id, JobStatus.INTERRUPTED, outcome=text, delivered=False
+            )
+            log.warning(
+                "job %s was lost with its bot process; telling member %s", record.id, record.user_id
+            )
             if await Reply.of_record(record).deliver(self.bot, text, view=retry_view(record.id)):
                 await storage.set_job_state(record.id, JobStatus.INTERRUPTED, delivered=True)
 
@@ -93,7 +111,11 @@ class RecoveryCog(commands.Cog):
                 continue
             if await self._deliver(record):
                 await storage.set_job_state(record.id, record.state, delivered=True)
-                log.info("delivered the end of job %s after %d failed tries", record.id, record.attempts + 1)
+                log.info(
+                    "delivered the end of job %s after %d failed tries",
+                    record.id,
+                    record.attempts + 1,
+                )
             else:
                 await storage.delivery_failed(record.id)
 

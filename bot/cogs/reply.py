@@ -29,12 +29,23 @@ class Reply:
 
     @classmethod
     def of(cls, interaction: discord.Interaction, token_ttl: float) -> Reply:
-        return cls(interaction.application_id, interaction.token, time.time() + token_ttl, interaction.channel_id,
-                   interaction.user.id)
+        return cls(
+            interaction.application_id,
+            interaction.token,
+            time.time() + token_ttl,
+            interaction.channel_id,
+            interaction.user.id,
+        )
 
     @classmethod
     def of_record(cls, record: JobRecord) -> Reply:
-        return cls(record.application_id, record.token, record.token_expires_at, record.channel_id, record.user_id)
+        return cls(
+            record.application_id,
+            record.token,
+            record.token_expires_at,
+            record.channel_id,
+            record.user_id,
+        )
 
     @property
     def token_alive(self) -> bool:
@@ -50,22 +61,38 @@ class Reply:
         if self.channel_id is None:
             raise discord.ClientException("the job has no channel to post to")
         channel = client.get_partial_messageable(self.channel_id)
-        await channel.send(f"<@{self.user_id}> {text}", allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]), **fields)
+        await channel.send(
+            f"<@{self.user_id}> {text}",
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]),
+            **fields,
+        )
 
-    async def deliver(self, client: discord.Client, text: str, *, file: discord.File | None = None,
-                      view: discord.ui.View | None = None) -> bool:
+    async def deliver(
+        self,
+        client: discord.Client,
+        text: str,
+        *,
+        file: discord.File | None = None,
+        view: discord.ui.View | None = None,
+    ) -> bool:
         """The end of a job: into its message while the token lives, else (or if that fails) to the
         channel. False if neither worked: the caller keeps it for a later try."""
         if self.token_alive:
             try:
-                await self.edit(client, content=text, embed=None, attachments=[file] if file else [], view=view)
+                await self.edit(
+                    client, content=text, embed=None, attachments=[file] if file else [], view=view
+                )
                 return True
             except discord.HTTPException as exc:
-                log.warning("could not edit the end of a job into its message (%s); posting it", exc)
+                log.warning(
+                    "could not edit the end of a job into its message (%s); posting it", exc
+                )
                 if file is not None:
                     file.reset()
         try:
-            await self.post(client, text, **({"file": file} if file else {}), **({"view": view} if view else {}))
+            await self.post(
+                client, text, **({"file": file} if file else {}), **({"view": view} if view else {})
+            )
             return True
         except (discord.HTTPException, discord.ClientException) as exc:
             log.warning("could not post the end of a job to channel %s: %s", self.channel_id, exc)

@@ -22,7 +22,9 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in re.split(r"[,\s]+", text.strip()) if v)
     except ValueError:
-        raise UserFacingError(f"`{text}` is not a list of numbers (for example `0.2, 0.2, 0.2, 0.2, 0.2`).") from None
+        raise UserFacingError(
+            f"`{text}` is not a list of numbers (for example `0.2, 0.2, 0.2, 0.2, 0.2`)."
+        ) from None
 
 
 def _channels(text: str) -> tuple[int, ...]:
@@ -36,8 +38,11 @@ def _channels(text: str) -> tuple[int, ...]:
 
 @admin_only
 @app_commands.guild_only()
-class SettingsCog(commands.GroupCog, group_name="stylize-settings",
-                  group_description="This server's /stylize defaults (Manage Server)"):
+class SettingsCog(
+    commands.GroupCog,
+    group_name="stylize-settings",
+    group_description="This server's /stylize defaults (Manage Server)",
+):
     def __init__(self, bot: StyleBot):
         self.bot = bot
         super().__init__()
@@ -84,9 +89,18 @@ class SettingsCog(commands.GroupCog, group_name="stylize-settings",
         if alpha is not None or beta is not None:
             changes.update(content_weight=alpha, style_weight=beta)
         if layer_weights is not None:
-            changes["style_layer_weights"] = None if layer_weights.strip().lower() == "equal" else _floats(layer_weights)
-        for name, value in (("steps", steps), ("size", size), ("optimizer", optimizer), ("preserve_colors", preserve_colors),
-                            ("max_size", max_size), ("max_steps", max_steps), ("cooldown_seconds", cooldown)):
+            changes["style_layer_weights"] = (
+                None if layer_weights.strip().lower() == "equal" else _floats(layer_weights)
+            )
+        for name, value in (
+            ("steps", steps),
+            ("size", size),
+            ("optimizer", optimizer),
+            ("preserve_colors", preserve_colors),
+            ("max_size", max_size),
+            ("max_steps", max_steps),
+            ("cooldown_seconds", cooldown),
+        ):
             if value is not None:
                 changes[name] = value
         if channels is not None:
@@ -99,12 +113,18 @@ class SettingsCog(commands.GroupCog, group_name="stylize-settings",
         except SettingsError as exc:
             raise UserFacingError(f"Not saved: {exc}.") from None
         await self.bot.storage.put(interaction.guild_id, updated, by=interaction.user.id)
-        await interaction.response.send_message("Saved. The next /stylize uses:\n" + describe(updated), ephemeral=True)
+        await interaction.response.send_message(
+            "Saved. The next /stylize uses:\n" + describe(updated), ephemeral=True
+        )
 
-    @app_commands.command(name="reset", description="Put this server's /stylize settings back to the defaults")
+    @app_commands.command(
+        name="reset", description="Put this server's /stylize settings back to the defaults"
+    )
     async def reset(self, interaction: discord.Interaction) -> None:
         await self.bot.storage.reset(interaction.guild_id)
-        await interaction.response.send_message("Back to the defaults:\n" + describe(GuildSettings()), ephemeral=True)
+        await interaction.response.send_message(
+            "Back to the defaults:\n" + describe(GuildSettings()), ephemeral=True
+        )
 
 
 async def setup(bot: StyleBot) -> None:

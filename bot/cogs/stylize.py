@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 IMAGE_TYPES = frozenset(IMAGE_FORMATS.values())
 
 
-def check_inputs(data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams) -> None:
+def check_inputs(
+    data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams
+) -> None:
     """Decode every image completely (as the worker will) and check the content fits the layers at
     the job's size. Raises imaging.ImageError or InvalidParams with a reason for the member.
     CPU work: run it in a thread."""
@@ -47,8 +49,10 @@ def check_inputs(data: list[bytes], names: list[str], limits: ImageLimits, param
     for blob, name in zip(data, names, strict=True):
         image = imaging.decode(blob, limits, name=name)
         if name == names[0] and min(imaging.fit_size(*image.size, params.size)) < min_side:
-            raise InvalidParams(f"the {name} is {image.width}x{image.height}: at {params.size} px it would be too thin "
-                                f"(at least {min_side} px on the short side)")
+            raise InvalidParams(
+                f"the {name} is {image.width}x{image.height}: at {params.size} px it would be too thin "
+                f"(at least {min_side} px on the short side)"
+            )
 
 
 class StylizeCog(commands.Cog):
@@ -60,16 +64,26 @@ class StylizeCog(commands.Cog):
         limits = self.bot.settings.image_limits
         kind = (attachment.content_type or "").split(";")[0].strip().lower()
         if kind not in IMAGE_TYPES:
-            return (f"The {what} (`{attachment.filename}`) is not an image I can use ({kind or 'unknown type'}). "
-                    f"Send {limits.formats_text()}.")
+            return (
+                f"The {what} (`{attachment.filename}`) is not an image I can use ({kind or 'unknown type'}). "
+                f"Send {limits.formats_text()}."
+            )
         if attachment.size > limits.max_bytes:
             return f"The {what} is {attachment.size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB."
-        if attachment.width and attachment.height and attachment.width * attachment.height > limits.max_pixels:
-            return (f"The {what} is {attachment.width}×{attachment.height} pixels; "
-                    f"at most {limits.max_pixels / 1e6:.0f} megapixels are allowed.")
+        if (
+            attachment.width
+            and attachment.height
+            and attachment.width * attachment.height > limits.max_pixels
+        ):
+            return (
+                f"The {what} is {attachment.width}×{attachment.height} pixels; "
+                f"at most {limits.max_pixels / 1e6:.0f} megapixels are allowed."
+            )
         return None
 
-    @app_commands.command(name="stylize", description="Paint your content image in the style of another image")
+    @app_commands.command(
+        name="stylize", description="Paint your content image in the style of another image"
+    )
     @app_commands.describe(
         content="the picture to repaint",
         style="the picture whose style to use",
@@ -98,64 +112,120 @@ class StylizeCog(commands.Cog):
         style_scale: app_commands.Range[float, 0.25, 2.0] | None = None,
     ) -> None:
         settings = await guild_settings(interaction)
-        attachments = [(content, "content image"), (style, "style image")] + ([(style2, "second style image")] if style2 else [])
+        attachments = [(content, "content image"), (style, "style image")] + (
+            [(style2, "second style image")] if style2 else []
+        )
         for attachment, what in attachments:
             problem = self._check_attachment(attachment, what)
             if problem:
                 await interaction.response.send_message(problem, ephemeral=True)
                 return
-        request = Request(strength=strength, size=size, steps=steps, preserve_colors=preserve_colors, seed=seed,
-                          optimizer=optimizer, style_scale=style_scale, n_styles=len(attachments) - 1)
+        request = Request(
+            strength=strength,
+            size=size,
+            steps=steps,
+            preserve_colors=preserve_colors,
+            seed=seed,
+            optimizer=optimizer,
+            style_scale=style_scale,
+            n_styles=len(attachments) - 1,
+        )
         try:
             params, summary = params_for(request, settings)
         except InvalidParams as exc:
-            await interaction.response.send_message(f"Those options do not work: {exc}.", ephemeral=True)
+            await interaction.response.send_message(
+                f"Those options do not work: {exc}.", ephemeral=True
+            )
             return
 
         await interaction.response.defer(thinking=True)
         config = self.bot.settings
         names = [what for _, what in attachments]
         try:
-            data = [await download(self.bot.session, a.url, limit=config.max_attachment_bytes,
-                                   hosts=config.attachment_host_set, timeout=config.download_timeout, name=what)
-                    for a, what in attachments]
+            data = [
+                await download(
+                    self.bot.session,
+                    a.url,
+                    limit=config.max_attachment_bytes,
+                    hosts=config.attachment_host_set,
+                    timeout=config.download_timeout,
+                    name=what,
+                )
+                for a, what in attachments
+            ]
             await asyncio.to_thread(check_inputs, data, names, config.image_limits, params)
         except DownloadError as exc:
-            await self._refuse_after_defer(interaction, f"I could not use your attachments: {exc}. Please try again.")
+            await self._refuse_after_defer(
+                interaction, f"I could not use your attachments: {exc}. Please try again."
+            )
             return
         except (imaging.ImageError, InvalidParams) as exc:
-            await self._refuse_after_defer(interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}.")
+            await self._refuse_after_defer(
+                interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}."
+            )
             return
         await self.start_job(interaction, data, params, summary)
 
-    async def start_job(self, interaction: discord.Interaction[StyleBot], data: list[bytes], params: StyleParams,
-                        summary: Summary) -> None:
+    async def start_job(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        data: list[bytes],
+        params: StyleParams,
+        summary: Summary,
+    ) -> None:
         """Record, queue and follow a job whose images are checked; the interaction is deferred."""
         config = self.bot.settings
-        job = Job(user_id=interaction.user.id, guild_id=interaction.guild_id, content=data[0], styles=tuple(data[1:]),
-                  params=params.to_dict(), result_limit=upload_limit(interaction))
+        job = Job(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            content=data[0],
+            styles=tuple(data[1:]),
+            params=params.to_dict(),
+            result_limit=upload_limit(interaction),
+        )
         reply = Reply.of(interaction, config.interaction_ttl)
-        record = JobRecord(id=job.id, user_id=job.user_id, guild_id=job.guild_id, channel_id=interaction.channel_id,
-                           application_id=interaction.application_id, token=interaction.token,
-                           token_expires_at=reply.token_expires_at, state=JobStatus.QUEUED, params=job.params,
-                           summary=summary.text, styles=len(job.styles))
+        record = JobRecord(
+            id=job.id,
+            user_id=job.user_id,
+            guild_id=job.guild_id,
+            channel_id=interaction.channel_id,
+            application_id=interaction.application_id,
+            token=interaction.token,
+            token_expires_at=reply.token_expires_at,
+            state=JobStatus.QUEUED,
+            params=job.params,
+            summary=summary.text,
+            styles=len(job.styles),
+        )
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
         await self.bot.storage.add_job(record, data, keep_inputs=config.input_ttl)
         try:
             handle = await self.bot.executor.submit(job)
         except SubmitError as exc:
-            await self.bot.storage.set_job_state(job.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True)
+            await self.bot.storage.set_job_state(
+                job.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True
+            )
             await self._refuse_after_defer(interaction, f"Not now: {exc}.")
             return
         self.bot.cooldowns.mark(interaction.guild_id, interaction.user.id)
-        self.bot.follow(JobMessage(self.bot, reply, handle, summary, self.bot.storage,
-                                   edit_interval=config.progress_edit_interval))
+        self.bot.follow(
+            JobMessage(
+                self.bot,
+                reply,
+                handle,
+                summary,
+                self.bot.storage,
+                edit_interval=config.progress_edit_interval,
+            )
+        )
 
     async def retry(self, interaction: discord.Interaction[StyleBot], job_id: str) -> None:
         """Run a lost job again, for the member who started it, with the images kept for it."""
         record = await self.bot.storage.job(job_id)
         if record is None or interaction.user.id != record.user_id:
-            await interaction.response.send_message("Only the member who started this job can retry it.", ephemeral=True)
+            await interaction.response.send_message(
+                "Only the member who started this job can retry it.", ephemeral=True
+            )
             return
         try:
             await check_may_start_job(interaction)
@@ -165,7 +235,9 @@ class StylizeCog(commands.Cog):
         data = await self.bot.storage.get_blobs(input_keys(record.id, record.styles))
         if data is None:
             await interaction.response.send_message(
-                "Sorry, the images of that job are no longer kept. Please send them again with /stylize.", ephemeral=True)
+                "Sorry, the images of that job are no longer kept. Please send them again with /stylize.",
+                ephemeral=True,
+            )
             return
         await interaction.response.defer(thinking=True)
         params = StyleParams.from_dict(record.params)

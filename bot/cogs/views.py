@@ -11,44 +11,69 @@ if TYPE_CHECKING:
     from bot.app import StyleBot
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"stylebot:cancel:(?P<job_id>[0-9a-f]{32}):(?P<owner>[0-9]+)"):
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"stylebot:cancel:(?P<job_id>[0-9a-f]{32}):(?P<owner>[0-9]+)",
+):
     """Only the member who asked, or one with Manage Messages in the channel, may press it."""
 
     def __init__(self, job_id: str, owner_id: int):
-        super().__init__(discord.ui.Button(label="Cancel", style=discord.ButtonStyle.danger,
-                                           custom_id=f"stylebot:cancel:{job_id}:{owner_id}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel",
+                style=discord.ButtonStyle.danger,
+                custom_id=f"stylebot:cancel:{job_id}:{owner_id}",
+            )
+        )
         self.job_id, self.owner_id = job_id, owner_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /):
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ):
         return cls(match["job_id"], int(match["owner"]))
 
     async def callback(self, interaction: discord.Interaction[StyleBot]) -> None:
         allowed = interaction.user.id == self.owner_id or interaction.permissions.manage_messages
         if not allowed:
             await interaction.response.send_message(
-                "Only the member who started this job, or someone with Manage Messages, can cancel it.", ephemeral=True)
+                "Only the member who started this job, or someone with Manage Messages, can cancel it.",
+                ephemeral=True,
+            )
             return
         known = await interaction.client.executor.cancel(self.job_id)
-        await interaction.response.send_message("Cancelling…" if known else "This job has already ended.", ephemeral=True)
+        await interaction.response.send_message(
+            "Cancelling…" if known else "This job has already ended.", ephemeral=True
+        )
 
 
-class RetryButton(discord.ui.DynamicItem[discord.ui.Button], template=r"stylebot:retry:(?P<job_id>[0-9a-f]{32})"):
+class RetryButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"stylebot:retry:(?P<job_id>[0-9a-f]{32})"
+):
     """Runs a job the bot lost again, with the images kept for it (the member who started it only)."""
 
     def __init__(self, job_id: str):
-        super().__init__(discord.ui.Button(label="Retry", style=discord.ButtonStyle.primary,
-                                           custom_id=f"stylebot:retry:{job_id}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Retry",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"stylebot:retry:{job_id}",
+            )
+        )
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /):
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ):
         return cls(match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[StyleBot]) -> None:
         cog = interaction.client.get_cog("StylizeCog")
         if cog is None:
-            await interaction.response.send_message("/stylize is not available right now.", ephemeral=True)
+            await interaction.response.send_message(
+                "/stylize is not available right now.", ephemeral=True
+            )
             return
         await cog.retry(interaction, self.job_id)  # type: ignore[attr-defined]
 

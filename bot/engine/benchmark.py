@@ -84,7 +84,9 @@ def measure(model, side: int, steps: int, warmup: int, policy: DevicePolicy) -> 
         with FlopCounterMode(display=False) as counter:
             loss, _ = objective(x)
             loss.backward()
-    step_seconds = statistics.median(b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:], strict=False))
+    step_seconds = statistics.median(
+        b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1 :], strict=False)
+    )
     fwd_bwd_seconds = statistics.median(fwd_bwd[warmup:])
     flops = counter.get_total_flops()
     return {

@@ -34,7 +34,9 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
 
 def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     m = torch.linalg.inv(_RGB_TO_YCBCR.double()).to(ycbcr)
-    centred = ycbcr - torch.tensor([0.0, 0.5, 0.5], device=ycbcr.device, dtype=ycbcr.dtype).view(1, 3, 1, 1)
+    centred = ycbcr - torch.tensor([0.0, 0.5, 0.5], device=ycbcr.device, dtype=ycbcr.dtype).view(
+        1, 3, 1, 1
+    )
     return torch.einsum("ij,njhw->nihw", m, centred)
 
 

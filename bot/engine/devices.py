@@ -46,8 +46,14 @@ def parse_device(name: str | None) -> torch.device:
         raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError("CUDA was asked for but no CUDA GPU is available")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DeviceError(f"no CUDA device {device.index}; this machine has {torch.cuda.device_count()}")
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise DeviceError(
+            f"no CUDA device {device.index}; this machine has {torch.cuda.device_count()}"
+        )
     if device.type == "mps" and not mps_available():
         raise DeviceError("MPS was asked for but is not available")
     return device
@@ -109,12 +115,18 @@ class DevicePolicy:
             torch.backends.cudnn.allow_tf32 = self.tf32
             torch.backends.cudnn.benchmark = self.cudnn_benchmark
         try:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                                enabled=self.autocast_dtype is not None):
+            with torch.autocast(
+                self.device.type,
+                dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None,
+            ):
                 yield
         finally:
-            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark) = saved
+            (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+                torch.backends.cudnn.benchmark,
+            ) = saved
 
 
 def policy_for(device: torch.device | str, precision: str = "auto") -> DevicePolicy:
@@ -131,10 +143,15 @@ def policy_for(device: torch.device | str, precision: str = "auto") -> DevicePol
     device = torch.device(device)
     if device.type == "cuda":
         return DevicePolicy(
-            device=device, channels_last=True, tf32=precision in ("auto", "tf32", "bf16"),
-            autocast_dtype=torch.bfloat16 if precision == "bf16" else None, sync_interval=0.2,
+            device=device,
+            channels_last=True,
+            tf32=precision in ("auto", "tf32", "bf16"),
+            autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+            sync_interval=0.2,
         )
     if device.type == "cpu":
         bf16 = precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
-        return DevicePolicy(device=device, channels_last=bf16, autocast_dtype=torch.bfloat16 if bf16 else None)
+        return DevicePolicy(
+            device=device, channels_last=bf16, autocast_dtype=torch.bfloat16 if bf16 else None
+        )
     return DevicePolicy(device=device)

@@ -51,7 +51,9 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "ima
     if not data:
         raise EmptyImage(f"the {name} is empty (0 bytes)")
     if len(data) > limits.max_bytes:
-        raise ImageTooLarge(f"the {name} is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}")
+        raise ImageTooLarge(
+            f"the {name} is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}"
+        )
     width, height, fmt = probe(data, limits, name=name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -61,20 +63,28 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "ima
             image.load()
             image = ImageOps.exif_transpose(image) or image
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise CorruptImage(f"the {name} ({fmt}, {width}x{height}) is damaged and cannot be decoded: {exc}") from None
+            raise CorruptImage(
+                f"the {name} ({fmt}, {width}x{height}) is damaged and cannot be decoded: {exc}"
+            ) from None
     return to_rgb(image)
 
 
-def probe(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "image") -> tuple[int, int, str]:
+def probe(
+    data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "image"
+) -> tuple[int, int, str]:
     """Read only the header: (width, height, format). Refuses what `decode` would refuse by size."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
-            raise TooManyPixels(f"the {name} declares an enormous pixel count; at most {limits.max_pixels:,} pixels are allowed") from None
+            raise TooManyPixels(
+                f"the {name} declares an enormous pixel count; at most {limits.max_pixels:,} pixels are allowed"
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise UnsupportedImage(f"the {name} is not an image we can read ({_reason(exc)}); use {limits.formats_text()}") from None
+            raise UnsupportedImage(
+                f"the {name} is not an image we can read ({_reason(exc)}); use {limits.formats_text()}"
+            ) from None
     fmt = image.format or "unknown"
     if fmt not in limits.allowed_formats:
         raise UnsupportedImage(f"the {name} is {fmt}; allowed formats are {limits.formats_text()}")
@@ -82,8 +92,10 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "imag
     if width < 1 or height < 1:
         raise CorruptImage(f"the {name} has no pixels ({width}x{height})")
     if max(width, height) > MAX_ASPECT * min(width, height):
-        raise UnsupportedImage(f"the {name} is {width}x{height}, too thin: the longest side may be at most "
-                               f"{MAX_ASPECT} times the shortest")
+        raise UnsupportedImage(
+            f"the {name} is {width}x{height}, too thin: the longest side may be at most "
+            f"{MAX_ASPECT} times the shortest"
+        )
     if width * height > limits.max_pixels:
         raise TooManyPixels(
             f"the {name} is {width}x{height} = {width * height:,} pixels; at most {limits.max_pixels:,} are allowed"
@@ -92,7 +104,11 @@ def probe(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "imag
 
 
 def _reason(exc: Exception) -> str:
-    return "unrecognised data" if isinstance(exc, UnidentifiedImageError) else str(exc) or exc.__class__.__name__
+    return (
+        "unrecognised data"
+        if isinstance(exc, UnidentifiedImageError)
+        else str(exc) or exc.__class__.__name__
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -152,5 +168,7 @@ def encode_to_fit(image: Image.Image, limit_bytes: int) -> tuple[bytes, str]:
                 return data, fmt
             smallest = min(smallest, data, key=len)
     scale = math.sqrt(limit_bytes / len(smallest)) * 0.9
-    smaller = image.resize(fit_size(*image.size, max(16, int(max(image.size) * scale))), Image.Resampling.LANCZOS)
+    smaller = image.resize(
+        fit_size(*image.size, max(16, int(max(image.size) * scale))), Image.Resampling.LANCZOS
+    )
     return encode_to_fit(smaller, limit_bytes)

@@ -49,7 +49,9 @@ class LBFGS:
         self._prev_step: torch.Tensor | None = None  # s of the pair the next step may store
         self._prev_sg = torch.zeros(m, device=device, dtype=self.small)  # S g at the previous point
         self._prev_yg = torch.zeros(m, device=device, dtype=self.small)  # Y g at the previous point
-        self._prev_yd = torch.zeros(m, device=device, dtype=self.small)  # Y d of the previous direction
+        self._prev_yd = torch.zeros(
+            m, device=device, dtype=self.small
+        )  # Y d of the previous direction
         self._slots = torch.arange(m, device=device)
 
     @torch.no_grad()
@@ -74,7 +76,9 @@ class LBFGS:
         assert self._prev_grad is not None and self._prev_step is not None
         s, y = self._prev_step, g - self._prev_grad
         both = torch.stack([s, y])
-        products = (both @ torch.stack([s, y, g], 1)).to(self.small)  # [[s.s, s.y, s.g], [y.s, y.y, y.g]]
+        products = (both @ torch.stack([s, y, g], 1)).to(
+            self.small
+        )  # [[s.s, s.y, s.g], [y.s, y.y, y.g]]
         ys, yy, s_g, y_g = products[0, 1], products[1, 1], products[0, 2], products[1, 2]
         accept = ys > CURVATURE_EPS
         old_sg, old_yg = self._products(g)  # S g and Y g over the stored pairs
@@ -83,17 +87,29 @@ class LBFGS:
         new = (self._slots == slot) & accept
         e = new.to(self.small)
         keep = 1.0 - e
-        self.hist.index_copy_(0, slot[None], torch.where(accept, both, self.hist.index_select(0, slot[None])[0])[None])
+        self.hist.index_copy_(
+            0, slot[None], torch.where(accept, both, self.hist.index_select(0, slot[None])[0])[None]
+        )
         # s . y_j = (Y s)_j came with the last direction; s_i . y = S g - S g_prev; y_i . y likewise
         s_dot_y = self._prev_yd
         y_dot_s = old_sg - self._prev_sg
         y_dot_y = old_yg - self._prev_yg
-        self.sy = (keep[:, None] * self.sy * keep[None, :] + e[:, None] * s_dot_y[None, :] * keep[None, :]
-                   + keep[:, None] * y_dot_s[:, None] * e[None, :] + e[:, None] * e[None, :] * ys)
-        self.yy = (keep[:, None] * self.yy * keep[None, :] + e[:, None] * y_dot_y[None, :] * keep[None, :]
-                   + keep[:, None] * y_dot_y[:, None] * e[None, :] + e[:, None] * e[None, :] * yy)
+        self.sy = (
+            keep[:, None] * self.sy * keep[None, :]
+            + e[:, None] * s_dot_y[None, :] * keep[None, :]
+            + keep[:, None] * y_dot_s[:, None] * e[None, :]
+            + e[:, None] * e[None, :] * ys
+        )
+        self.yy = (
+            keep[:, None] * self.yy * keep[None, :]
+            + e[:, None] * y_dot_y[None, :] * keep[None, :]
+            + keep[:, None] * y_dot_y[:, None] * e[None, :]
+            + e[:, None] * e[None, :] * yy
+        )
         self.age = torch.where(new, self.steps, self.age)
-        self.gamma = torch.where(accept, ys / yy.clamp_min(torch.finfo(self.small).tiny), self.gamma)
+        self.gamma = torch.where(
+            accept, ys / yy.clamp_min(torch.finfo(self.small).tiny), self.gamma
+        )
         return old_sg * keep + e * s_g, old_yg * keep + e * y_g
 
     def _used(self) -> int:
@@ -109,7 +125,9 @@ class LBFGS:
             out[:k] = (self.hist[:k].reshape(2 * k, -1) @ g).view(k, 2).to(self.small)
         return out[:, 0], out[:, 1]
 
-    def _direction(self, g: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _direction(
+        self, g: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """d = -H g, and Y d (for the next pair's row of S Y^T)."""
         m = self.m
         order = torch.argsort(self.age)  # oldest first; empty slots (zero rows) before them
@@ -125,7 +143,9 @@ class LBFGS:
         hg = self.gamma.to(g.dtype) * g
         k = self._used()
         if k:
-            coefficients = torch.stack([p_slots, self.gamma * q_slots], 1)[:k].reshape(-1).to(g.dtype)
+            coefficients = (
+                torch.stack([p_slots, self.gamma * q_slots], 1)[:k].reshape(-1).to(g.dtype)
+            )
             hg = hg + coefficients @ self.hist[:k].reshape(2 * k, -1)
         # Y d = -(gamma Y g + (Y S^T) p + gamma (Y Y^T) q), with Y S^T = (S Y^T)^T
         yd = -(self.gamma * yg + self.sy.t() @ p_slots + self.gamma * (self.yy @ q_slots))

@@ -38,8 +38,15 @@ class Objective:
     moved to the model's device here.
     """
 
-    def __init__(self, model: VGG19Features, params: StyleParams, content: torch.Tensor,
-                 styles: Sequence[torch.Tensor], blend: Sequence[float], style_cache: StyleCache | None = None):
+    def __init__(
+        self,
+        model: VGG19Features,
+        params: StyleParams,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        blend: Sequence[float],
+        style_cache: StyleCache | None = None,
+    ):
         self.model, self.params = model, params
         self.style_layers = params.style_layers
         self.content_layers = params.content_layers
@@ -54,18 +61,22 @@ class Objective:
             # image's: Gram entries are sums over positions, so the style's Gram is rescaled to
             # the generated image's number of positions (a no-op for equal sizes).
             self.style_targets = {
-                n: sum(w * g[n] for w, g in zip(blend, per_position, strict=True)) * (shapes[n][0] * shapes[n][1])
+                n: sum(w * g[n] for w, g in zip(blend, per_position, strict=True))
+                * (shapes[n][0] * shapes[n][1])
                 for n in self.style_layers
             }
             self.content_scale, self.style_scale = self._scales(feats, shapes)
 
-    def _scales(self, feats: dict[str, torch.Tensor], shapes: dict[str, tuple[int, int]]
-                ) -> tuple[dict[str, float], dict[str, float]]:
+    def _scales(
+        self, feats: dict[str, torch.Tensor], shapes: dict[str, tuple[int, int]]
+    ) -> tuple[dict[str, float], dict[str, float]]:
         params = self.params
         lambdas = dict(zip(self.style_layers, params.layer_weights, strict=True))
         if params.raw_weights:  # the seed's J = alpha J_content + beta J_style, unnormalised
             alpha, beta = float(params.content_weight or 0.0), float(params.style_weight or 0.0)
-            return {n: alpha for n in self.content_layers}, {n: beta * lambdas[n] for n in self.style_layers}
+            return {n: alpha for n in self.content_layers}, {
+                n: beta * lambdas[n] for n in self.style_layers
+            }
         # Strength mode (departs from the seed): each term is divided by a scale of its own, so the
         # balance depends neither on the scale of the VGG-19 weights nor on how much energy the
         # style image has: a content layer by its cost for an all-zero image, a style layer by its
@@ -74,7 +85,8 @@ class Objective:
         beta = params.strength * STRENGTH_SCALE
         share = 1.0 / len(self.content_layers)
         content_scale = {
-            n: share / max(float(content_cost(t, torch.zeros_like(t))), 1e-30) for n, t in self.content_targets.items()
+            n: share / max(float(content_cost(t, torch.zeros_like(t))), 1e-30)
+            for n, t in self.content_targets.items()
         }
         style_scale = {}
         for n in self.style_layers:
@@ -83,9 +95,15 @@ class Objective:
             style_scale[n] = beta * lambdas[n] / max(gap, floor, 1e-30)
         return content_scale, style_scale
 
-    def _style_grams(self, style: torch.Tensor, device: torch.device, cache: StyleCache | None) -> dict[str, torch.Tensor]:
+    def _style_grams(
+        self, style: torch.Tensor, device: torch.device, cache: StyleCache | None
+    ) -> dict[str, torch.Tensor]:
         """Gram matrices of one style image divided by its number of positions (n_H n_W)."""
-        key = style_cache_key(style, self.style_layers, self.model.pooling) if cache is not None else None
+        key = (
+            style_cache_key(style, self.style_layers, self.model.pooling)
+            if cache is not None
+            else None
+        )
         if key is not None and key in cache:
             return cache[key]
         feats = self.model(style.to(device), self.style_layers)
@@ -96,8 +114,14 @@ class Objective:
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = self.model(x, self.names)
-        content = sum(self.content_scale[n] * content_cost(self.content_targets[n], feats[n]) for n in self.content_layers)
-        style = sum(self.style_scale[n] * layer_style_cost(self.style_targets[n], feats[n]) for n in self.style_layers)
+        content = sum(
+            self.content_scale[n] * content_cost(self.content_targets[n], feats[n])
+            for n in self.content_layers
+        )
+        style = sum(
+            self.style_scale[n] * layer_style_cost(self.style_targets[n], feats[n])
+            for n in self.style_layers
+        )
         total = content + style
         terms = {"content": content, "style": style}
         if self.params.tv_weight > 0:

@@ -119,6 +119,7 @@ class StyleParams:
 
     def validate(self) -> StyleParams:
         """Raise InvalidParams with a message a person understands; return self when fine."""
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise InvalidParams(message)
@@ -132,27 +133,45 @@ class StyleParams:
             (self.content_weight is None) == (self.style_weight is None),
             "give both the content weight (alpha) and the style weight (beta), or neither",
         )
-        for name, w in (("content weight", self.content_weight), ("style weight", self.style_weight)):
+        for name, w in (
+            ("content weight", self.content_weight),
+            ("style weight", self.style_weight),
+        ):
             need(w is None or w >= 0, f"{name} must be 0 or more")
         need(len(self.style_layers) > 0, "at least one style layer is needed")
         need(len(self.content_layers) > 0, "at least one content layer is needed")
         for layer in (*self.style_layers, *self.content_layers):
-            need(layer in LAYER_NAMES, f"unknown layer {layer!r}; layers are {', '.join(LAYER_NAMES)}")
+            need(
+                layer in LAYER_NAMES,
+                f"unknown layer {layer!r}; layers are {', '.join(LAYER_NAMES)}",
+            )
         if self.style_layer_weights is not None:
             need(
                 len(self.style_layer_weights) == len(self.style_layers),
                 f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers",
             )
-            need(all(w >= 0 for w in self.style_layer_weights), "style layer weights must be 0 or more")
+            need(
+                all(w >= 0 for w in self.style_layer_weights),
+                "style layer weights must be 0 or more",
+            )
         need(self.tv_weight >= 0, "tv weight must be 0 or more")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         need(self.learning_rate is None or self.learning_rate > 0, "learning rate must be above 0")
         need(self.init in INITS, f"init must be one of {', '.join(INITS)}")
         need(0 <= self.noise_ratio <= 1, "noise ratio must be between 0 and 1")
-        need(self.style_blend is None or all(w >= 0 for w in self.style_blend), "style blend weights must be 0 or more")
-        need(self.style_blend is None or sum(self.style_blend) > 0, "style blend weights must not all be 0")
+        need(
+            self.style_blend is None or all(w >= 0 for w in self.style_blend),
+            "style blend weights must be 0 or more",
+        )
+        need(
+            self.style_blend is None or sum(self.style_blend) > 0,
+            "style blend weights must not all be 0",
+        )
         need(0.05 <= self.style_scale <= 4, "style scale must be between 0.05 and 4")
-        need(self.preserve_colors in COLOR_MODES, f"preserve colors must be one of {', '.join(COLOR_MODES)}")
+        need(
+            self.preserve_colors in COLOR_MODES,
+            f"preserve colors must be one of {', '.join(COLOR_MODES)}",
+        )
         need(self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}")
         need(1 <= self.pyramid_levels <= 5, "pyramid levels must be between 1 and 5")
         need(self.size >> (self.pyramid_levels - 1) >= 16, "too many pyramid levels for this size")
@@ -163,11 +182,16 @@ class StyleParams:
     def _numbers(self) -> list[tuple[str, float]]:
         """Every weight, strength and rate, named as a person would name it."""
         numbers: list[tuple[str, float]] = [
-            ("strength", self.strength), ("tv weight", self.tv_weight), ("noise ratio", self.noise_ratio),
+            ("strength", self.strength),
+            ("tv weight", self.tv_weight),
+            ("noise ratio", self.noise_ratio),
             ("style scale", self.style_scale),
         ]
-        for name, value in (("content weight", self.content_weight), ("style weight", self.style_weight),
-                            ("learning rate", self.learning_rate)):
+        for name, value in (
+            ("content weight", self.content_weight),
+            ("style weight", self.style_weight),
+            ("learning rate", self.learning_rate),
+        ):
             if value is not None:
                 numbers.append((name, value))
         numbers += [("style layer weight", w) for w in self.style_layer_weights or ()]
@@ -193,7 +217,11 @@ DEFAULT_LR: dict[str, float] = {"lbfgs": 1.0, "adam": 0.02}
 
 # The one list of image formats taken (Pillow's names), with their MIME types.
 IMAGE_FORMATS: dict[str, str] = {
-    "PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp",
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
 MAX_ASPECT = 32  # the longest side may be at most this many times the shortest

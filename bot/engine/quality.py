@@ -30,9 +30,15 @@ class Quality:
 
 
 @torch.no_grad()
-def evaluate(model: VGG19Features, content: Image.Image, style: Image.Image, output: Image.Image, *,
-             style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-             content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS) -> Quality:
+def evaluate(
+    model: VGG19Features,
+    content: Image.Image,
+    style: Image.Image,
+    output: Image.Image,
+    *,
+    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
+) -> Quality:
     """Distances of `output` to `style` and to `content` (resized to the output's size), in fp32."""
     device = next(model.parameters()).device
     size = output.size
@@ -47,8 +53,13 @@ def evaluate(model: VGG19Features, content: Image.Image, style: Image.Image, out
         gx = gram(fx[n].float()) / (fx[n].shape[-2] * fx[n].shape[-1])
         gs = gram(fs[n].float()) / (fs[n].shape[-2] * fs[n].shape[-1])
         per_layer[n] = float(torch.linalg.norm(gx - gs) / torch.linalg.norm(gs).clamp_min(1e-30))
-    content_terms = [float((fx[n].float() - fc[n].float()).square().sum() / fc[n].float().square().sum().clamp_min(1e-30))
-                     for n in content_layers]
+    content_terms = [
+        float(
+            (fx[n].float() - fc[n].float()).square().sum()
+            / fc[n].float().square().sum().clamp_min(1e-30)
+        )
+        for n in content_layers
+    ]
     return Quality(
         style_distance=sum(per_layer.values()) / len(per_layer),
         content_distance=sum(content_terms) / len(content_terms),

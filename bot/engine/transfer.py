@@ -83,9 +83,15 @@ class _Reporter:
     queue the next steps meanwhile. NaN and inf are caught at each read.
     """
 
-    def __init__(self, params: StyleParams, work: list[int], policy: DevicePolicy,
-                 on_progress: ProgressCallback | None, should_cancel: Callable[[], bool] | None,
-                 colour_reference: torch.Tensor):
+    def __init__(
+        self,
+        params: StyleParams,
+        work: list[int],
+        policy: DevicePolicy,
+        on_progress: ProgressCallback | None,
+        should_cancel: Callable[[], bool] | None,
+        colour_reference: torch.Tensor,
+    ):
         self.params, self.work, self.policy = params, work, policy
         self.on_progress, self.should_cancel = on_progress, should_cancel
         self.colour_reference = colour_reference
@@ -97,7 +103,9 @@ class _Reporter:
     def after_step(self, x: torch.Tensor, terms: dict[str, torch.Tensor], level: int) -> None:
         self.step += 1
         params = self.params
-        preview_due = bool(params.preview_every) and (self.step % params.preview_every == 0 or self.step == self.total)
+        preview_due = bool(params.preview_every) and (
+            self.step % params.preview_every == 0 or self.step == self.total
+        )
         level_end = self.step == params.steps * level
         now = time.perf_counter()
         if preview_due or level_end or now - self._last_read >= self.policy.sync_interval:
@@ -105,10 +113,24 @@ class _Reporter:
             self.losses = read_losses(terms, self.step)
             if self.on_progress is not None:
                 elapsed = now - self.started
-                done = sum(self.work[: level - 1]) + self.work[level - 1] * (self.step - params.steps * (level - 1)) / params.steps
+                done = (
+                    sum(self.work[: level - 1])
+                    + self.work[level - 1] * (self.step - params.steps * (level - 1)) / params.steps
+                )
                 eta = elapsed / done * (sum(self.work) - done) if done > 0 else None
                 preview = finish_image(x, params, self.colour_reference) if preview_due else None
-                self.on_progress(Progress(self.step, self.total, level, len(self.work), self.losses, elapsed, eta, preview))
+                self.on_progress(
+                    Progress(
+                        self.step,
+                        self.total,
+                        level,
+                        len(self.work),
+                        self.losses,
+                        elapsed,
+                        eta,
+                        preview,
+                    )
+                )
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled()
 
@@ -126,8 +148,12 @@ def read_losses(terms: dict[str, torch.Tensor], step: int) -> dict[str, float]:
     return losses
 
 
-def run_level(x: torch.Tensor, objective: Objective, params: StyleParams,
-              after_step: Callable[[torch.Tensor, dict[str, torch.Tensor]], None]) -> torch.Tensor:
+def run_level(
+    x: torch.Tensor,
+    objective: Objective,
+    params: StyleParams,
+    after_step: Callable[[torch.Tensor, dict[str, torch.Tensor]], None],
+) -> torch.Tensor:
     """`params.steps` optimiser steps on the pixels `x`, starting from `x`; returns the result.
 
     The image being optimised is always kept contiguous, whatever the model's memory format: the
@@ -190,11 +216,23 @@ def stylize(
             f"they need at least {min_side} pixels on the short side (use a larger size)"
         )
     # coarse levels too small for the layers are left out
-    level_dims = [d for d in (imaging.fit_size(out_w, out_h, s) for s in pyramid_sizes(params.size, params.pyramid_levels))
-                  if min(d) >= min_side]
+    level_dims = [
+        d
+        for d in (
+            imaging.fit_size(out_w, out_h, s)
+            for s in pyramid_sizes(params.size, params.pyramid_levels)
+        )
+        if min(d) >= min_side
+    ]
     colour_reference = _prepare(content, (out_w, out_h))
-    reporter = _Reporter(params, [params.steps * w * h for w, h in level_dims], policy, on_progress, should_cancel,
-                         colour_reference)
+    reporter = _Reporter(
+        params,
+        [params.steps * w * h for w, h in level_dims],
+        policy,
+        on_progress,
+        should_cancel,
+        colour_reference,
+    )
     level_seconds: list[float] = []
     x: torch.Tensor | None = None
     with policy.applied():
@@ -205,12 +243,21 @@ def stylize(
             if x is None:
                 x = _initial_image(content_t, params, generator).to(device)
             else:  # coarse-to-fine: start from the previous level's result, upsampled
-                x = F.interpolate(x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False).float()
-            x = run_level(x, objective, params, lambda x, terms, level=level: reporter.after_step(x, terms, level))
+                x = F.interpolate(
+                    x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False
+                ).float()
+            x = run_level(
+                x,
+                objective,
+                params,
+                lambda x, terms, level=level: reporter.after_step(x, terms, level),
+            )
             level_seconds.append(time.perf_counter() - level_started)
     assert x is not None
     if not bool(torch.isfinite(x).all()):
-        raise NonFiniteLoss("the picture became NaN or infinite: lower the strength, the weights or the learning rate")
+        raise NonFiniteLoss(
+            "the picture became NaN or infinite: lower the strength, the weights or the learning rate"
+        )
     return Result(
         image=finish_image(x, params, colour_reference),
         seed=seed,
@@ -223,8 +270,13 @@ def stylize(
     )
 
 
-def _level_targets(content: Image.Image, styles: Sequence[Image.Image], params: StyleParams,
-                   dims: tuple[int, int], min_side: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _level_targets(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    params: StyleParams,
+    dims: tuple[int, int],
+    min_side: int,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Content and style tensors (on the CPU) for a level of size `dims`, colour mode applied."""
     content_t = _prepare(content, dims)
     style_side = max(16, round(max(dims) * params.style_scale))
@@ -237,7 +289,9 @@ def _level_targets(content: Image.Image, styles: Sequence[Image.Image], params: 
     return content_t, style_ts
 
 
-def _initial_image(content: torch.Tensor, params: StyleParams, generator: torch.Generator) -> torch.Tensor:
+def _initial_image(
+    content: torch.Tensor, params: StyleParams, generator: torch.Generator
+) -> torch.Tensor:
     if params.init == "content":
         return content.clone()
     noise = torch.rand(content.shape, generator=generator).to(content)
@@ -247,11 +301,15 @@ def _initial_image(content: torch.Tensor, params: StyleParams, generator: torch.
     return params.noise_ratio * noise + (1.0 - params.noise_ratio) * content
 
 
-def finish_image(x: torch.Tensor, params: StyleParams, colour_reference: torch.Tensor) -> Image.Image:
+def finish_image(
+    x: torch.Tensor, params: StyleParams, colour_reference: torch.Tensor
+) -> Image.Image:
     """The optimised pixels as a picture (the content's colours put back for `luminance`)."""
     result = x.detach().float().cpu().clamp(0, 1)
     if params.preserve_colors == "luminance":
         if colour_reference.shape[-2:] != result.shape[-2:]:  # a preview at a coarse pyramid level
-            colour_reference = F.interpolate(colour_reference, size=result.shape[-2:], mode="bilinear", align_corners=False)
+            colour_reference = F.interpolate(
+                colour_reference, size=result.shape[-2:], mode="bilinear", align_corners=False
+            )
         result = colour.combine_luminance(result, colour_reference)
     return colour.to_image(result)

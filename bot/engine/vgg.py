@@ -79,7 +79,9 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a bad file
-        raise WeightsError(f"cannot read VGG-19 weights from {path}: not a PyTorch state-dict file ({exc.__class__.__name__})") from None
+        raise WeightsError(
+            f"cannot read VGG-19 weights from {path}: not a PyTorch state-dict file ({exc.__class__.__name__})"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -106,7 +108,13 @@ class VGG19Features(nn.Module):
     running the network only as far as the deepest requested layer.
     """
 
-    def __init__(self, layers: nn.Sequential, input_format: InputFormat, source: WeightsSource, pooling: str = "max"):
+    def __init__(
+        self,
+        layers: nn.Sequential,
+        input_format: InputFormat,
+        source: WeightsSource,
+        pooling: str = "max",
+    ):
         super().__init__()
         self.layers = layers
         self.pooling = pooling
@@ -157,13 +165,17 @@ def load_vgg19(
                 nn.init.zeros_(module.bias)
     else:
         state = _read_state_dict(source.path or "")
-        features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        features = {
+            k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
+        }
         if not features:
             raise WeightsError(f"{source.path} holds no VGG-19 `features.*` weights")
         expected = layers.state_dict()
         missing = sorted(set(expected) - set(features), key=_natural)
         if missing:
-            raise WeightsError(f"{source.path} is not a VGG-19 state dict: missing {', '.join('features.' + k for k in missing[:4])}")
+            raise WeightsError(
+                f"{source.path} is not a VGG-19 state dict: missing {', '.join('features.' + k for k in missing[:4])}"
+            )
         for key, tensor in expected.items():
             if features[key].shape != tensor.shape:
                 raise WeightsError(

@@ -36,7 +36,9 @@ class Executor(abc.ABC):
         """Shut down gracefully (running jobs get `timeout` seconds) on SIGTERM, or the given signals."""
         loop = asyncio.get_running_loop()
         for sig in signals or (signal.SIGTERM,):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.shutdown(timeout=timeout)))
+            loop.add_signal_handler(
+                sig, lambda: asyncio.ensure_future(self.shutdown(timeout=timeout))
+            )
 
 
 class JobHandle:

@@ -49,7 +49,9 @@ class ExecutorConfig:
     start_timeout: float = 300.0  # seconds a worker may take to load VGG-19
     threads_per_worker: int | None = None  # CPU threads per worker; None: cores / CPU workers
     image_limits: ImageLimits = field(default_factory=ImageLimits)  # what workers decode
-    log: LogConfig = field(default_factory=LogConfig)  # how workers log (the bot's level and format)
+    log: LogConfig = field(
+        default_factory=LogConfig
+    )  # how workers log (the bot's level and format)
 
 
 class Listener(abc.ABC):
@@ -107,7 +109,9 @@ class Backend(abc.ABC):
 class Metrics:
     """Counters for operators (see bot/health.py)."""
 
-    outcomes: dict[str, int] = field(default_factory=dict)  # "done", "failed:timeout", "cancelled", ...
+    outcomes: dict[str, int] = field(
+        default_factory=dict
+    )  # "done", "failed:timeout", "cancelled", ...
     job_seconds: float = 0.0  # running time of finished jobs, summed
     steps: int = 0  # optimiser steps of finished jobs, summed
 
@@ -169,7 +173,9 @@ class Dispatcher(Executor):
                 "wait for one to finish or cancel one"
             )
         if len(self._queue) >= self.config.max_queued:
-            raise QueueFull(f"the queue is full ({self.config.max_queued} jobs waiting); try again in a few minutes")
+            raise QueueFull(
+                f"the queue is full ({self.config.max_queued} jobs waiting); try again in a few minutes"
+            )
         state = _JobState(job, JobHandle(job, self))
         self._jobs[job.id] = state
         self._queue.push(job.user_id, state)
@@ -214,13 +220,17 @@ class Dispatcher(Executor):
             self._finish(state, JobCancelled(job_id=state.job.id, reason=StopReason.SHUTDOWN))
         running = [s for s in self._jobs.values() if s.released]
         if running and graceful:
-            await asyncio.wait([asyncio.ensure_future(s.handle.result()) for s in running], timeout=timeout)
+            await asyncio.wait(
+                [asyncio.ensure_future(s.handle.result()) for s in running], timeout=timeout
+            )
         still = [s for s in self._jobs.values() if s.released]
         for state in still:
             self._stop(state, StopReason.SHUTDOWN)
         if still:
-            await asyncio.wait([asyncio.ensure_future(s.handle.result()) for s in still],
-                               timeout=self.config.cancel_grace + 2)
+            await asyncio.wait(
+                [asyncio.ensure_future(s.handle.result()) for s in still],
+                timeout=self.config.cancel_grace + 2,
+            )
         await self.backend.close()
 
     # --- the backend's side -----------------------------------------------------------------
@@ -234,8 +244,11 @@ class Dispatcher(Executor):
             return
         if isinstance(event, JobCancelled):
             if state.stop_reason == StopReason.TIMEOUT:
-                event = JobFailed(job_id=job_id, kind=FailureKind.TIMEOUT,
-                                  message=f"the job ran past its time limit of {self._time_limit(state.job):.0f} s")
+                event = JobFailed(
+                    job_id=job_id,
+                    kind=FailureKind.TIMEOUT,
+                    message=f"the job ran past its time limit of {self._time_limit(state.job):.0f} s",
+                )
             elif state.stop_reason is not None:
                 event = JobCancelled(job_id=job_id, reason=state.stop_reason)
         self._finish(state, event)  # type: ignore[arg-type]
@@ -247,12 +260,18 @@ class Dispatcher(Executor):
         if self._closing:
             return
         for state in self._queue.drain():
-            self._finish(state, JobFailed(job_id=state.job.id, kind=FailureKind.INTERNAL, message=message))
+            self._finish(
+                state, JobFailed(job_id=state.job.id, kind=FailureKind.INTERNAL, message=message)
+            )
 
     # --- inside -----------------------------------------------------------------------------
 
     def _time_limit(self, job: Job) -> float:
-        return min(job.time_limit, self.config.time_limit) if job.time_limit else self.config.time_limit
+        return (
+            min(job.time_limit, self.config.time_limit)
+            if job.time_limit
+            else self.config.time_limit
+        )
 
     def _pump(self) -> None:
         """Release queued jobs while the backend has free slots, fairly across members."""
@@ -262,7 +281,9 @@ class Dispatcher(Executor):
             state = self._queue.pop()
             assert state is not None
             state.released, state.position = True, None
-            state.timer = self._loop.call_later(self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT)
+            state.timer = self._loop.call_later(
+                self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT
+            )
             self.backend.run(state.job)
         self._announce_positions()
 

@@ -53,9 +53,13 @@ def detect_devices() -> tuple[str, ...]:
     """Every CUDA GPU, else MPS, else the CPU: asked of a short-lived process, so that neither
     torch nor CUDA is ever loaded into the bot's own process."""
     probe = "from bot.engine.devices import detect_devices; print(','.join(detect_devices()))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
     if done.returncode != 0:
-        raise WorkerStartError(f"could not detect the devices: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        raise WorkerStartError(
+            f"could not detect the devices: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+        )
     return tuple(done.stdout.strip().split(","))
 
 
@@ -63,7 +67,9 @@ class _Worker:
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
         self.process: multiprocessing.process.BaseProcess | None = None
-        self.outgoing: queue.SimpleQueue[ToWorker | None] | None = None  # drained by the writer thread
+        self.outgoing: queue.SimpleQueue[ToWorker | None] | None = (
+            None  # drained by the writer thread
+        )
         self.cancel_seq = None
         self.ready = False
         self.device = spec.runner.device
@@ -104,18 +110,27 @@ class LocalPool(Backend):
         self._loop, self._listener = asyncio.get_running_loop(), listener
         devices = self.config.devices or await asyncio.to_thread(detect_devices)
         cpu_workers = sum(1 for d in devices if d == "cpu") * self.config.workers_per_device
-        threads = self.config.threads_per_worker or (max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else None)
+        threads = self.config.threads_per_worker or (
+            max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else None
+        )
         for device in devices:
             for i in range(self.config.workers_per_device):
-                runner = RunnerSpec(device=device, weights=self.config.weights, cache_size=self.config.cache_size,
-                                    threads=threads if device == "cpu" else None, limits=self.config.image_limits)
+                runner = RunnerSpec(
+                    device=device,
+                    weights=self.config.weights,
+                    cache_size=self.config.cache_size,
+                    threads=threads if device == "cpu" else None,
+                    limits=self.config.image_limits,
+                )
                 self._workers.append(_Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log)))
         waits = [self._spawn(w) for w in self._workers]
         try:
             results = await asyncio.wait_for(asyncio.gather(*waits), self.config.start_timeout)
         except TimeoutError:
             await self.close()
-            raise WorkerStartError(f"the workers did not load VGG-19 within {self.config.start_timeout:.0f} s") from None
+            raise WorkerStartError(
+                f"the workers did not load VGG-19 within {self.config.start_timeout:.0f} s"
+            ) from None
         if not any(results):
             message = next(iter(self._start_failures.values()), "no worker started")
             await self.close()
@@ -129,8 +144,10 @@ class LocalPool(Backend):
         parent_inbox, from_worker = self._ctx.Pipe(duplex=False)
         worker.cancel_seq = self._ctx.Value("q", -1, lock=False)
         process = self._ctx.Process(
-            target=worker_main, args=(worker.spec, to_worker, from_worker, worker.cancel_seq),
-            name=f"stylebot-worker-{worker.spec.name}", daemon=True,
+            target=worker_main,
+            args=(worker.spec, to_worker, from_worker, worker.cancel_seq),
+            name=f"stylebot-worker-{worker.spec.name}",
+            daemon=True,
         )
         process.start()
         to_worker.close()  # the child's ends: closing ours makes EOF mean "the worker died"
@@ -140,9 +157,18 @@ class LocalPool(Backend):
         worker.ready, worker.stopping, worker.running = False, False, None
         worker.ready_future = self._loop.create_future()
         name = worker.spec.name
-        threading.Thread(target=self._read, args=(worker, parent_inbox, process), daemon=True,
-                         name=f"stylebot-reader-{name}").start()
-        threading.Thread(target=_write, args=(worker_inbox, outgoing), daemon=True, name=f"stylebot-writer-{name}").start()
+        threading.Thread(
+            target=self._read,
+            args=(worker, parent_inbox, process),
+            daemon=True,
+            name=f"stylebot-reader-{name}",
+        ).start()
+        threading.Thread(
+            target=_write,
+            args=(worker_inbox, outgoing),
+            daemon=True,
+            name=f"stylebot-writer-{name}",
+        ).start()
         return worker.ready_future
 
     def _read(self, worker: _Worker, inbox, process) -> None:
@@ -169,13 +195,19 @@ class LocalPool(Backend):
             return  # from a worker that has since been replaced
         if isinstance(message, Ready):
             worker.ready, worker.device = True, message.device
-            log.info("worker %s ready on %s with %s", worker.spec.name, worker.device, message.weights)
+            log.info(
+                "worker %s ready on %s with %s", worker.spec.name, worker.device, message.weights
+            )
             _resolve(worker.ready_future, True)
             self._capacity()
         elif isinstance(message, Fatal):
             # at start the reason reaches the caller in WorkerStartError; later only the log has it
-            log.log(logging.ERROR if self._started else logging.DEBUG, "worker %s could not start: %s",
-                    worker.spec.name, message.message)
+            log.log(
+                logging.ERROR if self._started else logging.DEBUG,
+                "worker %s could not start: %s",
+                worker.spec.name,
+                message.message,
+            )
             self._start_failures[worker.spec.name] = message.message
             worker.stopping = True
         elif isinstance(message, Emit):
@@ -200,17 +232,35 @@ class LocalPool(Backend):
             if running.stop_requested or self._closing:
                 self._emit(running.job.id, JobCancelled(job_id=running.job.id))
             else:
-                log.error("worker %s died running job %s (%s)", worker.spec.name, running.job.id, _describe_exit(code))
-                self._emit(running.job.id, JobFailed(job_id=running.job.id, kind=FailureKind.WORKER_CRASHED,
-                                                     message=f"the worker process stopped unexpectedly ({_describe_exit(code)})"))
+                log.error(
+                    "worker %s died running job %s (%s)",
+                    worker.spec.name,
+                    running.job.id,
+                    _describe_exit(code),
+                )
+                self._emit(
+                    running.job.id,
+                    JobFailed(
+                        job_id=running.job.id,
+                        kind=FailureKind.WORKER_CRASHED,
+                        message=f"the worker process stopped unexpectedly ({_describe_exit(code)})",
+                    ),
+                )
         if worker.failed_starts >= 3 and not worker.stopping:
-            log.error("worker %s failed to start 3 times in a row; giving up on it", worker.spec.name)
+            log.error(
+                "worker %s failed to start 3 times in a row; giving up on it", worker.spec.name
+            )
             worker.stopping = True
         if self._closing or worker.stopping:
-            if not any(w.process is not None and not w.stopping for w in self._workers) and self._listener:
+            if (
+                not any(w.process is not None and not w.stopping for w in self._workers)
+                and self._listener
+            ):
                 self._listener.on_unavailable("no worker is available to run the job")
             return
-        log.warning("worker %s exited (%s); starting a new one", worker.spec.name, _describe_exit(code))
+        log.warning(
+            "worker %s exited (%s); starting a new one", worker.spec.name, _describe_exit(code)
+        )
         self._restarts += 1
         self._spawn(worker)
 
@@ -254,13 +304,19 @@ class LocalPool(Backend):
         running.stop_requested = True
         worker.cancel_seq.value = running.seq
         assert self._loop is not None
-        running.kill_timer = self._loop.call_later(self.config.cancel_grace, self._kill, worker, running)
+        running.kill_timer = self._loop.call_later(
+            self.config.cancel_grace, self._kill, worker, running
+        )
 
     def _kill(self, worker: _Worker, running: _Running) -> None:
         if worker.running is not running or worker.process is None:
             return
-        log.warning("killing worker %s: job %s did not stop within %.0f s", worker.spec.name, running.job.id,
-                    self.config.cancel_grace)
+        log.warning(
+            "killing worker %s: job %s did not stop within %.0f s",
+            worker.spec.name,
+            running.job.id,
+            self.config.cancel_grace,
+        )
         worker.process.kill()
 
     def _release(self, worker: _Worker) -> None:
@@ -293,7 +349,9 @@ class LocalPool(Backend):
         return len(self._workers)
 
     def worker_pids(self) -> list[int]:
-        return [w.process.pid for w in self._workers if w.process is not None and w.process.is_alive()]
+        return [
+            w.process.pid for w in self._workers if w.process is not None and w.process.is_alive()
+        ]
 
     async def wait_ready(self) -> None:
         """Wait until every worker that is starting has finished starting."""

@@ -108,16 +108,25 @@ class JobRunner:
         generator = torch.Generator().manual_seed(0)
         for width, height in shapes:
             content = colour.to_image(torch.rand(3, height, width, generator=generator))
-            stylize(self.models["max"], content, [content], StyleParams(size=max(width, height), steps=3, seed=0))
+            stylize(
+                self.models["max"],
+                content,
+                [content],
+                StyleParams(size=max(width, height), steps=3, seed=0),
+            )
 
     def _model(self, pooling: str):
         from bot.engine.vgg import load_vgg19
 
         if pooling not in self.models:
-            self.models[pooling] = load_vgg19(self.spec.weights, pooling=pooling, device=self.device)
+            self.models[pooling] = load_vgg19(
+                self.spec.weights, pooling=pooling, device=self.device
+            )
         return self.models[pooling]
 
-    def run(self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]) -> Terminal:
+    def run(
+        self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]
+    ) -> Terminal:
         """Run `job`; progress goes to `emit`; the terminal event is returned, never raised."""
         try:
             return self._stylize(job, emit, should_cancel)
@@ -128,10 +137,15 @@ class JobRunner:
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("job %s failed (error id %s)", job.id, error_id)
-            return JobFailed(job_id=job.id, kind=FailureKind.INTERNAL,
-                             message=f"something went wrong on the worker (error id {error_id})")
+            return JobFailed(
+                job_id=job.id,
+                kind=FailureKind.INTERNAL,
+                message=f"something went wrong on the worker (error id {error_id})",
+            )
 
-    def _stylize(self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]) -> JobDone:
+    def _stylize(
+        self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]
+    ) -> JobDone:
         import torch
 
         from bot.engine import imaging
@@ -151,35 +165,67 @@ class JobRunner:
         def on_progress(progress: Progress) -> None:
             preview = None
             if progress.preview is not None:
-                preview = imaging.encode(imaging.resize(progress.preview, PREVIEW_SIDE), "jpeg", quality=80)
-            emit(JobProgress(job_id=job.id, step=progress.step, total=progress.total, losses=progress.losses,
-                             elapsed=progress.elapsed, eta=progress.eta, preview=preview))
+                preview = imaging.encode(
+                    imaging.resize(progress.preview, PREVIEW_SIDE), "jpeg", quality=80
+                )
+            emit(
+                JobProgress(
+                    job_id=job.id,
+                    step=progress.step,
+                    total=progress.total,
+                    losses=progress.losses,
+                    elapsed=progress.elapsed,
+                    eta=progress.eta,
+                    preview=preview,
+                )
+            )
 
         hits_before = self.cache.hits
         width, height = imaging.fit_size(*content.size, params.size)
         try:
-            result = stylize(self._model(params.pooling), content, styles, params, on_progress=on_progress,
-                             should_cancel=should_cancel, style_cache=self.cache)
+            result = stylize(
+                self._model(params.pooling),
+                content,
+                styles,
+                params,
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+                style_cache=self.cache,
+            )
         except Cancelled:
             raise _CancelledRun() from None
         except InvalidParams as exc:  # NonFiniteLoss included: its message says what to lower
             raise _Refused(FailureKind.BAD_INPUT, str(exc)) from None
         except torch.cuda.OutOfMemoryError:
             self._release_memory()
-            raise _Refused(FailureKind.OUT_OF_MEMORY, f"the GPU ran out of memory at {width}x{height}; try a smaller size") from None
+            raise _Refused(
+                FailureKind.OUT_OF_MEMORY,
+                f"the GPU ran out of memory at {width}x{height}; try a smaller size",
+            ) from None
         except RuntimeError as exc:
             if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
                 raise
             self._release_memory()
-            raise _Refused(FailureKind.OUT_OF_MEMORY, f"the worker ran out of memory at {width}x{height}; try a smaller size") from None
+            raise _Refused(
+                FailureKind.OUT_OF_MEMORY,
+                f"the worker ran out of memory at {width}x{height}; try a smaller size",
+            ) from None
         if job.result_limit:
             data, fmt = imaging.encode_to_fit(result.image, job.result_limit)
         else:
             data, fmt = imaging.encode(result.image, "png"), "png"
         return JobDone(
-            job_id=job.id, image=data, format=fmt, width=result.image.width, height=result.image.height,
-            seed=result.seed, steps=result.steps, seconds=result.elapsed, device=self.device_name,
-            weights=self.weights_label, cache_hit=self.cache.hits > hits_before,
+            job_id=job.id,
+            image=data,
+            format=fmt,
+            width=result.image.width,
+            height=result.image.height,
+            seed=result.seed,
+            steps=result.steps,
+            seconds=result.elapsed,
+            device=self.device_name,
+            weights=self.weights_label,
+            cache_hit=self.cache.hits > hits_before,
         )
 
     def _release_memory(self) -> None:

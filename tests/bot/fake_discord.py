@@ -30,11 +30,20 @@ MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 15)  # view channel, send mes
 
 def _json(data: Any, status: int = 200) -> web.Response:
     # discord.py parses a body as JSON only if Content-Type is exactly application/json
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
 
 
 def user(user_id: int, name: str, *, bot: bool = False) -> dict:
-    return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": name, "avatar": None, "bot": bot}
+    return {
+        "id": str(user_id),
+        "username": name,
+        "discriminator": "0",
+        "global_name": name,
+        "avatar": None,
+        "bot": bot,
+    }
 
 
 BOT_USER = user(BOT_ID, "stylebot", bot=True)
@@ -67,7 +76,9 @@ class FakeDiscord:
         self.base = ""
         self._runner: web.AppRunner | None = None
         self.identified = asyncio.Event()
-        self.refusing = False  # when True, message edits and channel posts fail with 404 (Discord trouble)
+        self.refusing = (
+            False  # when True, message edits and channel posts fail with 404 (Discord trouble)
+        )
 
     # --- running ------------------------------------------------------------------------------
 
@@ -104,6 +115,7 @@ class FakeDiscord:
 
     async def wait_for(self, predicate, timeout: float = 60.0):
         """Wait until predicate(self) is truthy; return its value."""
+
         async def check():
             async with self.changed:
                 while not (value := predicate(self)):
@@ -118,17 +130,29 @@ class FakeDiscord:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.sockets.append(ws)
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
+        await ws.send_str(
+            json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        )
         async for message in ws:
             data = json.loads(message.data)
             if data["op"] == 1:
                 await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
             elif data["op"] == 2:
-                await self._dispatch(ws, "READY", {
-                    "v": 10, "user": BOT_USER, "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-                    "session_id": "fake-session", "resume_gateway_url": self.gateway_url, "shard": [0, 1],
-                    "application": {"id": str(APP_ID), "flags": 0}, "private_channels": [], "relationships": [],
-                })
+                await self._dispatch(
+                    ws,
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": BOT_USER,
+                        "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+                        "session_id": "fake-session",
+                        "resume_gateway_url": self.gateway_url,
+                        "shard": [0, 1],
+                        "application": {"id": str(APP_ID), "flags": 0},
+                        "private_channels": [],
+                        "relationships": [],
+                    },
+                )
                 await self._dispatch(ws, "GUILD_CREATE", self.guild())
                 self.identified.set()
         return ws
@@ -142,89 +166,225 @@ class FakeDiscord:
         await self._dispatch(self.sockets[-1], event, data)
 
     def guild(self) -> dict:
-        channel = {"type": 0, "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
-                   "guild_id": str(GUILD_ID)}
+        channel = {
+            "type": 0,
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "guild_id": str(GUILD_ID),
+        }
         return {
-            "id": str(GUILD_ID), "name": "Test server", "icon": None, "splash": None, "discovery_splash": None,
-            "owner_id": "1", "afk_channel_id": None, "afk_timeout": 300, "verification_level": 0,
-            "default_message_notifications": 0, "explicit_content_filter": 0, "mfa_level": 0, "system_channel_id": None,
-            "system_channel_flags": 0, "rules_channel_id": None, "vanity_url_code": None, "description": None,
-            "banner": None, "premium_tier": 0, "preferred_locale": "en-US", "public_updates_channel_id": None,
-            "nsfw_level": 0, "premium_progress_bar_enabled": False, "features": [], "emojis": [], "stickers": [],
-            "roles": [{"id": str(GUILD_ID), "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS), "position": 0,
-                       "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
-            "channels": [{**channel, "id": str(CHANNEL_ID), "name": "general"},
-                         {**channel, "id": str(OTHER_CHANNEL_ID), "name": "other", "position": 1}],
-            "threads": [], "members": [self.member(BOT_USER, MEMBER_PERMISSIONS)], "voice_states": [], "presences": [],
-            "stage_instances": [], "guild_scheduled_events": [], "member_count": 3, "large": False,
-            "unavailable": False, "joined_at": TIMESTAMP,
+            "id": str(GUILD_ID),
+            "name": "Test server",
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": "1",
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "roles": [
+                {
+                    "id": str(GUILD_ID),
+                    "name": "@everyone",
+                    "permissions": str(MEMBER_PERMISSIONS),
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "channels": [
+                {**channel, "id": str(CHANNEL_ID), "name": "general"},
+                {**channel, "id": str(OTHER_CHANNEL_ID), "name": "other", "position": 1},
+            ],
+            "threads": [],
+            "members": [self.member(BOT_USER, MEMBER_PERMISSIONS)],
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "member_count": 3,
+            "large": False,
+            "unavailable": False,
+            "joined_at": TIMESTAMP,
         }
 
     @staticmethod
     def member(user_data: dict, permissions: int) -> dict:
-        return {"user": user_data, "roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False, "flags": 0,
-                "permissions": str(permissions), "nick": None, "avatar": None, "pending": False, "premium_since": None,
-                "communication_disabled_until": None}
+        return {
+            "user": user_data,
+            "roles": [],
+            "joined_at": TIMESTAMP,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "permissions": str(permissions),
+            "nick": None,
+            "avatar": None,
+            "pending": False,
+            "premium_since": None,
+            "communication_disabled_until": None,
+        }
 
     # --- what a member does -------------------------------------------------------------------
 
-    def add_attachment(self, filename: str, data: bytes, content_type: str, width: int | None = None,
-                       height: int | None = None) -> dict:
+    def add_attachment(
+        self,
+        filename: str,
+        data: bytes,
+        content_type: str,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> dict:
         name = f"{next(self.ids)}-{filename}"
         self.cdn[name] = (data, content_type)
         attachment_id = str(next(self.ids))
-        info = {"id": attachment_id, "filename": filename, "size": len(data), "url": f"{self.base}/cdn/{name}",
-                "proxy_url": f"{self.base}/cdn/{name}", "content_type": content_type}
+        info = {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data),
+            "url": f"{self.base}/cdn/{name}",
+            "proxy_url": f"{self.base}/cdn/{name}",
+            "content_type": content_type,
+        }
         if width is not None:
             info.update(width=width, height=height)
         return info
 
-    def _interaction(self, kind: int, member_user: dict, permissions: int, data: dict, channel_id: int = CHANNEL_ID,
-                     message: dict | None = None) -> tuple[dict, str]:
+    def _interaction(
+        self,
+        kind: int,
+        member_user: dict,
+        permissions: int,
+        data: dict,
+        channel_id: int = CHANNEL_ID,
+        message: dict | None = None,
+    ) -> tuple[dict, str]:
         token = f"token-{next(self.ids)}"
         payload = {
-            "id": str(next(self.ids)), "application_id": str(APP_ID), "type": kind, "token": token, "version": 1,
-            "guild_id": str(GUILD_ID), "channel_id": str(channel_id),
-            "channel": {"id": str(channel_id), "type": 0, "guild_id": str(GUILD_ID), "name": "general", "position": 0,
-                        "permission_overwrites": [], "nsfw": False, "parent_id": None},
-            "member": self.member(member_user, permissions), "app_permissions": str(MEMBER_PERMISSIONS),
-            "locale": "en-US", "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(GUILD_ID)},
-            "context": 0, "attachment_size_limit": 10 * 1024 * 1024, "data": data,
+            "id": str(next(self.ids)),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "token": token,
+            "version": 1,
+            "guild_id": str(GUILD_ID),
+            "channel_id": str(channel_id),
+            "channel": {
+                "id": str(channel_id),
+                "type": 0,
+                "guild_id": str(GUILD_ID),
+                "name": "general",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+            },
+            "member": self.member(member_user, permissions),
+            "app_permissions": str(MEMBER_PERMISSIONS),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(GUILD_ID)},
+            "context": 0,
+            "attachment_size_limit": 10 * 1024 * 1024,
+            "data": data,
         }
         if message is not None:
             payload["message"] = message
         return payload, token
 
-    async def slash(self, name: str, options: list[dict], *, member_user: dict, permissions: int = MEMBER_PERMISSIONS,
-                    attachments: list[dict] = (), channel_id: int = CHANNEL_ID, subcommand: str | None = None) -> str:
+    async def slash(
+        self,
+        name: str,
+        options: list[dict],
+        *,
+        member_user: dict,
+        permissions: int = MEMBER_PERMISSIONS,
+        attachments: list[dict] = (),
+        channel_id: int = CHANNEL_ID,
+        subcommand: str | None = None,
+    ) -> str:
         """Send an application command; returns its interaction token."""
         if subcommand is not None:
             options = [{"name": subcommand, "type": 1, "options": options}]
-        data = {"id": str(next(self.ids)), "name": name, "type": 1, "options": options,
-                "resolved": {"attachments": {a["id"]: a for a in attachments}}}
+        data = {
+            "id": str(next(self.ids)),
+            "name": name,
+            "type": 1,
+            "options": options,
+            "resolved": {"attachments": {a["id"]: a for a in attachments}},
+        }
         payload, token = self._interaction(2, member_user, permissions, data, channel_id)
         await self.send_event("INTERACTION_CREATE", payload)
         return token
 
-    async def press(self, custom_id: str, message: dict, *, member_user: dict, permissions: int = MEMBER_PERMISSIONS) -> str:
-        payload, token = self._interaction(3, member_user, permissions, {"custom_id": custom_id, "component_type": 2},
-                                           message=message)
+    async def press(
+        self,
+        custom_id: str,
+        message: dict,
+        *,
+        member_user: dict,
+        permissions: int = MEMBER_PERMISSIONS,
+    ) -> str:
+        payload, token = self._interaction(
+            3,
+            member_user,
+            permissions,
+            {"custom_id": custom_id, "component_type": 2},
+            message=message,
+        )
         await self.send_event("INTERACTION_CREATE", payload)
         return token
 
     # --- what the bot did ---------------------------------------------------------------------
 
     def callbacks(self, token: str) -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.path.endswith(f"/{token}/callback")]
+        return [
+            r for r in self.requests if r.method == "POST" and r.path.endswith(f"/{token}/callback")
+        ]
 
     def edits(self, token: str) -> list[Request]:
-        return [r for r in self.requests if r.method == "PATCH" and f"/{token}/messages/@original" in r.path]
+        return [
+            r
+            for r in self.requests
+            if r.method == "PATCH" and f"/{token}/messages/@original" in r.path
+        ]
 
     def followups(self, token: str) -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.path.endswith(f"/webhooks/{APP_ID}/{token}")]
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST" and r.path.endswith(f"/webhooks/{APP_ID}/{token}")
+        ]
 
     def channel_messages(self, channel_id: int = CHANNEL_ID) -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.path == f"/channels/{channel_id}/messages"]
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST" and r.path == f"/channels/{channel_id}/messages"
+        ]
 
     # --- REST ---------------------------------------------------------------------------------
 
@@ -245,19 +405,46 @@ class FakeDiscord:
         text = await request.text()
         return (json.loads(text) if text else None), []
 
-    def message(self, channel_id: int, data: dict | None, files: list[Upload], *, message_id: int | None = None,
-                flags: int = 0) -> dict:
+    def message(
+        self,
+        channel_id: int,
+        data: dict | None,
+        files: list[Upload],
+        *,
+        message_id: int | None = None,
+        flags: int = 0,
+    ) -> dict:
         data = data or {}
         attachments = [
-            {"id": str(next(self.ids)), "filename": f.filename, "size": len(f.data), "url": f"{self.base}/cdn/x",
-             "proxy_url": f"{self.base}/cdn/x"} for f in files
+            {
+                "id": str(next(self.ids)),
+                "filename": f.filename,
+                "size": len(f.data),
+                "url": f"{self.base}/cdn/x",
+                "proxy_url": f"{self.base}/cdn/x",
+            }
+            for f in files
         ]
         return {
-            "id": str(message_id or next(self.ids)), "channel_id": str(channel_id), "guild_id": str(GUILD_ID),
-            "author": BOT_USER, "content": data.get("content") or "", "timestamp": TIMESTAMP, "edited_timestamp": None,
-            "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": attachments,
-            "embeds": data.get("embeds") or [], "pinned": False, "type": 0, "flags": data.get("flags", flags) or 0,
-            "components": data.get("components") or [], "webhook_id": str(APP_ID), "application_id": str(APP_ID),
+            "id": str(message_id or next(self.ids)),
+            "channel_id": str(channel_id),
+            "guild_id": str(GUILD_ID),
+            "author": BOT_USER,
+            "content": data.get("content") or "",
+            "timestamp": TIMESTAMP,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": data.get("embeds") or [],
+            "pinned": False,
+            "type": 0,
+            "flags": data.get("flags", flags) or 0,
+            "components": data.get("components") or [],
+            "webhook_id": str(APP_ID),
+            "application_id": str(APP_ID),
         }
 
     async def rest(self, request: web.Request) -> web.StreamResponse:
@@ -269,28 +456,58 @@ class FakeDiscord:
         if (method, path) == ("GET", "/users/@me"):
             return _json(BOT_USER)
         if (method, path) == ("GET", "/oauth2/applications/@me"):
-            return _json({
-                "id": str(APP_ID), "name": "stylebot", "description": "", "icon": None, "bot_public": True,
-                "bot_require_code_grant": False, "owner": user(1, "owner"), "verify_key": "0" * 64, "flags": 0,
-                "team": None, "summary": "",
-            })
+            return _json(
+                {
+                    "id": str(APP_ID),
+                    "name": "stylebot",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": user(1, "owner"),
+                    "verify_key": "0" * 64,
+                    "flags": 0,
+                    "team": None,
+                    "summary": "",
+                }
+            )
         if method == "GET" and path in ("/gateway/bot", "/gateway"):
-            return _json({"url": self.gateway_url, "shards": 1, "session_start_limit":
-                                      {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+            return _json(
+                {
+                    "url": self.gateway_url,
+                    "shards": 1,
+                    "session_start_limit": {
+                        "total": 1000,
+                        "remaining": 1000,
+                        "reset_after": 0,
+                        "max_concurrency": 1,
+                    },
+                }
+            )
         if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
-            return _json([{**c, "id": str(next(self.ids)), "application_id": str(APP_ID), "version": "1"}
-                                      for c in payload or []])
+            return _json(
+                [
+                    {**c, "id": str(next(self.ids)), "application_id": str(APP_ID), "version": "1"}
+                    for c in payload or []
+                ]
+            )
         if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
             return self._callback(parts[1], parts[2], payload or {}, files)
-        if self.refusing and (parts[0] == "webhooks" and method == "PATCH" or parts[0] == "channels"):
+        if self.refusing and (
+            parts[0] == "webhooks" and method == "PATCH" or parts[0] == "channels"
+        ):
             return _json({"message": "Unknown Channel", "code": 10003}, status=404)
         if parts[0] == "webhooks" and len(parts) >= 3:
             return self._webhook(method, parts[2], parts[3:], payload, files)
         if method == "POST" and parts[0] == "channels" and parts[-1] == "messages":
             return _json(self.message(int(parts[1]), payload, files))
-        return _json({"message": f"fake Discord has no route {method} {path}", "code": 0}, status=404)
+        return _json(
+            {"message": f"fake Discord has no route {method} {path}", "code": 0}, status=404
+        )
 
-    def _callback(self, interaction_id: str, token: str, body: dict, files: list[Upload]) -> web.Response:
+    def _callback(
+        self, interaction_id: str, token: str, body: dict, files: list[Upload]
+    ) -> web.Response:
         kind = body.get("type")
         data = body.get("data") or {}
         flags = data.get("flags", 0) or 0
@@ -299,13 +516,22 @@ class FakeDiscord:
         message = self.message(CHANNEL_ID, data, files, flags=flags)
         if kind in (4, 5):
             self.originals[token] = message
-        return _json({
-            "interaction": {"id": interaction_id, "type": 2, "response_message_id": message["id"],
-                            "response_message_loading": kind == 5, "response_message_ephemeral": bool(flags & 64)},
-            "resource": {"type": kind, "message": message},
-        })
+        return _json(
+            {
+                "interaction": {
+                    "id": interaction_id,
+                    "type": 2,
+                    "response_message_id": message["id"],
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": bool(flags & 64),
+                },
+                "resource": {"type": kind, "message": message},
+            }
+        )
 
-    def _webhook(self, method: str, token: str, rest: list[str], payload: Any, files: list[Upload]) -> web.StreamResponse:
+    def _webhook(
+        self, method: str, token: str, rest: list[str], payload: Any, files: list[Upload]
+    ) -> web.StreamResponse:
         if rest[:2] == ["messages", "@original"]:
             current = self.originals.get(token)
             if current is None:
@@ -314,7 +540,9 @@ class FakeDiscord:
                 del self.originals[token]
                 return web.Response(status=204)
             if method == "PATCH":
-                updated = self.message(CHANNEL_ID, {**current, **(payload or {})}, files, message_id=int(current["id"]))
+                updated = self.message(
+                    CHANNEL_ID, {**current, **(payload or {})}, files, message_id=int(current["id"])
+                )
                 if not files and "attachments" not in (payload or {}):
                     updated["attachments"] = current["attachments"]
                 self.originals[token] = updated

@@ -23,22 +23,37 @@ ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 class BotHarness:
     def __init__(self, fake: FakeDiscord, database_url: str, **settings):
         self.fake = fake
-        self.settings = Settings(discord_token="fake-token-for-tests", database_url=database_url, vgg19_weights="random",
-                                 discord_api_base=fake.api_base, discord_gateway_url=fake.gateway_url, devices="cpu",
-                                 progress_edit_interval=0.2, attachment_hosts="127.0.0.1",
-                                 **{"delivery_retry_interval": 0.5, "instance_timeout": 3.0, **settings})
+        self.settings = Settings(
+            discord_token="fake-token-for-tests",
+            database_url=database_url,
+            vgg19_weights="random",
+            discord_api_base=fake.api_base,
+            discord_gateway_url=fake.gateway_url,
+            devices="cpu",
+            progress_edit_interval=0.2,
+            attachment_hosts="127.0.0.1",
+            **{"delivery_retry_interval": 0.5, "instance_timeout": 3.0, **settings},
+        )
         self.bot: StyleBot | None = None
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> BotHarness:
         point_client_at(self.settings.discord_api_base, self.settings.discord_gateway_url)
         self.storage = await Storage.open(self.settings.database_url)
-        self.executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), per_user_limit=self.settings.per_user_jobs,
-                                                     image_limits=self.settings.image_limits))
+        self.executor = LocalExecutor(
+            ExecutorConfig(
+                weights="random",
+                devices=("cpu",),
+                per_user_limit=self.settings.per_user_jobs,
+                image_limits=self.settings.image_limits,
+            )
+        )
         await self.executor.start()
         self.fake.identified.clear()
         self.bot = StyleBot(self.settings, self.storage, self.executor)
-        self._task = asyncio.create_task(self.bot.start(self.settings.discord_token.get_secret_value()))
+        self._task = asyncio.create_task(
+            self.bot.start(self.settings.discord_token.get_secret_value())
+        )
         ready = asyncio.ensure_future(self.bot.wait_until_ready())
         await asyncio.wait([ready, self._task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
         if self._task.done():
@@ -65,6 +80,7 @@ BOB = user(900000000000000002, "bob")
 
 def run_with_fake(coro, timeout: float = 180):
     """Run `coro(fake)` against a fresh fake Discord on 127.0.0.1, within `timeout` seconds."""
+
     async def wrapped():
         fake = FakeDiscord()
         await fake.start()
@@ -79,14 +95,26 @@ def run_with_fake(coro, timeout: float = 180):
 def picture_attachments(fake: FakeDiscord, content_size=(48, 32)) -> list[dict]:
     content = png_bytes(gradient_image(*content_size))
     style = png_bytes(noise_image(32, 32))
-    return [fake.add_attachment("content.png", content, "image/png", *content_size),
-            fake.add_attachment("style.png", style, "image/png", 32, 32)]
+    return [
+        fake.add_attachment("content.png", content, "image/png", *content_size),
+        fake.add_attachment("style.png", style, "image/png", 32, 32),
+    ]
 
 
 def stylize_options(attachments: list[dict], **options) -> list[dict]:
-    types = {"steps": 4, "size": 4, "seed": 4, "strength": 10, "preserve_colors": 3, "optimizer": 3, "style_scale": 10}
-    result = [{"name": "content", "type": 11, "value": attachments[0]["id"]},
-              {"name": "style", "type": 11, "value": attachments[1]["id"]}]
+    types = {
+        "steps": 4,
+        "size": 4,
+        "seed": 4,
+        "strength": 10,
+        "preserve_colors": 3,
+        "optimizer": 3,
+        "style_scale": 10,
+    }
+    result = [
+        {"name": "content", "type": 11, "value": attachments[0]["id"]},
+        {"name": "style", "type": 11, "value": attachments[1]["id"]},
+    ]
     return result + [{"name": k, "type": types[k], "value": v} for k, v in options.items()]
 
 

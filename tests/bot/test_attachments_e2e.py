@@ -39,7 +39,9 @@ def large_png() -> bytes:
     return buffer.getvalue()
 
 
-def attachment_from(fake: FakeDiscord, data: bytes, *, declared: int | None = None, url: str | None = None) -> dict:
+def attachment_from(
+    fake: FakeDiscord, data: bytes, *, declared: int | None = None, url: str | None = None
+) -> dict:
     info = fake.add_attachment("content.png", data, "image/png", 64, 64)
     if declared is not None:
         info["size"] = declared
@@ -48,14 +50,19 @@ def attachment_from(fake: FakeDiscord, data: bytes, *, declared: int | None = No
     return info
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("declares 1 KB, serves 12 MB", "larger than"),
-    ("truncated", "damaged"),
-    ("10000x3", "too thin"),
-    ("not from the CDN", "does not come from Discord's CDN"),
-    ("network error", "could not be downloaded"),
-])
-def test_bad_attachments_are_refused_privately_without_a_slot_or_a_cooldown(database_url, case, reason):
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("declares 1 KB, serves 12 MB", "larger than"),
+        ("truncated", "damaged"),
+        ("10000x3", "too thin"),
+        ("not from the CDN", "does not come from Discord's CDN"),
+        ("network error", "could not be downloaded"),
+    ],
+)
+def test_bad_attachments_are_refused_privately_without_a_slot_or_a_cooldown(
+    database_url, case, reason
+):
     async def scenario(fake):
         async with BotHarness(fake, database_url, max_attachment_bytes=10 * 1024 * 1024) as harness:
             style = picture_attachments(fake)[1]
@@ -66,18 +73,32 @@ def test_bad_attachments_are_refused_privately_without_a_slot_or_a_cooldown(data
             elif case == "10000x3":
                 content = attachment_from(fake, thin_png())
             elif case == "not from the CDN":
-                content = attachment_from(fake, png_bytes(gradient_image(64, 64)),
-                                          url=fake.base.replace("127.0.0.1", "localhost") + "/cdn/x")
+                content = attachment_from(
+                    fake,
+                    png_bytes(gradient_image(64, 64)),
+                    url=fake.base.replace("127.0.0.1", "localhost") + "/cdn/x",
+                )
             else:  # nothing listens on port 9 of 127.0.0.1
-                content = attachment_from(fake, png_bytes(gradient_image(64, 64)), url="http://127.0.0.1:9/cdn/x.png")
-            token = await fake.slash("stylize", stylize_options([content, style], size=64), member_user=ALICE,
-                                     attachments=[content, style])
+                content = attachment_from(
+                    fake, png_bytes(gradient_image(64, 64)), url="http://127.0.0.1:9/cdn/x.png"
+                )
+            token = await fake.slash(
+                "stylize",
+                stylize_options([content, style], size=64),
+                member_user=ALICE,
+                attachments=[content, style],
+            )
             followups = await fake.wait_for(lambda f: f.followups(token))
             await asyncio.sleep(0.2)
             queued_jobs = dict(harness.executor._jobs)
             # no cooldown was taken: the same member can start a good job at once
             good = picture_attachments(fake)
-            again = await fake.slash("stylize", stylize_options(good, steps=2, size=64), member_user=ALICE, attachments=good)
+            again = await fake.slash(
+                "stylize",
+                stylize_options(good, steps=2, size=64),
+                member_user=ALICE,
+                attachments=good,
+            )
             await fake.wait_for(lambda f: any("Done in" in text_of(e) for e in f.edits(again)))
             return followups, queued_jobs, fake.originals.get(token), fake.callbacks(token)
 
@@ -88,18 +109,27 @@ def test_bad_attachments_are_refused_privately_without_a_slot_or_a_cooldown(data
     assert original is None  # the public "thinking" message is gone
 
 
-@pytest.mark.parametrize("option, value, reason", [
-    ("style_scale", 4.0, "style scale must be between"),
-    ("seed", -1, "seed must be between"),
-    ("size", 48, "size must be between"),
-    ("steps", 99999, "steps must be between"),
-])
-def test_forged_options_outside_the_declared_ranges_are_refused(database_url, option, value, reason):
+@pytest.mark.parametrize(
+    "option, value, reason",
+    [
+        ("style_scale", 4.0, "style scale must be between"),
+        ("seed", -1, "seed must be between"),
+        ("size", 48, "size must be between"),
+        ("steps", 99999, "steps must be between"),
+    ],
+)
+def test_forged_options_outside_the_declared_ranges_are_refused(
+    database_url, option, value, reason
+):
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, **{option: value}), member_user=ALICE,
-                                     attachments=attachments)
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, **{option: value}),
+                member_user=ALICE,
+                attachments=attachments,
+            )
             callbacks = await fake.wait_for(lambda f: f.callbacks(token))
             return callbacks, dict(harness.executor._jobs)
 
@@ -114,8 +144,12 @@ def test_no_token_in_the_logs_at_any_level(database_url, caplog):
     async def scenario(fake):
         async with BotHarness(fake, database_url):
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=64), member_user=ALICE,
-                                     attachments=attachments)
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=2, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
             await fake.wait_for(lambda f: any("Done in" in text_of(e) for e in f.edits(token)))
             return token
 

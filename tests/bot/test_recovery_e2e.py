@@ -25,10 +25,17 @@ def run(coro, timeout=240):
 
 
 def bot_env(fake: FakeDiscord, database_url: str) -> dict[str, str]:
-    env = {**os.environ, "STYLEBOT_DISCORD_TOKEN": "fake-token-for-tests", "STYLEBOT_DATABASE_URL": database_url,
-           "STYLEBOT_VGG19_WEIGHTS": "random", "STYLEBOT_DISCORD_API_BASE": fake.api_base,
-           "STYLEBOT_DISCORD_GATEWAY_URL": fake.gateway_url, "STYLEBOT_DEVICES": "cpu",
-           "STYLEBOT_ATTACHMENT_HOSTS": "127.0.0.1", "STYLEBOT_PROGRESS_EDIT_INTERVAL": "0.2"}
+    env = {
+        **os.environ,
+        "STYLEBOT_DISCORD_TOKEN": "fake-token-for-tests",
+        "STYLEBOT_DATABASE_URL": database_url,
+        "STYLEBOT_VGG19_WEIGHTS": "random",
+        "STYLEBOT_DISCORD_API_BASE": fake.api_base,
+        "STYLEBOT_DISCORD_GATEWAY_URL": fake.gateway_url,
+        "STYLEBOT_DEVICES": "cpu",
+        "STYLEBOT_ATTACHMENT_HOSTS": "127.0.0.1",
+        "STYLEBOT_PROGRESS_EDIT_INTERVAL": "0.2",
+    }
     return env
 
 
@@ -36,7 +43,9 @@ def bot_process(fake: FakeDiscord, database_url: str) -> subprocess.Popen:
     """`stylebot run` as a person starts it, against the fake Discord."""
     env = bot_env(fake, database_url)
     log = open(os.path.join(os.path.dirname(database_url.split("///")[-1]), "bot.log"), "wb")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def kill_tree(process: subprocess.Popen) -> None:
@@ -57,19 +66,29 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
             await asyncio.wait_for(fake.identified.wait(), 90)
             await asyncio.sleep(0.5)  # READY and GUILD_CREATE reach the bot
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, steps=500, size=64), member_user=ALICE,
-                                     attachments=attachments)
-            await fake.wait_for(lambda f: any("/500 " in text_of(e) for e in f.edits(token)))  # the server's cap
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=500, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
+            await fake.wait_for(
+                lambda f: any("/500 " in text_of(e) for e in f.edits(token))
+            )  # the server's cap
         finally:
             kill_tree(process)  # kill -9 in the middle of the job
         async with BotHarness(fake, database_url, instance_timeout=1.0):
-            told = await fake.wait_for(lambda f: [e for e in f.edits(token) if "was lost" in text_of(e)], timeout=60)
+            told = await fake.wait_for(
+                lambda f: [e for e in f.edits(token) if "was lost" in text_of(e)], timeout=60
+            )
             custom_id = told[-1].json["components"][0]["components"][0]["custom_id"]
             message = fake.originals[token]
             refused = await fake.press(custom_id, message, member_user=BOB)
             await fake.wait_for(lambda f: f.callbacks(refused))
             retried = await fake.press(custom_id, message, member_user=ALICE)
-            done = await fake.wait_for(lambda f: [e for e in f.edits(retried) if "Done in" in text_of(e)], timeout=120)
+            done = await fake.wait_for(
+                lambda f: [e for e in f.edits(retried) if "Done in" in text_of(e)], timeout=120
+            )
         return told[-1], fake.callbacks(refused), done[-1]
 
     told, refused, done = run(scenario)
@@ -82,11 +101,21 @@ def test_an_ending_discord_refused_is_delivered_later(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url, delivery_retry_interval=0.5):
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, steps=60, size=64), member_user=ALICE,
-                                     attachments=attachments)
-            await fake.wait_for(lambda f: any("Painting" in text_of(e) or "/60" in text_of(e) for e in f.edits(token)))
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=60, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
+            await fake.wait_for(
+                lambda f: any(
+                    "Painting" in text_of(e) or "/60" in text_of(e) for e in f.edits(token)
+                )
+            )
             fake.refusing = True  # the edit and the channel post both fail
-            refused = await fake.wait_for(lambda f: len([m for m in f.channel_messages() if "Done in" in text_of(m)]) >= 2)
+            refused = await fake.wait_for(
+                lambda f: len([m for m in f.channel_messages() if "Done in" in text_of(m)]) >= 2
+            )
             fake.refusing = False
             since = len(fake.requests)
 
@@ -106,8 +135,15 @@ def test_an_ending_discord_refused_is_delivered_later(database_url):
 
 def test_stylebot_sync_sends_the_commands_and_stops(database_url):
     async def scenario(fake):
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "sync", env=bot_env(fake, database_url),
-                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "sync",
+            env=bot_env(fake, database_url),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), 120)
         puts = [r for r in fake.requests if r.method == "PUT" and r.path.endswith("/commands")]
         return process.returncode, out.decode(), err.decode(), puts

@@ -25,7 +25,11 @@ def run(coro, timeout=180):
 
 def final_edit(fake, token):
     edits = fake.edits(token)
-    return edits[-1] if edits and edits[-1].files and not (edits[-1].json or {}).get("components") else None
+    return (
+        edits[-1]
+        if edits and edits[-1].files and not (edits[-1].json or {}).get("components")
+        else None
+    )
 
 
 def test_happy_path_ends_with_the_image(database_url, caplog):
@@ -35,8 +39,12 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
         async with BotHarness(fake, database_url):
             attachments = picture_attachments(fake, (96, 64))
             # long enough (about a second) that throttled progress edits land before the result
-            token = await fake.slash("stylize", stylize_options(attachments, steps=25, size=64, seed=5),
-                                     member_user=ALICE, attachments=attachments)
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=25, size=64, seed=5),
+                member_user=ALICE,
+                attachments=attachments,
+            )
             await fake.wait_for(lambda f: final_edit(f, token))
             return fake.callbacks(token), fake.edits(token)
 
@@ -50,7 +58,11 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
     result = edits[-1]
     image = image_of(result.files[0])
     assert image.size == (64, 43) and image.format == "PNG"
-    assert "Done in" in text_of(result) and "25 steps" in text_of(result) and "seed 5" in text_of(result)
+    assert (
+        "Done in" in text_of(result)
+        and "25 steps" in text_of(result)
+        and "seed 5" in text_of(result)
+    )
     assert result.json.get("components") == []
     assert "fake-token-for-tests" not in caplog.text and caplog.text  # logs, never the token
 
@@ -60,14 +72,30 @@ def test_a_non_image_attachment_is_refused_and_nothing_is_queued(database_url):
         async with BotHarness(fake, database_url) as harness:
             text = fake.add_attachment("notes.txt", b"hello", "text/plain")
             style = picture_attachments(fake)[1]
-            token = await fake.slash("stylize", stylize_options([text, style]), member_user=ALICE, attachments=[text, style])
+            token = await fake.slash(
+                "stylize",
+                stylize_options([text, style]),
+                member_user=ALICE,
+                attachments=[text, style],
+            )
             await fake.wait_for(lambda f: f.callbacks(token))
             # claims to be a PNG, but is not: refused after the download, from its header
             fake_png = fake.add_attachment("fake.png", b"not really a png", "image/png", 10, 10)
-            token2 = await fake.slash("stylize", stylize_options([fake_png, style]), member_user=ALICE, attachments=[fake_png, style])
+            token2 = await fake.slash(
+                "stylize",
+                stylize_options([fake_png, style]),
+                member_user=ALICE,
+                attachments=[fake_png, style],
+            )
             await fake.wait_for(lambda f: f.followups(token2))
             await asyncio.sleep(0.3)
-            return fake.callbacks(token), fake.edits(token), fake.followups(token2), harness.executor._jobs, fake.originals.get(token2)
+            return (
+                fake.callbacks(token),
+                fake.edits(token),
+                fake.followups(token2),
+                harness.executor._jobs,
+                fake.originals.get(token2),
+            )
 
     callbacks, edits, followups, jobs, original = run(scenario)
     assert len(callbacks) == 1 and callbacks[0].json["type"] == 4 and ephemeral(callbacks[0])
@@ -81,14 +109,22 @@ def test_cancel_button_stops_the_job_and_only_for_the_right_people(database_url)
     async def scenario(fake):
         async with BotHarness(fake, database_url):
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, steps=5000, size=64), member_user=ALICE,
-                                     attachments=attachments)
-            edit = await fake.wait_for(lambda f: next((e for e in f.edits(token) if "ETA" in text_of(e)), None))
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=5000, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
+            edit = await fake.wait_for(
+                lambda f: next((e for e in f.edits(token) if "ETA" in text_of(e)), None)
+            )
             custom_id = edit.json["components"][0]["components"][0]["custom_id"]
             message = fake.originals[token]
             refused = await fake.press(custom_id, message, member_user=BOB)
             await fake.wait_for(lambda f: f.callbacks(refused))
-            moderator = await fake.press(custom_id, message, member_user=BOB, permissions=MANAGE_MESSAGES)
+            moderator = await fake.press(
+                custom_id, message, member_user=BOB, permissions=MANAGE_MESSAGES
+            )
             await fake.wait_for(lambda f: f.callbacks(moderator))
             await fake.wait_for(lambda f: any("Cancelled" in text_of(e) for e in f.edits(token)))
             return custom_id, fake.callbacks(refused), fake.callbacks(moderator)
@@ -102,22 +138,46 @@ def test_cancel_button_stops_the_job_and_only_for_the_right_people(database_url)
 def test_settings_need_manage_server_are_used_and_survive_a_restart(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
-            denied = await fake.slash("stylize-settings", [{"name": "steps", "type": 4, "value": 3}], subcommand="set",
-                                      member_user=BOB)
+            denied = await fake.slash(
+                "stylize-settings",
+                [{"name": "steps", "type": 4, "value": 3}],
+                subcommand="set",
+                member_user=BOB,
+            )
             await fake.wait_for(lambda f: f.callbacks(denied))
             unchanged = await harness.storage.get(fake_guild())
             admin = 1 << 5
-            saved = await fake.slash("stylize-settings", [{"name": "steps", "type": 4, "value": 3},
-                                                          {"name": "strength", "type": 10, "value": 2.5}],
-                                     subcommand="set", member_user=ALICE, permissions=admin)
+            saved = await fake.slash(
+                "stylize-settings",
+                [
+                    {"name": "steps", "type": 4, "value": 3},
+                    {"name": "strength", "type": 10, "value": 2.5},
+                ],
+                subcommand="set",
+                member_user=ALICE,
+                permissions=admin,
+            )
             await fake.wait_for(lambda f: f.callbacks(saved))
             attachments = picture_attachments(fake)
-            job = await fake.slash("stylize", stylize_options(attachments, size=64), member_user=BOB, attachments=attachments)
+            job = await fake.slash(
+                "stylize",
+                stylize_options(attachments, size=64),
+                member_user=BOB,
+                attachments=attachments,
+            )
             await fake.wait_for(lambda f: final_edit(f, job))
         async with BotHarness(fake, database_url):
-            shown = await fake.slash("stylize-settings", [], subcommand="show", member_user=ALICE, permissions=admin)
+            shown = await fake.slash(
+                "stylize-settings", [], subcommand="show", member_user=ALICE, permissions=admin
+            )
             await fake.wait_for(lambda f: f.callbacks(shown))
-        return fake.callbacks(denied), unchanged, fake.callbacks(saved), final_edit(fake, job), fake.callbacks(shown)
+        return (
+            fake.callbacks(denied),
+            unchanged,
+            fake.callbacks(saved),
+            final_edit(fake, job),
+            fake.callbacks(shown),
+        )
 
     denied, unchanged, saved, result, shown = run(scenario, timeout=240)
     assert ephemeral(denied[0]) and "Manage Guild" in denied[0].json["data"]["content"]
@@ -131,8 +191,12 @@ def test_a_late_result_is_posted_to_the_channel(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url, interaction_ttl=0):
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=64), member_user=ALICE,
-                                     attachments=attachments)
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=2, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
             posted = await fake.wait_for(lambda f: f.channel_messages())
             return posted, fake.edits(token)
 
@@ -147,12 +211,24 @@ def test_shutdown_tells_queued_members_and_stops_running_jobs(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url, shutdown_grace=0.5) as harness:
             first, second = picture_attachments(fake), picture_attachments(fake)
-            running = await fake.slash("stylize", stylize_options(first, steps=5000, size=64), member_user=ALICE, attachments=first)
+            running = await fake.slash(
+                "stylize",
+                stylize_options(first, steps=5000, size=64),
+                member_user=ALICE,
+                attachments=first,
+            )
             await fake.wait_for(lambda f: any("ETA" in text_of(e) for e in f.edits(running)))
-            queued = await fake.slash("stylize", stylize_options(second, steps=5, size=64), member_user=BOB, attachments=second)
+            queued = await fake.slash(
+                "stylize",
+                stylize_options(second, steps=5, size=64),
+                member_user=BOB,
+                attachments=second,
+            )
             await fake.wait_for(lambda f: any("Queued" in text_of(e) for e in f.edits(queued)))
             await harness.bot.close()
-            return [text_of(e) for e in fake.edits(running)], [text_of(e) for e in fake.edits(queued)]
+            return [text_of(e) for e in fake.edits(running)], [
+                text_of(e) for e in fake.edits(queued)
+            ]
 
     running, queued = run(scenario)
     assert "restarting" in queued[-1] and "restarting" in running[-1]
@@ -193,15 +269,32 @@ def test_health_and_metrics_for_operators(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url, health_port=port):
             attachments = picture_attachments(fake)
-            token = await fake.slash("stylize", stylize_options(attachments, steps=2, size=64), member_user=ALICE,
-                                     attachments=attachments)
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=2, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
             await fake.wait_for(lambda f: final_edit(f, token))
-            health = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bot", "health", "--port", str(port)],
-                                             capture_output=True, text=True, timeout=60)
-            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            health = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "bot", "health", "--port", str(port)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/metrics") as response,
+            ):
                 metrics = await response.text()
-        after = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bot", "health", "--port", str(port)],
-                                        capture_output=True, text=True, timeout=60)
+        after = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", "health", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return health, metrics, after
 
     health, metrics, after = run(scenario)

@@ -33,7 +33,12 @@ def test_parse_device():
 
 def test_the_cuda_policy():
     policy = policy_for(torch.device("cuda"), "auto")
-    assert policy.channels_last and policy.tf32 and policy.autocast_dtype is None and not policy.cudnn_benchmark
+    assert (
+        policy.channels_last
+        and policy.tf32
+        and policy.autocast_dtype is None
+        and not policy.cudnn_benchmark
+    )
     assert policy.sync_interval > 0 and policy.precision == "tf32"
     assert policy_for(torch.device("cuda"), "bf16").autocast_dtype == torch.bfloat16
     strict = policy_for(torch.device("cuda"), "fp32")
@@ -53,9 +58,14 @@ def test_the_cpu_policy_uses_bf16_only_where_amx_makes_it_pay(monkeypatch):
 
 def test_backend_flags_are_set_for_the_run_and_restored():
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
-    policy = DevicePolicy(device=torch.device("cuda"), tf32=not before[0], cudnn_benchmark=not before[1])
+    policy = DevicePolicy(
+        device=torch.device("cuda"), tf32=not before[0], cudnn_benchmark=not before[1]
+    )
     with policy.applied():
-        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark) == (not before[0], not before[1])
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark) == (
+            not before[0],
+            not before[1],
+        )
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark) == before
 
 
@@ -67,17 +77,30 @@ def test_stylize_under_the_cuda_policy_forced_on_the_cpu(random_vgg, optimizer, 
     On 2b49b96 this failed for L-BFGS the way every CUDA job did: the image was made
     channels_last, and so was its gradient, which torch.optim.LBFGS cannot view flat.
     """
-    policy = on_cpu(dataclasses.replace(policy_for(torch.device("cuda"), precision), sync_interval=0.05))
+    policy = on_cpu(
+        dataclasses.replace(policy_for(torch.device("cuda"), precision), sync_interval=0.05)
+    )
     content = gradient_image(40, 32)
     seen = []
-    result = stylize(random_vgg, content, [noise_image(32, 32)], StyleParams(size=32, steps=8, optimizer=optimizer, seed=1),
-                     policy=policy, on_progress=seen.append)
+    result = stylize(
+        random_vgg,
+        content,
+        [noise_image(32, 32)],
+        StyleParams(size=32, steps=8, optimizer=optimizer, seed=1),
+        policy=policy,
+        on_progress=seen.append,
+    )
     assert result.precision == policy.precision
     assert seen and seen[-1].step == 8  # the end of a level is always reported
     assert all(np.isfinite(v) for v in result.losses.values())
-    change = np.abs(np.asarray(result.image, np.float32) - np.asarray(content.resize(result.image.size), np.float32))
+    change = np.abs(
+        np.asarray(result.image, np.float32)
+        - np.asarray(content.resize(result.image.size), np.float32)
+    )
     assert change.mean() > 1.0
-    random_vgg.to(memory_format=torch.contiguous_format)  # the session fixture, as the other tests expect it
+    random_vgg.to(
+        memory_format=torch.contiguous_format
+    )  # the session fixture, as the other tests expect it
 
 
 def test_an_optimised_image_in_channels_last_is_the_bug_this_guards_against():
@@ -103,11 +126,19 @@ def test_bf16_reaches_the_quality_of_fp32(random_vgg, optimizer):
     content, style = gradient_image(48, 48), noise_image(48, 48, seed=2)
     params = StyleParams(size=48, steps=30, seed=0, optimizer=optimizer)
     fp32 = stylize(random_vgg, content, [style], params, policy=DevicePolicy(device=CPU))
-    bf16 = stylize(random_vgg, content, [style], params,
-                   policy=DevicePolicy(device=CPU, autocast_dtype=torch.bfloat16, channels_last=True))
+    bf16 = stylize(
+        random_vgg,
+        content,
+        [style],
+        params,
+        policy=DevicePolicy(device=CPU, autocast_dtype=torch.bfloat16, channels_last=True),
+    )
     random_vgg.to(memory_format=torch.contiguous_format)
     assert bf16.precision == "bf16" and fp32.precision == "fp32"
     assert bf16.losses["total"] == pytest.approx(fp32.losses["total"], rel=0.1)
-    ours, reference = evaluate(random_vgg, content, style, bf16.image), evaluate(random_vgg, content, style, fp32.image)
+    ours, reference = (
+        evaluate(random_vgg, content, style, bf16.image),
+        evaluate(random_vgg, content, style, fp32.image),
+    )
     assert ours.style_distance == pytest.approx(reference.style_distance, rel=0.1)
     assert ours.content_distance == pytest.approx(reference.content_distance, rel=0.1)

@@ -12,8 +12,15 @@ def rosenbrock(x: torch.Tensor) -> torch.Tensor:
 
 def torch_iterates(f, x0, steps, history, lr):
     x = x0.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([x], lr=lr, max_iter=steps, max_eval=steps + 1, tolerance_grad=-1,
-                                  tolerance_change=-1, history_size=history)
+    optimizer = torch.optim.LBFGS(
+        [x],
+        lr=lr,
+        max_iter=steps,
+        max_eval=steps + 1,
+        tolerance_grad=-1,
+        tolerance_change=-1,
+        history_size=history,
+    )
     seen = []
 
     def closure():

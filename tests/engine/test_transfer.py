@@ -24,8 +24,14 @@ def test_a_short_run_lowers_j(random_vgg):
     assert len(totals) == 15 and result.steps == 15
     assert totals[-1] < 0.5 * totals[0]
     # J of the returned image is below J of the starting image
-    objective = Objective(random_vgg, SMALL, colour.to_tensor(content.resize(result.image.size)),
-                          [colour.to_tensor(style.resize((32, 32)))], (1.0,), None)
+    objective = Objective(
+        random_vgg,
+        SMALL,
+        colour.to_tensor(content.resize(result.image.size)),
+        [colour.to_tensor(style.resize((32, 32)))],
+        (1.0,),
+        None,
+    )
     j_start = objective(colour.to_tensor(content.resize(result.image.size)))[0].item()
     j_end = objective(colour.to_tensor(result.image))[0].item()
     assert j_end < j_start
@@ -33,7 +39,12 @@ def test_a_short_run_lowers_j(random_vgg):
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_output_keeps_aspect_ratio(random_vgg, optimizer):
-    result = stylize(random_vgg, gradient_image(90, 45), [noise_image(20, 30)], SMALL.replace(optimizer=optimizer))
+    result = stylize(
+        random_vgg,
+        gradient_image(90, 45),
+        [noise_image(20, 30)],
+        SMALL.replace(optimizer=optimizer),
+    )
     assert result.image.size == (32, 16)
 
 
@@ -45,21 +56,35 @@ def test_same_seed_same_image(random_vgg):
     c = stylize(random_vgg, content, [style], params.replace(seed=8)).image
     assert a.tobytes() == b.tobytes()
     assert a.tobytes() != c.tobytes()
-    assert stylize(random_vgg, content, [style], SMALL.replace(init="content+noise", steps=1)).seed >= 0
+    assert (
+        stylize(random_vgg, content, [style], SMALL.replace(init="content+noise", steps=1)).seed
+        >= 0
+    )
 
 
 def test_cancel_stops_within_one_step(random_vgg):
     seen = []
     with pytest.raises(Cancelled):
-        stylize(random_vgg, gradient_image(32, 32), [noise_image(32, 32)], SMALL.replace(steps=50),
-                on_progress=seen.append, should_cancel=lambda: len(seen) >= 3)
+        stylize(
+            random_vgg,
+            gradient_image(32, 32),
+            [noise_image(32, 32)],
+            SMALL.replace(steps=50),
+            on_progress=seen.append,
+            should_cancel=lambda: len(seen) >= 3,
+        )
     assert len(seen) == 3
 
 
 def test_progress_reports_every_step_with_previews(random_vgg):
     seen = []
-    stylize(random_vgg, gradient_image(32, 32), [noise_image(32, 32)], SMALL.replace(steps=4, preview_every=2, pyramid_levels=2),
-            on_progress=seen.append)
+    stylize(
+        random_vgg,
+        gradient_image(32, 32),
+        [noise_image(32, 32)],
+        SMALL.replace(steps=4, preview_every=2, pyramid_levels=2),
+        on_progress=seen.append,
+    )
     assert [p.step for p in seen] == list(range(1, 9))
     assert all(p.total == 8 for p in seen)
     assert [p.level for p in seen] == [1] * 4 + [2] * 4
@@ -71,7 +96,9 @@ def test_progress_reports_every_step_with_previews(random_vgg):
 
 def test_colour_preservation_keeps_the_contents_chroma(random_vgg):
     # colours inside the RGB gamut's middle, so that clamping to [0, 1] cannot move the chroma
-    content = Image.fromarray((np.asarray(gradient_image(32, 32, seed=1)) * 0.5 + 64).astype(np.uint8))
+    content = Image.fromarray(
+        (np.asarray(gradient_image(32, 32, seed=1)) * 0.5 + 64).astype(np.uint8)
+    )
     style = noise_image(32, 32, seed=2, tint=(0.1, 0.3, 1.0))  # strongly blue
     params = SMALL.replace(steps=10, strength=5.0)
 
@@ -80,7 +107,9 @@ def test_colour_preservation_keeps_the_contents_chroma(random_vgg):
         theirs = colour.rgb_to_ycbcr(colour.to_tensor(content))[:, 1:]
         return (ours - theirs).abs().mean().item() * 255
 
-    kept = chroma_error(stylize(random_vgg, content, [style], params.replace(preserve_colors="luminance")).image)
+    kept = chroma_error(
+        stylize(random_vgg, content, [style], params.replace(preserve_colors="luminance")).image
+    )
     free = chroma_error(stylize(random_vgg, content, [style], params).image)
     assert kept < 0.5, kept
     assert free > 10, free
@@ -89,7 +118,9 @@ def test_colour_preservation_keeps_the_contents_chroma(random_vgg):
 def test_previews_at_coarse_levels_with_luminance_transfer(random_vgg):
     seen = []
     params = SMALL.replace(steps=2, pyramid_levels=2, preview_every=1, preserve_colors="luminance")
-    stylize(random_vgg, gradient_image(32, 32), [noise_image(32, 32)], params, on_progress=seen.append)
+    stylize(
+        random_vgg, gradient_image(32, 32), [noise_image(32, 32)], params, on_progress=seen.append
+    )
     assert [p.preview.size for p in seen] == [(16, 16), (16, 16), (32, 32), (32, 32)]
 
 
@@ -102,8 +133,14 @@ def test_colour_matching_moves_the_style_palette_to_the_contents():
 
 
 def test_blend_zero_one_equals_the_single_style(random_vgg):
-    content, first, second = gradient_image(32, 32), noise_image(32, 32, seed=1), noise_image(24, 32, seed=2)
-    blended = stylize(random_vgg, content, [first, second], SMALL.replace(style_blend=(0.0, 1.0))).image
+    content, first, second = (
+        gradient_image(32, 32),
+        noise_image(32, 32, seed=1),
+        noise_image(24, 32, seed=2),
+    )
+    blended = stylize(
+        random_vgg, content, [first, second], SMALL.replace(style_blend=(0.0, 1.0))
+    ).image
     single = stylize(random_vgg, content, [second], SMALL).image
     assert blended.tobytes() == single.tobytes()
     with pytest.raises(InvalidParams, match="2 style images"):
@@ -113,8 +150,13 @@ def test_blend_zero_one_equals_the_single_style(random_vgg):
 def test_thin_images(random_vgg):
     # a coarse pyramid level too small for relu5_1 is left out; the final size must fit
     seen = []
-    result = stylize(random_vgg, gradient_image(64, 40), [noise_image(300, 5)], SMALL.replace(steps=2, pyramid_levels=2),
-                     on_progress=seen.append)
+    result = stylize(
+        random_vgg,
+        gradient_image(64, 40),
+        [noise_image(300, 5)],
+        SMALL.replace(steps=2, pyramid_levels=2),
+        on_progress=seen.append,
+    )
     assert result.image.size == (32, 20) and seen[-1].total == 2
     with pytest.raises(InvalidParams, match="too thin"):
         stylize(random_vgg, gradient_image(100, 10), [noise_image(32, 32)], SMALL)
@@ -150,7 +192,10 @@ def test_style_scale_and_cache(random_vgg):
         (dict(pyramid_levels=3, size=32), "pyramid"),
         (dict(strength=float("inf")), "strength must be a finite number"),
         (dict(strength=float("nan")), "strength must be a finite number"),
-        (dict(style_layer_weights=(float("inf"), 1.0, 1.0, 1.0, 1.0)), "style layer weight must be a finite"),
+        (
+            dict(style_layer_weights=(float("inf"), 1.0, 1.0, 1.0, 1.0)),
+            "style layer weight must be a finite",
+        ),
         (dict(learning_rate=float("inf")), "learning rate must be a finite"),
         (dict(tv_weight=float("nan")), "tv weight must be a finite"),
         (dict(style_blend=(1.0, float("inf"))), "style blend weight must be a finite"),
@@ -173,6 +218,8 @@ def test_params_round_trip_through_a_dict():
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_a_loss_that_overflows_fails_instead_of_returning_a_picture(random_vgg, optimizer):
-    params = SMALL.replace(content_weight=1.0, style_weight=1e300, optimizer=optimizer)  # finite, but not in fp32
+    params = SMALL.replace(
+        content_weight=1.0, style_weight=1e300, optimizer=optimizer
+    )  # finite, but not in fp32
     with pytest.raises(NonFiniteLoss, match="lower the strength"):
         stylize(random_vgg, gradient_image(32, 32), [noise_image(32, 32)], params)

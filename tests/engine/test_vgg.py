@@ -35,7 +35,11 @@ def test_missing_weights_name_both_ways_to_supply_them(no_weights_anywhere):
     with pytest.raises(WeightsNotFound) as info:
         resolve_weights(None)
     message = str(info.value)
-    assert "stylebot download-weights" in message and "--weights" in message and vgg.WEIGHTS_ENV in message
+    assert (
+        "stylebot download-weights" in message
+        and "--weights" in message
+        and vgg.WEIGHTS_ENV in message
+    )
 
 
 def test_weights_order(no_weights_anywhere, monkeypatch, tmp_path):

@@ -12,10 +12,22 @@ CONTENT = png_bytes(gradient_image(40, 30))
 STYLE = png_bytes(noise_image(32, 32))
 
 
-def make_job(user_id: int = 1, *, steps: int = 4, size: int = 32, content: bytes = CONTENT, style: bytes = STYLE,
-             **params) -> Job:
-    return Job(user_id=user_id, guild_id=10, content=content, styles=(style,),
-               params=StyleParams(size=size, steps=steps, **params).to_dict())
+def make_job(
+    user_id: int = 1,
+    *,
+    steps: int = 4,
+    size: int = 32,
+    content: bytes = CONTENT,
+    style: bytes = STYLE,
+    **params,
+) -> Job:
+    return Job(
+        user_id=user_id,
+        guild_id=10,
+        content=content,
+        styles=(style,),
+        params=StyleParams(size=size, steps=steps, **params).to_dict(),
+    )
 
 
 def long_job(user_id: int = 1) -> Job:

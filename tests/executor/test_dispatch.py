@@ -45,8 +45,21 @@ class RemoteBackend(Backend):
 
     def finish(self, job_id: str) -> None:
         self.running.remove(job_id)
-        self.listener.on_event(job_id, JobDone(job_id=job_id, image=b"png", format="png", width=1, height=1, seed=0,
-                                               steps=1, seconds=0.1, device="gpu", weights="w"))
+        self.listener.on_event(
+            job_id,
+            JobDone(
+                job_id=job_id,
+                image=b"png",
+                format="png",
+                width=1,
+                height=1,
+                seed=0,
+                steps=1,
+                seconds=0.1,
+                device="gpu",
+                weights="w",
+            ),
+        )
         self.listener.on_capacity()
 
 
@@ -78,11 +91,16 @@ def test_a_job_from_before_a_restart_is_re_attached_and_its_result_arrives():
         backend = RemoteBackend({"c" * 32})
         dispatcher = Dispatcher(backend, ExecutorConfig())
         await dispatcher.start()
-        assert await dispatcher.reattach(job(1, "d" * 32)) is None  # lost: the backend does not know it
+        assert (
+            await dispatcher.reattach(job(1, "d" * 32)) is None
+        )  # lost: the backend does not know it
         handle = await dispatcher.reattach(job(1, "c" * 32))
         assert handle is not None and dispatcher.handle("c" * 32) is handle
         backend.running.append("c" * 32)
-        backend.listener.on_event("c" * 32, JobProgress(job_id="c" * 32, step=5, total=10, losses={}, elapsed=1.0, eta=1.0))
+        backend.listener.on_event(
+            "c" * 32,
+            JobProgress(job_id="c" * 32, step=5, total=10, losses={}, elapsed=1.0, eta=1.0),
+        )
         backend.finish("c" * 32)
         return [event async for event in handle.events()]
 
@@ -99,7 +117,9 @@ def test_a_time_limit_stops_the_job_and_fails_it_as_a_timeout():
         await asyncio.sleep(0.1)
         assert backend.stopped == ["e" * 32]
         backend.running.remove("e" * 32)
-        backend.listener.on_event("e" * 32, JobCancelled(job_id="e" * 32))  # the backend confirms the stop
+        backend.listener.on_event(
+            "e" * 32, JobCancelled(job_id="e" * 32)
+        )  # the backend confirms the stop
         return await handle.result()
 
     result = asyncio.run(scenario())

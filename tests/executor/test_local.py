@@ -78,7 +78,9 @@ def test_jobs_from_two_users_run_in_fair_order():
     starts, positions = run(scenario())
     assert starts == ["a1", "b1", "a2", "b2", "a3"]
     assert positions["b1"][-1] == 1 and positions["a3"][-1] == 1
-    assert positions["b2"] == sorted(positions["b2"], reverse=True) and len(positions["b2"]) > 1  # re-announced
+    assert (
+        positions["b2"] == sorted(positions["b2"], reverse=True) and len(positions["b2"]) > 1
+    )  # re-announced
 
 
 def test_cancel_while_queued_and_while_running():
@@ -96,11 +98,21 @@ def test_cancel_while_queued_and_while_running():
             running_result = await running.result()
             took = time.monotonic() - asked
             after = await executor.submit(make_job(3, steps=2))
-            return queued_result, [e async for e in queued.events()], running_result, took, pid, executor.backend.worker_pids(), await after.result()
+            return (
+                queued_result,
+                [e async for e in queued.events()],
+                running_result,
+                took,
+                pid,
+                executor.backend.worker_pids(),
+                await after.result(),
+            )
         finally:
             await executor.shutdown()
 
-    queued_result, queued_events, running_result, took, pids_before, pids_after, after = run(scenario())
+    queued_result, queued_events, running_result, took, pids_before, pids_after, after = run(
+        scenario()
+    )
     assert isinstance(queued_result, JobCancelled)
     assert not any(isinstance(e, JobStarted) for e in queued_events)
     assert isinstance(running_result, JobCancelled) and took < 5
@@ -162,7 +174,11 @@ def test_a_job_over_its_time_limit_fails_with_timeout():
             await executor.shutdown()
 
     result, took = run(scenario())
-    assert isinstance(result, JobFailed) and result.kind == "timeout" and "time limit" in result.message
+    assert (
+        isinstance(result, JobFailed)
+        and result.kind == "timeout"
+        and "time limit" in result.message
+    )
     assert took < 10  # the limit (1 s), plus at most the grace (5 s) before a kill, plus start-up
 
 
@@ -249,7 +265,13 @@ def test_sigterm_shuts_down_the_hosting_process(tmp_path):
         "    asyncio.run(main())\n"
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    host = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    host = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         assert host.stdout.readline().strip() == "running"
         workers = [c.pid for c in psutil.Process(host.pid).children(recursive=True)]
@@ -341,4 +363,8 @@ def test_the_worker_decodes_with_the_configured_limits():
             await executor.shutdown()
 
     result = run(scenario())
-    assert isinstance(result, JobFailed) and result.kind == "bad_input" and "at most 1,000" in result.message
+    assert (
+        isinstance(result, JobFailed)
+        and result.kind == "bad_input"
+        and "at most 1,000" in result.message
+    )

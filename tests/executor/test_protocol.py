@@ -13,7 +13,13 @@ from bot.executor.protocol import (
 
 
 def test_job_round_trips_through_json():
-    job = Job(user_id=1, guild_id=None, content=b"\x89PNG\x00", styles=(b"a", b"\xff"), params={"size": 32, "style_layers": ["relu1_1"]})
+    job = Job(
+        user_id=1,
+        guild_id=None,
+        content=b"\x89PNG\x00",
+        styles=(b"a", b"\xff"),
+        params={"size": 32, "style_layers": ["relu1_1"]},
+    )
     assert Job.from_json(job.to_json()) == job
     assert Job.from_dict(job.to_dict()) == job
 
@@ -21,9 +27,27 @@ def test_job_round_trips_through_json():
 def test_events_round_trip_and_are_typed():
     events = [
         JobQueued(job_id="j", position=3),
-        JobProgress(job_id="j", step=1, total=2, losses={"total": 1.5}, elapsed=0.1, eta=None, preview=b"\xff\xd8"),
-        JobDone(job_id="j", image=b"png", format="png", width=3, height=2, seed=1, steps=2, seconds=1.0, device="cpu",
-                weights="w"),
+        JobProgress(
+            job_id="j",
+            step=1,
+            total=2,
+            losses={"total": 1.5},
+            elapsed=0.1,
+            eta=None,
+            preview=b"\xff\xd8",
+        ),
+        JobDone(
+            job_id="j",
+            image=b"png",
+            format="png",
+            width=3,
+            height=2,
+            seed=1,
+            steps=2,
+            seconds=1.0,
+            device="cpu",
+            weights="w",
+        ),
         JobFailed(job_id="j", kind=FailureKind.TIMEOUT, message="too slow"),
         JobCancelled(job_id="j", reason=StopReason.SHUTDOWN),
     ]
