@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 import yarl
+from discord import gateway, http
 from discord.ext import commands
 
 from bot.cogs import errors
@@ -34,9 +35,9 @@ EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.settings", RECOVERY)
 def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
     """Send REST calls and the gateway connection elsewhere (a proxy, or a fake Discord in tests)."""
     if api_base:
-        discord.http.Route.BASE = api_base.rstrip("/")
+        http.Route.BASE = api_base.rstrip("/")
     if gateway_url:
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+        gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
 class StyleBot(commands.AutoShardedBot):
@@ -58,7 +59,7 @@ class StyleBot(commands.AutoShardedBot):
         install_redaction()
         self.settings = settings_
         self.storage = storage
-        self.executor = executor  # type: ignore[assignment]  # None only for `stylebot sync`
+        self.executor: Executor = executor  # type: ignore[assignment]  # None only for `stylebot sync`
         self.force_sync = force_sync
         self.health: HealthServer | None = None
         self.cooldowns = Cooldowns()

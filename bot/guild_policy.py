@@ -115,7 +115,7 @@ class GuildSettings:
     @classmethod
     def from_json(cls, text: str) -> GuildSettings:
         known = {f.name for f in dataclasses.fields(cls)}
-        data = {
+        data: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v
             for k, v in json.loads(text).items()
             if k in known

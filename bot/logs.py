@@ -68,9 +68,14 @@ def install_redaction() -> None:
 class _JsonFormatter(logging.Formatter):
     """One JSON object a line, for log collectors."""
 
+    def __init__(self, who: str):
+        super().__init__()
+        self.who = who
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": self.formatTime(record),
+            "process": self.who,
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -108,13 +113,13 @@ class LogConfig:
 def configure_logging(config: LogConfig, stream: TextIO | None = None) -> None:
     """The one place logging is set up: one handler on the root logger, one format, colour only on
     a terminal (never in a file or Docker's log), JSON on request, tokens redacted."""
-    stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    target: TextIO = stream or sys.stderr
+    handler = logging.StreamHandler(target)
     if config.json:
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(config.who))
     else:
         fmt = f"%(asctime)s {config.who} %(levelname)s %(name)s: %(message)s"
-        colour = hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR")
+        colour = target.isatty() and not os.environ.get("NO_COLOR")
         handler.setFormatter(_ColourFormatter(fmt) if colour else logging.Formatter(fmt))
     handler.addFilter(_FILTER)
     root = logging.getLogger()

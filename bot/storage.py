@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.executor.protocol import JobStatus
@@ -132,7 +133,7 @@ class Storage:
         """Connect and migrate; StorageError with one line that says what is wrong."""
         try:
             engine = create_async_engine(url)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
             raise StorageError(
                 f"STYLEBOT_DATABASE_URL is not a usable database URL ({_reason(exc)}); "
                 "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
@@ -140,7 +141,7 @@ class Storage:
         storage = cls(engine, settings_ttl=settings_ttl)
         try:
             await storage.migrate()
-        except (OSError, sa.exc.SQLAlchemyError, ConnectionError) as exc:
+        except (OSError, sa_exc.SQLAlchemyError, ConnectionError) as exc:
             await storage.close()
             raise StorageError(
                 f"the database at STYLEBOT_DATABASE_URL cannot be used: {_reason(exc)}"
@@ -380,7 +381,7 @@ def check_database_url(url: str) -> None:
     """Refuse a wrong URL, or an SQLite file in a folder that does not exist, without creating anything."""
     try:
         parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
+    except sa_exc.ArgumentError as exc:
         raise StorageError(f"STYLEBOT_DATABASE_URL is not a database URL ({exc})") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         import os

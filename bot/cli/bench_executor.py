@@ -115,6 +115,7 @@ async def measure(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     await executor.start()
     start_seconds = time.perf_counter() - started
+    workers = executor.backend.workers_ready()
     params = StyleParams(
         size=args.size, steps=args.steps, preview_every=max(1, args.steps // 10)
     ).to_dict()
@@ -153,7 +154,7 @@ async def measure(args: argparse.Namespace) -> dict:
     failed = [r for r in results if not isinstance(r, JobDone)]
     job_seconds = [r.seconds for r in done]
     return {
-        "workers": executor.backend.worker_count,
+        "workers": workers,
         "jobs": args.jobs,
         "done": len(done),
         "failed": [

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from bot.app import StyleBot
 
 
+def _guild(interaction: discord.Interaction) -> int:
+    if interaction.guild_id is None:  # guild_only: Discord does not offer these commands elsewhere
+        raise app_commands.NoPrivateMessage()
+    return interaction.guild_id
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in re.split(r"[,\s]+", text.strip()) if v)
@@ -49,7 +55,7 @@ class SettingsCog(
 
     @app_commands.command(name="show", description="Show this server's /stylize settings")
     async def show(self, interaction: discord.Interaction) -> None:
-        settings = await self.bot.storage.get(interaction.guild_id)
+        settings = await self.bot.storage.get(_guild(interaction))
         await interaction.response.send_message(describe(settings), ephemeral=True)
 
     @app_commands.command(name="set", description="Change this server's /stylize defaults and caps")
@@ -107,12 +113,12 @@ class SettingsCog(
             changes["allowed_channels"] = _channels(channels)
         if not changes:
             raise UserFacingError("Nothing to change: give at least one option.")
-        current = await self.bot.storage.get(interaction.guild_id)
+        current = await self.bot.storage.get(_guild(interaction))
         try:
             updated = current.replace(**changes)
         except SettingsError as exc:
             raise UserFacingError(f"Not saved: {exc}.") from None
-        await self.bot.storage.put(interaction.guild_id, updated, by=interaction.user.id)
+        await self.bot.storage.put(_guild(interaction), updated, by=interaction.user.id)
         await interaction.response.send_message(
             "Saved. The next /stylize uses:\n" + describe(updated), ephemeral=True
         )
@@ -121,7 +127,7 @@ class SettingsCog(
         name="reset", description="Put this server's /stylize settings back to the defaults"
     )
     async def reset(self, interaction: discord.Interaction) -> None:
-        await self.bot.storage.reset(interaction.guild_id)
+        await self.bot.storage.reset(_guild(interaction))
         await interaction.response.send_message(
             "Back to the defaults:\n" + describe(GuildSettings()), ephemeral=True
         )

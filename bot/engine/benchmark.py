@@ -28,13 +28,13 @@ def matmul_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     with policy.applied():
-        a @ b
+        _ = a @ b
         synchronize(device)
         best = float("inf")
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            a @ b
+            _ = a @ b
             synchronize(device)
             best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9

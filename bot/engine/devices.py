@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from bot.engine.params import PRECISIONS
+
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
 
 class DeviceError(ValueError):
@@ -99,7 +102,7 @@ class DevicePolicy:
         layout = "channels_last" if self.channels_last else "contiguous"
         return f"{self.device.type} {self.precision} {layout}"
 
-    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare_model(self, model: ModelT) -> ModelT:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     @contextlib.contextmanager

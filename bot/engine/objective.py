@@ -24,6 +24,13 @@ def layer_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
     return shapes
 
 
+def weighted_sum(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    total = tensors[0] * weights[0]
+    for tensor, weight in zip(tensors[1:], weights[1:], strict=True):
+        total = total + tensor * weight
+    return total
+
+
 def style_cache_key(style: torch.Tensor, layers: Sequence[str], pooling: str) -> str:
     """Which cached Grams fit: the style's pixels as prepared (on the CPU, before any copy to the
     device), its size, the layers and the pooling. The device is the worker's own."""
@@ -61,8 +68,7 @@ class Objective:
             # image's: Gram entries are sums over positions, so the style's Gram is rescaled to
             # the generated image's number of positions (a no-op for equal sizes).
             self.style_targets = {
-                n: sum(w * g[n] for w, g in zip(blend, per_position, strict=True))
-                * (shapes[n][0] * shapes[n][1])
+                n: weighted_sum([g[n] for g in per_position], blend) * (shapes[n][0] * shapes[n][1])
                 for n in self.style_layers
             }
             self.content_scale, self.style_scale = self._scales(feats, shapes)
@@ -104,7 +110,7 @@ class Objective:
             if cache is not None
             else None
         )
-        if key is not None and key in cache:
+        if key is not None and cache is not None and key in cache:
             return cache[key]
         feats = self.model(style.to(device), self.style_layers)
         grams = {n: (gram(f) / (f.shape[-2] * f.shape[-1])).detach() for n, f in feats.items()}
@@ -114,13 +120,13 @@ class Objective:
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feats = self.model(x, self.names)
-        content = sum(
-            self.content_scale[n] * content_cost(self.content_targets[n], feats[n])
-            for n in self.content_layers
+        content = weighted_sum(
+            [content_cost(self.content_targets[n], feats[n]) for n in self.content_layers],
+            [self.content_scale[n] for n in self.content_layers],
         )
-        style = sum(
-            self.style_scale[n] * layer_style_cost(self.style_targets[n], feats[n])
-            for n in self.style_layers
+        style = weighted_sum(
+            [layer_style_cost(self.style_targets[n], feats[n]) for n in self.style_layers],
+            [self.style_scale[n] for n in self.style_layers],
         )
         total = content + style
         terms = {"content": content, "style": style}
@@ -129,4 +135,4 @@ class Objective:
             total = total + tv
             terms["tv"] = tv
         terms["total"] = total
-        return total, terms  # type: ignore[return-value]
+        return total, terms

@@ -205,7 +205,7 @@ def stylize(
     blend = params.blend_weights(len(styles))
     device = next(model.parameters()).device
     policy = policy or policy_for(device, precision)
-    model = policy.prepare_model(model)  # type: ignore[assignment]
+    model = policy.prepare_model(model)
     seed = params.seed if params.seed is not None else random.randrange(2**31)
     generator = torch.Generator().manual_seed(seed)
     out_w, out_h = imaging.fit_size(*content.size, params.size)

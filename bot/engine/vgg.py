@@ -108,6 +108,9 @@ class VGG19Features(nn.Module):
     running the network only as far as the deepest requested layer.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         layers: nn.Sequential,
@@ -162,7 +165,8 @@ def load_vgg19(
         for module in layers:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
     else:
         state = _read_state_dict(source.path or "")
         features = {

@@ -139,7 +139,7 @@ class _JobState:
         self.timer: asyncio.TimerHandle | None = None
 
 
-class Dispatcher(Executor):
+class Dispatcher(Executor, Listener):
     def __init__(self, backend: Backend, config: ExecutorConfig):
         self.backend = backend
         self.config = config

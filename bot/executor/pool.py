@@ -23,6 +23,8 @@ import subprocess
 import sys
 import threading
 import time
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
 from bot.executor.protocol import (
@@ -66,11 +68,11 @@ def detect_devices() -> tuple[str, ...]:
 class _Worker:
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.process: BaseProcess | None = None
         self.outgoing: queue.SimpleQueue[ToWorker | None] | None = (
             None  # drained by the writer thread
         )
-        self.cancel_seq = None
+        self.cancel_seq: Any = None  # a shared multiprocessing Value
         self.ready = False
         self.device = spec.runner.device
         self.running: _Running | None = None
@@ -78,7 +80,7 @@ class _Worker:
         self.ready_future: asyncio.Future[bool] | None = None
         self.failed_starts = 0  # exits before ever being ready, in a row
 
-    def send(self, message: ToWorker) -> None:
+    def send(self, message: ToWorker | None) -> None:
         if self.outgoing is not None:
             self.outgoing.put(message)
 
@@ -350,7 +352,9 @@ class LocalPool(Backend):
 
     def worker_pids(self) -> list[int]:
         return [
-            w.process.pid for w in self._workers if w.process is not None and w.process.is_alive()
+            w.process.pid
+            for w in self._workers
+            if w.process is not None and w.process.pid is not None and w.process.is_alive()
         ]
 
     async def wait_ready(self) -> None:
