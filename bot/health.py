@@ -3,7 +3,7 @@
 GET /healthz   200 when the gateway is connected and at least one worker is ready, else 503;
                a JSON body says which part is not.
 GET /metrics   Prometheus text: queue length, running jobs, jobs by outcome, job and step
-               seconds, ready workers, worker restarts.
+               seconds, peak memory of the last job per device, ready workers, worker restarts.
 """
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ def metrics_text(bot: StyleBot) -> str:
             "# TYPE stylebot_step_seconds summary",
             f"stylebot_step_seconds_sum {metrics.job_seconds}",
             f"stylebot_step_seconds_count {metrics.steps}",
+            "# HELP stylebot_job_memory_peak_bytes Peak memory of the last finished job on each device "
+            "(CUDA: allocated by torch; CPU: the worker's resident size).",
+            "# TYPE stylebot_job_memory_peak_bytes gauge",
         ]
+        for device, peak in sorted(metrics.peak_memory_bytes.items()):
+            lines.append(f'stylebot_job_memory_peak_bytes{{device="{device}"}} {peak}')
     return "\n".join(lines) + "\n"
 
 

@@ -114,6 +114,7 @@ class Metrics:
     )  # "done", "failed:timeout", "cancelled", ...
     job_seconds: float = 0.0  # running time of finished jobs, summed
     steps: int = 0  # optimiser steps of finished jobs, summed
+    peak_memory_bytes: dict[str, int] = field(default_factory=dict)  # device -> the last job's peak
 
     def record(self, event: Terminal) -> None:
         from bot.executor.protocol import JobDone
@@ -122,6 +123,7 @@ class Metrics:
             key = "done"
             self.job_seconds += event.seconds
             self.steps += event.steps
+            self.peak_memory_bytes[event.device] = event.peak_memory_bytes
         elif isinstance(event, JobFailed):
             key = f"failed:{event.kind.value}"
         else:

@@ -131,6 +131,8 @@ class JobDone(Event):
     device: str
     weights: str  # which VGG-19 weights made it (a label)
     cache_hit: bool = False  # the style targets came from the worker's cache
+    # CUDA: peak allocated during the job; CPU: the worker's peak resident size
+    peak_memory_bytes: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

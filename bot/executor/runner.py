@@ -181,6 +181,8 @@ class JobRunner:
             )
 
         hits_before = self.cache.hits
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         width, height = imaging.fit_size(*content.size, params.size)
         try:
             result = stylize(
@@ -226,7 +228,17 @@ class JobRunner:
             device=self.device_name,
             weights=self.weights_label,
             cache_hit=self.cache.hits > hits_before,
+            peak_memory_bytes=self._peak_memory(),
         )
+
+    def _peak_memory(self) -> int:
+        import resource
+
+        import torch
+
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
     def _release_memory(self) -> None:
         import torch

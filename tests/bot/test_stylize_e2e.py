@@ -302,4 +302,5 @@ def test_health_and_metrics_for_operators(database_url):
     assert 'stylebot_jobs_total{outcome="done",detail=""} 1' in metrics
     assert "stylebot_queue_length 0" in metrics and "stylebot_workers_ready 1" in metrics
     assert "stylebot_step_seconds_count 2" in metrics
+    assert 'stylebot_job_memory_peak_bytes{device="cpu"}' in metrics
     assert after.returncode == 1 and "no bot answers" in after.stderr  # the bot has stopped
