@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
@@ -107,7 +108,9 @@ class JobMessage:
         try:
             async for event in self.handle.events():
                 if isinstance(event, JobStarted):
-                    await self.storage.set_job_state(self.handle.id, JobStatus.RUNNING)
+                    await self._record(
+                        self.storage.set_job_state(self.handle.id, JobStatus.RUNNING)
+                    )
                 if event.terminal:
                     await self._finish(event)  # type: ignore[arg-type]
                 else:
@@ -117,6 +120,14 @@ class JobMessage:
         finally:
             if self._flush is not None:
                 self._flush.cancel()
+
+    async def _record(self, write: Awaitable[None]) -> None:
+        """A write to the jobs table, best effort: the database being down must not keep the
+        member's message from following the job to its end."""
+        try:
+            await write
+        except Exception:
+            log.exception("could not record the state of job %s", self.handle.id)
 
     # --- live updates -------------------------------------------------------------------------
 
@@ -193,10 +204,14 @@ class JobMessage:
         async with self._edit_lock:
             delivered = await self.reply.deliver(self.client, text, file=file)
         if not delivered and isinstance(event, JobDone):
-            await self.storage.put_blob(
-                result_key(self.handle.id), event.image, keep=RESULT_KEEP_SECONDS
+            await self._record(
+                self.storage.put_blob(
+                    result_key(self.handle.id), event.image, keep=RESULT_KEEP_SECONDS
+                )
             )
-        await self.storage.set_job_state(self.handle.id, state, outcome=text, delivered=delivered)
+        await self._record(
+            self.storage.set_job_state(self.handle.id, state, outcome=text, delivered=delivered)
+        )
         if not delivered:
             log.warning(
                 "the end of job %s could not be delivered; it will be tried again", self.handle.id

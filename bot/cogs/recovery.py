@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -58,15 +59,21 @@ class RecoveryCog(commands.Cog):
             self._task.cancel()
 
     async def _run(self) -> None:
+        """A heartbeat every third of the instance timeout (so that no other bot process takes
+        this one for dead), a recovery round every delivery_retry_interval."""
         config = self.bot.settings
+        tick = min(config.delivery_retry_interval, config.instance_timeout / 3)
+        next_round = 0.0
         while True:
             try:
                 await self.bot.storage.heartbeat()
-                await self.recover_orphans()
-                await self.retry_deliveries()
+                if time.monotonic() >= next_round:
+                    next_round = time.monotonic() + config.delivery_retry_interval
+                    await self.recover_orphans()
+                    await self.retry_deliveries()
             except Exception:  # the database or Discord is down: the next round tries again
                 log.exception("recovery round failed")
-            await asyncio.sleep(config.delivery_retry_interval)
+            await asyncio.sleep(tick)
 
     async def recover_orphans(self) -> None:
         storage = self.bot.storage

@@ -152,3 +152,44 @@ def test_stylebot_sync_sends_the_commands_and_stops(database_url):
     assert code == 0, err
     assert "sent to Discord" in out and len(puts) == 1
     assert {c["name"] for c in puts[0].json} == {"stylize", "stylize-settings"}
+
+
+def test_the_result_arrives_while_the_database_is_down(database_url, tmp_path):
+    """Every write to the jobs table fails from the moment the job starts to its end."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, cooldown_seconds=0) as harness:
+            first = picture_attachments(fake)
+            blocker = await fake.slash(
+                "stylize",
+                stylize_options(first, steps=500, size=64),
+                member_user=BOB,
+                attachments=first,
+            )
+            await fake.wait_for(lambda f: any("/500 " in text_of(e) for e in f.edits(blocker)))
+            second = picture_attachments(fake)
+            token = await fake.slash(
+                "stylize",
+                stylize_options(second, steps=5, size=64),
+                member_user=ALICE,
+                attachments=second,
+            )
+            await fake.wait_for(lambda f: any("Queued" in text_of(e) for e in f.edits(token)))
+            working = harness.storage.engine
+            harness.storage.engine = create_async_engine(
+                f"sqlite+aiosqlite:///{tmp_path}/no/such/folder/db"
+            )
+            try:
+                await harness.executor.cancel(
+                    next(iter(harness.executor._jobs))
+                )  # Bob's: Alice's starts
+                return await fake.wait_for(
+                    lambda f: [e for e in f.edits(token) if "Done in" in text_of(e)]
+                )
+            finally:
+                await harness.storage.engine.dispose()
+                harness.storage.engine = working
+
+    done = run(scenario)
+    assert done[-1].files
