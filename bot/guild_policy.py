@@ -206,17 +206,68 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
         else DEFAULTS.style_scale,
         preview_every=max(1, steps // 10),
     ).validate()
+    return params, summarize(params, request.n_styles, notes)
+
+
+def summarize(
+    params: StyleParams, n_styles: int, notes: list[str] | tuple[str, ...] = ()
+) -> Summary:
+    """The caption's words for the parameters a job runs with."""
     weights = (
         f"α {params.content_weight:g} β {params.style_weight:g}"
-        if raw
+        if params.raw_weights
         else f"strength {params.strength:g}"
     )
     text = f"{weights} · {params.size} px · {params.steps} steps"
     if params.preserve_colors != "none":
         text += f" · colours: {params.preserve_colors}"
-    if request.n_styles > 1:
-        text += f" · {request.n_styles} styles"
-    return params, Summary(text, tuple(notes))
+    if n_styles > 1:
+        text += f" · {n_styles} styles"
+    return Summary(text, tuple(notes))
+
+
+AGAIN_ACTIONS = ("seed", "more", "less", "colours", "larger")
+
+
+class NothingToChange(ValueError):
+    """A result button whose change cannot apply (already at the largest size, ...)."""
+
+
+def params_again(
+    params: StyleParams, action: str, settings: GuildSettings, n_styles: int
+) -> tuple[StyleParams, Summary]:
+    """The parameters of a result button's new job: a new seed, twice or half the style, the
+    content's colours, or twice the size; clamped by this server's caps, which say so."""
+    if action == "seed":
+        changed = params.replace(seed=None)
+    elif action in ("more", "less"):
+        factor = 2.0 if action == "more" else 0.5
+        if params.raw_weights:
+            changed = params.replace(style_weight=(params.style_weight or 0.0) * factor)
+        else:
+            changed = params.replace(strength=min(MAX_STRENGTH, params.strength * factor))
+    elif action == "colours":
+        if params.preserve_colors == "luminance":
+            raise NothingToChange("this picture already keeps the content's colours")
+        changed = params.replace(preserve_colors="luminance")
+    elif action == "larger":
+        if params.size >= settings.max_size:
+            raise NothingToChange(
+                f"this picture is already at this server's largest size ({settings.max_size} px)"
+            )
+        changed = params.replace(size=min(params.size * 2, settings.max_size, MAX_SIZE))
+    else:
+        raise ValueError(f"unknown action {action!r}")
+    notes = []
+    if changed.size > settings.max_size:
+        notes.append(f"size capped at {settings.max_size} px by this server")
+        changed = changed.replace(size=settings.max_size)
+    if changed.steps > settings.max_steps:
+        notes.append(f"steps capped at {settings.max_steps} by this server")
+        changed = changed.replace(
+            steps=settings.max_steps, preview_every=max(1, settings.max_steps // 10)
+        )
+    return changed.validate(), summarize(changed, n_styles, notes)
 
 
 def channel_allowed(settings: GuildSettings, channel_id: int | None) -> bool:

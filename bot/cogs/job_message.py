@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.cogs.reply import Reply
-from bot.cogs.views import cancel_view
+from bot.cogs.views import cancel_view, result_view
 from bot.executor.protocol import (
     Event,
     FailureKind,
@@ -202,7 +202,8 @@ class JobMessage:
                 f"stylized.{'jpg' if event.format == 'jpeg' else event.format}",
             )
         async with self._edit_lock:
-            delivered = await self.reply.deliver(self.client, text, file=file)
+            view = result_view(self.handle.id) if isinstance(event, JobDone) else None
+            delivered = await self.reply.deliver(self.client, text, file=file, view=view)
         if not delivered and isinstance(event, JobDone):
             await self._record(
                 self.storage.put_blob(

@@ -21,7 +21,7 @@ from discord.ext import commands
 
 from bot.cogs.job_message import JobMessage
 from bot.cogs.reply import Reply
-from bot.cogs.views import retry_view
+from bot.cogs.views import result_view, retry_view
 from bot.executor.protocol import Job, JobStatus
 from bot.guild_policy import Summary
 from bot.storage import JobRecord, result_key
@@ -130,7 +130,13 @@ class RecoveryCog(commands.Cog):
         assert record.outcome is not None
         picture = await self.bot.storage.get_blobs([result_key(record.id)])
         file = discord.File(io.BytesIO(picture[0]), picture_name(picture[0])) if picture else None
-        view = retry_view(record.id) if record.state == JobStatus.INTERRUPTED else None
+        view = (
+            retry_view(record.id)
+            if record.state == JobStatus.INTERRUPTED
+            else result_view(record.id)
+            if record.state == JobStatus.DONE
+            else None
+        )
         return await Reply.of_record(record).deliver(self.bot, record.outcome, file=file, view=view)
 
 

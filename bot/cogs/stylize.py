@@ -16,7 +16,7 @@ from bot.cogs.downloads import DownloadError, download
 from bot.cogs.errors import message_for
 from bot.cogs.job_message import JobMessage, upload_limit
 from bot.cogs.reply import Reply
-from bot.cogs.views import CancelButton, RetryButton
+from bot.cogs.views import CancelButton, ResultButton, RetryButton
 from bot.engine import imaging
 from bot.engine.params import (
     IMAGE_FORMATS,
@@ -28,7 +28,16 @@ from bot.engine.params import (
     min_input_side,
 )
 from bot.executor.protocol import Job, JobStatus, SubmitError
-from bot.guild_policy import MAX_SEED, MIN_SIZE, Request, Summary, params_for
+from bot.guild_policy import (
+    MAX_SEED,
+    MIN_SIZE,
+    NothingToChange,
+    Request,
+    Summary,
+    describe,
+    params_again,
+    params_for,
+)
 from bot.storage import JobRecord, input_keys
 
 if TYPE_CHECKING:
@@ -227,6 +236,47 @@ class StylizeCog(commands.Cog):
                 "Only the member who started this job can retry it.", ephemeral=True
             )
             return
+        await self._rerun(
+            interaction, record, StyleParams.from_dict(record.params), Summary(record.summary)
+        )
+
+    async def again(
+        self, interaction: discord.Interaction[StyleBot], job_id: str, action: str
+    ) -> None:
+        """A result button: a new job from the same images, as the member who pressed it; or
+        Delete, for the member who asked or one with Manage Messages."""
+        record = await self.bot.storage.job(job_id)
+        if record is None:
+            await interaction.response.send_message(
+                "I no longer know this picture.", ephemeral=True
+            )
+            return
+        if action == "delete":
+            await self._delete(interaction, record)
+            return
+        settings = await guild_settings(interaction)
+        try:
+            params, summary = params_again(
+                StyleParams.from_dict(record.params), action, settings, record.styles
+            )
+        except NothingToChange as exc:
+            await interaction.response.send_message(f"Nothing to change: {exc}.", ephemeral=True)
+            return
+        except InvalidParams as exc:
+            await interaction.response.send_message(
+                f"That does not work here: {exc}.", ephemeral=True
+            )
+            return
+        await self._rerun(interaction, record, params, summary)
+
+    async def _rerun(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        record: JobRecord,
+        params: StyleParams,
+        summary: Summary,
+    ) -> None:
+        """A new job of the pressing member from a recorded job's kept images."""
         try:
             await check_may_start_job(interaction)
         except app_commands.CheckFailure as exc:
@@ -234,14 +284,62 @@ class StylizeCog(commands.Cog):
             return
         data = await self.bot.storage.get_blobs(input_keys(record.id, record.styles))
         if data is None:
+            hours = self.bot.settings.input_ttl / 3600
             await interaction.response.send_message(
-                "Sorry, the images of that job are no longer kept. Please send them again with /stylize.",
+                f"Sorry, the images of that picture are no longer kept (they are kept for {hours:g} h). "
+                "Please send them again with /stylize.",
                 ephemeral=True,
             )
             return
         await interaction.response.defer(thinking=True)
-        params = StyleParams.from_dict(record.params)
-        await self.start_job(interaction, data, params, Summary(record.summary))
+        await self.start_job(interaction, data, params, summary)
+
+    async def _delete(self, interaction: discord.Interaction[StyleBot], record: JobRecord) -> None:
+        if interaction.user.id != record.user_id and not interaction.permissions.manage_messages:
+            await interaction.response.send_message(
+                "Only the member who asked for this picture, or someone with Manage Messages, can delete it.",
+                ephemeral=True,
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            if interaction.message is not None:
+                await interaction.message.delete()
+            await interaction.followup.send("Deleted.", ephemeral=True)
+        except discord.HTTPException as exc:
+            await interaction.followup.send(
+                f"I could not delete it ({exc.text or exc.status}).", ephemeral=True
+            )
+
+    @app_commands.command(
+        name="stylize-help", description="What /stylize does, this server's settings, your jobs"
+    )
+    async def stylize_help(self, interaction: discord.Interaction[StyleBot]) -> None:
+        settings = await guild_settings(interaction)
+        config = self.bot.settings
+        running = self.bot.executor.jobs_of(interaction.user.id)
+        left = self.bot.cooldowns.left(
+            interaction.guild_id, interaction.user.id, settings.cooldown_seconds
+        )
+        cooldown = (
+            "you can start one now" if left <= 0 else f"you can start the next in {left:.0f} s"
+        )
+        text = "\n".join(
+            [
+                "**/stylize** repaints your *content* picture in the style of a *style* picture (neural style "
+                "transfer, Gatys et al., on VGG-19). Attach both; everything else is optional.",
+                "**Example:** `/stylize content:photo.jpg style:starry-night.jpg strength:2 preserve_colors:luminance` "
+                "paints your photo with twice the default style, keeping its own colours.",
+                "Every result has buttons: 🎲 new seed · ➕ more style · ➖ less style · 🎨 keep colours · "
+                f"🔍 larger · 🗑 delete. They reuse the pictures for {config.input_ttl / 3600:g} h.",
+                "",
+                "**This server:**",
+                describe(settings),
+                "",
+                f"**You:** {running} of {config.per_user_jobs} jobs queued or running; {cooldown}.",
+            ]
+        )
+        await interaction.response.send_message(text, ephemeral=True)
 
     async def _refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
         """The public 'thinking' message goes away; the member alone sees why."""
@@ -256,5 +354,5 @@ class StylizeCog(commands.Cog):
 
 
 async def setup(bot: StyleBot) -> None:
-    bot.add_dynamic_items(CancelButton, RetryButton)
+    bot.add_dynamic_items(CancelButton, RetryButton, ResultButton)
     await bot.add_cog(StylizeCog(bot))

@@ -84,6 +84,56 @@ def retry_view(job_id: str) -> discord.ui.View:
     return view
 
 
+RESULT_BUTTONS = (  # action, emoji, label
+    ("seed", "🎲", "New seed"),
+    ("more", "➕", "More style"),
+    ("less", "➖", "Less style"),
+    ("colours", "🎨", "Keep colours"),
+    ("larger", "🔍", "Larger"),
+    ("delete", "🗑", "Delete"),
+)
+
+
+class ResultButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"stylebot:again:(?P<action>seed|more|less|colours|larger|delete):(?P<job_id>[0-9a-f]{32})",
+):
+    """On every result: a new job from the same images, as the member who pressed it (their limits,
+    their cooldown, this server's caps), or Delete (the member who asked, or Manage Messages)."""
+
+    def __init__(self, action: str, job_id: str):
+        emoji, label = next((e, text) for a, e, text in RESULT_BUTTONS if a == action)
+        style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
+        super().__init__(
+            discord.ui.Button(
+                emoji=emoji, label=label, style=style, custom_id=f"stylebot:again:{action}:{job_id}"
+            )
+        )
+        self.action, self.job_id = action, job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ):
+        return cls(match["action"], match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction[StyleBot]) -> None:
+        cog = interaction.client.get_cog("StylizeCog")
+        if cog is None:
+            await interaction.response.send_message(
+                "/stylize is not available right now.", ephemeral=True
+            )
+            return
+        await cog.again(interaction, self.job_id, self.action)  # type: ignore[attr-defined]
+
+
+def result_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action, _, _ in RESULT_BUTTONS:
+        view.add_item(ResultButton(action, job_id))
+    return view
+
+
 def cancel_view(job_id: str, owner_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(CancelButton(job_id, owner_id))

@@ -30,6 +30,10 @@ class Executor(abc.ABC):
         None if it was lost with that process."""
 
     @abc.abstractmethod
+    def jobs_of(self, user_id: int) -> int:
+        """How many of the member's jobs are queued or running (the per-member limit counts these)."""
+
+    @abc.abstractmethod
     async def shutdown(self, *, graceful: bool = True, timeout: float = 30.0) -> None: ...
 
     def handle_signals(self, *signals: int, timeout: float = 30.0) -> None:

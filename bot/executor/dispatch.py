@@ -168,7 +168,7 @@ class Dispatcher(Executor, Listener):
     async def submit(self, job: Job) -> JobHandle:
         if self._closing or self._loop is None:
             raise ExecutorClosed("the bot is shutting down and takes no new jobs")
-        mine = sum(1 for s in self._jobs.values() if s.job.user_id == job.user_id)
+        mine = self.jobs_of(job.user_id)
         if mine >= self.config.per_user_limit:
             raise UserLimitReached(
                 f"you already have {mine} job(s) queued or running (the limit is {self.config.per_user_limit}); "
@@ -196,6 +196,9 @@ class Dispatcher(Executor, Listener):
         else:
             self._stop(state, StopReason.CANCELLED)
         return True
+
+    def jobs_of(self, user_id: int) -> int:
+        return sum(1 for s in self._jobs.values() if s.job.user_id == user_id)
 
     def handle(self, job_id: str) -> JobHandle | None:
         """The handle of a job this dispatcher knows (queued or running), by id."""

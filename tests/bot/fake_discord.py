@@ -499,6 +499,13 @@ class FakeDiscord:
             return _json({"message": "Unknown Channel", "code": 10003}, status=404)
         if parts[0] == "webhooks" and len(parts) >= 3:
             return self._webhook(method, parts[2], parts[3:], payload, files)
+        if (
+            method == "DELETE"
+            and parts[0] == "channels"
+            and len(parts) == 4
+            and parts[2] == "messages"
+        ):
+            return web.Response(status=204)
         if method == "POST" and parts[0] == "channels" and parts[-1] == "messages":
             return _json(self.message(int(parts[1]), payload, files))
         return _json(

@@ -24,12 +24,16 @@ def run(coro, timeout=180):
 
 
 def final_edit(fake, token):
+    """The edit that ended the job: a picture, and no Cancel button any more."""
     edits = fake.edits(token)
-    return (
-        edits[-1]
-        if edits and edits[-1].files and not (edits[-1].json or {}).get("components")
-        else None
-    )
+    if not edits or not edits[-1].files:
+        return None
+    buttons = [
+        c.get("custom_id", "")
+        for row in (edits[-1].json or {}).get("components") or []
+        for c in row["components"]
+    ]
+    return None if any(b.startswith("stylebot:cancel:") for b in buttons) else edits[-1]
 
 
 def test_happy_path_ends_with_the_image(database_url, caplog):
@@ -63,7 +67,16 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
         and "25 steps" in text_of(result)
         and "seed 5" in text_of(result)
     )
-    assert result.json.get("components") == []
+    buttons = [c["custom_id"] for row in result.json["components"] for c in row["components"]]
+    assert [b.split(":")[2] for b in buttons] == [
+        "seed",
+        "more",
+        "less",
+        "colours",
+        "larger",
+        "delete",
+    ]
+    assert not any("cancel" in b for b in buttons)  # the Cancel button is gone with the job
     assert "fake-token-for-tests" not in caplog.text and caplog.text  # logs, never the token
 
 

@@ -1,0 +1,164 @@
+"""Buttons on every result, and /stylize-help."""
+
+from tests.bot.fake_discord import MANAGE_MESSAGES
+from tests.bot.harness import (
+    ALICE,
+    BOB,
+    BotHarness,
+    ephemeral,
+    picture_attachments,
+    run_with_fake,
+    stylize_options,
+    text_of,
+)
+
+
+def run(coro, timeout=240):
+    return run_with_fake(coro, timeout)
+
+
+GUILD = 710000000000000001
+
+
+async def no_cooldown(harness, **changes):
+    """This server lets a member start jobs back to back (the default cooldown is 30 s)."""
+    settings = await harness.storage.get(GUILD)
+    await harness.storage.put(GUILD, settings.replace(cooldown_seconds=0, **changes))
+
+
+def done_edits(fake, token):
+    return [e for e in fake.edits(token) if "Done in" in text_of(e)]
+
+
+async def a_result(fake, **options):
+    """Alice's finished job: (its token, the result message, its buttons by action)."""
+    attachments = picture_attachments(fake)
+    token = await fake.slash(
+        "stylize",
+        stylize_options(attachments, steps=2, size=64, seed=3, **options),
+        member_user=ALICE,
+        attachments=attachments,
+    )
+    await fake.wait_for(lambda f: done_edits(f, token))
+    buttons = {
+        c["custom_id"].split(":")[2]: c["custom_id"]
+        for row in done_edits(fake, token)[-1].json["components"]
+        for c in row["components"]
+    }
+    return token, fake.originals[token], buttons
+
+
+def test_a_button_runs_a_new_job_as_the_member_who_pressed_it(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            await no_cooldown(harness)
+            _, message, buttons = await a_result(fake)
+            pressed = await fake.press(buttons["more"], message, member_user=BOB)
+            more = await fake.wait_for(lambda f: done_edits(f, pressed))
+            again = await fake.press(buttons["seed"], message, member_user=ALICE)
+            seeded = await fake.wait_for(lambda f: done_edits(f, again))
+            colours = await fake.press(buttons["colours"], message, member_user=ALICE)
+            kept = await fake.wait_for(lambda f: done_edits(f, colours))
+            return more[-1], seeded[-1], kept[-1], await job_of(harness, pressed)
+
+    more, seeded, kept, record = run(scenario)
+    assert "strength 2" in text_of(more) and more.files  # twice the default strength of 1
+    assert "seed 3\n" not in text_of(seeded) + "\n" and "strength 1 " in text_of(
+        seeded
+    )  # a new seed
+    assert "colours: luminance" in text_of(kept)
+    assert record is not None and record.user_id == int(BOB["id"])  # Bob's job, under Bob's limits
+
+
+async def job_of(harness, token):
+    """The job a press started, from the jobs table (by its interaction token)."""
+    import sqlalchemy as sa
+
+    from bot.storage import jobs
+
+    async with harness.storage.engine.connect() as conn:
+        job_id = (await conn.execute(sa.select(jobs.c.id).where(jobs.c.token == token))).scalar()
+    return await harness.storage.job(job_id)
+
+
+def test_larger_is_clamped_by_the_servers_cap_and_says_so(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            await no_cooldown(harness, max_size=96, size=64)
+            _, message, buttons = await a_result(fake)
+            larger = await fake.press(buttons["larger"], message, member_user=ALICE)
+            result = await fake.wait_for(lambda f: done_edits(f, larger))
+            again = await fake.press(
+                larger_buttons(result[-1])["larger"], fake.originals[larger], member_user=ALICE
+            )
+            return result[-1], await fake.wait_for(lambda f: f.callbacks(again))
+
+    result, refused = run(scenario)
+    assert "96 px" in text_of(result)
+    assert ephemeral(refused[0]) and "already at this server's largest size (96 px)" in text_of(
+        refused[0]
+    )
+
+
+def larger_buttons(message):
+    return {
+        c["custom_id"].split(":")[2]: c["custom_id"]
+        for row in message.json["components"]
+        for c in row["components"]
+    }
+
+
+def test_delete_only_for_the_owner_or_a_moderator(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            _, message, buttons = await a_result(fake)
+            refused = await fake.press(buttons["delete"], message, member_user=BOB)
+            await fake.wait_for(lambda f: f.callbacks(refused))
+            deleted = await fake.press(
+                buttons["delete"], message, member_user=BOB, permissions=MANAGE_MESSAGES
+            )
+            await fake.wait_for(
+                lambda f: [
+                    r
+                    for r in f.requests
+                    if r.method == "DELETE" and r.path.startswith("/channels/")
+                ]
+            )
+            await fake.wait_for(lambda f: f.followups(deleted))
+            return (
+                fake.callbacks(refused),
+                [
+                    r
+                    for r in fake.requests
+                    if r.method == "DELETE" and r.path.startswith("/channels/")
+                ],
+                message,
+            )
+
+    refused, deletes, message = run(scenario)
+    assert ephemeral(refused[0]) and "Only the member who asked" in text_of(refused[0])
+    assert deletes[0].path == f"/channels/{message['channel_id']}/messages/{message['id']}"
+
+
+def test_after_the_retention_time_a_press_says_the_images_expired(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, input_ttl=0) as harness:
+            await no_cooldown(harness)
+            _, message, buttons = await a_result(fake)
+            pressed = await fake.press(buttons["seed"], message, member_user=ALICE)
+            return await fake.wait_for(lambda f: f.callbacks(pressed))
+
+    callbacks = run(scenario)
+    assert ephemeral(callbacks[0]) and "no longer kept" in text_of(callbacks[0])
+
+
+def test_stylize_help(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            token = await fake.slash("stylize-help", [], member_user=ALICE)
+            return await fake.wait_for(lambda f: f.callbacks(token))
+
+    (reply,) = run(scenario)
+    text = text_of(reply)
+    assert ephemeral(reply) and "/stylize" in text and "Example" in text
+    assert "**Steps:** 300" in text and "0 of 3 jobs" in text and "you can start one now" in text
