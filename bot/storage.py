@@ -61,6 +61,7 @@ jobs = sa.Table(
     sa.Column("outcome", sa.Text, nullable=True),  # the final message, kept until it is delivered
     sa.Column("delivered", sa.Boolean, nullable=False, default=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),  # failed deliveries so far
+    sa.Column("message_id", sa.BigInteger, nullable=True),  # the message that ended the job
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
@@ -115,6 +116,8 @@ class JobRecord:
     outcome: str | None = None
     delivered: bool = False
     attempts: int = 0
+    message_id: int | None = None
+    created_at: float = 0.0
 
     @property
     def token_alive(self) -> bool:
@@ -257,12 +260,15 @@ class Storage:
         *,
         outcome: str | None = None,
         delivered: bool | None = None,
+        message_id: int | None = None,
     ) -> None:
         values: dict[str, Any] = {"state": state.value, "updated_at": time.time()}
         if outcome is not None:
             values["outcome"] = outcome
         if delivered is not None:
             values["delivered"] = delivered
+        if message_id is not None:
+            values["message_id"] = message_id
         async with self.engine.begin() as conn:
             await conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
@@ -311,6 +317,26 @@ class Storage:
             await conn.execute(
                 jobs.update().where(jobs.c.id == job_id).values(instance=self.instance)
             )
+
+    async def history(
+        self, user_id: int, guild_id: int | None, *, limit: int = 10
+    ) -> list[JobRecord]:
+        """The member's last finished pictures in this server, newest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(jobs)
+                    .where(
+                        jobs.c.user_id == user_id,
+                        jobs.c.guild_id == guild_id,
+                        jobs.c.state == JobStatus.DONE.value,
+                        jobs.c.message_id.is_not(None),
+                    )
+                    .order_by(jobs.c.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_record(r) for r in rows]
 
     async def undelivered_jobs(self) -> list[JobRecord]:
         """Jobs that ended but whose final message has not reached the member yet."""
@@ -415,4 +441,6 @@ def _record(row: Any) -> JobRecord:
         outcome=row.outcome,
         delivered=bool(row.delivered),
         attempts=row.attempts,
+        message_id=row.message_id,
+        created_at=row.created_at,
     )

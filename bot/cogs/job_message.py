@@ -203,7 +203,8 @@ class JobMessage:
             )
         async with self._edit_lock:
             view = result_view(self.handle.id) if isinstance(event, JobDone) else None
-            delivered = await self.reply.deliver(self.client, text, file=file, view=view)
+            message_id = await self.reply.deliver(self.client, text, file=file, view=view)
+        delivered = message_id is not None
         if not delivered and isinstance(event, JobDone):
             await self._record(
                 self.storage.put_blob(
@@ -211,7 +212,9 @@ class JobMessage:
                 )
             )
         await self._record(
-            self.storage.set_job_state(self.handle.id, state, outcome=text, delivered=delivered)
+            self.storage.set_job_state(
+                self.handle.id, state, outcome=text, delivered=delivered, message_id=message_id
+            )
         )
         if not delivered:
             log.warning(

@@ -71,6 +71,7 @@ class RecoveryCog(commands.Cog):
                     next_round = time.monotonic() + config.delivery_retry_interval
                     await self.recover_orphans()
                     await self.retry_deliveries()
+                    await self.bot.storage.purge_expired()  # no images kept longer than promised
             except Exception:  # the database or Discord is down: the next round tries again
                 log.exception("recovery round failed")
             await asyncio.sleep(tick)
@@ -108,16 +109,24 @@ class RecoveryCog(commands.Cog):
             log.warning(
                 "job %s was lost with its bot process; telling member %s", record.id, record.user_id
             )
-            if await Reply.of_record(record).deliver(self.bot, text, view=retry_view(record.id)):
-                await storage.set_job_state(record.id, JobStatus.INTERRUPTED, delivered=True)
+            message_id = await Reply.of_record(record).deliver(
+                self.bot, text, view=retry_view(record.id)
+            )
+            if message_id is not None:
+                await storage.set_job_state(
+                    record.id, JobStatus.INTERRUPTED, delivered=True, message_id=message_id
+                )
 
     async def retry_deliveries(self) -> None:
         storage = self.bot.storage
         for record in await storage.undelivered_jobs():
             if record.attempts >= MAX_DELIVERY_ATTEMPTS or record.outcome is None:
                 continue
-            if await self._deliver(record):
-                await storage.set_job_state(record.id, record.state, delivered=True)
+            message_id = await self._deliver(record)
+            if message_id is not None:
+                await storage.set_job_state(
+                    record.id, record.state, delivered=True, message_id=message_id
+                )
                 log.info(
                     "delivered the end of job %s after %d failed tries",
                     record.id,
@@ -126,7 +135,7 @@ class RecoveryCog(commands.Cog):
             else:
                 await storage.delivery_failed(record.id)
 
-    async def _deliver(self, record: JobRecord) -> bool:
+    async def _deliver(self, record: JobRecord) -> int | None:
         assert record.outcome is not None
         picture = await self.bot.storage.get_blobs([result_key(record.id)])
         file = discord.File(io.BytesIO(picture[0]), picture_name(picture[0])) if picture else None

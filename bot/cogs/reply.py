@@ -51,21 +51,23 @@ class Reply:
     def token_alive(self) -> bool:
         return time.time() < self.token_expires_at
 
-    async def edit(self, client: discord.Client, **fields: Any) -> None:
-        """Edit the interaction's original message (raises discord.HTTPException)."""
+    async def edit(self, client: discord.Client, **fields: Any) -> int:
+        """Edit the interaction's original message; its id (raises discord.HTTPException)."""
         webhook = discord.Webhook.partial(self.application_id, self.token, client=client)
-        await webhook.edit_message("@original", **fields)  # type: ignore[arg-type]
+        message = await webhook.edit_message("@original", **fields)  # type: ignore[arg-type]
+        return message.id
 
-    async def post(self, client: discord.Client, text: str, **fields: Any) -> None:
+    async def post(self, client: discord.Client, text: str, **fields: Any) -> int:
         """An ordinary channel message that mentions the member (raises discord.HTTPException)."""
         if self.channel_id is None:
             raise discord.ClientException("the job has no channel to post to")
         channel = client.get_partial_messageable(self.channel_id)
-        await channel.send(
+        message = await channel.send(
             f"<@{self.user_id}> {text}",
             allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]),
             **fields,
         )
+        return message.id
 
     async def deliver(
         self,
@@ -74,15 +76,14 @@ class Reply:
         *,
         file: discord.File | None = None,
         view: discord.ui.View | None = None,
-    ) -> bool:
+    ) -> int | None:
         """The end of a job: into its message while the token lives, else (or if that fails) to the
-        channel. False if neither worked: the caller keeps it for a later try."""
+        channel; the message's id. None if neither worked: the caller keeps it for a later try."""
         if self.token_alive:
             try:
-                await self.edit(
+                return await self.edit(
                     client, content=text, embed=None, attachments=[file] if file else [], view=view
                 )
-                return True
             except discord.HTTPException as exc:
                 log.warning(
                     "could not edit the end of a job into its message (%s); posting it", exc
@@ -90,10 +91,9 @@ class Reply:
                 if file is not None:
                     file.reset()
         try:
-            await self.post(
+            return await self.post(
                 client, text, **({"file": file} if file else {}), **({"view": view} if view else {})
             )
-            return True
         except (discord.HTTPException, discord.ClientException) as exc:
             log.warning("could not post the end of a job to channel %s: %s", self.channel_id, exc)
-            return False
+            return None

@@ -311,6 +311,27 @@ class StylizeCog(commands.Cog):
                 f"I could not delete it ({exc.text or exc.status}).", ephemeral=True
             )
 
+    @app_commands.command(name="stylize-history", description="Your last pictures in this server")
+    async def stylize_history(self, interaction: discord.Interaction[StyleBot]) -> None:
+        records = await self.bot.storage.history(interaction.user.id, interaction.guild_id)
+        if not records:
+            await interaction.response.send_message(
+                "You have no pictures here yet: try /stylize.", ephemeral=True
+            )
+            return
+        where = interaction.guild_id or "@me"
+        lines = [
+            f"<t:{int(r.created_at)}:R> · [{r.summary}]"
+            f"(https://discord.com/channels/{where}/{r.channel_id}/{r.message_id})"
+            for r in records
+        ]
+        hours = self.bot.settings.input_ttl / 3600
+        await interaction.response.send_message(
+            f"**Your last pictures here** (their buttons work for {hours:g} h after each was made):\n"
+            + "\n".join(lines),
+            ephemeral=True,
+        )
+
     @app_commands.command(
         name="stylize-help", description="What /stylize does, this server's settings, your jobs"
     )

@@ -151,7 +151,12 @@ def test_stylebot_sync_sends_the_commands_and_stops(database_url):
     code, out, err, puts = run(scenario)
     assert code == 0, err
     assert "sent to Discord" in out and len(puts) == 1
-    assert {c["name"] for c in puts[0].json} == {"stylize", "stylize-settings", "stylize-help"}
+    assert {c["name"] for c in puts[0].json} == {
+        "stylize",
+        "stylize-settings",
+        "stylize-help",
+        "stylize-history",
+    }
 
 
 def test_the_result_arrives_while_the_database_is_down(database_url, tmp_path):

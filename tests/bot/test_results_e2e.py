@@ -162,3 +162,19 @@ def test_stylize_help(database_url):
     text = text_of(reply)
     assert ephemeral(reply) and "/stylize" in text and "Example" in text
     assert "**Steps:** 300" in text and "0 of 3 jobs" in text and "you can start one now" in text
+
+
+def test_stylize_history_links_the_members_own_results(database_url):
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            await no_cooldown(harness)
+            token, message, _ = await a_result(fake)
+            mine = await fake.slash("stylize-history", [], member_user=ALICE)
+            theirs = await fake.slash("stylize-history", [], member_user=BOB)
+            await fake.wait_for(lambda f: f.callbacks(mine) and f.callbacks(theirs))
+            return message, fake.callbacks(mine)[0], fake.callbacks(theirs)[0]
+
+    message, mine, theirs = run(scenario)
+    assert ephemeral(mine) and f"/{message['channel_id']}/{message['id']})" in text_of(mine)
+    assert "strength 1" in text_of(mine)
+    assert "no pictures here yet" in text_of(theirs)
