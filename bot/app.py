@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stylebot")
 
 RECOVERY = "bot.cogs.recovery"
-EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.settings", RECOVERY)
+EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.picks", "bot.cogs.settings", RECOVERY)
 
 
 def point_client_at(api_base: str | None, gateway_url: str | None) -> None:

@@ -148,24 +148,37 @@ class StylizeCog(commands.Cog):
             return
 
         await interaction.response.defer(thinking=True)
+        await self.fetch_and_start(
+            interaction, [(a.url, what) for a, what in attachments], params, summary
+        )
+
+    async def fetch_and_start(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        sources: list[tuple[str, str]],
+        params: StyleParams,
+        summary: Summary,
+    ) -> None:
+        """Download (url, what) pairs, the content first, decode them off the loop, and start the
+        job; or refuse privately, having taken no slot. The interaction is deferred."""
         config = self.bot.settings
-        names = [what for _, what in attachments]
         try:
             data = [
                 await download(
                     self.bot.session,
-                    a.url,
+                    url,
                     limit=config.max_attachment_bytes,
                     hosts=config.attachment_host_set,
                     timeout=config.download_timeout,
                     name=what,
                 )
-                for a, what in attachments
+                for url, what in sources
             ]
+            names = [what for _, what in sources]
             await asyncio.to_thread(check_inputs, data, names, config.image_limits, params)
         except DownloadError as exc:
             await self._refuse_after_defer(
-                interaction, f"I could not use your attachments: {exc}. Please try again."
+                interaction, f"I could not use your images: {exc}. Please try again."
             )
             return
         except (imaging.ImageError, InvalidParams) as exc:

@@ -340,6 +340,35 @@ class FakeDiscord:
         await self.send_event("INTERACTION_CREATE", payload)
         return token
 
+    def member_message(
+        self, author: dict, attachments: list[dict], embeds: list[dict] = ()
+    ) -> dict:
+        """A message a member posted in the channel, with these attachments (see add_attachment)."""
+        message = self.message(CHANNEL_ID, {"content": "look at this"}, [])
+        message.update(
+            author=author,
+            attachments=list(attachments),
+            embeds=list(embeds),
+            webhook_id=None,
+            application_id=None,
+        )
+        return message
+
+    async def context_menu(
+        self, name: str, message: dict, *, member_user: dict, permissions: int = MEMBER_PERMISSIONS
+    ) -> str:
+        """Use a message context-menu command on `message`; returns the interaction token."""
+        data = {
+            "id": str(next(self.ids)),
+            "name": name,
+            "type": 3,
+            "target_id": message["id"],
+            "resolved": {"messages": {message["id"]: message}},
+        }
+        payload, token = self._interaction(2, member_user, permissions, data)
+        await self.send_event("INTERACTION_CREATE", payload)
+        return token
+
     async def press(
         self,
         custom_id: str,
@@ -487,7 +516,14 @@ class FakeDiscord:
         if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
             return _json(
                 [
-                    {**c, "id": str(next(self.ids)), "application_id": str(APP_ID), "version": "1"}
+                    # as Discord does, every command comes back with a description ("" for menus)
+                    {
+                        "description": "",
+                        **c,
+                        "id": str(next(self.ids)),
+                        "application_id": str(APP_ID),
+                        "version": "1",
+                    }
                     for c in payload or []
                 ]
             )

@@ -178,3 +178,37 @@ def test_stylize_history_links_the_members_own_results(database_url):
     assert ephemeral(mine) and f"/{message['channel_id']}/{message['id']})" in text_of(mine)
     assert "strength 1" in text_of(mine)
     assert "no pictures here yet" in text_of(theirs)
+
+
+def test_images_already_in_the_chat_through_the_context_menus(database_url):
+    from tests.conftest import gradient_image, noise_image, png_bytes
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            await no_cooldown(harness, size=64, steps=3)  # picks use the server's defaults
+            content = fake.add_attachment(
+                "photo.png", png_bytes(gradient_image(96, 64)), "image/png", 96, 64
+            )
+            style = fake.add_attachment(
+                "paint.png", png_bytes(noise_image(32, 32)), "image/png", 32, 32
+            )
+            text_only = fake.member_message(BOB, [])
+            with_content = fake.member_message(BOB, [content])
+            with_style = fake.member_message(BOB, [style])
+            nothing = await fake.context_menu("Stylize: use as style", text_only, member_user=ALICE)
+            first = await fake.context_menu(
+                "Stylize: use as content", with_content, member_user=ALICE
+            )
+            await fake.wait_for(lambda f: f.callbacks(nothing) and f.callbacks(first))
+            second = await fake.context_menu("Stylize: use as style", with_style, member_user=ALICE)
+            done = await fake.wait_for(lambda f: done_edits(f, second), timeout=120)
+            return fake.callbacks(nothing)[0], fake.callbacks(first)[0], done[-1]
+
+    nothing, first, done = run(scenario)
+    assert ephemeral(nothing) and "no image I can use" in text_of(nothing)
+    assert (
+        ephemeral(first)
+        and "Content picked: `photo.png`" in text_of(first)
+        and "use as style" in text_of(first)
+    )
+    assert "64 px · 3 steps" in text_of(done) and done.files  # the server's defaults
