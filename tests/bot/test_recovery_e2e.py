@@ -156,6 +156,8 @@ def test_stylebot_sync_sends_the_commands_and_stops(database_url):
         "stylize-settings",
         "stylize-help",
         "stylize-history",
+        "Stylize: use as content",
+        "Stylize: use as style",
     }
 
 
