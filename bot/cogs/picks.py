@@ -14,14 +14,13 @@ from discord.ext import commands
 
 from bot.cogs.checks import check_may_start_job, guild_settings
 from bot.cogs.errors import message_for
-from bot.engine.params import IMAGE_FORMATS
+from bot.engine.params import IMAGE_TYPES
 from bot.guild_policy import Request, params_for
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
 
 PICK_SECONDS = 15 * 60  # a pick waits this long for its other half
-IMAGE_TYPES = frozenset(IMAGE_FORMATS.values())
 
 
 @dataclass(frozen=True)

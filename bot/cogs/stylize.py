@@ -19,7 +19,7 @@ from bot.cogs.reply import Reply
 from bot.cogs.views import CancelButton, ResultButton, RetryButton
 from bot.engine import imaging
 from bot.engine.params import (
-    IMAGE_FORMATS,
+    IMAGE_TYPES,
     MAX_SIZE,
     MAX_STEPS,
     ImageLimits,
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
-
-IMAGE_TYPES = frozenset(IMAGE_FORMATS.values())
 
 
 def check_inputs(

@@ -224,6 +224,7 @@ IMAGE_FORMATS: dict[str, str] = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+IMAGE_TYPES: frozenset[str] = frozenset(IMAGE_FORMATS.values())  # the MIME types of IMAGE_FORMATS
 MAX_ASPECT = 32  # the longest side may be at most this many times the shortest
 
 
