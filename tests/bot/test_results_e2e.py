@@ -1,6 +1,8 @@
 """Buttons on every result, and /stylize-help."""
 
-from tests.bot.fake_discord import MANAGE_MESSAGES
+import asyncio
+
+from tests.bot.fake_discord import GUILD_ID, MANAGE_MESSAGES
 from tests.bot.harness import (
     ALICE,
     BOB,
@@ -169,6 +171,9 @@ def test_stylize_history_links_the_members_own_results(database_url):
         async with BotHarness(fake, database_url) as harness:
             await no_cooldown(harness)
             token, message, _ = await a_result(fake)
+            # The result reaches Discord just before the jobs table records its message id.
+            while not await harness.storage.history(int(ALICE["id"]), GUILD_ID):
+                await asyncio.sleep(0.02)
             mine = await fake.slash("stylize-history", [], member_user=ALICE)
             theirs = await fake.slash("stylize-history", [], member_user=BOB)
             await fake.wait_for(lambda f: f.callbacks(mine) and f.callbacks(theirs))
