@@ -6,7 +6,17 @@ import argparse
 import logging
 import sys
 
-from bot.cli import CliError, bench, bench_executor, evaluate, gpu_check, health, run, stylize
+from bot.cli import (
+    CliError,
+    bench,
+    bench_executor,
+    evaluate,
+    gpu_check,
+    health,
+    run,
+    stylize,
+    worker,
+)
 from bot.logs import LogConfig, configure_logging
 
 
@@ -41,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stylebot {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (run, stylize, evaluate, bench, bench_executor, gpu_check, health):
+    for command in (run, worker, stylize, evaluate, bench, bench_executor, gpu_check, health):
         command.add_parser(subparsers)
     p = subparsers.add_parser(
         "download-weights",

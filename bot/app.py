@@ -24,6 +24,7 @@ from bot.storage import Storage
 
 if TYPE_CHECKING:
     from bot.cogs.job_message import JobMessage
+    from bot.executor.dispatch import Dispatcher
     from bot.health import HealthServer
 
 log = logging.getLogger("stylebot")
@@ -144,28 +145,37 @@ class StyleBot(commands.AutoShardedBot):
         await super().close()
 
 
+def make_executor(settings_: Settings) -> Dispatcher:
+    """The dispatcher over the backend the settings name: the local pool or Celery workers."""
+    from bot.executor.dispatch import Dispatcher, ExecutorConfig
+    from bot.logs import LogConfig
+
+    config = ExecutorConfig(
+        devices=settings_.device_list,
+        workers_per_device=settings_.workers_per_device,
+        max_queued=settings_.max_queued,
+        per_user_limit=settings_.per_user_jobs,
+        time_limit=settings_.job_time_limit,
+        weights=settings_.vgg19_weights,
+        image_limits=settings_.image_limits,
+        log=LogConfig(
+            level=getattr(logging, settings_.log_level), json=settings_.log_format == "json"
+        ),
+    )
+    if settings_.executor == "celery":
+        from bot.executor.celery.backend import CeleryBackend
+
+        return Dispatcher(CeleryBackend(settings_.celery, cancel_grace=config.cancel_grace), config)
+    from bot.executor.pool import LocalExecutor
+
+    return LocalExecutor(config)
+
+
 async def run(settings_: Settings) -> None:
     """Workers first (they prove the weights), then the database (this creates an SQLite file),
     then Discord."""
-    from bot.executor.dispatch import ExecutorConfig
-    from bot.executor.pool import LocalExecutor
-    from bot.logs import LogConfig
-
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
-    executor = LocalExecutor(
-        ExecutorConfig(
-            devices=settings_.device_list,
-            workers_per_device=settings_.workers_per_device,
-            max_queued=settings_.max_queued,
-            per_user_limit=settings_.per_user_jobs,
-            time_limit=settings_.job_time_limit,
-            weights=settings_.vgg19_weights,
-            image_limits=settings_.image_limits,
-            log=LogConfig(
-                level=getattr(logging, settings_.log_level), json=settings_.log_format == "json"
-            ),
-        )
-    )
+    executor = make_executor(settings_)
     await executor.start()
     try:
         storage = await Storage.open(

@@ -2,28 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound="CommonSettings")
 
 
 class ConfigError(Exception):
     """Settings are missing or invalid; the message names each problem (never a secret's value)."""
 
 
-class Settings(BaseSettings):
+class CommonSettings(BaseSettings):
+    """What the bot and a `stylebot worker` on another host both read."""
+
     model_config = SettingsConfigDict(
         env_prefix="STYLEBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
+    vgg19_weights: str | None = (
+        None  # as for the engine: a file, else the torch hub cache; "random" for tests
+    )
+    job_time_limit: float = Field(900.0, gt=0)
+    max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    max_attachment_pixels: int = Field(40_000_000, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
+    # where jobs run: "local" (worker processes of the bot) or "celery" (`stylebot worker`s)
+    executor: Literal["local", "celery"] = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # celery: image store, progress, results
+    broker_url: str | None = None  # celery: the broker (redis:// or amqp://); default: redis_url
+    celery_queue: str = "stylebot"  # celery: the queue (one per deployment sharing a broker)
+    celery_max_attempts: int = Field(3, ge=1)  # deliveries of a job before it is failed
+    # celery: seconds before the Redis broker hands an unacknowledged job to another worker;
+    # default: the time limit plus ten minutes (it must be above the longest job)
+    celery_visibility_timeout: float | None = Field(None, gt=0)
+    celery_restore_interval: float = Field(
+        5.0, gt=0
+    )  # celery + Redis broker: seconds between scans for jobs of dead workers
+    blob_ttl: float = Field(
+        24 * 3600, gt=0
+    )  # celery: seconds job images and results are kept in Redis
+    worker_max_memory_mb: int = Field(
+        16384, ge=256
+    )  # celery: a worker process above this resident size is replaced after its job
+
+    @property
+    def image_limits(self):
+        from bot.engine.params import ImageLimits
+
+        return ImageLimits(
+            max_bytes=self.max_attachment_bytes, max_pixels=self.max_attachment_pixels
+        )
+
+    @property
+    def celery(self):
+        from bot.executor.celery.config import CeleryConfig
+
+        return CeleryConfig(
+            redis_url=self.redis_url,
+            broker_url=self.broker_url or self.redis_url,
+            time_limit=self.job_time_limit,
+            max_attempts=self.celery_max_attempts,
+            visibility_timeout=self.celery_visibility_timeout or self.job_time_limit + 600,
+            restore_interval=self.celery_restore_interval,
+            blob_ttl=self.blob_ttl,
+            max_memory_mb=self.worker_max_memory_mb,
+            queue=self.celery_queue,
+        )
+
+
+class WorkerSettings(CommonSettings):
+    """`stylebot worker`: no Discord token, no database."""
+
+
+class Settings(CommonSettings):
     discord_token: SecretStr = Field(
         description="the bot's token from the Discord developer portal"
     )
     database_url: str = "sqlite+aiosqlite:///stylebot.db"
-    vgg19_weights: str | None = (
-        None  # as for the engine: a file, else the torch hub cache; "random" for tests
-    )
     dev_guild: int | None = None  # sync commands to this server only (instant), instead of globally
     discord_api_base: str | None = (
         None  # e.g. http://127.0.0.1:8080/api/v10 (a proxy, or a fake Discord in tests)
@@ -33,7 +91,6 @@ class Settings(BaseSettings):
     workers_per_device: int = Field(1, ge=1, le=16)
     max_queued: int = Field(50, ge=1)
     per_user_jobs: int = Field(3, ge=1)
-    job_time_limit: float = Field(900.0, gt=0)
     progress_edit_interval: float = Field(2.0, ge=0.2)  # seconds between edits of a job's message
     shutdown_grace: float = Field(
         30.0, ge=0
@@ -41,8 +98,6 @@ class Settings(BaseSettings):
     interaction_ttl: float = Field(
         14 * 60, ge=0
     )  # after this, results go to the channel (tokens last 15 min)
-    max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=1024)
-    max_attachment_pixels: int = Field(40_000_000, ge=1024)
     # attachments are fetched from these hosts only (Discord's CDN); anything else is refused
     attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
     download_timeout: float = Field(30.0, gt=0)  # seconds to fetch one attachment
@@ -59,8 +114,6 @@ class Settings(BaseSettings):
     health_host: str = (
         "127.0.0.1"  # 0.0.0.0 in a container, so that Docker and Prometheus can reach it
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
     instance_timeout: float = Field(
         90.0, gt=0
     )  # a bot process silent this long is dead: its jobs are recovered
@@ -77,24 +130,16 @@ class Settings(BaseSettings):
         return frozenset(h.strip().lower() for h in self.attachment_hosts.split(",") if h.strip())
 
     @property
-    def image_limits(self):
-        from bot.engine.params import ImageLimits
-
-        return ImageLimits(
-            max_bytes=self.max_attachment_bytes, max_pixels=self.max_attachment_pixels
-        )
-
-    @property
     def device_list(self) -> tuple[str, ...] | None:
         return (
             tuple(d.strip() for d in self.devices.split(",") if d.strip()) if self.devices else None
         )
 
 
-def load_settings(**overrides) -> Settings:
+def load_settings(cls: type[S] = Settings, **overrides) -> S:
     """Settings from the environment, or ConfigError with one line per problem."""
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from bot.engine.params import ImageLimits
 from bot.executor.base import Executor, JobHandle
 from bot.executor.protocol import (
+    BackendBusy,
     Event,
     ExecutorClosed,
     FailureKind,
@@ -99,10 +100,14 @@ class Backend(abc.ABC):
     def worker_restarts(self) -> int:
         return 0
 
-    def reattach(self, job_id: str) -> bool:
+    async def reattach(self, job_id: str) -> bool:
         """Whether a job released by an earlier process still runs here and will report to the
         listener. The local pool's jobs die with the bot, so by default: no."""
         return False
+
+    def unavailable(self) -> str | None:
+        """Why no job can be taken now (the backend's service is down), or None."""
+        return None
 
 
 @dataclass
@@ -168,6 +173,8 @@ class Dispatcher(Executor, Listener):
     async def submit(self, job: Job) -> JobHandle:
         if self._closing or self._loop is None:
             raise ExecutorClosed("the bot is shutting down and takes no new jobs")
+        if (reason := self.backend.unavailable()) is not None:
+            raise BackendBusy(reason)
         mine = self.jobs_of(job.user_id)
         if mine >= self.config.per_user_limit:
             raise UserLimitReached(
@@ -209,7 +216,7 @@ class Dispatcher(Executor, Listener):
         """Follow a job that an earlier bot process released, if the backend still runs it."""
         if job.id in self._jobs:
             return self._jobs[job.id].handle
-        if not self.backend.reattach(job.id):
+        if not await self.backend.reattach(job.id):
             return None
         state = _JobState(job, JobHandle(job, self))
         state.released = True

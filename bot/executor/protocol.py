@@ -175,6 +175,11 @@ def event_from_json(text: str) -> Event:
 _BYTES_TAG = "__b64__"
 
 
+def dumps(data: dict[str, Any]) -> str:
+    """JSON of a dict that may hold bytes (as base64); `event_from_json` reads it back."""
+    return json.dumps(_encode_bytes(data))
+
+
 def _encode_bytes(value: Any) -> Any:
     if isinstance(value, bytes):
         return {_BYTES_TAG: base64.b64encode(value).decode("ascii")}
@@ -209,3 +214,7 @@ class UserLimitReached(SubmitError):
 
 class ExecutorClosed(SubmitError):
     pass
+
+
+class BackendBusy(SubmitError):
+    """The service that runs jobs (Redis, the broker) is not reachable now."""

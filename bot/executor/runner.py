@@ -125,15 +125,23 @@ class JobRunner:
         return self.models[pooling]
 
     def run(
-        self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]
+        self,
+        job: Job,
+        emit: Callable[[Event], None],
+        should_cancel: Callable[[], bool],
+        *,
+        reraise: tuple[type[BaseException], ...] = (),
     ) -> Terminal:
-        """Run `job`; progress goes to `emit`; the terminal event is returned, never raised."""
+        """Run `job`; progress goes to `emit`; the terminal event is returned, never raised
+        (except the `reraise` kinds: an adapter's own signals, such as a task time limit)."""
         try:
             return self._stylize(job, emit, should_cancel)
         except _Refused as exc:
             return JobFailed(job_id=job.id, kind=exc.kind, message=exc.message)
         except _CancelledRun:
             return JobCancelled(job_id=job.id)
+        except reraise:
+            raise
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("job %s failed (error id %s)", job.id, error_id)

@@ -8,10 +8,8 @@ import io
 import discord
 from PIL import Image
 
-from bot.app import StyleBot, point_client_at
+from bot.app import StyleBot, make_executor, point_client_at
 from bot.config import Settings
-from bot.executor.dispatch import ExecutorConfig
-from bot.executor.pool import LocalExecutor
 from bot.storage import Storage
 from tests.bot.fake_discord import FakeDiscord, user
 from tests.conftest import gradient_image, noise_image, png_bytes
@@ -40,14 +38,7 @@ class BotHarness:
     async def __aenter__(self) -> BotHarness:
         point_client_at(self.settings.discord_api_base, self.settings.discord_gateway_url)
         self.storage = await Storage.open(self.settings.database_url)
-        self.executor = LocalExecutor(
-            ExecutorConfig(
-                weights="random",
-                devices=("cpu",),
-                per_user_limit=self.settings.per_user_jobs,
-                image_limits=self.settings.image_limits,
-            )
-        )
+        self.executor = make_executor(self.settings)  # the local pool, or Celery if asked
         await self.executor.start()
         self.fake.identified.clear()
         self.bot = StyleBot(self.settings, self.storage, self.executor)

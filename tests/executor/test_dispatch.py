@@ -40,7 +40,7 @@ class RemoteBackend(Backend):
     async def close(self) -> None:
         pass
 
-    def reattach(self, job_id: str) -> bool:
+    async def reattach(self, job_id: str) -> bool:
         return job_id in self.still_running
 
     def finish(self, job_id: str) -> None:

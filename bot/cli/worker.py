@@ -1,0 +1,95 @@
+"""`stylebot worker`: a Celery worker for one GPU (or the CPU), for STYLEBOT_EXECUTOR=celery.
+
+Run one per GPU, on any host that reaches Redis (and the broker):
+
+    STYLEBOT_REDIS_URL=redis://queue-host:6379/0 stylebot worker --device cuda:0
+
+The main process never imports torch; the one process that runs jobs loads VGG-19 once, then
+announces itself in Redis. Settings come from the same STYLEBOT_* variables as the bot's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import socket
+
+from bot.cli import CliError, HelpFormatter
+
+EXIT_SETTINGS = 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "worker",
+        help="run a Celery worker for one GPU (the bot with STYLEBOT_EXECUTOR=celery sends it jobs)",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--device", default="cuda:0", help="the device it runs jobs on: cuda:N or cpu")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="its name in Redis and in Celery (default: HOST/DEVICE); unique per worker",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="overrides STYLEBOT_LOG_LEVEL (default INFO)",
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot.config import ConfigError, WorkerSettings, load_settings
+    from bot.executor.celery.task import WorkerIdentity, make_worker_app
+    from bot.executor.runner import RunnerSpec
+    from bot.logs import LogConfig, configure_logging
+
+    try:
+        settings = load_settings(WorkerSettings)
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_SETTINGS) from None
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", args.device):  # torch is not imported here
+        raise CliError(f"unknown device {args.device!r}; use cuda:N, cpu or mps", EXIT_SETTINGS)
+    weights = settings.vgg19_weights
+    if weights not in (None, "random") and not os.path.exists(weights):
+        raise CliError(f"STYLEBOT_VGG19_WEIGHTS: no such file: {weights}", 3)
+    level = args.log_level or settings.log_level
+    name = args.name or f"{socket.gethostname()}/{args.device}"
+    configure_logging(
+        LogConfig(
+            level=getattr(logging, level),
+            json=settings.log_format == "json",
+            who=f"worker {name}",
+        )
+    )
+    identity = WorkerIdentity(
+        name=name,
+        spec=RunnerSpec(
+            device=args.device,
+            weights=weights,
+            threads=args.threads,
+            limits=settings.image_limits,
+        ),
+        config=settings.celery,
+    )
+    app = make_worker_app(identity)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",  # one process runs the jobs of this device
+            f"--queues={identity.config.queue}",
+            f"--hostname={name.replace('/', '-')}@%h",
+            f"--loglevel={level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0

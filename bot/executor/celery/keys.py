@@ -1,0 +1,42 @@
+"""The Redis keys and the channel that the bot and the workers share (one place, one spelling).
+
+Per job (all with a TTL, so that nothing outlives its use):
+- input:<job>:content, input:<job>:style:<i>  the images (claim check: the task carries the keys)
+- job:<job>        a hash: attempts, state, worker, and the terminal event once the job ended
+- result:<job>     the result image (the terminal event refers to it)
+- cancel:<job>     set when the bot asks the job to stop; its value is the reason
+Per worker: worker:<name>, refreshed while its process can run jobs (its value: JSON).
+Every event is published on one channel, EVENTS, as JSON.
+"""
+
+from __future__ import annotations
+
+PREFIX = "stylebot:"
+EVENTS = PREFIX + "events"
+WORKERS = PREFIX + "worker:*"
+WORKER_TTL = 15  # seconds a worker's presence lasts without a refresh
+WORKER_REFRESH = 5.0
+
+
+def content_key(job_id: str) -> str:
+    return f"{PREFIX}input:{job_id}:content"
+
+
+def style_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}input:{job_id}:style:{index}"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def result_key(job_id: str) -> str:
+    return f"{PREFIX}result:{job_id}"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"{PREFIX}cancel:{job_id}"
+
+
+def worker_key(name: str) -> str:
+    return f"{PREFIX}worker:{name}"

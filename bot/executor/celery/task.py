@@ -1,0 +1,252 @@
+"""The worker side: the `stylebot.stylize` task, an adapter around JobRunner.
+
+`stylebot worker` runs one Celery worker (prefork, one process that runs jobs) per GPU. The
+main process never imports torch; the process that runs jobs loads VGG-19 once, at its start
+(worker_process_init), and only then announces itself in Redis, so that the bot releases jobs
+only to workers that can take them.
+
+A task carries references, never images. It reads the images from Redis, runs the job, stores
+the result image and the terminal event in Redis, and publishes every event on one channel.
+A redelivered task whose job already ended only publishes that ending again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bot.executor.celery import keys
+from bot.executor.celery.config import TASK_NAME, CeleryConfig, make_celery
+from bot.executor.protocol import (
+    Event,
+    FailureKind,
+    Job,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    JobStarted,
+    StopReason,
+    Terminal,
+    dumps,
+)
+from bot.executor.runner import RunnerSpec
+
+log = logging.getLogger("stylebot.worker")
+
+CANCEL_CHECK_INTERVAL = 0.2  # seconds between reads of the cancel flag while a job runs
+TERMINAL_STORE_PATIENCE = 300.0  # seconds to keep trying to store an ending while Redis is down
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    name: str
+    spec: RunnerSpec
+    config: CeleryConfig
+
+
+class _Process:
+    """What the process that runs jobs holds: its runner and its Redis connection."""
+
+    def __init__(self, identity: WorkerIdentity):
+        import redis
+
+        from bot.executor.runner import JobRunner
+
+        self.identity = identity
+        self.redis = redis.Redis.from_url(identity.config.redis_url)
+        self.runner = JobRunner(identity.spec)
+        self._presence = threading.Thread(target=self._announce, name="presence", daemon=True)
+        self._presence.start()
+
+    def _announce(self) -> None:
+        value = json.dumps(
+            {"slots": 1, "device": self.runner.device_name, "weights": self.runner.weights_label}
+        )
+        while True:
+            try:
+                self.redis.set(keys.worker_key(self.identity.name), value, ex=keys.WORKER_TTL)
+            except Exception as exc:  # Redis away for a while: announce again when it is back
+                log.warning("could not announce this worker in Redis: %s", exc)
+            time.sleep(keys.WORKER_REFRESH)
+
+
+_process: _Process | None = None
+
+
+def make_worker_app(identity: WorkerIdentity):
+    """The Celery app of `stylebot worker`, with the task and the per-process start-up."""
+    from celery.exceptions import SoftTimeLimitExceeded
+    from celery.signals import worker_process_init
+
+    app = make_celery(identity.config)
+
+    @worker_process_init.connect(weak=False)
+    def _load(**_: Any) -> None:
+        global _process
+        _process = _Process(identity)
+        log.info(
+            "ready: %s, weights %s", _process.runner.device_name, _process.runner.weights_label
+        )
+
+    @app.task(name=TASK_NAME, bind=True)
+    def stylize(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert _process is not None, "the worker process did not start"
+        ending = run_task(_process, message, timeout_error=SoftTimeLimitExceeded)
+        return {"job_id": message["job_id"], "type": ending.type}
+
+    return app
+
+
+def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[BaseException]):
+    """One delivery of a job; returns its terminal event (already stored and published)."""
+    r = process.redis
+    job_id: str = message["job_id"]
+    record = keys.job_key(job_id)
+    ttl = int(process.identity.config.blob_ttl)
+
+    stored = r.hget(record, "terminal")
+    if stored is not None:  # a redelivery of a job that ended: tell the bot again, run nothing
+        r.publish(keys.EVENTS, stored)
+        return _from_record(stored)
+
+    inputs = [keys.content_key(job_id), *message["style_keys"]]
+    attempts = int(r.hincrby(record, "attempts", 1))
+    r.expire(record, ttl)
+    limit = process.identity.config.max_attempts
+    if attempts > limit:
+        return _finish(
+            process,
+            JobFailed(
+                job_id=job_id,
+                kind=FailureKind.WORKER_CRASHED,
+                message=f"the job stopped its worker {limit} times, so it was not tried again; "
+                "try a smaller size or other pictures",
+            ),
+            inputs,
+        )
+    if (reason := r.get(keys.cancel_key(job_id))) is not None:
+        return _finish(
+            process, JobCancelled(job_id=job_id, reason=StopReason(_text(reason))), inputs
+        )
+
+    images = [image for image in r.mget(inputs) if isinstance(image, bytes)]
+    if len(images) != len(inputs):
+        return _finish(
+            process,
+            JobFailed(
+                job_id=job_id,
+                kind=FailureKind.INTERNAL,
+                message="the job's pictures expired before a worker could take it; try again",
+            ),
+            inputs,
+        )
+    job = Job(
+        id=job_id,
+        user_id=message["user_id"],
+        guild_id=message["guild_id"],
+        content=images[0],
+        styles=tuple(images[1:]),
+        params=message["params"],
+        time_limit=message["time_limit"],
+        result_limit=message["result_limit"],
+    )
+    r.hset(record, mapping={"state": "running", "worker": process.identity.name})
+    _publish(
+        process,
+        JobStarted(job_id=job_id, worker=process.identity.name, device=process.runner.device_name),
+    )
+
+    deadline = time.monotonic() + (job.time_limit or process.identity.config.time_limit)
+    stop_reason: list[StopReason] = []
+    next_check = 0.0
+
+    def should_cancel() -> bool:
+        nonlocal next_check
+        now = time.monotonic()
+        if now >= deadline:
+            stop_reason.append(StopReason.TIMEOUT)
+            return True
+        if now < next_check:
+            return False
+        next_check = now + CANCEL_CHECK_INTERVAL
+        try:
+            value = r.get(keys.cancel_key(job_id))
+        except Exception:  # Redis away: keep painting; the ending is stored once it is back
+            return False
+        if value is not None:
+            stop_reason.append(StopReason(_text(value)))
+            return True
+        return False
+
+    try:
+        ending = process.runner.run(
+            job, lambda event: _publish(process, event), should_cancel, reraise=(timeout_error,)
+        )
+    except timeout_error:
+        stop_reason.append(StopReason.TIMEOUT)
+        ending = JobCancelled(job_id=job_id)
+    if isinstance(ending, JobCancelled) and stop_reason:
+        if stop_reason[0] == StopReason.TIMEOUT:
+            ending = JobFailed(
+                job_id=job_id,
+                kind=FailureKind.TIMEOUT,
+                message=f"the job ran past its time limit of {job.time_limit or process.identity.config.time_limit:.0f} s",
+            )
+        else:
+            ending = JobCancelled(job_id=job_id, reason=stop_reason[0])
+    return _finish(process, ending, inputs)
+
+
+def _publish(process: _Process, event: Event) -> None:
+    """Progress is best effort: a lost preview never stops a job."""
+    try:
+        process.redis.publish(keys.EVENTS, event.to_json())
+    except Exception as exc:
+        log.warning("could not publish an event of job %s: %s", event.job_id, exc)
+
+
+def _finish(process: _Process, ending: Terminal, inputs: list[str]) -> Terminal:
+    """Store the ending (result image by reference), then publish it. Storing is retried while
+    Redis is away, for TERMINAL_STORE_PATIENCE seconds: this is what the bot reads back."""
+    job_id = ending.job_id
+    ttl = int(process.identity.config.blob_ttl)
+    record = ending.to_dict()
+    if isinstance(ending, JobDone):
+        record["image"] = b""
+        record["image_key"] = keys.result_key(job_id)
+    text = dumps(record)
+    give_up = time.monotonic() + TERMINAL_STORE_PATIENCE
+    while True:
+        try:
+            pipe = process.redis.pipeline()
+            if isinstance(ending, JobDone):
+                pipe.set(keys.result_key(job_id), ending.image, ex=ttl)
+            pipe.hset(keys.job_key(job_id), mapping={"state": "ended", "terminal": text})
+            pipe.expire(keys.job_key(job_id), ttl)
+            pipe.delete(*inputs)  # the bot keeps its own copy of the images for Retry
+            pipe.publish(keys.EVENTS, text)
+            pipe.execute()
+            break
+        except Exception as exc:
+            if time.monotonic() > give_up:
+                raise
+            log.warning("could not store the end of job %s (%s); trying again", job_id, exc)
+            time.sleep(1.0)
+    log.info("job %s ended: %s", job_id, ending.type)
+    return ending
+
+
+def _from_record(text: bytes | str) -> Terminal:
+    from bot.executor.protocol import event_from_json
+
+    data = json.loads(text)
+    data.pop("image_key", None)
+    return event_from_json(json.dumps(data))  # type: ignore[return-value]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,351 @@
+"""The Celery backend: real `stylebot worker` processes, real Redis, real RabbitMQ.
+
+Each test empties its own Redis database and uses a queue of its own. Timings of redelivery are
+printed (run with -s to see them); they are figures for the notes, not assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import subprocess
+import time
+
+import pytest
+import redis
+from PIL import Image
+
+from bot.executor.protocol import (
+    BackendBusy,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+)
+from tests.executor.celery_helpers import (
+    RABBITMQ_URL,
+    REDIS_URL,
+    Worker,
+    celery_config,
+    dispatcher,
+    reachable,
+    wait_for_workers,
+)
+from tests.executor.helpers import collect, first, make_job, run
+
+pytestmark = pytest.mark.skipif(not reachable(REDIS_URL), reason="needs Redis on 127.0.0.1:6379")
+
+LONG_STEPS = 5000  # runs until it is stopped
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """Two workers on one queue, Redis as broker, shared by the tests that do not kill them."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    config = celery_config()
+    logs = tmp_path_factory.mktemp("workers")
+    workers = [Worker(config, name, logs) for name in ("w1", "w2")]
+    try:
+        wait_for_workers(REDIS_URL, ["w1", "w2"])
+        yield config
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def test_submit_progress_and_result(two_workers):
+    async def scenario():
+        executor = dispatcher(two_workers)
+        await executor.start()
+        try:
+            handle = await executor.submit(make_job(steps=4, preview_every=2))
+            return await collect(handle)
+        finally:
+            await executor.shutdown()
+
+    events = run(scenario())
+    kinds = [type(e) for e in events]
+    assert kinds == [JobQueued, JobStarted] + [JobProgress] * 4 + [JobDone], kinds
+    assert events[1].worker in ("w1", "w2") and events[1].device == "cpu"
+    progress = [e for e in events if isinstance(e, JobProgress)]
+    assert [p.step for p in progress] == [1, 2, 3, 4]
+    assert Image.open(io.BytesIO(progress[1].preview)).format == "JPEG"
+    image = Image.open(io.BytesIO(events[-1].image))
+    assert image.format == "PNG" and image.size == (32, 24)
+    # the claim check: the images left Redis with the job; the result stays for its TTL
+    client = redis.Redis.from_url(REDIS_URL)
+    assert not client.keys(f"stylebot:input:{events[-1].job_id}:*")
+    assert client.exists(f"stylebot:result:{events[-1].job_id}")
+
+
+def test_cancel_while_queued_and_while_running(two_workers):
+    async def scenario():
+        executor = dispatcher(two_workers)
+        await executor.start()
+        try:
+            running = [await executor.submit(make_job(u, steps=LONG_STEPS)) for u in (1, 2)]
+            queued = await executor.submit(make_job(3, steps=2))
+            for handle in running:
+                await first(handle, JobProgress)
+            assert executor.queue_length == 1  # released only when a worker is free
+            await queued.cancel()
+            cancelled_queued = await queued.result()
+            asked = time.monotonic()
+            await running[0].cancel()
+            cancelled_running = await running[0].result()
+            took = time.monotonic() - asked
+            after = await executor.submit(make_job(4, steps=2))
+            done_after = await after.result()
+            await running[1].cancel()
+            return cancelled_queued, cancelled_running, took, done_after
+        finally:
+            await executor.shutdown()
+
+    cancelled_queued, cancelled_running, took, done_after = run(scenario())
+    assert isinstance(cancelled_queued, JobCancelled)
+    assert isinstance(cancelled_running, JobCancelled) and cancelled_running.reason == "cancelled"
+    assert took < 5.0  # the flag was read between steps; revoke was not needed
+    assert isinstance(done_after, JobDone)
+    print(f"\ncancel of a running job confirmed in {took:.2f} s")
+
+
+def test_two_workers_share_the_queue_and_members_are_served_fairly(two_workers):
+    async def scenario():
+        executor = dispatcher(two_workers)
+        await executor.start()
+        try:
+            order: list[tuple[str, str]] = []
+
+            async def watch(name, handle):
+                async for event in handle.events():
+                    if isinstance(event, JobStarted):
+                        order.append((name, event.worker))
+                return await handle.result()
+
+            jobs = [("a1", 1), ("a2", 1), ("a3", 1), ("b1", 2), ("b2", 2)]
+            handles = [(n, await executor.submit(make_job(u, steps=30))) for n, u in jobs]
+            results = await asyncio.gather(*(watch(n, h) for n, h in handles))
+            return order, results
+        finally:
+            await executor.shutdown()
+
+    order, results = run(scenario())
+    assert all(isinstance(r, JobDone) for r in results)
+    names = [n for n, _ in order]
+    # a1 and a2 took the two free workers at once; then b1 goes before Alice's third job
+    assert set(names[:2]) == {"a1", "a2"} and names.index("b1") < names.index("a3")
+    assert {w for _, w in order} == {"w1", "w2"}
+
+
+def test_a_killed_job_process_is_redelivered_and_finishes(tmp_path):
+    """kill -9 of the process running the job (the OOM killer's way): Celery sees the worker
+    lost, rejects the task back to the queue, and the worker's new process runs it again."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    config = celery_config()
+    worker = Worker(config, "w1", tmp_path)
+    try:
+        wait_for_workers(REDIS_URL, ["w1"])
+
+        async def scenario():
+            executor = dispatcher(config)
+            await executor.start()
+            try:
+                handle = await executor.submit(make_job(steps=300))
+                await first(handle, JobProgress)
+                killed = time.monotonic()
+                import os
+                import signal
+
+                os.kill(worker.job_process(), signal.SIGKILL)
+                restarted = await first(handle, JobStarted)
+                redelivered = time.monotonic() - killed
+                return await handle.result(), redelivered, restarted
+            finally:
+                await executor.shutdown()
+
+        result, redelivered, _ = run(scenario(), timeout=180)
+    finally:
+        worker.stop()
+    assert isinstance(result, JobDone)
+    attempts = redis.Redis.from_url(REDIS_URL).hget(f"stylebot:job:{result.job_id}", "attempts")
+    assert attempts == b"2"
+    print(f"\nRedis broker, job process killed: the job started again after {redelivered:.1f} s")
+
+
+def test_a_job_that_kills_its_worker_every_time_fails_after_the_attempt_limit(tmp_path):
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    config = celery_config(max_attempts=2)
+    worker = Worker(config, "w1", tmp_path)
+    try:
+        wait_for_workers(REDIS_URL, ["w1"])
+
+        async def scenario():
+            import os
+            import signal
+
+            executor = dispatcher(config)
+            await executor.start()
+            try:
+                handle = await executor.submit(make_job(steps=LONG_STEPS))
+                for _ in range(2):
+                    await first(handle, JobProgress)
+                    os.kill(worker.job_process(), signal.SIGKILL)
+                return await handle.result()
+            finally:
+                await executor.shutdown()
+
+        result = run(scenario(), timeout=180)
+    finally:
+        worker.stop()
+    assert isinstance(result, JobFailed) and result.kind == "worker_crashed"
+    assert "2 times" in result.message
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
+def test_a_dead_workers_job_goes_to_another_worker(broker, tmp_path):
+    """kill -9 of a whole worker (its machine died). RabbitMQ hands the job out again as soon as
+    the connection drops; the Redis broker after the visibility timeout (short here: in
+    production it is above the longest job)."""
+    if broker == "rabbitmq" and not _rabbitmq_up():
+        pytest.skip("needs RabbitMQ on 127.0.0.1:5672")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    config = celery_config(
+        broker_url=RABBITMQ_URL if broker == "rabbitmq" else None,
+        visibility_timeout=8,
+        restore_interval=1,
+    )
+    workers = {name: Worker(config, name, tmp_path) for name in ("w1", "w2")}
+    try:
+        wait_for_workers(REDIS_URL, list(workers))
+
+        async def scenario():
+            executor = dispatcher(config)
+            await executor.start()
+            try:
+                handle = await executor.submit(make_job(steps=300))
+                started = await first(handle, JobStarted)
+                await first(handle, JobProgress)
+                killed = time.monotonic()
+                workers[started.worker].kill_all()
+                again = await first(handle, JobStarted)
+                redelivered = time.monotonic() - killed
+                return started, again, await handle.result(), redelivered
+            finally:
+                await executor.shutdown()
+
+        started, again, result, redelivered = run(scenario(), timeout=180)
+    finally:
+        for worker in workers.values():
+            worker.stop()
+    assert isinstance(result, JobDone)
+    assert again.worker != started.worker
+    print(
+        f"\n{broker} broker, whole worker killed: the job started again after {redelivered:.1f} s"
+    )
+
+
+def test_the_bot_restarted_mid_job_still_gets_the_results(two_workers):
+    """One job ends while no bot listens, one is still running when the new bot re-attaches."""
+
+    async def scenario():
+        first_bot = dispatcher(two_workers)
+        await first_bot.start()
+        short = make_job(1, steps=3)
+        long = make_job(2, steps=400)
+        await first_bot.submit(short)
+        handle = await first_bot.submit(long)
+        await first(handle, JobProgress)
+        # the bot dies: nothing is stopped or cancelled, its Redis connections just go
+        await first_bot.backend.close()
+        await asyncio.sleep(3)  # the short job ends meanwhile, and nobody hears it
+
+        second_bot = dispatcher(two_workers)
+        await second_bot.start()
+        try:
+            handles = [await second_bot.reattach(job) for job in (short, long)]
+            assert all(handles)
+            return [await h.result() for h in handles]
+        finally:
+            await second_bot.shutdown()
+
+    results = run(scenario(), timeout=180)
+    assert all(isinstance(r, JobDone) for r in results), results
+
+
+def test_redis_restarted_mid_job_with_appendonly_loses_nothing(tmp_path):
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("needs redis-server")
+    port = 6391
+    url = f"redis://127.0.0.1:{port}/0"
+    command = [
+        server, "--port", str(port), "--dir", str(tmp_path), "--appendonly", "yes",
+        "--appendfsync", "always", "--save", "",
+    ]  # fmt: skip
+    redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    config = celery_config(redis_url=url)
+    worker = None
+    try:
+        _wait_until(lambda: reachable(url))
+        worker = Worker(config, "w1", tmp_path)
+        wait_for_workers(url, ["w1"])
+
+        async def scenario():
+            nonlocal redis_process
+            executor = dispatcher(config)
+            await executor.start()
+            try:
+                handle = await executor.submit(make_job(steps=400))
+                await first(handle, JobProgress)
+                redis_process.kill()
+                redis_process.wait()
+                await asyncio.sleep(2)
+                redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+                return await handle.result()
+            finally:
+                await executor.shutdown()
+
+        result = run(scenario(), timeout=240)
+    finally:
+        if worker is not None:
+            worker.stop()
+        redis_process.kill()
+        redis_process.wait()
+    assert isinstance(result, JobDone)
+
+
+def test_with_redis_down_a_job_is_refused_as_busy():
+    config = celery_config(redis_url="redis://127.0.0.1:6399/0")  # nothing listens there
+
+    async def scenario():
+        executor = dispatcher(config)
+        await executor.start()
+        try:
+            with pytest.raises(BackendBusy, match="busy"):
+                await executor.submit(make_job())
+            return executor.backend.workers_ready()
+        finally:
+            await executor.shutdown()
+
+    assert run(scenario()) == 0
+
+
+def _rabbitmq_up() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _wait_until(predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
