@@ -221,6 +221,31 @@ def test_bench_executor_prints_json_with_mixed_shapes():
     )
 
 
+def test_bench_executor_through_celery_workers_it_starts():
+    import redis
+
+    url = "redis://127.0.0.1:6379/12"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
+    except redis.ConnectionError:
+        pytest.skip("needs Redis on 127.0.0.1:6379")
+    done = stylebot(
+        "bench-executor", "--executor", "celery", "--start-workers", "1", "--jobs", "2",
+        "--size", "32", "--steps", "2", "--latency-jobs", "2", "--json",
+        extra_env={"STYLEBOT_REDIS_URL": url, "STYLEBOT_CELERY_QUEUE": "stylebot-bench-test"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["executor"] == "celery" and report["workers"] == 1 and report["done"] == 2
+    assert report["start_latency_p95_ms"] > 0 and report["progress_latency_p50_ms"] > 0
+
+
+def test_worker_refuses_an_unknown_device():
+    done = stylebot("worker", "--device", "tpu:0")
+    assert done.returncode == 2 and "unknown device 'tpu:0'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_bench_executor_exits_1_when_jobs_fail():
     done = stylebot(
         "bench-executor", "--jobs", "2", "--size", "8", "--steps", "2", "--workers", "1", "--json"

@@ -23,6 +23,9 @@ BOT_SIDE = [
     "bot.executor.pool",
     "bot.executor.protocol",
     "bot.executor.worker",
+    "bot.executor.celery.backend",
+    "bot.executor.celery.task",  # the main process of `stylebot worker`
+    "bot.cli.worker",
     "bot.engine.imaging",
     "bot.engine.params",
     "bot.cli.run",

@@ -1,4 +1,5 @@
-"""`stylebot bench-executor`: jobs per minute through the local pool, waits, and the event loop's lag."""
+"""`stylebot bench-executor`: jobs per minute through the local pool or Celery workers, waits,
+start and progress latency, and the event loop's lag."""
 
 from __future__ import annotations
 
@@ -11,15 +12,42 @@ import time
 from bot.cli import CliError, UsageError
 from bot.engine import imaging
 from bot.engine.params import StyleParams
-from bot.executor.protocol import Job, JobDone, JobFailed, JobStarted, Terminal
+from bot.executor.protocol import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench-executor",
-        help="jobs per minute through the local worker pool, waits, and the event loop's worst lag",
+        help="jobs per minute through the local pool or Celery workers, waits, latency, event-loop lag",
         description="Queues JOBS jobs at once from several members, with content images of the given shapes, "
-        "and waits for all of them. Exits 1 if any job did not finish.",
+        "and waits for all of them; then runs --latency-jobs short jobs one at a time on idle workers "
+        "to measure submit-to-start latency. Exits 1 if any job did not finish.",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default="local",
+        help="local: worker processes of this command; celery: the `stylebot worker`s on "
+        "STYLEBOT_REDIS_URL (or those --start-workers starts) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--start-workers",
+        type=int,
+        default=0,
+        help="celery: start this many `stylebot worker --device cpu` processes here first "
+        "(default: %(default)s: use the running ones)",
+    )
+    p.add_argument(
+        "--worker-threads",
+        type=int,
+        default=None,
+        help="celery: torch threads of each started worker (default: the cores shared between them)",
+    )
+    p.add_argument(
+        "--latency-jobs",
+        type=int,
+        default=10,
+        help="short jobs sent one at a time to measure submit-to-start latency (default: %(default)s)",
     )
     p.add_argument("--jobs", type=int, default=6, help="jobs queued at once (default: %(default)s)")
     p.add_argument(
@@ -99,7 +127,6 @@ async def measure(args: argparse.Namespace) -> dict:
     from bot.engine import colour
     from bot.engine.benchmark import test_images
     from bot.executor.dispatch import ExecutorConfig
-    from bot.executor.pool import LocalExecutor
 
     shapes = parse_shapes(args.shapes)
     contents = content_images(args.size, shapes)
@@ -111,9 +138,32 @@ async def measure(args: argparse.Namespace) -> dict:
         per_user_limit=args.jobs,
         max_queued=args.jobs,
     )
-    executor = LocalExecutor(config)
+    workers = _start_celery_workers(args) if args.executor == "celery" else []
+    try:
+        return await _measure(args, config, contents, style, shapes)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait()
+
+
+async def _measure(args, config, contents, style, shapes) -> dict:
+    from bot.executor.dispatch import Dispatcher
+
+    if args.executor == "celery":
+        from bot.config import WorkerSettings, load_settings
+        from bot.executor.celery.backend import CeleryBackend
+
+        executor = Dispatcher(CeleryBackend(load_settings(WorkerSettings).celery), config)
+    else:
+        from bot.executor.pool import LocalExecutor
+
+        executor = LocalExecutor(config)
     started = time.perf_counter()
     await executor.start()
+    if args.executor == "celery":
+        await _wait_for_celery_workers(executor, args.start_workers)
     start_seconds = time.perf_counter() - started
     workers = executor.backend.workers_ready()
     params = StyleParams(
@@ -123,6 +173,8 @@ async def measure(args: argparse.Namespace) -> dict:
     stop = asyncio.Event()
     monitor = asyncio.create_task(_lag_monitor(stop, samples))
     waits: list[float] = []
+    progress_lags: list[float] = []
+    start_lags: list[float] = []
     try:
         began = time.perf_counter()
         handles = [
@@ -142,10 +194,22 @@ async def measure(args: argparse.Namespace) -> dict:
             async for event in handle.events():
                 if isinstance(event, JobStarted):
                     waits.append(time.perf_counter() - began)
+                elif isinstance(event, JobProgress) and event.sent_at:
+                    progress_lags.append(time.time() - event.sent_at)
             return await handle.result()
 
         results = await asyncio.gather(*(drain(h) for h in handles))
         wall = time.perf_counter() - began
+        short = StyleParams(size=32, steps=1).to_dict()
+        for i in range(args.latency_jobs):  # one at a time, on idle workers
+            sent = time.perf_counter()
+            handle = await executor.submit(
+                Job(user_id=i, guild_id=None, content=contents[0], styles=(style,), params=short)
+            )
+            async for event in handle.events():
+                if isinstance(event, JobStarted):
+                    start_lags.append(time.perf_counter() - sent)
+            await handle.result()
     finally:
         stop.set()
         await monitor
@@ -172,6 +236,11 @@ async def measure(args: argparse.Namespace) -> dict:
         "job_p50_seconds": percentile(job_seconds, 0.5),
         "job_p95_seconds": percentile(job_seconds, 0.95),
         "mean_job_seconds": statistics.fmean(job_seconds) if job_seconds else 0.0,
+        "executor": args.executor,
+        "start_latency_p50_ms": percentile(start_lags, 0.5) * 1000,
+        "start_latency_p95_ms": percentile(start_lags, 0.95) * 1000,
+        "progress_latency_p50_ms": percentile(progress_lags, 0.5) * 1000,
+        "progress_latency_p95_ms": percentile(progress_lags, 0.95) * 1000,
         "loop_lag_worst_ms": max(samples, default=0.0) * 1000,
         "loop_lag_p99_ms": percentile(samples, 0.99) * 1000,
         "cache_hits": sum(1 for r in done if r.cache_hit),
@@ -179,13 +248,21 @@ async def measure(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.jobs < 1 or args.users < 1 or args.steps < 1 or args.workers < 1:
+    if (
+        args.jobs < 1
+        or args.users < 1
+        or args.steps < 1
+        or args.workers < 1
+        or args.latency_jobs < 0
+    ):
         raise UsageError("--jobs, --users, --steps and --workers must be at least 1")
     report = asyncio.run(measure(args))
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{report['workers']} worker(s), started in {report['worker_start_seconds']:.1f} s")
+        print(
+            f"{report['executor']}: {report['workers']} worker(s), ready in {report['worker_start_seconds']:.1f} s"
+        )
         print(
             f"{report['done']}/{report['jobs']} jobs of {report['size']} px ({', '.join(report['shapes'])}) x "
             f"{report['steps']} steps in {report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
@@ -196,6 +273,11 @@ def run(args: argparse.Namespace) -> int:
             f"job time p50 {report['job_p50_seconds']:.1f} s, p95 {report['job_p95_seconds']:.1f} s"
         )
         print(
+            f"submit to start on an idle worker p50 {report['start_latency_p50_ms']:.0f} ms, "
+            f"p95 {report['start_latency_p95_ms']:.0f} ms; progress from worker to bot "
+            f"p50 {report['progress_latency_p50_ms']:.1f} ms, p95 {report['progress_latency_p95_ms']:.1f} ms"
+        )
+        print(
             f"event loop lag while jobs ran: worst {report['loop_lag_worst_ms']:.1f} ms, p99 {report['loop_lag_p99_ms']:.1f} ms"
         )
     if report["failed"]:
@@ -204,3 +286,36 @@ def run(args: argparse.Namespace) -> int:
             + "; ".join(sorted(set(report["failed"])))
         )
     return 0
+
+
+def _start_celery_workers(args: argparse.Namespace) -> list:
+    """`stylebot worker --device cpu` processes, splitting this machine's cores between them."""
+    import os
+    import subprocess
+    import sys
+
+    count = args.start_workers
+    threads = args.worker_threads or max(1, (os.cpu_count() or 1) // max(1, count))
+    env = {**os.environ, "STYLEBOT_VGG19_WEIGHTS": args.weights}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot", "worker", "--device", "cpu", "--name", f"bench-{i}",
+             "--threads", str(threads), "--log-level", "WARNING"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+async def _wait_for_celery_workers(executor, wanted: int, timeout: float = 300) -> None:
+    """Until `wanted` workers (at least one) have announced themselves."""
+    deadline = time.perf_counter() + timeout
+    while executor.backend.workers_ready() < max(1, wanted):
+        if time.perf_counter() > deadline:
+            raise CliError(
+                f"only {executor.backend.workers_ready()} Celery worker(s) announced themselves in "
+                f"{timeout:.0f} s; is `stylebot worker` running against STYLEBOT_REDIS_URL?"
+            )
+        await asyncio.sleep(0.5)

@@ -53,10 +53,13 @@ RESTARTING_TEXT = "The bot is restarting; please try again in a minute."
 RESULT_KEEP_SECONDS = 24 * 3600  # an undelivered picture waits this long for a delivery
 
 
+DEFAULT_UPLOAD_LIMIT = 8 * 1024 * 1024 - 64 * 1024  # where the channel's limit is not known
+
+
 def upload_limit(interaction: discord.Interaction) -> int:
     """Bytes a result may take: the channel's upload limit, less room for the form's other parts."""
-    limit = getattr(interaction, "filesize_limit", 0) or 8 * 1024 * 1024
-    return limit - 64 * 1024
+    limit = getattr(interaction, "filesize_limit", 0)
+    return limit - 64 * 1024 if limit else DEFAULT_UPLOAD_LIMIT
 
 
 def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobStatus]:

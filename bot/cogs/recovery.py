@@ -2,8 +2,9 @@
 
 Every `delivery_retry_interval` seconds (and once at start):
 - a job still queued or running whose bot process has gone silent (killed, crashed) is re-attached
-  when the executor still runs it; otherwise its member is told, in the job's message or (once the
-  token has expired) in the channel, with a Retry button;
+  when the executor still runs it (Celery); a job that was still waiting in the dead bot's queue
+  is queued again with its kept images; otherwise its member is told, in the job's message or
+  (once the token has expired) in the channel, with a Retry button;
 - an ending that could not be delivered (Discord down, the channel gone for a while) is tried again,
   with its picture, up to MAX_DELIVERY_ATTEMPTS times.
 """
@@ -19,12 +20,13 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.cogs.job_message import JobMessage
+from bot.cogs.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage
 from bot.cogs.reply import Reply
 from bot.cogs.views import result_view, retry_view
-from bot.executor.protocol import Job, JobStatus
+from bot.executor.base import JobHandle
+from bot.executor.protocol import Job, JobStatus, SubmitError
 from bot.guild_policy import Summary
-from bot.storage import JobRecord, result_key
+from bot.storage import JobRecord, input_keys, result_key
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -91,6 +93,9 @@ class RecoveryCog(commands.Cog):
             handle = await self.bot.executor.reattach(job)
             if handle is not None:  # its results can still arrive (a distributed executor)
                 log.info("re-attached to job %s", record.id)
+            elif record.state == JobStatus.QUEUED:  # it never started: queue it again
+                handle = await self._queue_again(record)
+            if handle is not None:
                 message = JobMessage(
                     self.bot,
                     Reply.of_record(record),
@@ -116,6 +121,29 @@ class RecoveryCog(commands.Cog):
                 await storage.set_job_state(
                     record.id, JobStatus.INTERRUPTED, delivered=True, message_id=message_id
                 )
+
+    async def _queue_again(self, record: JobRecord) -> JobHandle | None:
+        """A job that was still waiting when its bot died, back in the queue with its kept
+        images (None if they are gone or the queue refuses it: the member is told instead)."""
+        data = await self.bot.storage.get_blobs(input_keys(record.id, record.styles))
+        if data is None:
+            return None
+        job = Job(
+            id=record.id,
+            user_id=record.user_id,
+            guild_id=record.guild_id,
+            content=data[0],
+            styles=tuple(data[1:]),
+            params=record.params,
+            result_limit=DEFAULT_UPLOAD_LIMIT,
+        )
+        try:
+            handle = await self.bot.executor.submit(job)
+        except SubmitError as exc:
+            log.warning("job %s could not be queued again: %s", record.id, exc)
+            return None
+        log.info("job %s was waiting when its bot died: queued again", record.id)
+        return handle
 
     async def retry_deliveries(self) -> None:
         storage = self.bot.storage

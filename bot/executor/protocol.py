@@ -115,6 +115,7 @@ class JobProgress(Event):
     elapsed: float
     eta: float | None
     preview: bytes | None = None  # a small JPEG every `preview_every` steps
+    sent_at: float = 0.0  # the worker's wall clock (epoch seconds) when it sent this
 
 
 @dataclass(frozen=True, kw_only=True)

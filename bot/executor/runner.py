@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
@@ -185,6 +186,7 @@ class JobRunner:
                     elapsed=progress.elapsed,
                     eta=progress.eta,
                     preview=preview,
+                    sent_at=time.time(),
                 )
             )
 

@@ -75,11 +75,23 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
             await fake.wait_for(
                 lambda f: any("/500 " in text_of(e) for e in f.edits(token))
             )  # the server's cap
+            bobs = picture_attachments(fake)
+            waiting = await fake.slash(
+                "stylize",
+                stylize_options(bobs, steps=3, size=64),
+                member_user=BOB,
+                attachments=bobs,
+            )
+            await fake.wait_for(lambda f: any("Queued" in text_of(e) for e in f.edits(waiting)))
         finally:
             kill_tree(process)  # kill -9 in the middle of the job
         async with BotHarness(fake, database_url, instance_timeout=1.0):
             told = await fake.wait_for(
                 lambda f: [e for e in f.edits(token) if "was lost" in text_of(e)], timeout=60
+            )
+            # Bob's job had not started: it is queued again by itself and ends
+            await fake.wait_for(
+                lambda f: [e for e in f.edits(waiting) if "Done in" in text_of(e)], timeout=120
             )
             custom_id = told[-1].json["components"][0]["components"][0]["custom_id"]
             message = fake.originals[token]

@@ -112,6 +112,59 @@ def test_cancel_while_queued_and_while_running(two_workers):
     print(f"\ncancel of a running job confirmed in {took:.2f} s")
 
 
+def test_a_job_over_its_time_limit_fails_with_timeout(two_workers):
+    async def scenario():
+        executor = dispatcher(two_workers, time_limit=1.0)
+        await executor.start()
+        try:
+            handle = await executor.submit(make_job(steps=LONG_STEPS))
+            return await handle.result()
+        finally:
+            await executor.shutdown()
+
+    result = run(scenario())
+    assert isinstance(result, JobFailed) and result.kind == "timeout"
+    assert "time limit of 1 s" in result.message
+
+
+def test_a_worker_that_does_not_answer_a_cancel_is_revoked(tmp_path):
+    """The job's process is frozen (SIGSTOP): the flag is never read, so after the grace the
+    task is revoked with terminate=True; the member's job is over at once, and the worker's new
+    process finds the flag on the redelivered task and drops it."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    config = celery_config()
+    worker = Worker(config, "w1", tmp_path)
+    try:
+        wait_for_workers(REDIS_URL, ["w1"])
+
+        async def scenario():
+            import os
+            import signal
+
+            executor = dispatcher(config, cancel_grace=1.0)
+            await executor.start()
+            try:
+                handle = await executor.submit(make_job(steps=LONG_STEPS))
+                await first(handle, JobProgress)
+                frozen = worker.job_process()
+                os.kill(frozen, signal.SIGSTOP)
+                asked = time.monotonic()
+                await handle.cancel()
+                result = await handle.result()
+                took = time.monotonic() - asked
+                after = await executor.submit(make_job(2, steps=2))
+                return result, took, await after.result(), frozen
+            finally:
+                await executor.shutdown()
+
+        result, took, after, frozen = run(scenario(), timeout=180)
+        assert worker.job_process() != frozen  # the frozen process was killed and replaced
+    finally:
+        worker.stop()
+    assert isinstance(result, JobCancelled) and 1.0 <= took < 10
+    assert isinstance(after, JobDone)
+
+
 def test_two_workers_share_the_queue_and_members_are_served_fairly(two_workers):
     async def scenario():
         executor = dispatcher(two_workers)
