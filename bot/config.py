@@ -102,6 +102,7 @@ class Settings(CommonSettings):
     attachment_hosts: str = "cdn.discordapp.com,media.discordapp.net"
     download_timeout: float = Field(30.0, gt=0)  # seconds to fetch one attachment
     input_ttl: float = Field(24 * 3600, ge=0)  # how long a job's images are kept (for Retry)
+    max_presets: int = Field(25, ge=0, le=25)  # style presets per server (autocomplete shows 25)
     delivery_retry_interval: float = Field(
         60.0, gt=0
     )  # seconds between tries of undelivered results

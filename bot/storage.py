@@ -6,7 +6,9 @@ for a bot that runs as several processes).
   change within that time.
 - `jobs`: every job a member started, from submit to the message that ends it, so that a bot that
   died mid-job can tell its members at the next start (see bot/cogs/recovery.py).
-- `blobs`: bytes with an expiry (a job's input images, kept for Retry; results not yet delivered).
+- `blobs`: bytes with an expiry (a job's input images, kept for Retry; results not yet delivered;
+  preset images, kept until removed).
+- `style_presets`: each server's named style presets (bot/presets.py).
 
 The schema is versioned: `schema_version` holds the number of migrations applied, and
 `Storage.open()` applies the missing ones in order.
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings
+from bot.presets import Preset, PresetError, image_key, preset_key
 
 metadata = sa.MetaData()
 schema_version = sa.Table(
@@ -85,6 +88,19 @@ blobs = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),  # epoch seconds
 )
 
+style_presets = sa.Table(  # named style images of a server (bot/presets.py); images in blobs
+    "style_presets",
+    metadata,
+    sa.Column("guild_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("key", sa.String(64), primary_key=True),  # the name, compared without case
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("strength", sa.Float, nullable=True),
+    sa.Column("preserve_colors", sa.String(16), nullable=True),
+    sa.Column("created_by", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+KEEP_FOREVER = 100 * 365 * 24 * 3600.0  # blobs that stay until removed (preset images)
+
 # Each migration brings the schema from version i to i + 1. Never edit one that has shipped.
 MIGRATIONS: list[list[sa.schema.ExecutableDDLElement]] = [
     [sa.schema.CreateTable(guild_settings, if_not_exists=True)],
@@ -97,6 +113,7 @@ MIGRATIONS: list[list[sa.schema.ExecutableDDLElement]] = [
         ),
     ],
     [sa.schema.CreateTable(meta, if_not_exists=True)],
+    [sa.schema.CreateTable(style_presets, if_not_exists=True)],
 ]
 
 
@@ -362,6 +379,104 @@ class Storage:
                 self._upsert(meta, {"key": key, "value": value}, "key", {"value": value})
             )
 
+    # --- style presets --------------------------------------------------------------------------
+
+    async def presets(self, guild_id: int) -> list[Preset]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(style_presets)
+                    .where(style_presets.c.guild_id == guild_id)
+                    .order_by(style_presets.c.key)
+                )
+            ).all()
+        return [_preset(r) for r in rows]
+
+    async def add_preset(self, guild_id: int, preset: Preset, image: bytes, *, limit: int) -> None:
+        """Save a new preset with its image, in one transaction; PresetError if the name is
+        taken or the server has `limit` presets already."""
+        async with self.engine.begin() as conn:
+            count = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(style_presets)
+                    .where(style_presets.c.guild_id == guild_id)
+                )
+            ).scalar_one()
+            taken = (
+                await conn.execute(
+                    sa.select(style_presets.c.name).where(
+                        style_presets.c.guild_id == guild_id, style_presets.c.key == preset.key
+                    )
+                )
+            ).scalar()
+            if taken is not None:
+                raise PresetError(
+                    f"this server already has a preset called {taken}; remove it first"
+                )
+            if count >= limit:
+                raise PresetError(
+                    f"this server has {count} presets, the most it may keep; remove one first"
+                )
+            await conn.execute(
+                style_presets.insert().values(
+                    guild_id=guild_id,
+                    key=preset.key,
+                    name=preset.name,
+                    strength=preset.strength,
+                    preserve_colors=preset.preserve_colors,
+                    created_by=preset.created_by,
+                    created_at=time.time(),
+                )
+            )
+            key = image_key(guild_id, preset.name)
+            expires = time.time() + KEEP_FOREVER
+            await conn.execute(
+                self._upsert(
+                    blobs,
+                    {"key": key, "data": image, "expires_at": expires},
+                    "key",
+                    {"data": image, "expires_at": expires},
+                )
+            )
+
+    async def remove_preset(self, guild_id: int, name: str) -> Preset | None:
+        """Remove a preset and its image; the removed preset, or None if there was none."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(style_presets).where(
+                        style_presets.c.guild_id == guild_id,
+                        style_presets.c.key == preset_key(name),
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            await conn.execute(
+                style_presets.delete().where(
+                    style_presets.c.guild_id == guild_id, style_presets.c.key == row.key
+                )
+            )
+            await conn.execute(blobs.delete().where(blobs.c.key == image_key(guild_id, row.name)))
+        return _preset(row)
+
+    async def preset(self, guild_id: int, name: str) -> tuple[Preset, bytes] | None:
+        """A preset and its image, by name (any case)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(style_presets).where(
+                        style_presets.c.guild_id == guild_id,
+                        style_presets.c.key == preset_key(name),
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        images = await self.get_blobs([image_key(guild_id, row.name)])
+        return (_preset(row), images[0]) if images else None
+
     # --- blobs ----------------------------------------------------------------------------------
 
     async def put_blob(self, key: str, data: bytes, *, keep: float) -> None:
@@ -442,5 +557,15 @@ def _record(row: Any) -> JobRecord:
         delivered=bool(row.delivered),
         attempts=row.attempts,
         message_id=row.message_id,
+        created_at=row.created_at,
+    )
+
+
+def _preset(row: Any) -> Preset:
+    return Preset(
+        name=row.name,
+        strength=row.strength,
+        preserve_colors=row.preserve_colors,
+        created_by=row.created_by,
         created_at=row.created_at,
     )

@@ -51,15 +51,19 @@ class Picks:
         self._picks: dict[tuple[int | None, int], dict[str, Pick]] = {}
 
     def add(self, guild_id: int | None, user_id: int, role: str, pick: Pick) -> dict[str, Pick]:
+        mine = self.pending(guild_id, user_id)
+        mine[role] = pick
+        self._picks[(guild_id, user_id)] = mine
+        return mine
+
+    def pending(self, guild_id: int | None, user_id: int) -> dict[str, Pick]:
+        """The member's picks that are still fresh, by role ("content", "style")."""
         now = time.monotonic()
-        mine = {
+        return {
             r: p
             for r, p in self._picks.get((guild_id, user_id), {}).items()
             if now - p.at < PICK_SECONDS
         }
-        mine[role] = pick
-        self._picks[(guild_id, user_id)] = mine
-        return mine
 
     def clear(self, guild_id: int | None, user_id: int) -> None:
         self._picks.pop((guild_id, user_id), None)
@@ -109,7 +113,12 @@ class PicksCog(commands.Cog):
         if other not in mine:
             await interaction.response.send_message(
                 f"{role.title()} picked: {pick.name}. Now choose the {other}: on a message with that picture, "
-                f"open **Apps → Stylize: use as {other}**.",
+                f"open **Apps → Stylize: use as {other}**; or run `/stylize` with the {other} "
+                + (
+                    "attached (and any options)."
+                    if other == "content"
+                    else "attached or a `preset:` (and any options)."
+                ),
                 ephemeral=True,
             )
             return

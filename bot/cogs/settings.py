@@ -1,4 +1,6 @@
-"""`/stylize-settings show|set|reset`: a server's defaults and caps, for members with Manage Server."""
+"""`/stylize-settings show|set|panel|reset` and `/stylize-settings preset add|remove|list`: a
+server's defaults, caps and style presets, for members with Manage Server (checked on the server
+side too)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.checks import admin_only
+from bot.cogs.downloads import DownloadError
 from bot.cogs.errors import UserFacingError
+from bot.cogs.inputs import check_attachment, fetch
+from bot.cogs.settings_panel import SettingsPanel, panel_text
+from bot.engine.imaging import ImageError
 from bot.engine.params import MAX_SIZE, MAX_STEPS
 from bot.guild_policy import MIN_SIZE, GuildSettings, SettingsError, describe
+from bot.presets import NAME_MAX, Preset, PresetError, checked, preset_key
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -122,6 +129,101 @@ class SettingsCog(
         await interaction.response.send_message(
             "Saved. The next /stylize uses:\n" + describe(updated), ephemeral=True
         )
+
+    @app_commands.command(
+        name="panel", description="Change this server's /stylize settings with menus"
+    )
+    async def panel(self, interaction: discord.Interaction) -> None:
+        current = await self.bot.storage.get(_guild(interaction))
+        await interaction.response.send_message(
+            panel_text(current), view=SettingsPanel(self.bot, current), ephemeral=True
+        )
+
+    # --- presets --------------------------------------------------------------------------------
+
+    preset = app_commands.Group(
+        name="preset", description="Named style images that members use with /stylize preset:"
+    )
+
+    @preset.command(name="add", description="Save a style image under a name")
+    @app_commands.describe(
+        name="what members choose in /stylize preset: (letters, digits, spaces)",
+        image="the style image",
+        strength="the preset's own style strength (0-100), unless the member gives one",
+        preserve_colors="the preset's own colour mode, unless the member gives one",
+    )
+    async def preset_add(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, NAME_MAX],
+        image: discord.Attachment,
+        strength: app_commands.Range[float, 0.0, 100.0] | None = None,
+        preserve_colors: Literal["none", "luminance", "match"] | None = None,
+    ) -> None:
+        guild = _guild(interaction)
+        try:
+            preset = checked(
+                Preset(
+                    name=name,
+                    strength=strength,
+                    preserve_colors=preserve_colors,
+                    created_by=interaction.user.id,
+                )
+            )
+        except PresetError as exc:
+            raise UserFacingError(f"Not saved: {exc}.") from None
+        problem = check_attachment(image, "style image", self.bot.settings.image_limits)
+        if problem:
+            raise UserFacingError(problem)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            (data,) = await fetch(self.bot, [(image.url, "style image")], None)
+            await self.bot.storage.add_preset(
+                guild, preset, data, limit=self.bot.settings.max_presets
+            )
+        except (DownloadError, ImageError, PresetError) as exc:
+            raise UserFacingError(f"Not saved: {exc}.") from None
+        await interaction.followup.send(
+            f"Saved the preset {preset.describe()}. Members use it with `/stylize preset:{preset.name}`.",
+            ephemeral=True,
+        )
+
+    @preset.command(name="remove", description="Delete a preset and its image")
+    @app_commands.describe(name="the preset to delete")
+    async def preset_remove(self, interaction: discord.Interaction, name: str) -> None:
+        removed = await self.bot.storage.remove_preset(_guild(interaction), name)
+        if removed is None:
+            raise UserFacingError(f"This server has no preset called `{name}`.")
+        await interaction.response.send_message(
+            f"Removed the preset **{removed.name}**.", ephemeral=True
+        )
+
+    @preset.command(name="list", description="This server's presets")
+    async def preset_list(self, interaction: discord.Interaction) -> None:
+        presets = await self.bot.storage.presets(_guild(interaction))
+        limit = self.bot.settings.max_presets
+        if not presets:
+            text = f"No presets yet (up to {limit}): add one with `/stylize-settings preset add`."
+        else:
+            text = f"{len(presets)} of {limit} presets:\n" + "\n".join(
+                f"- {p.describe()} (added by <@{p.created_by}>)" for p in presets
+            )
+        await interaction.response.send_message(
+            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @preset_remove.autocomplete("name")
+    async def preset_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        wanted = preset_key(current)
+        return [
+            app_commands.Choice(name=p.label(), value=p.name)
+            for p in await self.bot.storage.presets(interaction.guild_id)
+            if wanted in p.key
+        ][:25]
 
     @app_commands.command(
         name="reset", description="Put this server's /stylize settings back to the defaults"

@@ -3,8 +3,8 @@ and follow it to the end. Also the Retry of a job the bot lost."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -12,20 +12,19 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.checks import check_may_start_job, guild_settings, may_start_job
-from bot.cogs.downloads import DownloadError, download
-from bot.cogs.errors import message_for
+from bot.cogs.downloads import DownloadError
+from bot.cogs.errors import UserFacingError, message_for
+from bot.cogs.inputs import Source, check_attachment, fetch
 from bot.cogs.job_message import JobMessage, upload_limit
+from bot.cogs.picks import Picks
 from bot.cogs.reply import Reply
 from bot.cogs.views import CancelButton, ResultButton, RetryButton
 from bot.engine import imaging
 from bot.engine.params import (
-    IMAGE_TYPES,
     MAX_SIZE,
     MAX_STEPS,
-    ImageLimits,
     InvalidParams,
     StyleParams,
-    min_input_side,
 )
 from bot.executor.protocol import Job, JobStatus, SubmitError
 from bot.guild_policy import (
@@ -38,6 +37,7 @@ from bot.guild_policy import (
     params_again,
     params_for,
 )
+from bot.presets import Preset, preset_key
 from bot.storage import JobRecord, input_keys
 
 if TYPE_CHECKING:
@@ -46,54 +46,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def check_inputs(
-    data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams
-) -> None:
-    """Decode every image completely (as the worker will) and check the content fits the layers at
-    the job's size. Raises imaging.ImageError or InvalidParams with a reason for the member.
-    CPU work: run it in a thread."""
-    min_side = min_input_side((*params.style_layers, *params.content_layers))
-    for blob, name in zip(data, names, strict=True):
-        image = imaging.decode(blob, limits, name=name)
-        if name == names[0] and min(imaging.fit_size(*image.size, params.size)) < min_side:
-            raise InvalidParams(
-                f"the {name} is {image.width}x{image.height}: at {params.size} px it would be too thin "
-                f"(at least {min_side} px on the short side)"
-            )
-
-
 class StylizeCog(commands.Cog):
     def __init__(self, bot: StyleBot):
         self.bot = bot
-
-    def _check_attachment(self, attachment: discord.Attachment, what: str) -> str | None:
-        """From Discord's metadata only, before anything is downloaded."""
-        limits = self.bot.settings.image_limits
-        kind = (attachment.content_type or "").split(";")[0].strip().lower()
-        if kind not in IMAGE_TYPES:
-            return (
-                f"The {what} (`{attachment.filename}`) is not an image I can use ({kind or 'unknown type'}). "
-                f"Send {limits.formats_text()}."
-            )
-        if attachment.size > limits.max_bytes:
-            return f"The {what} is {attachment.size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB."
-        if (
-            attachment.width
-            and attachment.height
-            and attachment.width * attachment.height > limits.max_pixels
-        ):
-            return (
-                f"The {what} is {attachment.width}×{attachment.height} pixels; "
-                f"at most {limits.max_pixels / 1e6:.0f} megapixels are allowed."
-            )
-        return None
 
     @app_commands.command(
         name="stylize", description="Paint your content image in the style of another image"
     )
     @app_commands.describe(
-        content="the picture to repaint",
-        style="the picture whose style to use",
+        content="the picture to repaint (or one you picked with Apps → Stylize: use as content)",
+        style="the picture whose style to use (or a preset, or one you picked in the chat)",
+        preset="one of this server's saved styles, instead of a style image",
         style2="a second style image, blended with the first",
         strength="style strength: 0 keeps the picture, 1 is balanced, higher is more style",
         size="longest side of the result in pixels",
@@ -107,8 +70,9 @@ class StylizeCog(commands.Cog):
     async def stylize(
         self,
         interaction: discord.Interaction[StyleBot],
-        content: discord.Attachment,
-        style: discord.Attachment,
+        content: discord.Attachment | None = None,
+        style: discord.Attachment | None = None,
+        preset: str | None = None,
         style2: discord.Attachment | None = None,
         strength: app_commands.Range[float, 0.0, 100.0] | None = None,
         size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
@@ -119,14 +83,15 @@ class StylizeCog(commands.Cog):
         style_scale: app_commands.Range[float, 0.25, 2.0] | None = None,
     ) -> None:
         settings = await guild_settings(interaction)
-        attachments = [(content, "content image"), (style, "style image")] + (
-            [(style2, "second style image")] if style2 else []
-        )
-        for attachment, what in attachments:
-            problem = self._check_attachment(attachment, what)
+        limits = self.bot.settings.image_limits
+        for attachment, what in (
+            (content, "content image"),
+            (style, "style image"),
+            (style2, "second style image"),
+        ):
+            problem = attachment and check_attachment(attachment, what, limits)
             if problem:
-                await interaction.response.send_message(problem, ephemeral=True)
-                return
+                raise UserFacingError(problem)
         request = Request(
             strength=strength,
             size=size,
@@ -135,45 +100,83 @@ class StylizeCog(commands.Cog):
             seed=seed,
             optimizer=optimizer,
             style_scale=style_scale,
-            n_styles=len(attachments) - 1,
+            n_styles=2 if style2 else 1,
         )
+        picked = self._picks().pending(interaction.guild_id, interaction.user.id)
+        sources: list[Source] = []
+        if content is not None:
+            sources.append((content.url, "content image"))
+        elif "content" in picked:
+            sources.append((picked["content"].url, "content image"))
+        else:
+            raise UserFacingError(
+                "Give a content image: attach one, or pick a picture in the chat with "
+                "**Apps → Stylize: use as content**."
+            )
+        chosen: Preset | None = None
+        if style is not None and preset:
+            raise UserFacingError("Give a style image or a preset, not both.")
+        if style is not None:
+            sources.append((style.url, "style image"))
+        elif preset:
+            found = interaction.guild_id and await self.bot.storage.preset(
+                interaction.guild_id, preset
+            )
+            if not found:
+                raise UserFacingError(
+                    f"This server has no preset called `{preset}`: choose one from the list "
+                    "that `preset:` offers."
+                )
+            chosen, image = found
+            sources.append((image, "style image"))
+            request = chosen.fill(request)
+        elif "style" in picked:
+            sources.append((picked["style"].url, "style image"))
+        else:
+            raise UserFacingError(
+                "Give a style image, a `preset:`, or pick a picture in the chat with "
+                "**Apps → Stylize: use as style**."
+            )
+        if style2 is not None:
+            sources.append((style2.url, "second style image"))
         try:
             params, summary = params_for(request, settings)
         except InvalidParams as exc:
-            await interaction.response.send_message(
-                f"Those options do not work: {exc}.", ephemeral=True
-            )
-            return
-
+            raise UserFacingError(f"Those options do not work: {exc}.") from None
+        if chosen is not None:
+            summary = replace(summary, text=f"preset {chosen.name} · {summary.text}")
+        self._picks().clear(interaction.guild_id, interaction.user.id)
         await interaction.response.defer(thinking=True)
-        await self.fetch_and_start(
-            interaction, [(a.url, what) for a, what in attachments], params, summary
-        )
+        await self.fetch_and_start(interaction, sources, params, summary)
+
+    @stylize.autocomplete("preset")
+    async def preset_choices(
+        self, interaction: discord.Interaction[StyleBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        wanted = preset_key(current)
+        return [
+            app_commands.Choice(name=p.label(), value=p.name)
+            for p in await self.bot.storage.presets(interaction.guild_id)
+            if wanted in p.key
+        ][:25]
+
+    def _picks(self) -> Picks:
+        cog = self.bot.get_cog("PicksCog")
+        return cog.picks if cog is not None else Picks()  # type: ignore[attr-defined]
 
     async def fetch_and_start(
         self,
         interaction: discord.Interaction[StyleBot],
-        sources: list[tuple[str, str]],
+        sources: list[Source],
         params: StyleParams,
         summary: Summary,
     ) -> None:
-        """Download (url, what) pairs, the content first, decode them off the loop, and start the
+        """Fetch (source, what) pairs, the content first, decode them off the loop, and start the
         job; or refuse privately, having taken no slot. The interaction is deferred."""
-        config = self.bot.settings
         try:
-            data = [
-                await download(
-                    self.bot.session,
-                    url,
-                    limit=config.max_attachment_bytes,
-                    hosts=config.attachment_host_set,
-                    timeout=config.download_timeout,
-                    name=what,
-                )
-                for url, what in sources
-            ]
-            names = [what for _, what in sources]
-            await asyncio.to_thread(check_inputs, data, names, config.image_limits, params)
+            data = await fetch(self.bot, sources, params)
         except DownloadError as exc:
             await self._refuse_after_defer(
                 interaction, f"I could not use your images: {exc}. Please try again."
@@ -356,10 +359,20 @@ class StylizeCog(commands.Cog):
         cooldown = (
             "you can start one now" if left <= 0 else f"you can start the next in {left:.0f} s"
         )
+        presets = (
+            await self.bot.storage.presets(interaction.guild_id) if interaction.guild_id else []
+        )
+        styles = (
+            "**Presets** (`/stylize content:… preset:…`): " + ", ".join(p.name for p in presets)
+            if presets
+            else "This server has no style presets yet."
+        )
         text = "\n".join(
             [
                 "**/stylize** repaints your *content* picture in the style of a *style* picture (neural style "
-                "transfer, Gatys et al., on VGG-19). Attach both; everything else is optional.",
+                "transfer, Gatys et al., on VGG-19). Attach both, or give a `preset:` for the style; "
+                "everything else is optional. You can also pick pictures already in the chat: "
+                "**Apps → Stylize: use as content / use as style**.",
                 "**Example:** `/stylize content:photo.jpg style:starry-night.jpg strength:2 preserve_colors:luminance` "
                 "paints your photo with twice the default style, keeping its own colours.",
                 "Every result has buttons: 🎲 new seed · ➕ more style · ➖ less style · 🎨 keep colours · "
@@ -367,6 +380,7 @@ class StylizeCog(commands.Cog):
                 "",
                 "**This server:**",
                 describe(settings),
+                styles,
                 "",
                 f"**You:** {running} of {config.per_user_jobs} jobs queued or running; {cooldown}.",
             ]

@@ -327,8 +327,11 @@ class FakeDiscord:
         subcommand: str | None = None,
     ) -> str:
         """Send an application command; returns its interaction token."""
-        if subcommand is not None:
-            options = [{"name": subcommand, "type": 1, "options": options}]
+        if subcommand is not None:  # "show", or "preset add" (a subcommand in a group)
+            *group, leaf = subcommand.split()
+            options = [{"name": leaf, "type": 1, "options": options}]
+            if group:
+                options = [{"name": group[0], "type": 2, "options": options}]
         data = {
             "id": str(next(self.ids)),
             "name": name,
@@ -366,6 +369,70 @@ class FakeDiscord:
             "resolved": {"messages": {message["id"]: message}},
         }
         payload, token = self._interaction(2, member_user, permissions, data)
+        await self.send_event("INTERACTION_CREATE", payload)
+        return token
+
+    async def autocomplete(
+        self,
+        name: str,
+        options: list[dict],
+        *,
+        member_user: dict,
+        permissions: int = MEMBER_PERMISSIONS,
+        subcommand: str | None = None,
+    ) -> list[dict]:
+        """Ask for the choices of the option marked "focused"; returns them."""
+        if subcommand is not None:
+            *group, leaf = subcommand.split()
+            options = [{"name": leaf, "type": 1, "options": options}]
+            if group:
+                options = [{"name": group[0], "type": 2, "options": options}]
+        data = {"id": str(next(self.ids)), "name": name, "type": 1, "options": options}
+        payload, token = self._interaction(4, member_user, permissions, data)
+        await self.send_event("INTERACTION_CREATE", payload)
+        (answer,) = await self.wait_for(lambda f: f.callbacks(token))
+        return answer.json["data"]["choices"]
+
+    async def select(
+        self,
+        custom_id: str,
+        values: list[str],
+        message: dict,
+        *,
+        member_user: dict,
+        permissions: int = MEMBER_PERMISSIONS,
+    ) -> str:
+        payload, token = self._interaction(
+            3,
+            member_user,
+            permissions,
+            {"custom_id": custom_id, "component_type": 3, "values": values},
+            message=message,
+        )
+        await self.send_event("INTERACTION_CREATE", payload)
+        return token
+
+    async def submit_modal(
+        self,
+        custom_id: str,
+        fields: dict[str, str],
+        *,
+        member_user: dict,
+        permissions: int = MEMBER_PERMISSIONS,
+        message: dict | None = None,
+    ) -> str:
+        """Submit a modal: `fields` maps each text input's custom_id to its value."""
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]}
+            for k, v in fields.items()
+        ]
+        payload, token = self._interaction(
+            5,
+            member_user,
+            permissions,
+            {"custom_id": custom_id, "components": rows},
+            message=message,
+        )
         await self.send_event("INTERACTION_CREATE", payload)
         return token
 

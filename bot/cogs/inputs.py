@@ -1,0 +1,83 @@
+"""Checks on the pictures a member gives, shared by /stylize, the context menus and presets:
+Discord's metadata first (nothing downloaded), then the download, then a full decode off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.cogs.downloads import download
+from bot.engine import imaging
+from bot.engine.params import IMAGE_TYPES, ImageLimits, InvalidParams, StyleParams, min_input_side
+
+if TYPE_CHECKING:
+    from bot.app import StyleBot
+
+Source = tuple[str | bytes, str]  # (a URL to download, or bytes already here; what it is)
+
+
+def check_attachment(attachment: discord.Attachment, what: str, limits: ImageLimits) -> str | None:
+    """What is wrong with an attachment, from Discord's metadata only; None if nothing is."""
+    kind = (attachment.content_type or "").split(";")[0].strip().lower()
+    if kind not in IMAGE_TYPES:
+        return (
+            f"The {what} (`{attachment.filename}`) is not an image I can use ({kind or 'unknown type'}). "
+            f"Send {limits.formats_text()}."
+        )
+    if attachment.size > limits.max_bytes:
+        return f"The {what} is {attachment.size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB."
+    if (
+        attachment.width
+        and attachment.height
+        and attachment.width * attachment.height > limits.max_pixels
+    ):
+        return (
+            f"The {what} is {attachment.width}×{attachment.height} pixels; "
+            f"at most {limits.max_pixels / 1e6:.0f} megapixels are allowed."
+        )
+    return None
+
+
+def check_inputs(
+    data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams | None
+) -> None:
+    """Decode every image completely (as the worker will) and check the content fits the layers at
+    the job's size. Raises imaging.ImageError or InvalidParams with a reason for the member.
+    CPU work: run it in a thread."""
+    min_side = min_input_side((*params.style_layers, *params.content_layers)) if params else 0
+    for blob, name in zip(data, names, strict=True):
+        image = imaging.decode(blob, limits, name=name)
+        if (
+            params
+            and name == names[0]
+            and min(imaging.fit_size(*image.size, params.size)) < min_side
+        ):
+            raise InvalidParams(
+                f"the {name} is {image.width}x{image.height}: at {params.size} px it would be too thin "
+                f"(at least {min_side} px on the short side)"
+            )
+
+
+async def fetch(bot: StyleBot, sources: list[Source], params: StyleParams | None) -> list[bytes]:
+    """The bytes of every source, downloaded from Discord's CDN where needed, then decoded off
+    the loop. Raises DownloadError, imaging.ImageError or InvalidParams, each for the member."""
+    config = bot.settings
+    data = [
+        source
+        if isinstance(source, bytes)
+        else await download(
+            bot.session,
+            source,
+            limit=config.max_attachment_bytes,
+            hosts=config.attachment_host_set,
+            timeout=config.download_timeout,
+            name=what,
+        )
+        for source, what in sources
+    ]
+    await asyncio.to_thread(
+        check_inputs, data, [what for _, what in sources], config.image_limits, params
+    )
+    return data
