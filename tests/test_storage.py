@@ -165,3 +165,56 @@ def test_jobs_and_their_inputs(database_url):
             await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_presets_with_their_images_a_limit_and_names_without_case(database_url):
+    import random
+
+    from bot.presets import Preset, PresetError, checked, image_key
+
+    guild = random.randrange(10**17, 10**18)  # PostgreSQL's test database is shared
+
+    async def scenario():
+        storage = await Storage.open(database_url)
+        try:
+            await storage.add_preset(
+                guild, checked(Preset(name=" Starry   Night ", strength=2.0)), b"img1", limit=2
+            )
+            with pytest.raises(PresetError, match="already has a preset called Starry Night"):
+                await storage.add_preset(guild, Preset(name="starry night"), b"x", limit=2)
+            await storage.add_preset(guild, Preset(name="Waves"), b"img2", limit=2)
+            with pytest.raises(PresetError, match="2 presets, the most"):
+                await storage.add_preset(guild, Preset(name="Third"), b"x", limit=2)
+            listed = [p.name for p in await storage.presets(guild)]
+            found = await storage.preset(guild, "STARRY NIGHT")
+            removed = await storage.remove_preset(guild, "waves")
+            again = await storage.remove_preset(guild, "waves")
+            image_gone = await storage.get_blobs([image_key(guild, "Waves")])
+            other_guild = await storage.presets(guild + 1)
+            await storage.remove_preset(guild, "Starry Night")
+            return listed, found, removed, again, image_gone, other_guild
+        finally:
+            await storage.close()
+
+    listed, found, removed, again, image_gone, other_guild = asyncio.run(scenario())
+    assert listed == ["Starry Night", "Waves"]
+    assert found is not None and found[0].strength == 2.0 and found[1] == b"img1"
+    assert removed is not None and removed.name == "Waves" and again is None
+    assert image_gone is None and other_guild == []
+
+
+@pytest.mark.parametrize(
+    ("name", "strength", "colours", "message"),
+    [
+        ("", None, None, "1 to 32"),
+        ("x" * 33, None, None, "1 to 32"),
+        ("<@everyone>", None, None, "letters, digits"),
+        ("ok", float("inf"), None, "between 0 and 100"),
+        ("ok", None, "sepia", "one of none"),
+    ],
+)
+def test_preset_rules(name, strength, colours, message):
+    from bot.presets import Preset, PresetError, checked
+
+    with pytest.raises(PresetError, match=message):
+        checked(Preset(name=name, strength=strength, preserve_colors=colours))
