@@ -119,7 +119,13 @@ class Objective:
         return grams
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        feats = self.model(x, self.names)
+        return self.loss(self.model(x, self.names), x)
+
+    def loss(
+        self, feats: dict[str, torch.Tensor], x: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """J and its terms from the features of `x` (one image, (1, ...) each): the part that a
+        batch of jobs computes once per job after one forward pass over all of them."""
         content = weighted_sum(
             [content_cost(self.content_targets[n], feats[n]) for n in self.content_layers],
             [self.content_scale[n] for n in self.content_layers],

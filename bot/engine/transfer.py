@@ -4,7 +4,6 @@ the coarse-to-fine pyramid and returns the picture."""
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +16,9 @@ from bot.engine import colour, imaging
 from bot.engine.devices import DevicePolicy, policy_for
 from bot.engine.lbfgs import LBFGS
 from bot.engine.objective import Objective, StyleCache
-from bot.engine.params import InvalidParams, StyleParams, min_input_side
+from bot.engine.painting import LBFGS_HISTORY, Painting
+from bot.engine.params import InvalidParams, StyleParams
 from bot.engine.vgg import VGG19Features
-
-LBFGS_HISTORY = 100
 
 
 class Cancelled(Exception):
@@ -199,75 +197,20 @@ def stylize(
     autocast and backend flags. Raises Cancelled if `should_cancel()` turns true, NonFiniteLoss if
     J stops being finite, InvalidParams for parameters that cannot work.
     """
-    params.validate()
-    if not styles:
-        raise ValueError("at least one style image is needed")
-    blend = params.blend_weights(len(styles))
-    device = next(model.parameters()).device
-    policy = policy or policy_for(device, precision)
-    model = policy.prepare_model(model)
-    seed = params.seed if params.seed is not None else random.randrange(2**31)
-    generator = torch.Generator().manual_seed(seed)
-    out_w, out_h = imaging.fit_size(*content.size, params.size)
-    min_side = min_input_side((*params.style_layers, *params.content_layers))
-    if min(out_w, out_h) < min_side:
-        raise InvalidParams(
-            f"at size {params.size} the content image becomes {out_w}x{out_h}, too thin for the chosen layers: "
-            f"they need at least {min_side} pixels on the short side (use a larger size)"
-        )
-    # coarse levels too small for the layers are left out
-    level_dims = [
-        d
-        for d in (
-            imaging.fit_size(out_w, out_h, s)
-            for s in pyramid_sizes(params.size, params.pyramid_levels)
-        )
-        if min(d) >= min_side
-    ]
-    colour_reference = _prepare(content, (out_w, out_h))
-    reporter = _Reporter(
+    policy = policy or policy_for(next(model.parameters()).device, precision)
+    painting = Painting(
+        model,
+        content,
+        styles,
         params,
-        [params.steps * w * h for w, h in level_dims],
         policy,
-        on_progress,
-        should_cancel,
-        colour_reference,
+        on_progress=on_progress,
+        should_cancel=should_cancel,
+        style_cache=style_cache,
     )
-    level_seconds: list[float] = []
-    x: torch.Tensor | None = None
-    with policy.applied():
-        for level, dims in enumerate(level_dims, start=1):
-            level_started = time.perf_counter()
-            content_t, style_ts = _level_targets(content, styles, params, dims, min_side)
-            objective = Objective(model, params, content_t, style_ts, blend, style_cache)
-            if x is None:
-                x = _initial_image(content_t, params, generator).to(device)
-            else:  # coarse-to-fine: start from the previous level's result, upsampled
-                x = F.interpolate(
-                    x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False
-                ).float()
-            x = run_level(
-                x,
-                objective,
-                params,
-                lambda x, terms, level=level: reporter.after_step(x, terms, level),
-            )
-            level_seconds.append(time.perf_counter() - level_started)
-    assert x is not None
-    if not bool(torch.isfinite(x).all()):
-        raise NonFiniteLoss(
-            "the picture became NaN or infinite: lower the strength, the weights or the learning rate"
-        )
-    return Result(
-        image=finish_image(x, params, colour_reference),
-        seed=seed,
-        steps=reporter.step,
-        elapsed=time.perf_counter() - reporter.started,
-        losses=reporter.losses,
-        device=str(device),
-        precision=policy.precision,
-        level_seconds=level_seconds,
-    )
+    while not painting.done:
+        painting.step_alone()
+    return painting.result()
 
 
 def _level_targets(

@@ -1,0 +1,229 @@
+"""One job's optimisation as an object advanced one step at a time, alone or in a batch.
+
+`Painting` holds what `stylize` used to keep on its stack: the pyramid levels, the current level's
+objective, the pixels and the optimiser state (its own L-BFGS history or Adam moments: nothing is
+shared between jobs). `step_alone()` runs one step by itself; `step_together()` runs one step of
+several paintings of the same shape with one VGG-19 forward and backward pass over all of them,
+then gives each its own gradient. VGG-19 treats the images of a batch independently, so a
+painting's gradient does not depend on its neighbours: batched or alone, it takes the same steps
+(up to the rounding of the convolution algorithms chosen for the batch size).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bot.engine import imaging
+from bot.engine.devices import DevicePolicy
+from bot.engine.lbfgs import LBFGS
+from bot.engine.objective import Objective, StyleCache
+from bot.engine.params import InvalidParams, StyleParams, min_input_side
+from bot.engine.vgg import VGG19Features
+
+LBFGS_HISTORY = 100
+
+
+class Painting:
+    """A job from its pictures to its result, one optimiser step per `apply`."""
+
+    def __init__(
+        self,
+        model: VGG19Features,
+        content: Image.Image,
+        styles: Sequence[Image.Image],
+        params: StyleParams,
+        policy: DevicePolicy,
+        *,
+        on_progress: Callable | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        style_cache: StyleCache | None = None,
+    ):
+        from bot.engine.transfer import _prepare, _Reporter, pyramid_sizes
+
+        params.validate()
+        if not styles:
+            raise ValueError("at least one style image is needed")
+        self.params, self.policy = params, policy
+        self.model = policy.prepare_model(model)
+        self.device = next(model.parameters()).device
+        self.content, self.styles = content, list(styles)
+        self.blend = params.blend_weights(len(styles))
+        self.style_cache = style_cache
+        self.seed = params.seed if params.seed is not None else random.randrange(2**31)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        out_w, out_h = imaging.fit_size(*content.size, params.size)
+        self.min_side = min_input_side((*params.style_layers, *params.content_layers))
+        if min(out_w, out_h) < self.min_side:
+            raise InvalidParams(
+                f"at size {params.size} the content image becomes {out_w}x{out_h}, too thin for the chosen layers: "
+                f"they need at least {self.min_side} pixels on the short side (use a larger size)"
+            )
+        self.level_dims = [  # coarse levels too small for the layers are left out
+            d
+            for d in (
+                imaging.fit_size(out_w, out_h, s)
+                for s in pyramid_sizes(params.size, params.pyramid_levels)
+            )
+            if min(d) >= self.min_side
+        ]
+        self.colour_reference = _prepare(content, (out_w, out_h))
+        self.reporter = _Reporter(
+            params,
+            [params.steps * w * h for w, h in self.level_dims],
+            policy,
+            on_progress,
+            should_cancel,
+            self.colour_reference,
+        )
+        self.level = 0  # 1-based once started
+        self.level_steps = 0
+        self.level_seconds: list[float] = []
+        self._level_started = 0.0
+        self.x: torch.Tensor | None = None
+        self.objective: Objective | None = None
+        self._lbfgs: LBFGS | None = None
+        self._adam: torch.optim.Adam | None = None
+        self._next_level()
+
+    # --- what a batcher needs -------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.level > len(self.level_dims)
+
+    @property
+    def shape_key(self) -> tuple:
+        """Paintings with equal keys can share a forward pass."""
+        assert self.objective is not None and self.x is not None
+        return (tuple(self.x.shape), self.objective.names, self.model.pooling, id(self.model))
+
+    def apply(self, grad: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """One optimiser step with this painting's gradient; then progress, cancel and NaN checks
+        (Cancelled and NonFiniteLoss come from here), and the next level when this one is over."""
+        assert self.x is not None
+        with torch.no_grad():
+            if self._lbfgs is not None:
+                self._lbfgs.step(self.x, grad)
+            else:
+                assert self._adam is not None
+                self.x.grad = grad.to(self.x.dtype)
+                self._adam.step()
+                self.x.grad = None
+                self.x.clamp_(0, 1)
+        self.level_steps += 1
+        self.reporter.after_step(self.x, terms, self.level)
+        if self.level_steps == self.params.steps:
+            self.level_seconds.append(time.perf_counter() - self._level_started)
+            self._next_level()
+
+    def step_alone(self) -> None:
+        assert self.x is not None and self.objective is not None
+        with self.policy.applied():
+            loss, terms = self.objective(self.x)
+            (grad,) = torch.autograd.grad(loss, self.x)
+        self.apply(grad, terms)
+
+    def result(self):
+        from bot.engine.transfer import NonFiniteLoss, Result, finish_image
+
+        assert self.done and self.x is not None
+        if not bool(torch.isfinite(self.x).all()):
+            raise NonFiniteLoss(
+                "the picture became NaN or infinite: lower the strength, the weights or the learning rate"
+            )
+        return Result(
+            image=finish_image(self.x, self.params, self.colour_reference),
+            seed=self.seed,
+            steps=self.reporter.step,
+            elapsed=time.perf_counter() - self.reporter.started,
+            losses=self.reporter.losses,
+            device=str(self.device),
+            precision=self.policy.precision,
+            level_seconds=self.level_seconds,
+        )
+
+    # --- inside ---------------------------------------------------------------------------------
+
+    def _next_level(self) -> None:
+        from bot.engine.transfer import _initial_image, _level_targets
+
+        self.level += 1
+        self.level_steps = 0
+        self._lbfgs = self._adam = None
+        if self.done:
+            self.objective = None
+            return
+        self._level_started = time.perf_counter()
+        dims = self.level_dims[self.level - 1]
+        content_t, style_ts = _level_targets(
+            self.content, self.styles, self.params, dims, self.min_side
+        )
+        with self.policy.applied():
+            self.objective = Objective(
+                self.model, self.params, content_t, style_ts, self.blend, self.style_cache
+            )
+        if self.x is None:
+            x = _initial_image(content_t, self.params, self.generator).to(self.device)
+        else:  # coarse-to-fine: start from the previous level's result, upsampled
+            x = F.interpolate(
+                self.x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False
+            )
+        # always contiguous, whatever the model's memory format: the optimisers flatten it
+        self.x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        if self.params.optimizer == "lbfgs":
+            self._lbfgs = LBFGS(self.x, lr=self.params.lr, history=LBFGS_HISTORY)
+        else:
+            self._adam = torch.optim.Adam([self.x], lr=self.params.lr)
+
+
+def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseException]]:
+    """One step of each painting (all with the same `shape_key`), with one forward and backward
+    pass. Returns the paintings that failed in their own step (cancelled, NaN), with the error;
+    the others have moved on. An error of the shared pass (out of memory) is raised, with no
+    painting changed, so that the caller can split the batch and try again."""
+    if len(paintings) == 1:
+        try:
+            paintings[0].step_alone()
+            return []
+        except (torch.cuda.OutOfMemoryError, MemoryError):
+            raise
+        except RuntimeError as exc:
+            if _out_of_memory(exc):
+                raise
+            return [(paintings[0], exc)]
+        except Exception as exc:
+            return [(paintings[0], exc)]
+    first = paintings[0]
+    assert first.objective is not None
+    names = first.objective.names
+    with first.policy.applied():
+        batch = torch.cat([p.x for p in paintings]).detach().requires_grad_(True)  # type: ignore[misc]
+        feats = first.model(batch, names)
+        total = None
+        all_terms = []
+        for i, painting in enumerate(paintings):
+            assert painting.objective is not None
+            mine = {n: f[i : i + 1] for n, f in feats.items()}
+            loss, terms = painting.objective.loss(mine, batch[i : i + 1])
+            total = loss if total is None else total + loss
+            all_terms.append(terms)
+        assert total is not None
+        (grads,) = torch.autograd.grad(total, batch)
+    failed = []
+    for i, painting in enumerate(paintings):
+        try:
+            painting.apply(grads[i : i + 1], all_terms[i])
+        except Exception as exc:  # Cancelled, NonFiniteLoss: this painting only
+            failed.append((painting, exc))
+    return failed
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc)
+    return "out of memory" in text or "can't allocate memory" in text
