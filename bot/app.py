@@ -153,6 +153,7 @@ def make_executor(settings_: Settings) -> Dispatcher:
     config = ExecutorConfig(
         devices=settings_.device_list,
         workers_per_device=settings_.workers_per_device,
+        batch_size=settings_.batch_size,
         max_queued=settings_.max_queued,
         per_user_limit=settings_.per_user_jobs,
         time_limit=settings_.job_time_limit,

@@ -89,6 +89,8 @@ class Settings(CommonSettings):
     discord_gateway_url: str | None = None  # e.g. ws://127.0.0.1:8080/gateway
     devices: str | None = None  # comma-separated worker devices (cpu, cuda:0, ...); default: auto
     workers_per_device: int = Field(1, ge=1, le=16)
+    # jobs one local worker steps together (one VGG-19 pass per shape); default: 16 on CUDA, else 1
+    batch_size: int | None = Field(None, ge=1, le=256)
     max_queued: int = Field(50, ge=1)
     per_user_jobs: int = Field(3, ge=1)
     progress_edit_interval: float = Field(2.0, ge=0.2)  # seconds between edits of a job's message

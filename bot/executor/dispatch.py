@@ -49,6 +49,7 @@ class ExecutorConfig:
     cache_size: int = 16  # style targets kept per worker
     start_timeout: float = 300.0  # seconds a worker may take to load VGG-19
     threads_per_worker: int | None = None  # CPU threads per worker; None: cores / CPU workers
+    batch_size: int | None = None  # jobs one worker steps together; None: 16 on CUDA, 1 elsewhere
     image_limits: ImageLimits = field(default_factory=ImageLimits)  # what workers decode
     log: LogConfig = field(
         default_factory=LogConfig

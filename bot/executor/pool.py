@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
 from bot.executor.protocol import (
@@ -36,7 +35,17 @@ from bot.executor.protocol import (
     event_from_dict,
 )
 from bot.executor.runner import RunnerSpec
-from bot.executor.worker import Emit, Fatal, Ready, Run, Stop, ToWorker, WorkerSpec, worker_main
+from bot.executor.worker import (
+    Cancel,
+    Emit,
+    Fatal,
+    Ready,
+    Run,
+    Stop,
+    ToWorker,
+    WorkerSpec,
+    worker_main,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +81,18 @@ class _Worker:
         self.outgoing: queue.SimpleQueue[ToWorker | None] | None = (
             None  # drained by the writer thread
         )
-        self.cancel_seq: Any = None  # a shared multiprocessing Value
         self.ready = False
         self.device = spec.runner.device
-        self.running: _Running | None = None
+        self.running: dict[int, _Running] = {}  # by seq: the jobs it steps now
         self.stopping = False
         self.ready_future: asyncio.Future[bool] | None = None
         self.failed_starts = 0  # exits before ever being ready, in a row
+
+    @property
+    def free(self) -> int:
+        if not self.ready or self.stopping:
+            return 0
+        return max(0, self.spec.batch_size - len(self.running))
 
     def send(self, message: ToWorker | None) -> None:
         if self.outgoing is not None:
@@ -124,7 +138,10 @@ class LocalPool(Backend):
                     threads=threads if device == "cpu" else None,
                     limits=self.config.image_limits,
                 )
-                self._workers.append(_Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log)))
+                batch = self.config.batch_size or (16 if device.startswith("cuda") else 1)
+                self._workers.append(
+                    _Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log, batch))
+                )
         waits = [self._spawn(w) for w in self._workers]
         try:
             results = await asyncio.wait_for(asyncio.gather(*waits), self.config.start_timeout)
@@ -144,10 +161,9 @@ class LocalPool(Backend):
         assert self._loop is not None
         to_worker, worker_inbox = self._ctx.Pipe(duplex=False)
         parent_inbox, from_worker = self._ctx.Pipe(duplex=False)
-        worker.cancel_seq = self._ctx.Value("q", -1, lock=False)
         process = self._ctx.Process(
             target=worker_main,
-            args=(worker.spec, to_worker, from_worker, worker.cancel_seq),
+            args=(worker.spec, to_worker, from_worker),
             name=f"stylebot-worker-{worker.spec.name}",
             daemon=True,
         )
@@ -156,7 +172,7 @@ class LocalPool(Backend):
         from_worker.close()
         outgoing: queue.SimpleQueue[ToWorker | None] = queue.SimpleQueue()
         worker.process, worker.outgoing = process, outgoing
-        worker.ready, worker.stopping, worker.running = False, False, None
+        worker.ready, worker.stopping, worker.running = False, False, {}
         worker.ready_future = self._loop.create_future()
         name = worker.spec.name
         threading.Thread(
@@ -213,12 +229,12 @@ class LocalPool(Backend):
             self._start_failures[worker.spec.name] = message.message
             worker.stopping = True
         elif isinstance(message, Emit):
-            running = worker.running
-            if running is None or running.seq != message.seq:
+            running = worker.running.get(message.seq)
+            if running is None:
                 return
             event = event_from_dict(message.event)
             if event.terminal:
-                self._release(worker)
+                self._release(worker, running)
             self._emit(running.job.id, event)
 
     def _on_exit(self, worker: _Worker, process) -> None:
@@ -227,10 +243,10 @@ class LocalPool(Backend):
         code = process.exitcode
         worker.send(None)  # ends the writer thread
         worker.failed_starts = 0 if worker.ready else worker.failed_starts + 1
-        running, worker.ready = worker.running, False
+        lost, worker.ready = list(worker.running.values()), False
         _resolve(worker.ready_future, False)
-        if running is not None:
-            self._release(worker)
+        for running in lost:  # every job of the batch ends with the process
+            self._release(worker, running)
             if running.stop_requested or self._closing:
                 self._emit(running.job.id, JobCancelled(job_id=running.job.id))
             else:
@@ -288,30 +304,34 @@ class LocalPool(Backend):
     def free_slots(self) -> int:
         if self._closing:
             return 0
-        return sum(1 for w in self._workers if w.ready and w.running is None and not w.stopping)
+        return sum(w.free for w in self._workers)
 
     def run(self, job: Job) -> None:
-        worker = next(w for w in self._workers if w.ready and w.running is None and not w.stopping)
+        worker = max(self._workers, key=lambda w: w.free)  # the least busy
         self._seq += 1
-        worker.running = _Running(job, self._seq)
+        worker.running[self._seq] = _Running(job, self._seq)
         self._by_job[job.id] = worker
         worker.send(Run(self._seq, job.to_dict()))
         self._emit(job.id, JobStarted(job_id=job.id, worker=worker.spec.name, device=worker.device))
 
     def stop(self, job_id: str) -> None:
         worker = self._by_job.get(job_id)
-        if worker is None or worker.running is None or worker.running.stop_requested:
+        running = (
+            next((r for r in worker.running.values() if r.job.id == job_id), None)
+            if worker
+            else None
+        )
+        if worker is None or running is None or running.stop_requested:
             return
-        running = worker.running
         running.stop_requested = True
-        worker.cancel_seq.value = running.seq
+        worker.send(Cancel(running.seq))  # through the writer thread: never blocks the loop
         assert self._loop is not None
         running.kill_timer = self._loop.call_later(
             self.config.cancel_grace, self._kill, worker, running
         )
 
     def _kill(self, worker: _Worker, running: _Running) -> None:
-        if worker.running is not running or worker.process is None:
+        if worker.running.get(running.seq) is not running or worker.process is None:
             return
         log.warning(
             "killing worker %s: job %s did not stop within %.0f s",
@@ -321,12 +341,11 @@ class LocalPool(Backend):
         )
         worker.process.kill()
 
-    def _release(self, worker: _Worker) -> None:
-        running, worker.running = worker.running, None
-        if running is not None:
-            self._by_job.pop(running.job.id, None)
-            if running.kill_timer is not None:
-                running.kill_timer.cancel()
+    def _release(self, worker: _Worker, running: _Running) -> None:
+        worker.running.pop(running.seq, None)
+        self._by_job.pop(running.job.id, None)
+        if running.kill_timer is not None:
+            running.kill_timer.cancel()
 
     def _emit(self, job_id: str, event) -> None:
         if self._listener is not None:

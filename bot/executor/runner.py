@@ -116,6 +116,16 @@ class JobRunner:
                 StyleParams(size=max(width, height), steps=3, seed=0),
             )
 
+    def memory_budget(self) -> int | None:
+        """Bytes the jobs of this worker may take at once: 80 % of the GPU memory free after
+        loading the model (and STYLEBOT_GPU_MEMORY_LIMIT, later); None on the CPU."""
+        import torch
+
+        if self.device.type != "cuda":
+            return None
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(free * 0.8)
+
     def _model(self, pooling: str):
         from bot.engine.vgg import load_vgg19
 
@@ -133,34 +143,29 @@ class JobRunner:
         *,
         reraise: tuple[type[BaseException], ...] = (),
     ) -> Terminal:
-        """Run `job`; progress goes to `emit`; the terminal event is returned, never raised
+        """Run `job` alone; progress goes to `emit`; the terminal event is returned, never raised
         (except the `reraise` kinds: an adapter's own signals, such as a task time limit)."""
         try:
-            return self._stylize(job, emit, should_cancel)
-        except _Refused as exc:
-            return JobFailed(job_id=job.id, kind=exc.kind, message=exc.message)
-        except _CancelledRun:
-            return JobCancelled(job_id=job.id)
+            painting = self.prepare(job, emit, should_cancel)
+            while not painting.done:
+                painting.step_alone()
+            return self.finish(job, painting)
         except reraise:
             raise
-        except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("job %s failed (error id %s)", job.id, error_id)
-            return JobFailed(
-                job_id=job.id,
-                kind=FailureKind.INTERNAL,
-                message=f"something went wrong on the worker (error id {error_id})",
-            )
+        except Exception as exc:
+            return self.ending(job, exc)
 
-    def _stylize(
-        self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]
-    ) -> JobDone:
+    def prepare(self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]):
+        """Decode and check the job's pictures and set up its Painting (the first level's targets
+        included). Raises what `ending` turns into the job's terminal event."""
         import torch
 
         from bot.engine import imaging
+        from bot.engine.devices import policy_for
         from bot.engine.imaging import ImageError
+        from bot.engine.painting import Painting
         from bot.engine.params import InvalidParams, StyleParams
-        from bot.engine.transfer import Cancelled, Progress, stylize
+        from bot.engine.transfer import Progress
 
         limits = self.spec.limits
         try:
@@ -190,38 +195,27 @@ class JobRunner:
                 )
             )
 
-        hits_before = self.cache.hits
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        width, height = imaging.fit_size(*content.size, params.size)
-        try:
-            result = stylize(
-                self._model(params.pooling),
-                content,
-                styles,
-                params,
-                on_progress=on_progress,
-                should_cancel=should_cancel,
-                style_cache=self.cache,
-            )
-        except Cancelled:
-            raise _CancelledRun() from None
-        except InvalidParams as exc:  # NonFiniteLoss included: its message says what to lower
-            raise _Refused(FailureKind.BAD_INPUT, str(exc)) from None
-        except torch.cuda.OutOfMemoryError:
-            self._release_memory()
-            raise _Refused(
-                FailureKind.OUT_OF_MEMORY,
-                f"the GPU ran out of memory at {width}x{height}; try a smaller size",
-            ) from None
-        except RuntimeError as exc:
-            if "out of memory" not in str(exc) and "can't allocate memory" not in str(exc):
-                raise
-            self._release_memory()
-            raise _Refused(
-                FailureKind.OUT_OF_MEMORY,
-                f"the worker ran out of memory at {width}x{height}; try a smaller size",
-            ) from None
+        hits_before = self.cache.hits
+        painting = Painting(
+            self._model(params.pooling),
+            content,
+            styles,
+            params,
+            policy_for(self.device, "auto"),
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            style_cache=self.cache,
+        )
+        painting.cache_hits_before = hits_before  # type: ignore[attr-defined]
+        return painting
+
+    def finish(self, job: Job, painting) -> JobDone:
+        """The finished painting as the job's JobDone (encoded to fit the job's upload limit)."""
+        from bot.engine import imaging
+
+        result = painting.result()
         if job.result_limit:
             data, fmt = imaging.encode_to_fit(result.image, job.result_limit)
         else:
@@ -237,8 +231,40 @@ class JobRunner:
             seconds=result.elapsed,
             device=self.device_name,
             weights=self.weights_label,
-            cache_hit=self.cache.hits > hits_before,
+            cache_hit=self.cache.hits > getattr(painting, "cache_hits_before", self.cache.hits),
             peak_memory_bytes=self._peak_memory(),
+        )
+
+    def ending(self, job: Job, exc: BaseException) -> Terminal:
+        """The terminal event for an exception raised while preparing, stepping or finishing."""
+        import torch
+
+        from bot.engine.params import InvalidParams
+        from bot.engine.transfer import Cancelled
+
+        if isinstance(exc, _Refused):
+            return JobFailed(job_id=job.id, kind=exc.kind, message=exc.message)
+        if isinstance(exc, Cancelled):
+            return JobCancelled(job_id=job.id)
+        if isinstance(exc, InvalidParams):  # NonFiniteLoss included: its message says what to lower
+            return JobFailed(job_id=job.id, kind=FailureKind.BAD_INPUT, message=str(exc))
+        if isinstance(exc, torch.cuda.OutOfMemoryError) or (
+            isinstance(exc, RuntimeError | MemoryError) and _out_of_memory(exc)
+        ):
+            self._release_memory()
+            where = "GPU" if self.device.type == "cuda" else "worker"
+            size = f"{job.params['size']} px" if job.params.get("size") else "this size"
+            return JobFailed(
+                job_id=job.id,
+                kind=FailureKind.OUT_OF_MEMORY,
+                message=f"the {where} ran out of memory at {size}; try a smaller size",
+            )
+        error_id = uuid.uuid4().hex[:8]
+        log.error("job %s failed (error id %s)", job.id, error_id, exc_info=exc)
+        return JobFailed(
+            job_id=job.id,
+            kind=FailureKind.INTERNAL,
+            message=f"something went wrong on the worker (error id {error_id})",
         )
 
     def _peak_memory(self) -> int:
@@ -265,5 +291,8 @@ class _Refused(Exception):
         self.kind, self.message = kind, message
 
 
-class _CancelledRun(Exception):
-    pass
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc)
+    return (
+        isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+    )

@@ -1,8 +1,9 @@
-"""The local pool's worker process: a JobRunner behind a pair of pipes.
+"""The local pool's worker process: a Batcher over a JobRunner, behind a pair of pipes.
 
-Messages are the small dataclasses below, one per kind. Parent to worker: Run, Stop. Worker to
-parent: Ready, Fatal, Emit (an event of the job with that `seq`). Cancellation is a shared
-integer: when it equals the running job's `seq`, the engine stops at its next step.
+Messages are the small dataclasses below, one per kind. Parent to worker: Run, Cancel, Stop.
+Worker to parent: Ready, Fatal, Emit (an event of the job with that `seq`). A thread reads the
+parent's messages while the main thread steps the jobs (up to `batch_size` at once); a job whose
+`seq` was cancelled stops at its next step.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +27,18 @@ class WorkerSpec:
     name: str
     runner: RunnerSpec
     log: LogConfig = LogConfig()  # the bot's own logging: level and format
+    batch_size: int = 1  # jobs stepped together in this process
 
 
 @dataclass(frozen=True)
 class Run:
     seq: int
     job: dict[str, Any]  # Job.to_dict()
+
+
+@dataclass(frozen=True)
+class Cancel:
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -55,16 +63,18 @@ class Emit:
     event: dict[str, Any]  # Event.to_dict()
 
 
-ToWorker = Run | Stop
+ToWorker = Run | Cancel | Stop
 FromWorker = Ready | Fatal | Emit
 
 
-def worker_main(spec: WorkerSpec, inbox, outbox, cancel_seq) -> None:
+def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
     """Process entry point (spawned). Never returns an exception to the parent: it reports."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops.
     # SIGTERM keeps its default, so that a worker can always be terminated.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(dataclasses.replace(spec.log, who=f"worker {spec.name}"))
+    from bot.executor.batcher import Batcher
+    from bot.executor.protocol import Job
     from bot.executor.runner import JobRunner
 
     parent = os.getppid()
@@ -74,24 +84,33 @@ def worker_main(spec: WorkerSpec, inbox, outbox, cancel_seq) -> None:
         outbox.send(Fatal(str(exc) or exc.__class__.__name__))
         return
     outbox.send(Ready(runner.device_name, runner.weights_label))
-    while True:
-        try:
-            message = inbox.recv()
-        except (EOFError, OSError):  # the parent is gone
-            return
-        if isinstance(message, Stop):
-            return
-        if isinstance(message, Run):
-            _run(runner, message, outbox, cancel_seq, parent)
+    batcher = Batcher(runner, max_jobs=spec.batch_size, memory_budget=runner.memory_budget())
+    cancelled: set[int] = set()
+    sending = threading.Lock()
 
+    def send(seq: int, event) -> None:
+        with sending:
+            outbox.send(Emit(seq, event.to_dict()))
 
-def _run(runner, message: Run, outbox, cancel_seq, parent: int) -> None:
-    from bot.executor.protocol import Job
+    def listen() -> None:
+        while True:
+            try:
+                message = inbox.recv()
+            except (EOFError, OSError):  # the parent is gone
+                break
+            if isinstance(message, Stop):
+                break
+            if isinstance(message, Cancel):
+                cancelled.add(message.seq)
+            elif isinstance(message, Run):
+                seq = message.seq
+                batcher.add(
+                    Job.from_dict(message.job),
+                    emit=lambda event, seq=seq: send(seq, event),
+                    finish=lambda event, seq=seq: send(seq, event),
+                    should_cancel=lambda seq=seq: seq in cancelled or os.getppid() != parent,
+                )
+        batcher.stop()
 
-    def should_cancel() -> bool:
-        return cancel_seq.value == message.seq or os.getppid() != parent
-
-    def emit(event) -> None:
-        outbox.send(Emit(message.seq, event.to_dict()))
-
-    emit(runner.run(Job.from_dict(message.job), emit, should_cancel))
+    threading.Thread(target=listen, name="stylebot-inbox", daemon=True).start()
+    batcher.run()

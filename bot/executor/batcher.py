@@ -1,0 +1,167 @@
+"""Many jobs in one worker process, stepped together: the throughput of a GPU comes from batches.
+
+Jobs join between steps and leave when they finish, fail or are cancelled. Each round gives every
+active job one optimiser step: jobs whose current level has the same shape share one VGG-19
+pass (bot/engine/painting.py), others form batches of their own. A job is admitted only while
+the estimated memory of the active jobs leaves room for it (and while fewer than `max_jobs`
+run). An out-of-memory error splits the batch and tries the halves; a job that does not fit even
+alone fails with out_of_memory, and the others go on. A cancelled or failed job leaves at the
+end of the step in which it was seen; it never holds the others back.
+
+The same Batcher serves the local pool's worker process; `add` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.executor.protocol import Event, Job, Terminal
+from bot.executor.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_PIXEL = 3_000  # peak memory of a job per output pixel (H200, fp32: 2.9 KB at 512 px)
+
+
+def estimated_bytes(job: Job) -> int:
+    """A job's peak memory on the device, from its size (the figures follow the pixel count)."""
+    side = int(job.params.get("size") or 512)
+    return BYTES_PER_PIXEL * side * side  # the longest side squared: an upper bound
+
+
+@dataclass
+class _Entry:
+    job: Job
+    emit: Callable[[Event], None]
+    finish: Callable[[Terminal], None]
+    should_cancel: Callable[[], bool]
+    painting: Any = None
+
+
+class Batcher:
+    def __init__(self, runner: JobRunner, *, max_jobs: int = 1, memory_budget: int | None = None):
+        self.runner = runner
+        self.max_jobs = max(1, max_jobs)
+        self.memory_budget = memory_budget  # bytes the active jobs may take; None: no limit
+        self._inbox: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._waiting: list[_Entry] = []
+        self._active: list[_Entry] = []
+        self._stopped = threading.Event()
+        self.largest_batch = 0  # for tests and benchmarks
+
+    def add(
+        self,
+        job: Job,
+        emit: Callable[[Event], None],
+        finish: Callable[[Terminal], None],
+        should_cancel: Callable[[], bool],
+    ) -> None:
+        """Queue a job; its events go to `emit`, its terminal event to `finish` (exactly once)."""
+        self._inbox.put(_Entry(job, emit, finish, should_cancel))
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._inbox.put(None)
+
+    def run(self) -> None:
+        """The loop; returns after `stop()` (jobs still active are left as they are)."""
+        while not self._stopped.is_set():
+            self._take_new(block=not self._active and not self._waiting)
+            self._admit()
+            if self._active:
+                self._round()
+
+    # --- inside -----------------------------------------------------------------------------
+
+    def _take_new(self, *, block: bool) -> None:
+        try:
+            entry = self._inbox.get(block=block)
+            while True:
+                if entry is not None:
+                    self._waiting.append(entry)
+                entry = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _admit(self) -> None:
+        while self._waiting and len(self._active) < self.max_jobs:
+            entry = self._waiting[0]
+            if self._active and self.memory_budget is not None:
+                used = sum(estimated_bytes(e.job) for e in self._active)
+                if used + estimated_bytes(entry.job) > self.memory_budget:
+                    return  # it waits for room (alone, it is always admitted)
+            self._waiting.pop(0)
+            if entry.should_cancel():
+                from bot.executor.protocol import JobCancelled
+
+                entry.finish(JobCancelled(job_id=entry.job.id))
+                continue
+            try:
+                entry.painting = self.runner.prepare(entry.job, entry.emit, entry.should_cancel)
+            except Exception as exc:
+                entry.finish(self.runner.ending(entry.job, exc))
+                continue
+            self._active.append(entry)
+
+    def _round(self) -> None:
+        groups: dict[Any, list[_Entry]] = {}
+        for entry in self._active:
+            groups.setdefault(entry.painting.shape_key, []).append(entry)
+        for group in groups.values():
+            self._step(group)
+        still = []
+        for entry in self._active:
+            if entry.painting is None:
+                continue  # it ended in this round
+            if entry.painting.done:
+                try:
+                    ending = self.runner.finish(entry.job, entry.painting)
+                except Exception as exc:
+                    ending = self.runner.ending(entry.job, exc)
+                entry.painting = None
+                entry.finish(ending)
+            else:
+                still.append(entry)
+        self._active = still
+
+    def _step(self, group: list[_Entry]) -> None:
+        from bot.engine.painting import step_together
+
+        self.largest_batch = max(self.largest_batch, len(group))
+        try:
+            failed = step_together([e.painting for e in group])
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                raise
+            self.runner._release_memory()
+            if len(group) == 1:
+                self._end(group[0], exc)
+                return
+            log.warning("out of memory with a batch of %d: splitting it", len(group))
+            half = len(group) // 2
+            self._step(group[:half])
+            self._step(group[half:])
+            return
+        by_painting = {id(e.painting): e for e in group}
+        for painting, exc in failed:
+            self._end(by_painting[id(painting)], exc)
+
+    def _end(self, entry: _Entry, exc: BaseException) -> None:
+        entry.painting = None
+        entry.finish(self.runner.ending(entry.job, exc))
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )

@@ -1,0 +1,76 @@
+"""Several jobs stepped together in one worker process of the local pool."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from bot.executor.protocol import JobCancelled, JobDone, JobFailed, JobProgress, JobStarted
+from tests.conftest import noise_image, png_bytes
+from tests.executor.helpers import first, long_job, make_job, run, started_executor
+
+
+def pixels(done: JobDone) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(done.image)), dtype=np.float64) / 255
+
+
+def test_jobs_of_a_batch_run_at_once_and_match_the_same_jobs_alone():
+    styles = [png_bytes(noise_image(32, 32, seed=s)) for s in (1, 2, 3)]
+
+    def jobs():
+        return [make_job(u, steps=6, seed=u, style=styles[u]) for u in range(3)]
+
+    async def scenario(batch_size):
+        executor = await started_executor(batch_size=batch_size)
+        try:
+            handles = [await executor.submit(job) for job in jobs()]
+            started_together = executor.running == batch_size
+            return [await h.result() for h in handles], started_together
+        finally:
+            await executor.shutdown()
+
+    batched, together = run(scenario(3))
+    alone, _ = run(scenario(1))
+    assert together
+    assert all(isinstance(r, JobDone) for r in batched + alone)
+    for b, a in zip(batched, alone, strict=True):
+        # the tolerance of tests/engine/test_painting.py: two 8-bit levels on average
+        assert np.abs(pixels(b) - pixels(a)).mean() < 2 / 255
+
+
+def test_a_cancel_or_a_bad_job_in_a_batch_leaves_the_others_untouched():
+    async def scenario():
+        executor = await started_executor(batch_size=3)
+        try:
+            cancelled = await executor.submit(long_job(1))
+            bad = await executor.submit(make_job(2, content=b"not a picture"))
+            healthy = await executor.submit(make_job(3, steps=30))
+            await first(cancelled, JobProgress)
+            await cancelled.cancel()
+            return await cancelled.result(), await bad.result(), await healthy.result()
+        finally:
+            await executor.shutdown()
+
+    cancelled, bad, healthy = run(scenario())
+    assert isinstance(cancelled, JobCancelled)
+    assert isinstance(bad, JobFailed) and bad.kind == "bad_input"
+    assert isinstance(healthy, JobDone) and healthy.steps == 30
+
+
+def test_jobs_join_a_running_batch_between_steps():
+    async def scenario():
+        executor = await started_executor(batch_size=2)
+        try:
+            long = await executor.submit(long_job(1))
+            await first(long, JobProgress)
+            late = await executor.submit(make_job(2, steps=3))
+            started = await first(late, JobStarted)
+            result = await late.result()
+            still_running = not long.done
+            await long.cancel()
+            return started, result, still_running
+        finally:
+            await executor.shutdown()
+
+    started, result, still_running = run(scenario())
+    assert started.worker == "cpu#0" and isinstance(result, JobDone) and still_running
