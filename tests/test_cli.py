@@ -246,6 +246,15 @@ def test_worker_refuses_an_unknown_device():
     assert "Traceback" not in done.stderr
 
 
+def test_bench_executor_batching_off_and_on_side_by_side():
+    done = stylebot(
+        "bench-executor", "--jobs", "3", "--size", "32", "--steps", "2", "--workers", "1",
+        "--batch-sizes", "1,3", "--latency-jobs", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "side by side:" in done.stdout and "batch 3" in done.stdout
+
+
 def test_bench_executor_exits_1_when_jobs_fail():
     done = stylebot(
         "bench-executor", "--jobs", "2", "--size", "8", "--steps", "2", "--workers", "1", "--json"
@@ -351,7 +360,8 @@ def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
         (32, "bf16"),
         (64, "bf16"),
     }
-    assert report["bench_executor"]["result"]["done"] == 3
+    runs = report["bench_executor"]["result"]["runs"]  # batching off and on, side by side
+    assert [(r["batch_size"], r["done"]) for r in runs] == [(1, 3), (2, 3)]
     assert report["gpu_tests"]["ok"]
 
 

@@ -38,6 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: %(default)s: use the running ones)",
     )
     p.add_argument(
+        "--batch-sizes",
+        default="1",
+        help="local: jobs each worker steps together; several (e.g. 1,8) run one after the other "
+        "and are printed side by side (default: %(default)s)",
+    )
+    p.add_argument(
         "--worker-threads",
         type=int,
         default=None,
@@ -137,6 +143,7 @@ async def measure(args: argparse.Namespace) -> dict:
         devices=tuple(args.device) if args.device else None,
         per_user_limit=args.jobs,
         max_queued=args.jobs,
+        batch_size=args.batch_size,
     )
     workers = _start_celery_workers(args) if args.executor == "celery" else []
     try:
@@ -237,6 +244,7 @@ async def _measure(args, config, contents, style, shapes) -> dict:
         "job_p95_seconds": percentile(job_seconds, 0.95),
         "mean_job_seconds": statistics.fmean(job_seconds) if job_seconds else 0.0,
         "executor": args.executor,
+        "batch_size": args.batch_size,
         "start_latency_p50_ms": percentile(start_lags, 0.5) * 1000,
         "start_latency_p95_ms": percentile(start_lags, 0.95) * 1000,
         "progress_latency_p50_ms": percentile(progress_lags, 0.5) * 1000,
@@ -256,36 +264,66 @@ def run(args: argparse.Namespace) -> int:
         or args.latency_jobs < 0
     ):
         raise UsageError("--jobs, --users, --steps and --workers must be at least 1")
-    report = asyncio.run(measure(args))
+    try:
+        sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--batch-sizes takes numbers such as 1,8, not {args.batch_sizes!r}")
+    if args.executor == "celery" and sizes != [1]:
+        raise UsageError(
+            "--batch-sizes applies to the local pool (Celery workers run one job each)"
+        )
+    reports = []
+    for size in sizes:
+        args.batch_size = size
+        reports.append(asyncio.run(measure(args)))
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}))
     else:
-        print(
-            f"{report['executor']}: {report['workers']} worker(s), ready in {report['worker_start_seconds']:.1f} s"
-        )
-        print(
-            f"{report['done']}/{report['jobs']} jobs of {report['size']} px ({', '.join(report['shapes'])}) x "
-            f"{report['steps']} steps in {report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
-            f"{report['cache_hits']} style-cache hits"
-        )
-        print(
-            f"wait before start p50 {report['wait_p50_seconds']:.1f} s, p95 {report['wait_p95_seconds']:.1f} s; "
-            f"job time p50 {report['job_p50_seconds']:.1f} s, p95 {report['job_p95_seconds']:.1f} s"
-        )
-        print(
-            f"submit to start on an idle worker p50 {report['start_latency_p50_ms']:.0f} ms, "
-            f"p95 {report['start_latency_p95_ms']:.0f} ms; progress from worker to bot "
-            f"p50 {report['progress_latency_p50_ms']:.1f} ms, p95 {report['progress_latency_p95_ms']:.1f} ms"
-        )
-        print(
-            f"event loop lag while jobs ran: worst {report['loop_lag_worst_ms']:.1f} ms, p99 {report['loop_lag_p99_ms']:.1f} ms"
-        )
-    if report["failed"]:
+        for report in reports:
+            _print(report)
+        if len(reports) > 1:
+            print("side by side:")
+            print("  batch  jobs/min  wait p50/p95 s  job p50/p95 s  loop lag worst ms")
+            for r in reports:
+                print(
+                    f"  {r['batch_size']:>5}  {r['jobs_per_minute']:>8.1f}  "
+                    f"{r['wait_p50_seconds']:>6.1f} / {r['wait_p95_seconds']:<5.1f}  "
+                    f"{r['job_p50_seconds']:>5.1f} / {r['job_p95_seconds']:<5.1f}  "
+                    f"{r['loop_lag_worst_ms']:>8.1f}"
+                )
+    failed = [f for r in reports for f in r["failed"]]
+    if failed:
+        total = sum(r["jobs"] for r in reports)
         raise CliError(
-            f"{len(report['failed'])} of {report['jobs']} jobs did not finish: "
-            + "; ".join(sorted(set(report["failed"])))
+            f"{len(failed)} of {total} jobs did not finish: " + "; ".join(sorted(set(failed)))
         )
     return 0
+
+
+def _print(report: dict) -> None:
+    print(
+        f"{report['executor']}: {report['workers']} worker(s), batch {report['batch_size']}, "
+        f"ready in {report['worker_start_seconds']:.1f} s"
+    )
+    print(
+        f"{report['done']}/{report['jobs']} jobs of {report['size']} px ({', '.join(report['shapes'])}) x "
+        f"{report['steps']} steps in {report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
+        f"{report['cache_hits']} style-cache hits"
+    )
+    print(
+        f"wait before start p50 {report['wait_p50_seconds']:.1f} s, p95 {report['wait_p95_seconds']:.1f} s; "
+        f"job time p50 {report['job_p50_seconds']:.1f} s, p95 {report['job_p95_seconds']:.1f} s"
+    )
+    print(
+        f"submit to start on an idle worker p50 {report['start_latency_p50_ms']:.0f} ms, "
+        f"p95 {report['start_latency_p95_ms']:.0f} ms; progress from worker to bot "
+        f"p50 {report['progress_latency_p50_ms']:.1f} ms, p95 {report['progress_latency_p95_ms']:.1f} ms"
+    )
+    print(
+        f"event loop lag while jobs ran: worst {report['loop_lag_worst_ms']:.1f} ms, p99 {report['loop_lag_p99_ms']:.1f} ms"
+    )
 
 
 def _start_celery_workers(args: argparse.Namespace) -> list:

@@ -29,9 +29,10 @@ FULL = {
     "stylize_steps": 100,
     "bench_sizes": "512,1024,2048",
     "bench_steps": 5,
-    "executor_jobs": 12,
+    "executor_jobs": 24,
     "executor_size": 512,
     "executor_steps": 100,
+    "batch_sizes": "1,16",
     "precisions": "fp32,tf32,bf16",
 }
 QUICK = {
@@ -42,6 +43,7 @@ QUICK = {
     "executor_jobs": 3,
     "executor_size": 32,
     "executor_steps": 3,
+    "batch_sizes": "1,2",
     "precisions": "fp32,bf16",
 }
 SHAPES = "1x1,4x3,3x4,16x9,9x16"
@@ -269,13 +271,17 @@ def run(args: argparse.Namespace) -> int:
         "--jobs",
         str(sizes["executor_jobs"]),
         "--users",
-        "4",
+        "8",
         "--size",
         str(sizes["executor_size"]),
         "--steps",
         str(sizes["executor_steps"]),
         "--shapes",
         SHAPES,
+        "--batch-sizes",
+        sizes["batch_sizes"],  # batching off and on, side by side
+        "--latency-jobs",
+        "3",
         timeout=args.timeout,
     )
     report["gpu_tests"] = _gpu_tests(args.timeout)
