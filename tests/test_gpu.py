@@ -93,3 +93,29 @@ def test_a_job_through_a_cuda_worker():
     result = asyncio.run(asyncio.wait_for(scenario(), 300))
     assert isinstance(result, JobDone), result
     assert "cuda" in result.device
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_batch_on_cuda_matches_the_jobs_alone(cuda_vgg, precision):
+    from bot.engine.painting import Painting, step_together
+
+    policy = policy_for(torch.device("cuda"), precision)
+    params = [StyleParams(size=96, steps=10, seed=s, strength=k) for s, k in ((1, 1.0), (2, 3.0))]
+
+    def make(p):
+        return Painting(
+            cuda_vgg, gradient_image(96, 64), [noise_image(64, 64, seed=p.seed)], p, policy
+        )
+
+    batch = [make(p) for p in params]
+    while not batch[0].done:
+        assert step_together(batch) == []
+    for painting, p in zip(batch, params, strict=True):
+        single = make(p)
+        while not single.done:
+            single.step_alone()
+        diff = np.abs(
+            np.asarray(painting.result().image, np.float32)
+            - np.asarray(single.result().image, np.float32)
+        )
+        assert diff.mean() < 2.0  # 8-bit levels; see tests/engine/test_painting.py

@@ -124,3 +124,23 @@ def test_a_cancelled_or_failing_job_leaves_the_others_untouched(random_vgg):
     assert id(healthy) not in failed and healthy.done
     single = alone(random_vgg, c3, s3, p3)
     assert float((healthy.x - single.x).abs().mean()) < TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_batch_under_the_cuda_policy_forced_on_the_cpu(random_vgg, precision):
+    """channels_last weights and bf16 autocast, as a GPU batch runs: the batch is made of
+    contiguous images, its gradient is split per job, and each job's L-BFGS flattens its own."""
+    import dataclasses
+
+    from tests.engine.test_devices import on_cpu
+
+    policy = on_cpu(dataclasses.replace(policy_for(torch.device("cuda"), precision)))
+    try:
+        paintings = [Painting(random_vgg, c, [s], p, policy) for c, s, p in jobs("lbfgs")]
+        assert together(paintings) == []
+    finally:
+        random_vgg.to(memory_format=torch.contiguous_format)
+    for painting in paintings:
+        result = painting.result()
+        assert result.precision == policy.precision and result.steps == 8
+        assert all(np.isfinite(v) for v in result.losses.values())
