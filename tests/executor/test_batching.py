@@ -74,3 +74,46 @@ def test_jobs_join_a_running_batch_between_steps():
 
     started, result, still_running = run(scenario())
     assert started.worker == "cpu#0" and isinstance(result, JobDone) and still_running
+
+
+def test_out_of_memory_splits_the_batch_and_fails_only_a_job_that_does_not_fit_alone(
+    monkeypatch,
+):
+    """The Batcher in-process, with the engine's batched step made to run out of memory for any
+    batch of two or more, and for the job asked at 64 px even alone."""
+    import threading
+
+    import bot.engine.painting as painting_module
+    from bot.executor.batcher import Batcher
+    from bot.executor.runner import JobRunner, RunnerSpec
+
+    real = painting_module.step_together
+
+    def tight_memory(paintings):
+        if len(paintings) > 1 or paintings[0].params.size == 64:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(paintings)
+
+    monkeypatch.setattr(painting_module, "step_together", tight_memory)
+    runner = JobRunner(RunnerSpec(device="cpu", weights="random"))
+    batcher = Batcher(runner, max_jobs=3)
+    endings: dict[str, object] = {}
+    done = threading.Event()
+    jobs = [make_job(1, steps=3), make_job(2, steps=3), make_job(3, steps=3, size=64)]
+
+    def finish(event):
+        endings[event.job_id] = event
+        if len(endings) == len(jobs):
+            done.set()
+            batcher.stop()
+
+    for job in jobs:
+        batcher.add(job, emit=lambda e: None, finish=finish, should_cancel=lambda: False)
+    thread = threading.Thread(target=batcher.run, daemon=True)
+    thread.start()
+    assert done.wait(120)
+    thread.join(10)
+    small, other, large = (endings[j.id] for j in jobs)
+    assert isinstance(small, JobDone) and isinstance(other, JobDone)
+    assert isinstance(large, JobFailed) and large.kind == "out_of_memory"
+    assert "64 px" in large.message
