@@ -4,8 +4,12 @@ Run one per GPU, on any host that reaches Redis (and the broker):
 
     STYLEBOT_REDIS_URL=redis://queue-host:6379/0 stylebot worker --device cuda:0
 
-The main process never imports torch; the one process that runs jobs loads VGG-19 once, then
-announces itself in Redis. Settings come from the same STYLEBOT_* variables as the bot's.
+With a batch of one (the default on the CPU) it is Celery's prefork pool: the main process never
+imports torch, and the one child that runs jobs loads VGG-19 once. With a larger batch (the
+default on CUDA) it is the threads pool: each task thread hands its job to one in-process
+Batcher, which steps them together. Either way the worker announces itself in Redis, with as many
+slots as its batch, once the model is loaded. Settings come from the same STYLEBOT_* variables as
+the bot's.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
     p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="jobs stepped together (default: 16 on CUDA, 1 elsewhere). 1: Celery's prefork pool, "
+        "with its soft and hard time limits; more: a thread per job feeding one batcher (the "
+        "job time limit is then enforced by the job itself)",
+    )
+    p.add_argument(
         "--log-level",
         default=None,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -60,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     weights = settings.vgg19_weights
     if weights not in (None, "random") and not os.path.exists(weights):
         raise CliError(f"STYLEBOT_VGG19_WEIGHTS: no such file: {weights}", 3)
+    batch = args.batch_size or (16 if args.device.startswith("cuda") else 1)
+    if batch < 1:
+        raise CliError("--batch-size must be at least 1", EXIT_SETTINGS)
     level = args.log_level or settings.log_level
     name = args.name or f"{socket.gethostname()}/{args.device}"
     configure_logging(
@@ -78,13 +93,16 @@ def run(args: argparse.Namespace) -> int:
             limits=settings.image_limits,
         ),
         config=settings.celery,
+        batch_size=batch,
     )
     app = make_worker_app(identity)
     app.worker_main(
         [
             "worker",
-            "--pool=prefork",
-            "--concurrency=1",  # one process runs the jobs of this device
+            # one process runs the jobs of this device: a prefork child for one job at a time,
+            # or this process, whose task threads feed one batcher
+            "--pool=prefork" if batch == 1 else "--pool=threads",
+            f"--concurrency={batch}",
             f"--queues={identity.config.queue}",
             f"--hostname={name.replace('/', '-')}@%h",
             f"--loglevel={level}",

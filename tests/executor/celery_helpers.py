@@ -42,7 +42,7 @@ def celery_config(
 class Worker:
     """One `stylebot worker --device cpu` in its own session (so that it can be killed whole)."""
 
-    def __init__(self, config: CeleryConfig, name: str, log_dir: Path, **env):
+    def __init__(self, config: CeleryConfig, name: str, log_dir: Path, batch_size: int = 1, **env):
         self.name = name
         self.log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop)
         environment = {
@@ -69,6 +69,8 @@ class Worker:
                 "1",
                 "--name",
                 name,
+                "--batch-size",
+                str(batch_size),
             ],
             env=environment,
             stdout=self.log,

@@ -300,6 +300,44 @@ def test_a_dead_workers_job_goes_to_another_worker(broker, tmp_path):
     )
 
 
+def test_a_batching_worker_steps_several_jobs_together(tmp_path):
+    """`stylebot worker --batch-size 2`: two task threads feed one batcher; both jobs run at
+    once, a cancel of one leaves the other, and a third waits for a slot."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    config = celery_config()
+    worker = Worker(config, "wb", tmp_path, batch_size=2)
+    try:
+        wait_for_workers(REDIS_URL, ["wb"])
+
+        async def scenario():
+            executor = dispatcher(config)
+            await executor.start()
+            try:
+                cancelled = await executor.submit(make_job(1, steps=LONG_STEPS))
+                healthy = await executor.submit(make_job(2, steps=40))
+                third = await executor.submit(make_job(3, steps=3))
+                await first(cancelled, JobProgress)
+                await first(healthy, JobProgress)
+                both_running = executor.running == 2 and executor.queue_length == 1
+                await cancelled.cancel()
+                return (
+                    both_running,
+                    await cancelled.result(),
+                    await healthy.result(),
+                    await third.result(),
+                )
+            finally:
+                await executor.shutdown()
+
+        both_running, cancelled, healthy, third = run(scenario(), timeout=180)
+    finally:
+        worker.stop()
+    assert both_running
+    assert isinstance(cancelled, JobCancelled)
+    assert isinstance(healthy, JobDone) and healthy.steps == 40
+    assert isinstance(third, JobDone)
+
+
 def test_the_bot_restarted_mid_job_still_gets_the_results(two_workers):
     """One job ends while no bot listens, one is still running when the new bot re-attaches."""
 

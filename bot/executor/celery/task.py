@@ -46,6 +46,7 @@ class WorkerIdentity:
     name: str
     spec: RunnerSpec
     config: CeleryConfig
+    batch_size: int = 1  # > 1: task threads hand their jobs to one in-process Batcher
 
 
 class _Process:
@@ -59,12 +60,41 @@ class _Process:
         self.identity = identity
         self.redis = redis.Redis.from_url(identity.config.redis_url)
         self.runner = JobRunner(identity.spec)
+        self.batcher = None
+        if identity.batch_size > 1:
+            from bot.executor.batcher import Batcher
+
+            self.batcher = Batcher(
+                self.runner,
+                max_jobs=identity.batch_size,
+                memory_budget=self.runner.memory_budget(),
+            )
+            threading.Thread(target=self.batcher.run, name="batcher", daemon=True).start()
         self._presence = threading.Thread(target=self._announce, name="presence", daemon=True)
         self._presence.start()
 
+    def run(self, job: Job, emit, should_cancel, timeout_error) -> Terminal:
+        """The job alone in this thread, or through the Batcher with the other task threads'."""
+        if self.batcher is None:
+            return self.runner.run(job, emit, should_cancel, reraise=(timeout_error,))
+        ended = threading.Event()
+        endings: list[Terminal] = []
+
+        def finish(event: Terminal) -> None:
+            endings.append(event)
+            ended.set()
+
+        self.batcher.add(job, emit=emit, finish=finish, should_cancel=should_cancel)
+        ended.wait()
+        return endings[0]
+
     def _announce(self) -> None:
         value = json.dumps(
-            {"slots": 1, "device": self.runner.device_name, "weights": self.runner.weights_label}
+            {
+                "slots": self.identity.batch_size,
+                "device": self.runner.device_name,
+                "weights": self.runner.weights_label,
+            }
         )
         while True:
             try:
@@ -80,11 +110,13 @@ _process: _Process | None = None
 def make_worker_app(identity: WorkerIdentity):
     """The Celery app of `stylebot worker`, with the task and the per-process start-up."""
     from celery.exceptions import SoftTimeLimitExceeded
-    from celery.signals import worker_process_init
+    from celery.signals import worker_init, worker_process_init
 
     app = make_celery(identity.config)
+    # prefork (batch of one): the child process loads the model; threads: the worker itself
+    start_signal = worker_process_init if identity.batch_size == 1 else worker_init
 
-    @worker_process_init.connect(weak=False)
+    @start_signal.connect(weak=False)
     def _load(**_: Any) -> None:
         global _process
         _process = _Process(identity)
@@ -183,8 +215,8 @@ def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[
         return False
 
     try:
-        ending = process.runner.run(
-            job, lambda event: _publish(process, event), should_cancel, reraise=(timeout_error,)
+        ending = process.run(
+            job, lambda event: _publish(process, event), should_cancel, timeout_error
         )
     except timeout_error:
         stop_reason.append(StopReason.TIMEOUT)
