@@ -32,7 +32,7 @@ def test_a_bot_killed_mid_job_delivers_the_result_after_its_restart(database_url
     }
 
     async def scenario(fake):
-        await asyncio.get_running_loop().run_in_executor(None, wait_for_workers, REDIS_URL, ["w1"])
+        await asyncio.get_running_loop().run_in_executor(None, wait_for_workers, config, ["w1"])
         log = open(tmp_path / "bot.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "-m", "bot", "run"],

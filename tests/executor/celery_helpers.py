@@ -99,11 +99,13 @@ class Worker:
         self.log.close()
 
 
-def wait_for_workers(redis_url: str, names: list[str], timeout: float = 120) -> None:
-    client = redis.Redis.from_url(redis_url)
+def wait_for_workers(config: CeleryConfig, names: list[str], timeout: float = 120) -> None:
+    from bot.executor.celery.keys import worker_key
+
+    client = redis.Redis.from_url(config.redis_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(client.exists(f"stylebot:worker:{n}") for n in names):
+        if all(client.exists(worker_key(config.queue, n)) for n in names):
             return
         time.sleep(0.2)
     raise AssertionError(f"workers {names} did not announce themselves within {timeout} s")

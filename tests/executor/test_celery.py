@@ -49,7 +49,7 @@ def two_workers(tmp_path_factory):
     logs = tmp_path_factory.mktemp("workers")
     workers = [Worker(config, name, logs) for name in ("w1", "w2")]
     try:
-        wait_for_workers(REDIS_URL, ["w1", "w2"])
+        wait_for_workers(config, ["w1", "w2"])
         yield config
     finally:
         for worker in workers:
@@ -135,7 +135,7 @@ def test_a_worker_that_does_not_answer_a_cancel_is_revoked(tmp_path):
     config = celery_config()
     worker = Worker(config, "w1", tmp_path)
     try:
-        wait_for_workers(REDIS_URL, ["w1"])
+        wait_for_workers(config, ["w1"])
 
         async def scenario():
             import os
@@ -200,7 +200,7 @@ def test_a_killed_job_process_is_redelivered_and_finishes(tmp_path):
     config = celery_config()
     worker = Worker(config, "w1", tmp_path)
     try:
-        wait_for_workers(REDIS_URL, ["w1"])
+        wait_for_workers(config, ["w1"])
 
         async def scenario():
             executor = dispatcher(config)
@@ -233,7 +233,7 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_the_attempt_limit(tm
     config = celery_config(max_attempts=2)
     worker = Worker(config, "w1", tmp_path)
     try:
-        wait_for_workers(REDIS_URL, ["w1"])
+        wait_for_workers(config, ["w1"])
 
         async def scenario():
             import os
@@ -272,7 +272,7 @@ def test_a_dead_workers_job_goes_to_another_worker(broker, tmp_path):
     )
     workers = {name: Worker(config, name, tmp_path) for name in ("w1", "w2")}
     try:
-        wait_for_workers(REDIS_URL, list(workers))
+        wait_for_workers(config, list(workers))
 
         async def scenario():
             executor = dispatcher(config)
@@ -307,7 +307,7 @@ def test_a_batching_worker_steps_several_jobs_together(tmp_path):
     config = celery_config()
     worker = Worker(config, "wb", tmp_path, batch_size=2)
     try:
-        wait_for_workers(REDIS_URL, ["wb"])
+        wait_for_workers(config, ["wb"])
 
         async def scenario():
             executor = dispatcher(config)
@@ -382,7 +382,7 @@ def test_redis_restarted_mid_job_with_appendonly_loses_nothing(tmp_path):
     try:
         _wait_until(lambda: reachable(url))
         worker = Worker(config, "w1", tmp_path)
-        wait_for_workers(url, ["w1"])
+        wait_for_workers(config, ["w1"])
 
         async def scenario():
             nonlocal redis_process

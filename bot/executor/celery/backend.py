@@ -232,7 +232,12 @@ class CeleryBackend(Backend):
 
     async def _scan_workers(self) -> None:
         assert self._redis is not None
-        names = [k async for k in self._redis.scan_iter(match=keys.WORKERS, count=100)]
+        names = [
+            k
+            async for k in self._redis.scan_iter(
+                match=keys.workers_of(self.config.queue), count=100
+            )
+        ]
         values = await self._redis.mget(names) if names else []
         workers = {n.decode(): json.loads(v) for n, v in zip(names, values, strict=True) if v}
         before = self._slots

@@ -5,7 +5,8 @@ Per job (all with a TTL, so that nothing outlives its use):
 - job:<job>        a hash: attempts, state, worker, and the terminal event once the job ended
 - result:<job>     the result image (the terminal event refers to it)
 - cancel:<job>     set when the bot asks the job to stop; its value is the reason
-Per worker: worker:<name>, refreshed while its process can run jobs (its value: JSON).
+Per worker: worker:<queue>:<name>, refreshed while it can run jobs (its value: JSON, with its
+slots).
 Every event is published on one channel, EVENTS, as JSON.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 PREFIX = "stylebot:"
 EVENTS = PREFIX + "events"
-WORKERS = PREFIX + "worker:*"
 WORKER_TTL = 15  # seconds a worker's presence lasts without a refresh
 WORKER_REFRESH = 5.0
 
@@ -38,5 +38,11 @@ def cancel_key(job_id: str) -> str:
     return f"{PREFIX}cancel:{job_id}"
 
 
-def worker_key(name: str) -> str:
-    return f"{PREFIX}worker:{name}"
+def worker_key(queue: str, name: str) -> str:
+    """A worker's presence, per queue: only workers of the bot's own queue give it slots."""
+    return f"{PREFIX}worker:{queue}:{name}"
+
+
+def workers_of(queue: str) -> str:
+    """The pattern that matches the presence of every worker of `queue`."""
+    return f"{PREFIX}worker:{queue}:*"

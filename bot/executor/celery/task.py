@@ -98,7 +98,11 @@ class _Process:
         )
         while True:
             try:
-                self.redis.set(keys.worker_key(self.identity.name), value, ex=keys.WORKER_TTL)
+                self.redis.set(
+                    keys.worker_key(self.identity.config.queue, self.identity.name),
+                    value,
+                    ex=keys.WORKER_TTL,
+                )
             except Exception as exc:  # Redis away for a while: announce again when it is back
                 log.warning("could not announce this worker in Redis: %s", exc)
             time.sleep(keys.WORKER_REFRESH)
