@@ -154,6 +154,7 @@ def make_executor(settings_: Settings) -> Dispatcher:
         devices=settings_.device_list,
         workers_per_device=settings_.workers_per_device,
         batch_size=settings_.batch_size,
+        memory_limit=settings_.memory_limit_bytes,
         max_queued=settings_.max_queued,
         per_user_limit=settings_.per_user_jobs,
         time_limit=settings_.job_time_limit,

@@ -29,6 +29,9 @@ class CommonSettings(BaseSettings):
     max_attachment_pixels: int = Field(40_000_000, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
+    # GB (2^30 bytes) the jobs of one worker may use; a larger job is refused with the size
+    # that fits. Default: 80 % of the GPU memory free after loading (no limit on the CPU)
+    gpu_memory_limit: float | None = Field(None, gt=0)
     # where jobs run: "local" (worker processes of the bot) or "celery" (`stylebot worker`s)
     executor: Literal["local", "celery"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"  # celery: image store, progress, results
@@ -55,6 +58,10 @@ class CommonSettings(BaseSettings):
         return ImageLimits(
             max_bytes=self.max_attachment_bytes, max_pixels=self.max_attachment_pixels
         )
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return int(self.gpu_memory_limit * 2**30) if self.gpu_memory_limit else None
 
     @property
     def celery(self):

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             weights=weights,
             threads=args.threads,
             limits=settings.image_limits,
+            memory_limit=settings.memory_limit_bytes,
         ),
         config=settings.celery,
         batch_size=batch,

@@ -25,13 +25,16 @@ from bot.executor.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_PIXEL = 3_000  # peak memory of a job per output pixel (H200, fp32: 2.9 KB at 512 px)
-
 
 def estimated_bytes(job: Job) -> int:
-    """A job's peak memory on the device, from its size (the figures follow the pixel count)."""
+    """A job's peak memory on the device (bot/engine/memory.py), for its longest side squared:
+    the same estimate that refuses a job too large for the device."""
+    from bot.engine.memory import job_bytes
+    from bot.engine.painting import LBFGS_HISTORY
+
     side = int(job.params.get("size") or 512)
-    return BYTES_PER_PIXEL * side * side  # the longest side squared: an upper bound
+    optimizer = str(job.params.get("optimizer") or "lbfgs")
+    return job_bytes(side * side, optimizer=optimizer, history=LBFGS_HISTORY)
 
 
 @dataclass

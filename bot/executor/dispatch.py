@@ -50,6 +50,9 @@ class ExecutorConfig:
     start_timeout: float = 300.0  # seconds a worker may take to load VGG-19
     threads_per_worker: int | None = None  # CPU threads per worker; None: cores / CPU workers
     batch_size: int | None = None  # jobs one worker steps together; None: 16 on CUDA, 1 elsewhere
+    memory_limit: int | None = (
+        None  # bytes one worker's jobs may use; None: 80 % of free GPU memory
+    )
     image_limits: ImageLimits = field(default_factory=ImageLimits)  # what workers decode
     log: LogConfig = field(
         default_factory=LogConfig

@@ -137,6 +137,7 @@ class LocalPool(Backend):
                     cache_size=self.config.cache_size,
                     threads=threads if device == "cpu" else None,
                     limits=self.config.image_limits,
+                    memory_limit=self.config.memory_limit,
                 )
                 batch = self.config.batch_size or (16 if device.startswith("cuda") else 1)
                 self._workers.append(

@@ -40,6 +40,7 @@ class RunnerSpec:
     cache_size: int = 16
     threads: int | None = None  # torch threads (CPU); None: torch's default
     limits: ImageLimits = ImageLimits()  # what the decoder accepts (the bot's configured limits)
+    memory_limit: int | None = None  # bytes this worker's jobs may use (STYLEBOT_GPU_MEMORY_LIMIT)
 
 
 class StyleTargetCache(MutableMapping):
@@ -118,13 +119,14 @@ class JobRunner:
 
     def memory_budget(self) -> int | None:
         """Bytes the jobs of this worker may take at once: 80 % of the GPU memory free after
-        loading the model (and STYLEBOT_GPU_MEMORY_LIMIT, later); None on the CPU."""
+        loading the model, at most STYLEBOT_GPU_MEMORY_LIMIT; on the CPU that limit, or None."""
         import torch
 
+        limit = self.spec.memory_limit
         if self.device.type != "cuda":
-            return None
+            return limit
         free, _ = torch.cuda.mem_get_info(self.device)
-        return int(free * 0.8)
+        return min(int(free * 0.8), limit) if limit else int(free * 0.8)
 
     def _model(self, pooling: str):
         from bot.engine.vgg import load_vgg19
@@ -175,6 +177,7 @@ class JobRunner:
             params.blend_weights(len(styles))
         except (InvalidParams, ImageError, TypeError) as exc:
             raise _Refused(FailureKind.BAD_INPUT, str(exc)) from None
+        self._check_memory(params, content.size)
 
         def on_progress(progress: Progress) -> None:
             preview = None
@@ -210,6 +213,31 @@ class JobRunner:
         )
         painting.cache_hits_before = hits_before  # type: ignore[attr-defined]
         return painting
+
+    def _check_memory(self, params, content_size: tuple[int, int]) -> None:
+        """Refuse, before anything runs, a job whose estimated peak memory exceeds what this
+        worker may use, naming the largest size that fits."""
+        from bot.engine import imaging
+        from bot.engine.memory import job_bytes, largest_size
+        from bot.engine.painting import LBFGS_HISTORY
+
+        budget = self.memory_budget()
+        if budget is None:
+            return
+        width, height = imaging.fit_size(*content_size, params.size)
+        need = job_bytes(width * height, optimizer=params.optimizer, history=LBFGS_HISTORY)
+        if need <= budget:
+            return
+        fits = largest_size(
+            budget, width, height, optimizer=params.optimizer, history=LBFGS_HISTORY
+        )
+        where = "GPU" if self.device.type == "cuda" else "worker"
+        advice = f"the largest size that fits is {fits} px" if fits else "no size fits"
+        raise _Refused(
+            FailureKind.OUT_OF_MEMORY,
+            f"a {width}x{height} picture needs about {need / 2**30:.1f} GB and this {where} "
+            f"allows {budget / 2**30:.1f} GB: {advice}",
+        )
 
     def finish(self, job: Job, painting) -> JobDone:
         """The finished painting as the job's JobDone (encoded to fit the job's upload limit)."""

@@ -117,3 +117,27 @@ def test_out_of_memory_splits_the_batch_and_fails_only_a_job_that_does_not_fit_a
     assert isinstance(small, JobDone) and isinstance(other, JobDone)
     assert isinstance(large, JobFailed) and large.kind == "out_of_memory"
     assert "64 px" in large.message
+
+
+def test_a_job_too_large_for_the_memory_limit_is_refused_with_the_size_that_fits():
+    """STYLEBOT_GPU_MEMORY_LIMIT (here 60 MB): the estimate (bot/engine/memory.py) refuses a
+    256 px job before it runs and names the largest size that fits; that size runs."""
+    from bot.engine.memory import job_bytes, largest_size
+
+    limit = 60 * 2**20
+
+    async def scenario():
+        executor = await started_executor(memory_limit=limit)
+        try:
+            big = await (await executor.submit(make_job(size=256, steps=2))).result()
+            fits = largest_size(limit, 40, 30, optimizer="lbfgs", history=100)
+            small = await (await executor.submit(make_job(size=fits, steps=2))).result()
+            return big, fits, small
+        finally:
+            await executor.shutdown()
+
+    big, fits, small = run(scenario())
+    assert isinstance(big, JobFailed) and big.kind == "out_of_memory"
+    assert f"the largest size that fits is {fits} px" in big.message and "256x192" in big.message
+    assert fits >= 64 and job_bytes(fits * fits * 3 // 4, optimizer="lbfgs", history=100) <= limit
+    assert isinstance(small, JobDone)
