@@ -178,8 +178,10 @@ def test_two_workers_share_the_queue_and_members_are_served_fairly(two_workers):
                         order.append((name, event.worker))
                 return await handle.result()
 
-            jobs = [("a1", 1), ("a2", 1), ("a3", 1), ("b1", 2), ("b2", 2)]
-            handles = [(n, await executor.submit(make_job(u, steps=30))) for n, u in jobs]
+            # a2 runs longer than a1, so that the second release (b1, not a3) comes clearly
+            # before the third, whatever the workers' timing
+            jobs = [("a1", 1, 20), ("a2", 1, 80), ("a3", 1, 20), ("b1", 2, 20), ("b2", 2, 20)]
+            handles = [(n, await executor.submit(make_job(u, steps=k))) for n, u, k in jobs]
             results = await asyncio.gather(*(watch(n, h) for n, h in handles))
             return order, results
         finally:
@@ -206,7 +208,7 @@ def test_a_killed_job_process_is_redelivered_and_finishes(tmp_path):
             executor = dispatcher(config)
             await executor.start()
             try:
-                handle = await executor.submit(make_job(steps=300))
+                handle = await executor.submit(make_job(steps=60))
                 await first(handle, JobProgress)
                 killed = time.monotonic()
                 import os
@@ -278,7 +280,7 @@ def test_a_dead_workers_job_goes_to_another_worker(broker, tmp_path):
             executor = dispatcher(config)
             await executor.start()
             try:
-                handle = await executor.submit(make_job(steps=300))
+                handle = await executor.submit(make_job(steps=60))
                 started = await first(handle, JobStarted)
                 await first(handle, JobProgress)
                 killed = time.monotonic()
@@ -345,7 +347,7 @@ def test_the_bot_restarted_mid_job_still_gets_the_results(two_workers):
         first_bot = dispatcher(two_workers)
         await first_bot.start()
         short = make_job(1, steps=3)
-        long = make_job(2, steps=400)
+        long = make_job(2, steps=100)
         await first_bot.submit(short)
         handle = await first_bot.submit(long)
         await first(handle, JobProgress)
@@ -389,7 +391,7 @@ def test_redis_restarted_mid_job_with_appendonly_loses_nothing(tmp_path):
             executor = dispatcher(config)
             await executor.start()
             try:
-                handle = await executor.submit(make_job(steps=400))
+                handle = await executor.submit(make_job(steps=100))
                 await first(handle, JobProgress)
                 redis_process.kill()
                 redis_process.wait()
