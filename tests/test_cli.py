@@ -246,15 +246,6 @@ def test_worker_refuses_an_unknown_device():
     assert "Traceback" not in done.stderr
 
 
-def test_bench_executor_batching_off_and_on_side_by_side():
-    done = stylebot(
-        "bench-executor", "--jobs", "3", "--size", "32", "--steps", "2", "--workers", "1",
-        "--batch-sizes", "1,3", "--latency-jobs", "1",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "side by side:" in done.stdout and "batch 3" in done.stdout
-
-
 def test_bench_executor_exits_1_when_jobs_fail():
     done = stylebot(
         "bench-executor", "--jobs", "2", "--size", "8", "--steps", "2", "--workers", "1", "--json"

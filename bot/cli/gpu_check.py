@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         "--batch-sizes",
         sizes["batch_sizes"],  # batching off and on, side by side
         "--latency-jobs",
-        "3",
+        "1" if args.quick else "5",
         timeout=args.timeout,
     )
     report["gpu_tests"] = _gpu_tests(args.timeout)
