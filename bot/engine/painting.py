@@ -29,6 +29,34 @@ from bot.engine.vgg import VGG19Features
 LBFGS_HISTORY = 100
 
 
+class Optimiser:
+    """The optimiser of one image at one level: L-BFGS (bot/engine/lbfgs.py) or Adam, stepped
+    with a gradient computed elsewhere (alone, or as this image's slice of a batch's)."""
+
+    def __init__(self, x: torch.Tensor, params: StyleParams):
+        self.lbfgs = (
+            LBFGS(x, lr=params.lr, history=LBFGS_HISTORY) if params.optimizer == "lbfgs" else None
+        )
+        self.adam = None if self.lbfgs else torch.optim.Adam([x], lr=params.lr)
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> None:
+        if self.lbfgs is not None:
+            self.lbfgs.step(x, grad)
+            return
+        assert self.adam is not None
+        x.grad = grad.to(x.dtype)
+        self.adam.step()
+        x.grad = None
+        x.clamp_(0, 1)
+
+
+def contiguous_leaf(x: torch.Tensor) -> torch.Tensor:
+    """The image to optimise: always contiguous, whatever the model's memory format (the
+    optimisers flatten it, and a channels_last image and its gradient cannot be viewed flat)."""
+    return x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+
+
 class Painting:
     """A job from its pictures to its result, one optimiser step per `apply`."""
 
@@ -87,8 +115,7 @@ class Painting:
         self._level_started = 0.0
         self.x: torch.Tensor | None = None
         self.objective: Objective | None = None
-        self._lbfgs: LBFGS | None = None
-        self._adam: torch.optim.Adam | None = None
+        self._optimiser: Optimiser | None = None
         self._next_level()
 
     # --- what a batcher needs -------------------------------------------------------------------
@@ -106,16 +133,8 @@ class Painting:
     def apply(self, grad: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         """One optimiser step with this painting's gradient; then progress, cancel and NaN checks
         (Cancelled and NonFiniteLoss come from here), and the next level when this one is over."""
-        assert self.x is not None
-        with torch.no_grad():
-            if self._lbfgs is not None:
-                self._lbfgs.step(self.x, grad)
-            else:
-                assert self._adam is not None
-                self.x.grad = grad.to(self.x.dtype)
-                self._adam.step()
-                self.x.grad = None
-                self.x.clamp_(0, 1)
+        assert self.x is not None and self._optimiser is not None
+        self._optimiser.step(self.x, grad)
         self.level_steps += 1
         self.reporter.after_step(self.x, terms, self.level)
         if self.level_steps == self.params.steps:
@@ -155,7 +174,7 @@ class Painting:
 
         self.level += 1
         self.level_steps = 0
-        self._lbfgs = self._adam = None
+        self._optimiser = None
         if self.done:
             self.objective = None
             return
@@ -174,12 +193,8 @@ class Painting:
             x = F.interpolate(
                 self.x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False
             )
-        # always contiguous, whatever the model's memory format: the optimisers flatten it
-        self.x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-        if self.params.optimizer == "lbfgs":
-            self._lbfgs = LBFGS(self.x, lr=self.params.lr, history=LBFGS_HISTORY)
-        else:
-            self._adam = torch.optim.Adam([self.x], lr=self.params.lr)
+        self.x = contiguous_leaf(x)
+        self._optimiser = Optimiser(self.x, self.params)
 
 
 def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseException]]:
@@ -191,13 +206,9 @@ def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseExc
         try:
             paintings[0].step_alone()
             return []
-        except (torch.cuda.OutOfMemoryError, MemoryError):
-            raise
-        except RuntimeError as exc:
-            if _out_of_memory(exc):
-                raise
-            return [(paintings[0], exc)]
         except Exception as exc:
+            if out_of_memory(exc):
+                raise
             return [(paintings[0], exc)]
     first = paintings[0]
     assert first.objective is not None
@@ -224,6 +235,11 @@ def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseExc
     return failed
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an error means the device (or the host) ran out of memory."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
     text = str(exc)
-    return "out of memory" in text or "can't allocate memory" in text
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )

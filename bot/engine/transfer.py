@@ -14,9 +14,8 @@ from PIL import Image
 
 from bot.engine import colour, imaging
 from bot.engine.devices import DevicePolicy, policy_for
-from bot.engine.lbfgs import LBFGS
 from bot.engine.objective import Objective, StyleCache
-from bot.engine.painting import LBFGS_HISTORY, Painting
+from bot.engine.painting import Optimiser, Painting, contiguous_leaf
 from bot.engine.params import InvalidParams, StyleParams
 from bot.engine.vgg import VGG19Features
 
@@ -157,24 +156,12 @@ def run_level(
     The image being optimised is always kept contiguous, whatever the model's memory format: the
     optimisers flatten it, and a channels_last image (and so its gradient) cannot be viewed flat.
     """
-    x = x.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    if params.optimizer == "lbfgs":
-        lbfgs = LBFGS(x, lr=params.lr, history=LBFGS_HISTORY)
-        for _ in range(params.steps):
-            loss, terms = objective(x)
-            (grad,) = torch.autograd.grad(loss, x)
-            with torch.no_grad():
-                lbfgs.step(x, grad)
-            after_step(x, terms)
-        return x.detach()
-    adam = torch.optim.Adam([x], lr=params.lr)
+    x = contiguous_leaf(x)
+    optimiser = Optimiser(x, params)
     for _ in range(params.steps):
-        adam.zero_grad(set_to_none=True)
         loss, terms = objective(x)
-        loss.backward()
-        adam.step()
-        with torch.no_grad():
-            x.clamp_(0, 1)
+        (grad,) = torch.autograd.grad(loss, x)
+        optimiser.step(x, grad)
         after_step(x, terms)
     return x.detach()
 

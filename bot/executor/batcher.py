@@ -133,13 +133,13 @@ class Batcher:
         self._active = still
 
     def _step(self, group: list[_Entry]) -> None:
-        from bot.engine.painting import step_together
+        from bot.engine.painting import out_of_memory, step_together
 
         self.largest_batch = max(self.largest_batch, len(group))
         try:
             failed = step_together([e.painting for e in group])
         except Exception as exc:
-            if not _out_of_memory(exc):
+            if not out_of_memory(exc):
                 raise
             self.runner._release_memory()
             if len(group) == 1:
@@ -157,14 +157,3 @@ class Batcher:
     def _end(self, entry: _Entry, exc: BaseException) -> None:
         entry.painting = None
         entry.finish(self.runner.ending(entry.job, exc))
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )

@@ -265,8 +265,8 @@ class JobRunner:
 
     def ending(self, job: Job, exc: BaseException) -> Terminal:
         """The terminal event for an exception raised while preparing, stepping or finishing."""
-        import torch
 
+        from bot.engine.painting import out_of_memory
         from bot.engine.params import InvalidParams
         from bot.engine.transfer import Cancelled
 
@@ -276,9 +276,7 @@ class JobRunner:
             return JobCancelled(job_id=job.id)
         if isinstance(exc, InvalidParams):  # NonFiniteLoss included: its message says what to lower
             return JobFailed(job_id=job.id, kind=FailureKind.BAD_INPUT, message=str(exc))
-        if isinstance(exc, torch.cuda.OutOfMemoryError) or (
-            isinstance(exc, RuntimeError | MemoryError) and _out_of_memory(exc)
-        ):
+        if out_of_memory(exc):
             self._release_memory()
             where = "GPU" if self.device.type == "cuda" else "worker"
             size = f"{job.params['size']} px" if job.params.get("size") else "this size"
@@ -317,10 +315,3 @@ class _Refused(Exception):
     def __init__(self, kind: FailureKind, message: str):
         super().__init__(message)
         self.kind, self.message = kind, message
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    text = str(exc)
-    return (
-        isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
-    )
