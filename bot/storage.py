@@ -443,14 +443,7 @@ class Storage:
     async def remove_preset(self, guild_id: int, name: str) -> Preset | None:
         """Remove a preset and its image; the removed preset, or None if there was none."""
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(style_presets).where(
-                        style_presets.c.guild_id == guild_id,
-                        style_presets.c.key == preset_key(name),
-                    )
-                )
-            ).first()
+            row = await _preset_row(conn, guild_id, name)
             if row is None:
                 return None
             await conn.execute(
@@ -464,14 +457,7 @@ class Storage:
     async def preset(self, guild_id: int, name: str) -> tuple[Preset, bytes] | None:
         """A preset and its image, by name (any case)."""
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(style_presets).where(
-                        style_presets.c.guild_id == guild_id,
-                        style_presets.c.key == preset_key(name),
-                    )
-                )
-            ).first()
+            row = await _preset_row(conn, guild_id, name)
         if row is None:
             return None
         images = await self.get_blobs([image_key(guild_id, row.name)])
@@ -559,6 +545,14 @@ def _record(row: Any) -> JobRecord:
         message_id=row.message_id,
         created_at=row.created_at,
     )
+
+
+async def _preset_row(conn: Any, guild_id: int, name: str) -> Any:
+    """A server's preset by name (compared without case), or None."""
+    query = sa.select(style_presets).where(
+        style_presets.c.guild_id == guild_id, style_presets.c.key == preset_key(name)
+    )
+    return (await conn.execute(query)).first()
 
 
 def _preset(row: Any) -> Preset:

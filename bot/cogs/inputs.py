@@ -18,6 +18,22 @@ if TYPE_CHECKING:
 Source = tuple[str | bytes, str]  # (a URL to download, or bytes already here; what it is)
 
 
+async def preset_choices(bot: StyleBot, guild_id: int | None, current: str):
+    """The server's presets whose name contains what the member typed, for autocomplete."""
+    from discord import app_commands
+
+    from bot.presets import preset_key
+
+    if guild_id is None:
+        return []
+    wanted = preset_key(current)
+    return [
+        app_commands.Choice(name=p.label(), value=p.name)
+        for p in await bot.storage.presets(guild_id)
+        if wanted in p.key
+    ][:25]
+
+
 def check_attachment(attachment: discord.Attachment, what: str, limits: ImageLimits) -> str | None:
     """What is wrong with an attachment, from Discord's metadata only; None if nothing is."""
     kind = (attachment.content_type or "").split(";")[0].strip().lower()

@@ -14,12 +14,12 @@ from discord.ext import commands
 from bot.cogs.checks import admin_only
 from bot.cogs.downloads import DownloadError
 from bot.cogs.errors import UserFacingError
-from bot.cogs.inputs import check_attachment, fetch
+from bot.cogs.inputs import check_attachment, fetch, preset_choices
 from bot.cogs.settings_panel import SettingsPanel, panel_text
 from bot.engine.imaging import ImageError
 from bot.engine.params import MAX_SIZE, MAX_STEPS
 from bot.guild_policy import MIN_SIZE, GuildSettings, SettingsError, describe
-from bot.presets import NAME_MAX, Preset, PresetError, checked, preset_key
+from bot.presets import NAME_MAX, Preset, PresetError, checked
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -216,14 +216,7 @@ class SettingsCog(
     async def preset_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None:
-            return []
-        wanted = preset_key(current)
-        return [
-            app_commands.Choice(name=p.label(), value=p.name)
-            for p in await self.bot.storage.presets(interaction.guild_id)
-            if wanted in p.key
-        ][:25]
+        return await preset_choices(self.bot, interaction.guild_id, current)
 
     @app_commands.command(
         name="reset", description="Put this server's /stylize settings back to the defaults"

@@ -14,7 +14,7 @@ from discord.ext import commands
 from bot.cogs.checks import check_may_start_job, guild_settings, may_start_job
 from bot.cogs.downloads import DownloadError
 from bot.cogs.errors import UserFacingError, message_for
-from bot.cogs.inputs import Source, check_attachment, fetch
+from bot.cogs.inputs import Source, check_attachment, fetch, preset_choices
 from bot.cogs.job_message import JobMessage, upload_limit
 from bot.cogs.picks import Picks
 from bot.cogs.reply import Reply
@@ -37,7 +37,7 @@ from bot.guild_policy import (
     params_again,
     params_for,
 )
-from bot.presets import Preset, preset_key
+from bot.presets import Preset
 from bot.storage import JobRecord, input_keys
 
 if TYPE_CHECKING:
@@ -153,14 +153,7 @@ class StylizeCog(commands.Cog):
     async def preset_choices(
         self, interaction: discord.Interaction[StyleBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None:
-            return []
-        wanted = preset_key(current)
-        return [
-            app_commands.Choice(name=p.label(), value=p.name)
-            for p in await self.bot.storage.presets(interaction.guild_id)
-            if wanted in p.key
-        ][:25]
+        return await preset_choices(self.bot, interaction.guild_id, current)
 
     def _picks(self) -> Picks:
         cog = self.bot.get_cog("PicksCog")

@@ -327,16 +327,11 @@ class FakeDiscord:
         subcommand: str | None = None,
     ) -> str:
         """Send an application command; returns its interaction token."""
-        if subcommand is not None:  # "show", or "preset add" (a subcommand in a group)
-            *group, leaf = subcommand.split()
-            options = [{"name": leaf, "type": 1, "options": options}]
-            if group:
-                options = [{"name": group[0], "type": 2, "options": options}]
         data = {
             "id": str(next(self.ids)),
             "name": name,
             "type": 1,
-            "options": options,
+            "options": _nested(options, subcommand),
             "resolved": {"attachments": {a["id"]: a for a in attachments}},
         }
         payload, token = self._interaction(2, member_user, permissions, data, channel_id)
@@ -382,12 +377,12 @@ class FakeDiscord:
         subcommand: str | None = None,
     ) -> list[dict]:
         """Ask for the choices of the option marked "focused"; returns them."""
-        if subcommand is not None:
-            *group, leaf = subcommand.split()
-            options = [{"name": leaf, "type": 1, "options": options}]
-            if group:
-                options = [{"name": group[0], "type": 2, "options": options}]
-        data = {"id": str(next(self.ids)), "name": name, "type": 1, "options": options}
+        data = {
+            "id": str(next(self.ids)),
+            "name": name,
+            "type": 1,
+            "options": _nested(options, subcommand),
+        }
         payload, token = self._interaction(4, member_user, permissions, data)
         await self.send_event("INTERACTION_CREATE", payload)
         (answer,) = await self.wait_for(lambda f: f.callbacks(token))
@@ -661,3 +656,15 @@ class FakeDiscord:
         if method == "POST" and not rest:
             return _json(self.message(CHANNEL_ID, payload, files))
         return _json({"message": "no such webhook route", "code": 0}, status=404)
+
+
+def _nested(options: list[dict], subcommand: str | None) -> list[dict]:
+    """A command's options, inside its subcommand: "show", or "preset add" (a subcommand in a
+    group)."""
+    if subcommand is None:
+        return options
+    *group, leaf = subcommand.split()
+    options = [{"name": leaf, "type": 1, "options": options}]
+    if group:
+        options = [{"name": group[0], "type": 2, "options": options}]
+    return options
