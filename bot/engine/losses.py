@@ -55,6 +55,22 @@ def layer_style_cost(target_gram: torch.Tensor, activations: torch.Tensor) -> to
     return _LayerStyleCost.apply(target_gram, activations)
 
 
+def gram_cost(target_gram: torch.Tensor, generated_gram: torch.Tensor, n_h: int, n_w: int):
+    """J_style^[l] from the two Gram matrices (the generated one summed over tiles, say)."""
+    n_c = target_gram.shape[0]
+    diff = target_gram - generated_gram
+    return (diff * diff).sum() / (4.0 * n_c**2 * (n_h * n_w) ** 2)
+
+
+def gram_surrogate(weight: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """sum_ij W_ij (A A^T)_ij for a symmetric W, computed as sum((W A) * A): its gradient is
+    2 W A. With W = -2 k D (D the whole picture's G^(S) - G^(G), held fixed), that is the style
+    cost's gradient at these positions, whichever tile they come from."""
+    a = _as_matrix(activations)
+    with torch.autocast(a.device.type, enabled=False):
+        return ((weight @ a) * a).sum()
+
+
 def gram_norm_cost(target_gram: torch.Tensor, n_h: int, n_w: int) -> torch.Tensor:
     """J_style^[l] of an all-zero generated image: the scale used to normalise the layer."""
     n_c = target_gram.shape[0]

@@ -22,20 +22,20 @@ from PIL import Image
 from bot.engine import imaging
 from bot.engine.devices import DevicePolicy
 from bot.engine.lbfgs import LBFGS
+from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, tile_margin
 from bot.engine.objective import Objective, StyleCache
 from bot.engine.params import InvalidParams, StyleParams, min_input_side
+from bot.engine.tiling import TileSize
 from bot.engine.vgg import VGG19Features
-
-LBFGS_HISTORY = 100
 
 
 class Optimiser:
     """The optimiser of one image at one level: L-BFGS (bot/engine/lbfgs.py) or Adam, stepped
     with a gradient computed elsewhere (alone, or as this image's slice of a batch's)."""
 
-    def __init__(self, x: torch.Tensor, params: StyleParams):
+    def __init__(self, x: torch.Tensor, params: StyleParams, history: int = LBFGS_HISTORY):
         self.lbfgs = (
-            LBFGS(x, lr=params.lr, history=LBFGS_HISTORY) if params.optimizer == "lbfgs" else None
+            LBFGS(x, lr=params.lr, history=history) if params.optimizer == "lbfgs" else None
         )
         self.adam = None if self.lbfgs else torch.optim.Adam([x], lr=params.lr)
 
@@ -58,7 +58,11 @@ def contiguous_leaf(x: torch.Tensor) -> torch.Tensor:
 
 
 class Painting:
-    """A job from its pictures to its result, one optimiser step per `apply`."""
+    """A job from its pictures to its result, one optimiser step per `apply`.
+
+    `plan` (bot/engine/memory.py) sets the L-BFGS history and, for pictures beyond memory, the
+    tile size: a level larger than the tile is optimised tile by tile (bot/engine/tiling.py).
+    """
 
     def __init__(
         self,
@@ -71,6 +75,7 @@ class Painting:
         on_progress: Callable | None = None,
         should_cancel: Callable[[], bool] | None = None,
         style_cache: StyleCache | None = None,
+        plan: MemoryPlan | None = None,
     ):
         from bot.engine.transfer import _prepare, _Reporter, pyramid_sizes
 
@@ -83,6 +88,7 @@ class Painting:
         self.content, self.styles = content, list(styles)
         self.blend = params.blend_weights(len(styles))
         self.style_cache = style_cache
+        self.plan = plan or MemoryPlan(0, LBFGS_HISTORY)
         self.seed = params.seed if params.seed is not None else random.randrange(2**31)
         self.generator = torch.Generator().manual_seed(self.seed)
         out_w, out_h = imaging.fit_size(*content.size, params.size)
@@ -126,8 +132,10 @@ class Painting:
 
     @property
     def shape_key(self) -> tuple:
-        """Paintings with equal keys can share a forward pass."""
+        """Paintings with equal keys can share a forward pass (a tiled one shares with none)."""
         assert self.objective is not None and self.x is not None
+        if self.objective.tiled:
+            return ("tiled", id(self))
         return (tuple(self.x.shape), self.objective.names, self.model.pooling, id(self.model))
 
     def apply(self, grad: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
@@ -144,8 +152,7 @@ class Painting:
     def step_alone(self) -> None:
         assert self.x is not None and self.objective is not None
         with self.policy.applied():
-            loss, terms = self.objective(self.x)
-            (grad,) = torch.autograd.grad(loss, self.x)
+            grad, terms = self.objective.gradient(self.x)
         self.apply(grad, terms)
 
     def result(self):
@@ -183,9 +190,14 @@ class Painting:
         content_t, style_ts = _level_targets(
             self.content, self.styles, self.params, dims, self.min_side
         )
+        tile = self.plan.tile
+        layers = (*self.params.style_layers, *self.params.content_layers)
+        tiling = (
+            TileSize(tile, tile_margin(layers)) if tile is not None and max(dims) > tile else None
+        )
         with self.policy.applied():
             self.objective = Objective(
-                self.model, self.params, content_t, style_ts, self.blend, self.style_cache
+                self.model, self.params, content_t, style_ts, self.blend, self.style_cache, tiling
             )
         if self.x is None:
             x = _initial_image(content_t, self.params, self.generator).to(self.device)
@@ -194,7 +206,7 @@ class Painting:
                 self.x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False
             )
         self.x = contiguous_leaf(x)
-        self._optimiser = Optimiser(self.x, self.params)
+        self._optimiser = Optimiser(self.x, self.params, self.plan.history)
 
 
 def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseException]]:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from bot.engine import colour, imaging
 from bot.engine.devices import DevicePolicy, policy_for
+from bot.engine.memory import MemoryPlan
 from bot.engine.objective import Objective, StyleCache
 from bot.engine.painting import Optimiser, Painting, contiguous_leaf
 from bot.engine.params import InvalidParams, StyleParams
@@ -159,8 +160,7 @@ def run_level(
     x = contiguous_leaf(x)
     optimiser = Optimiser(x, params)
     for _ in range(params.steps):
-        loss, terms = objective(x)
-        (grad,) = torch.autograd.grad(loss, x)
+        grad, terms = objective.gradient(x)
         optimiser.step(x, grad)
         after_step(x, terms)
     return x.detach()
@@ -177,11 +177,12 @@ def stylize(
     style_cache: StyleCache | None = None,
     precision: str = "auto",
     policy: DevicePolicy | None = None,
+    plan: MemoryPlan | None = None,
 ) -> Result:
     """Paint `content` in the style of `styles`, coarse to fine.
 
     `policy` (default: `policy_for(the model's device, precision)`) decides memory format,
-    autocast and backend flags. Raises Cancelled if `should_cancel()` turns true, NonFiniteLoss if
+    autocast and backend flags; `plan` (bot/engine/memory.py) the L-BFGS history and tiling. Raises Cancelled if `should_cancel()` turns true, NonFiniteLoss if
     J stops being finite, InvalidParams for parameters that cannot work.
     """
     policy = policy or policy_for(next(model.parameters()).device, precision)
@@ -194,6 +195,7 @@ def stylize(
         on_progress=on_progress,
         should_cancel=should_cancel,
         style_cache=style_cache,
+        plan=plan,
     )
     while not painting.done:
         painting.step_alone()

@@ -26,14 +26,21 @@ from bot.executor.runner import JobRunner
 log = logging.getLogger(__name__)
 
 
-def estimated_bytes(job: Job) -> int:
-    """A job's peak memory on the device (bot/engine/memory.py), for its longest side squared:
-    the same estimate that refuses a job too large for the device."""
-    from bot.engine.memory import job_bytes
-    from bot.engine.painting import LBFGS_HISTORY
+def estimated_bytes(job: Job, budget: int | None) -> int:
+    """A job's peak memory on the device for its longest side squared, as planned within
+    `budget` (bot/engine/memory.py): the same plan that refuses a job or tiles it."""
+    from bot.engine.memory import LBFGS_HISTORY, job_bytes, plan, tile_margin
+    from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 
     side = int(job.params.get("size") or 512)
     optimizer = str(job.params.get("optimizer") or "lbfgs")
+    layers = (
+        *(job.params.get("style_layers") or DEFAULT_STYLE_LAYERS),
+        *(job.params.get("content_layers") or DEFAULT_CONTENT_LAYERS),
+    )
+    found = plan(side, side, budget, optimizer=optimizer, margin=tile_margin(layers))
+    if found is not None:
+        return found.bytes
     return job_bytes(side * side, optimizer=optimizer, history=LBFGS_HISTORY)
 
 
@@ -95,8 +102,9 @@ class Batcher:
         while self._waiting and len(self._active) < self.max_jobs:
             entry = self._waiting[0]
             if self._active and self.memory_budget is not None:
-                used = sum(estimated_bytes(e.job) for e in self._active)
-                if used + estimated_bytes(entry.job) > self.memory_budget:
+                budget = self.memory_budget
+                used = sum(estimated_bytes(e.job, budget) for e in self._active)
+                if used + estimated_bytes(entry.job, budget) > budget:
                     return  # it waits for room (alone, it is always admitted)
             self._waiting.pop(0)
             if entry.should_cancel():

@@ -177,7 +177,7 @@ class JobRunner:
             params.blend_weights(len(styles))
         except (InvalidParams, ImageError, TypeError) as exc:
             raise _Refused(FailureKind.BAD_INPUT, str(exc)) from None
-        self._check_memory(params, content.size)
+        plan = self.plan(params, content.size)
 
         def on_progress(progress: Progress) -> None:
             preview = None
@@ -210,33 +210,49 @@ class JobRunner:
             on_progress=on_progress,
             should_cancel=should_cancel,
             style_cache=self.cache,
+            plan=plan,
         )
+        if plan.tile is not None:
+            log.info(
+                "job %s: %dx%d in tiles of %d px, L-BFGS history %d, about %.1f GB",
+                job.id,
+                *imaging.fit_size(*content.size, params.size),
+                plan.tile,
+                plan.history,
+                plan.bytes / 2**30,
+            )
         painting.cache_hits_before = hits_before  # type: ignore[attr-defined]
         return painting
 
-    def _check_memory(self, params, content_size: tuple[int, int]) -> None:
-        """Refuse, before anything runs, a job whose estimated peak memory exceeds what this
-        worker may use, naming the largest size that fits."""
+    def plan(self, params, content_size: tuple[int, int]):
+        """How the job fits in what this worker may use (bot/engine/memory.py): the whole picture,
+        a shorter L-BFGS history or tiles. Refuses, before anything runs, a job that fits in no
+        way, naming the largest size that does."""
         from bot.engine import imaging
-        from bot.engine.memory import job_bytes, largest_size
-        from bot.engine.painting import LBFGS_HISTORY
+        from bot.engine.devices import policy_for
+        from bot.engine.memory import job_bytes, largest_size, plan, tile_margin
 
         budget = self.memory_budget()
-        if budget is None:
-            return
         width, height = imaging.fit_size(*content_size, params.size)
-        need = job_bytes(width * height, optimizer=params.optimizer, history=LBFGS_HISTORY)
-        if need <= budget:
-            return
-        fits = largest_size(
-            budget, width, height, optimizer=params.optimizer, history=LBFGS_HISTORY
+        precision = policy_for(self.device, "auto").precision
+        margin = tile_margin((*params.style_layers, *params.content_layers))
+        found = plan(
+            width, height, budget, optimizer=params.optimizer, precision=precision, margin=margin
         )
+        if found is not None:
+            return found
+        assert budget is not None
+        fits = largest_size(
+            budget, width, height, optimizer=params.optimizer, precision=precision, margin=margin
+        )
+        need = job_bytes(width * height, optimizer=params.optimizer, history=5, precision=precision)
         where = "GPU" if self.device.type == "cuda" else "worker"
         advice = f"the largest size that fits is {fits} px" if fits else "no size fits"
         raise _Refused(
             FailureKind.OUT_OF_MEMORY,
-            f"a {width}x{height} picture needs about {need / 2**30:.1f} GB and this {where} "
-            f"allows {budget / 2**30:.1f} GB: {advice}",
+            f"a {width}x{height} picture does not fit in the {budget / 2**30:.1f} GB this "
+            f"{where} allows, not even in tiles (whole, it needs about {need / 2**30:.1f} GB): "
+            f"{advice}",
         )
 
     def finish(self, job: Job, painting) -> JobDone:

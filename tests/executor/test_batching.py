@@ -119,25 +119,40 @@ def test_out_of_memory_splits_the_batch_and_fails_only_a_job_that_does_not_fit_a
     assert "64 px" in large.message
 
 
-def test_a_job_too_large_for_the_memory_limit_is_refused_with_the_size_that_fits():
-    """STYLEBOT_GPU_MEMORY_LIMIT (here 60 MB): the estimate (bot/engine/memory.py) refuses a
-    256 px job before it runs and names the largest size that fits; that size runs."""
-    from bot.engine.memory import job_bytes, largest_size
+def test_a_job_beyond_the_memory_limit_runs_tiled_or_is_refused_with_the_size_that_fits(capfd):
+    """STYLEBOT_GPU_MEMORY_LIMIT (here 150 MB), planned by bot/engine/memory.py before the job
+    runs: a 256 px job with shallow layers (16 px margins) runs in tiles and matches the same job
+    run whole without a limit; with the default layers (80 px margins) even tiles do not fit, so
+    it is refused with the largest size that fits, and that size runs."""
+    from bot.engine.memory import plan, tile_margin
 
-    limit = 60 * 2**20
+    limit = 150 * 2**20
+    shallow = {"style_layers": ("relu1_1", "relu2_1", "relu3_1"), "content_layers": ("relu3_1",)}
+    tiled_plan = plan(256, 192, limit, optimizer="lbfgs", margin=tile_margin(shallow["style_layers"]))
+    assert tiled_plan is not None and tiled_plan.tile == 128
 
-    async def scenario():
-        executor = await started_executor(memory_limit=limit)
+    async def scenario(memory_limit, *jobs):
+        executor = await started_executor(memory_limit=memory_limit)
         try:
-            big = await (await executor.submit(make_job(size=256, steps=2))).result()
-            fits = largest_size(limit, 40, 30, optimizer="lbfgs", history=100)
-            small = await (await executor.submit(make_job(size=fits, steps=2))).result()
-            return big, fits, small
+            return [await (await executor.submit(job)).result() for job in jobs]
         finally:
             await executor.shutdown()
 
-    big, fits, small = run(scenario())
+    fits = 192
+    tiled, big, small = run(
+        scenario(
+            limit,
+            make_job(size=256, steps=3, seed=1, **shallow),
+            make_job(size=256, steps=2),
+            make_job(size=fits, steps=2),
+        )
+    )
+    (whole,) = run(scenario(None, make_job(size=256, steps=3, seed=1, **shallow)))
+    assert "256x192 in tiles of 128 px, L-BFGS history 50" in capfd.readouterr().err
+    assert isinstance(tiled, JobDone) and isinstance(whole, JobDone)
+    assert (tiled.width, tiled.height) == (256, 192)
+    assert np.abs(pixels(tiled) - pixels(whole)).mean() < 2 / 255  # see tests/engine/test_tiling.py
     assert isinstance(big, JobFailed) and big.kind == "out_of_memory"
     assert f"the largest size that fits is {fits} px" in big.message and "256x192" in big.message
-    assert fits >= 64 and job_bytes(fits * fits * 3 // 4, optimizer="lbfgs", history=100) <= limit
+    assert plan(fits, fits * 3 // 4, limit, optimizer="lbfgs") is not None
     assert isinstance(small, JobDone)
