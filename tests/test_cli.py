@@ -92,6 +92,20 @@ def test_several_styles_and_jpeg_output(pictures):
     )
 
 
+def test_a_tiled_run_from_the_command_line(pictures):
+    folder, content, style = pictures
+    out = folder / "tiled.png"
+    args = ("stylize", str(content), str(style), "-o", str(out), "--size", "160", "--steps", "2")
+    done = stylebot(*args, "--tile-size", "64", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    assert "160x107, 2 steps x 1 level(s) on cpu" in done.stderr and "tiles of 64 px" in done.stderr
+    assert Image.open(out).size == (160, 107)
+    # a memory limit that a whole 160 px picture with 100 L-BFGS pairs does not fit
+    done = stylebot(*args, "--memory-limit", "0.06", "-o", str(folder / "short.png"))
+    assert done.returncode == 0, done.stderr
+    assert "L-BFGS history 20 (about 58 MB)" in done.stderr
+
+
 def test_help_shows_each_default_once():
     text = stylebot("stylize", "--help").stdout
     flat = " ".join(text.split())  # argparse wraps lines
@@ -116,6 +130,14 @@ def test_version():
         (["--device", "tpu"], 2, "device"),
         (["--style-layers", "relu7_1"], 2, "unknown layer"),
         (["--seed", str(2**64)], 2, "seed must be between"),
+        (["--memory-limit", "0"], 2, "--memory-limit must be above 0"),
+        (["--tile-size", "10"], 2, "--tile-size must be at least 64"),
+        (
+            ["--size", "512", "--memory-limit", "0.01"],
+            2,
+            "a 512x341 picture does not fit in the 10 MB this device allows, not even in tiles "
+            "(whole, it needs about 0.5 GB): the largest size that fits is 64 px",
+        ),
     ],
 )
 def test_bad_options_give_one_line_and_an_exit_code(pictures, args, code, message):

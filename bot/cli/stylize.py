@@ -179,6 +179,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32; bf16 runs VGG-19 under bf16 autocast",
     )
+    g.add_argument(
+        "--memory-limit",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="the most memory the run may use (default: on CUDA 80%% of the free memory, elsewhere "
+        "no limit); a picture beyond it runs with a shorter L-BFGS history, then in tiles",
+    )
+    g.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="cut the picture into tiles of about PX pixels a side (default: only when it does not "
+        "fit the memory limit); the result is the same, each step takes longer",
+    )
     g = p.add_argument_group("output")
     g.add_argument(
         "--save-every",
@@ -227,21 +243,26 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--quality must be between 1 and 100")
     if args.save_every < 0:
         raise UsageError("--save-every must be 0 or more")
+    if args.memory_limit is not None and not args.memory_limit > 0:
+        raise UsageError("--memory-limit must be above 0 (GB)")
+    if args.tile_size is not None and args.tile_size < 64:
+        raise UsageError("--tile-size must be at least 64 (pixels)")
     params = _params(args)
     limits = ImageLimits()
     content = _read_image(args.content, limits, "content image")
     styles = [_read_image(s, limits, "style image") for s in args.styles]
     params.blend_weights(len(styles))  # fails early on a wrong number of blend weights
     device = parse_device(args.device)
+    out_w, out_h = imaging.fit_size(*content.size, params.size)
+    plan = _plan(args, params, device, out_w, out_h)
     model = load_vgg19(
         args.weights, pooling=params.pooling, input_format=args.weights_format, device=device
     )
-    out_w, out_h = imaging.fit_size(*content.size, params.size)
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
         print(
             f"stylebot: {out_w}x{out_h}, {params.steps} steps x {params.pyramid_levels} level(s) on {device}; "
-            f"weights {model.source.label}",
+            f"weights {model.source.label}{_describe(plan, params)}",
             file=sys.stderr,
         )
 
@@ -270,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
             on_progress=on_progress,
             should_cancel=should_cancel,
             precision=args.precision,
+            plan=plan,
         )
     except Cancelled:
         bar.close()
@@ -287,6 +309,39 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _plan(args: argparse.Namespace, params: StyleParams, device, width: int, height: int):
+    """The memory plan (bot/engine/memory.py) within --memory-limit, with --tile-size forced."""
+    from bot.engine.devices import memory_budget, policy_for
+    from bot.engine.memory import does_not_fit, plan_for, size_text
+
+    limit = int(args.memory_limit * 2**30) if args.memory_limit else None
+    budget = memory_budget(device, limit)
+    precision = policy_for(device, args.precision).precision
+    plan = plan_for(params, width, height, budget, precision=precision, tile=args.tile_size)
+    if plan is None and args.tile_size is not None:
+        raise UsageError(
+            f"tiles of {args.tile_size} px do not fit in {size_text(budget or 0)}: "
+            "leave --tile-size out to have a size chosen"
+        )
+    if plan is None:
+        assert budget is not None
+        raise UsageError(
+            does_not_fit(params, width, height, budget, precision=precision, where="device")
+        )
+    return plan
+
+
+def _describe(plan, params: StyleParams) -> str:
+    parts = []
+    if plan.tile is not None:
+        parts.append(f"tiles of {plan.tile} px")
+    if params.optimizer == "lbfgs" and plan.history != 100:
+        parts.append(f"L-BFGS history {plan.history}")
+    from bot.engine.memory import size_text
+
+    return f"; {', '.join(parts)} (about {size_text(plan.bytes)})" if parts else ""
 
 
 def write_atomically(path: Path, data: bytes) -> None:

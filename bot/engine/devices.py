@@ -158,3 +158,12 @@ def policy_for(device: torch.device | str, precision: str = "auto") -> DevicePol
             device=device, channels_last=bf16, autocast_dtype=torch.bfloat16 if bf16 else None
         )
     return DevicePolicy(device=device)
+
+
+def memory_budget(device: torch.device, limit: int | None = None) -> int | None:
+    """Bytes a job may take on `device`: on CUDA 80 % of the memory free now (the model already
+    loaded), at most `limit`; elsewhere `limit` (None: no limit)."""
+    if device.type != "cuda":
+        return limit
+    free, _ = torch.cuda.mem_get_info(device)
+    return min(int(free * 0.8), limit) if limit else int(free * 0.8)

@@ -155,3 +155,47 @@ def plan(
             if fits(need):
                 return MemoryPlan(need, history, side)
     return None
+
+
+def plan_for(
+    params,
+    width: int,
+    height: int,
+    budget: int | None,
+    *,
+    precision: str = "fp32",
+    tile: int | None = None,
+) -> MemoryPlan | None:
+    """`plan` for a job's StyleParams at its output size (its optimiser and its layers' margin)."""
+    return plan(
+        width,
+        height,
+        budget,
+        optimizer=params.optimizer,
+        precision=precision,
+        tile=tile,
+        margin=tile_margin((*params.style_layers, *params.content_layers)),
+    )
+
+
+def does_not_fit(
+    params, width: int, height: int, budget: int, *, precision: str, where: str
+) -> str:
+    """Why a job for which `plan_for` found nothing cannot run, and the largest size that can."""
+    margin = tile_margin((*params.style_layers, *params.content_layers))
+    fits = largest_size(
+        budget, width, height, optimizer=params.optimizer, precision=precision, margin=margin
+    )
+    need = job_bytes(width * height, optimizer=params.optimizer, history=5, precision=precision)
+    advice = f"the largest size that fits is {fits} px" if fits else "no size fits"
+    return (
+        f"a {width}x{height} picture does not fit in the {size_text(budget)} this {where} "
+        f"allows, not even in tiles (whole, it needs about {size_text(need)}): {advice}"
+    )
+
+
+def size_text(nbytes: int) -> str:
+    """Bytes as a person reads them: GB with one decimal, MB below 0.1 GB."""
+    if nbytes >= 0.1 * 2**30:
+        return f"{nbytes / 2**30:.1f} GB"
+    return f"{max(1, round(nbytes / 2**20))} MB"

@@ -120,13 +120,9 @@ class JobRunner:
     def memory_budget(self) -> int | None:
         """Bytes the jobs of this worker may take at once: 80 % of the GPU memory free after
         loading the model, at most STYLEBOT_GPU_MEMORY_LIMIT; on the CPU that limit, or None."""
-        import torch
+        from bot.engine.devices import memory_budget
 
-        limit = self.spec.memory_limit
-        if self.device.type != "cuda":
-            return limit
-        free, _ = torch.cuda.mem_get_info(self.device)
-        return min(int(free * 0.8), limit) if limit else int(free * 0.8)
+        return memory_budget(self.device, self.spec.memory_limit)
 
     def _model(self, pooling: str):
         from bot.engine.vgg import load_vgg19
@@ -230,29 +226,19 @@ class JobRunner:
         way, naming the largest size that does."""
         from bot.engine import imaging
         from bot.engine.devices import policy_for
-        from bot.engine.memory import job_bytes, largest_size, plan, tile_margin
+        from bot.engine.memory import does_not_fit, plan_for
 
         budget = self.memory_budget()
         width, height = imaging.fit_size(*content_size, params.size)
         precision = policy_for(self.device, "auto").precision
-        margin = tile_margin((*params.style_layers, *params.content_layers))
-        found = plan(
-            width, height, budget, optimizer=params.optimizer, precision=precision, margin=margin
-        )
+        found = plan_for(params, width, height, budget, precision=precision)
         if found is not None:
             return found
         assert budget is not None
-        fits = largest_size(
-            budget, width, height, optimizer=params.optimizer, precision=precision, margin=margin
-        )
-        need = job_bytes(width * height, optimizer=params.optimizer, history=5, precision=precision)
         where = "GPU" if self.device.type == "cuda" else "worker"
-        advice = f"the largest size that fits is {fits} px" if fits else "no size fits"
         raise _Refused(
             FailureKind.OUT_OF_MEMORY,
-            f"a {width}x{height} picture does not fit in the {budget / 2**30:.1f} GB this "
-            f"{where} allows, not even in tiles (whole, it needs about {need / 2**30:.1f} GB): "
-            f"{advice}",
+            does_not_fit(params, width, height, budget, precision=precision, where=where),
         )
 
     def finish(self, job: Job, painting) -> JobDone:

@@ -128,7 +128,9 @@ def test_a_job_beyond_the_memory_limit_runs_tiled_or_is_refused_with_the_size_th
 
     limit = 150 * 2**20
     shallow = {"style_layers": ("relu1_1", "relu2_1", "relu3_1"), "content_layers": ("relu3_1",)}
-    tiled_plan = plan(256, 192, limit, optimizer="lbfgs", margin=tile_margin(shallow["style_layers"]))
+    tiled_plan = plan(
+        256, 192, limit, optimizer="lbfgs", margin=tile_margin(shallow["style_layers"])
+    )
     assert tiled_plan is not None and tiled_plan.tile == 128
 
     async def scenario(memory_limit, *jobs):
