@@ -10,6 +10,7 @@ from bot.cli import (
     CliError,
     bench,
     bench_executor,
+    bench_tiling,
     evaluate,
     gpu_check,
     health,
@@ -51,7 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stylebot {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (run, worker, stylize, evaluate, bench, bench_executor, gpu_check, health):
+    for command in (
+        run,
+        worker,
+        stylize,
+        evaluate,
+        bench,
+        bench_executor,
+        bench_tiling,
+        gpu_check,
+        health,
+    ):
         command.add_parser(subparsers)
     p = subparsers.add_parser(
         "download-weights",

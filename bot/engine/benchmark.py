@@ -98,3 +98,43 @@ def measure(model, side: int, steps: int, warmup: int, policy: DevicePolicy) -> 
         "gflops": flops / fwd_bwd_seconds / 1e9,
         "peak_memory_mb": peak_memory_mb(device),
     }
+
+
+def measure_painting(model, side: int, steps: int, policy: DevicePolicy, plan) -> dict:
+    """One job of `side` px square (a smooth content, a noisy style) run for `steps` steps with a
+    memory plan (bot/engine/memory.py): seconds to set up (targets), median seconds per step
+    after the first, and the peak memory of this process (run it alone in a fresh process)."""
+    from bot.engine import colour
+    from bot.engine.painting import Painting
+
+    device = policy.device
+    content, style = test_images(side)
+    params = StyleParams(size=side, steps=steps, seed=0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    baseline = peak_memory_mb(device)  # the process (CPU) or the model (CUDA) before the job
+    started = time.perf_counter()
+    painting = Painting(
+        model, colour.to_image(content[0]), [colour.to_image(style[0])], params, policy, plan=plan
+    )
+    synchronize(device)
+    setup = time.perf_counter() - started
+    stamps = [time.perf_counter()]
+    while not painting.done:
+        painting.step_alone()
+        synchronize(device)
+        stamps.append(time.perf_counter())
+    per_step = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    tiles = painting.objective_tiles
+    return {
+        "side": side,
+        "precision": policy.precision,
+        "tile": plan.tile,
+        "tiles": tiles,
+        "history": plan.history,
+        "estimate_mb": plan.bytes / 2**20,
+        "setup_s": setup,
+        "step_s": statistics.median(per_step[1:] or per_step),
+        "peak_memory_mb": peak_memory_mb(device),
+        "baseline_mb": baseline,
+    }

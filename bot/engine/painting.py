@@ -115,6 +115,7 @@ class Painting:
             should_cancel,
             self.colour_reference,
         )
+        self.objective_tiles = 0  # tiles of the last level that was tiled (for benchmarks)
         self.level = 0  # 1-based once started
         self.level_steps = 0
         self.level_seconds: list[float] = []
@@ -199,6 +200,8 @@ class Painting:
             self.objective = Objective(
                 self.model, self.params, content_t, style_ts, self.blend, self.style_cache, tiling
             )
+        if self.objective.tiles is not None:
+            self.objective_tiles = len(self.objective.tiles)
         if self.x is None:
             x = _initial_image(content_t, self.params, self.generator).to(self.device)
         else:  # coarse-to-fine: start from the previous level's result, upsampled
