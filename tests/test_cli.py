@@ -375,6 +375,12 @@ def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
     }
     runs = report["bench_executor"]["result"]["runs"]  # batching off and on, side by side
     assert [(r["batch_size"], r["done"]) for r in runs] == [(1, 3), (2, 3)]
+    runs = report["bench_tiling"]["result"]["runs"]  # whole, then in tiles of 64 px
+    assert [(r["mode"], r["tile"], r["tiles"]) for r in runs] == [
+        ("whole", None, 0),
+        ("limited", 64, 9),
+    ]
+    assert all(r["step_s"] > 0 and r["peak_memory_mb"] > r["baseline_mb"] > 0 for r in runs)
     assert report["gpu_tests"]["ok"]
 
 

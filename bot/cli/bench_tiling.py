@@ -36,6 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="GB",
         help="the limit of the limited runs, as STYLEBOT_GPU_MEMORY_LIMIT (default: %(default)s)",
     )
+    p.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="tiles of this size in the limited runs (default: as large as the limit allows)",
+    )
     p.add_argument("--steps", type=int, default=3, help="steps per run (default: %(default)s)")
     p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)"
@@ -63,14 +70,13 @@ def _machine_memory(device) -> int:
     return int(fields["MemAvailable"].split()[0]) * 1024 * 8 // 10
 
 
-def _plan(mode: str, side: int, device, precision: str, limit: int):
+def _plan(mode: str, side: int, device, precision: str, limit: int, tile: int | None):
     from bot.engine.devices import memory_budget
     from bot.engine.memory import HISTORIES, UNTILED_MIN_HISTORY, MemoryPlan, job_bytes, plan
 
     if mode == "limited":
-        return plan(
-            side, side, memory_budget(device, limit), optimizer="lbfgs", precision=precision
-        )
+        budget = memory_budget(device, limit)
+        return plan(side, side, budget, optimizer="lbfgs", precision=precision, tile=tile)
     room = _machine_memory(device)
     for history in HISTORIES:
         if history < UNTILED_MIN_HISTORY:
@@ -90,7 +96,9 @@ def _run_one(args: argparse.Namespace) -> int:
     side, mode = int(args.one[0]), args.one[1]
     device = parse_device(args.device)
     policy = policy_for(device, args.precision)
-    found = _plan(mode, side, device, policy.precision, int(args.memory_limit * 2**30))
+    found = _plan(
+        mode, side, device, policy.precision, int(args.memory_limit * 2**30), args.tile_size
+    )
     result: dict = {"side": side, "mode": mode}
     if found is None:
         need = job_bytes(side * side, optimizer="lbfgs", history=20, precision=policy.precision)
@@ -123,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 sys.executable, "-m", "bot", "bench-tiling", "--one", str(side), mode,
                 "--memory-limit", str(args.memory_limit), "--steps", str(args.steps),
                 "--device", args.device, "--precision", args.precision, "--weights", args.weights,
+                *(["--tile-size", str(args.tile_size)] if args.tile_size else []),
             ]  # fmt: skip
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)

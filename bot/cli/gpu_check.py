@@ -5,7 +5,8 @@
    itself once, as a person runs it;
 2. `bench` at 512, 1024 and 2048 px in fp32, TF32 and bf16;
 3. `bench-executor` with content images of mixed aspect ratios;
-4. the tests marked `gpu`.
+4. `bench-tiling` at 2048 and 4096 px, whole and within an 8 GB limit (tiled);
+5. the tests marked `gpu`.
 Each part runs in its own process, so one crash does not hide the others. Exits 1 if any part
 failed. `--quick` runs the same parts at tiny sizes (how CI checks this command on the CPU).
 """
@@ -34,6 +35,8 @@ FULL = {
     "executor_steps": 100,
     "batch_sizes": "1,16",
     "precisions": "fp32,tf32,bf16",
+    "tiling_sizes": "2048,4096",
+    "tiling_tile": None,
 }
 QUICK = {
     "stylize_size": 48,
@@ -45,6 +48,8 @@ QUICK = {
     "executor_steps": 3,
     "batch_sizes": "1,2",
     "precisions": "fp32,bf16",
+    "tiling_sizes": "160",
+    "tiling_tile": "64",
 }
 SHAPES = "1x1,4x3,3x4,16x9,9x16"
 
@@ -54,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "gpu-check",
         help="run the GPU checks and benchmarks on this machine and print one JSON summary",
         description="Runs stylize per optimiser and precision, bench at 512-2048 px, bench-executor with mixed "
-        "shapes and the tests marked gpu; prints one JSON object; exits 1 if any part failed. "
+        "shapes, bench-tiling at 2048 and 4096 px within 8 GB and the tests marked gpu; prints one JSON object; exits 1 if any part failed. "
         "About 3 minutes on one H200.",
     )
     p.add_argument("--device", default="cuda", help="the device to check (default: %(default)s)")
@@ -284,11 +289,26 @@ def run(args: argparse.Namespace) -> int:
         "1" if args.quick else "5",
         timeout=args.timeout,
     )
+    tile = sizes["tiling_tile"]
+    report["bench_tiling"] = _stylebot(
+        "bench-tiling",
+        "--json",
+        "--device",
+        args.device,
+        "--sizes",
+        str(sizes["tiling_sizes"]),
+        "--memory-limit",
+        "8",  # a consumer GPU
+        *(["--tile-size", str(tile)] if tile else []),
+        "--steps",
+        "3",
+        timeout=args.timeout,
+    )
     report["gpu_tests"] = _gpu_tests(args.timeout)
     report["seconds"] = round(time.perf_counter() - started, 1)
     failed = [
         part
-        for part in ("stylize", "bench", "bench_executor", "gpu_tests")
+        for part in ("stylize", "bench", "bench_executor", "bench_tiling", "gpu_tests")
         if not report[part]["ok"]
     ]
     report["ok"] = not failed

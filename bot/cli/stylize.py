@@ -14,6 +14,8 @@ from pathlib import Path
 from bot.cli import HelpFormatter, UsageError
 from bot.engine import imaging
 from bot.engine.params import (
+    AUTO_PYRAMID_ABOVE,
+    AUTO_PYRAMID_COARSEST,
     COLOR_MODES,
     DEFAULT_LR,
     INITS,
@@ -68,7 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULTS.pyramid_levels,
         dest="pyramid_levels",
-        help="coarse-to-fine levels, each half the size of the next; 2-3 helps outputs above 512 px",
+        help="coarse-to-fine levels, each half the size of the next; 0: automatic (1 up to "
+        f"{AUTO_PYRAMID_ABOVE} px, above it down to about {AUTO_PYRAMID_COARSEST} px)",
     )
     g = p.add_argument_group("weights of the costs")
     g.add_argument(
@@ -261,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
         print(
-            f"stylebot: {out_w}x{out_h}, {params.steps} steps x {params.pyramid_levels} level(s) on {device}; "
+            f"stylebot: {out_w}x{out_h}, {params.steps} steps x {params.levels} level(s) on {device}; "
             f"weights {model.source.label}{_describe(plan, params)}",
             file=sys.stderr,
         )

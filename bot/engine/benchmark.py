@@ -109,7 +109,7 @@ def measure_painting(model, side: int, steps: int, policy: DevicePolicy, plan) -
 
     device = policy.device
     content, style = test_images(side)
-    params = StyleParams(size=side, steps=steps, seed=0)
+    params = StyleParams(size=side, steps=steps, seed=0, pyramid_levels=1)  # one level: per step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     baseline = peak_memory_mb(device)  # the process (CPU) or the model (CUDA) before the job

@@ -101,8 +101,7 @@ class Painting:
         self.level_dims = [  # coarse levels too small for the layers are left out
             d
             for d in (
-                imaging.fit_size(out_w, out_h, s)
-                for s in pyramid_sizes(params.size, params.pyramid_levels)
+                imaging.fit_size(out_w, out_h, s) for s in pyramid_sizes(params.size, params.levels)
             )
             if min(d) >= self.min_side
         ]

@@ -50,6 +50,20 @@ WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"  # the variable that names a VGG-19 state
 
 MAX_SIZE = 4096
 MAX_STEPS = 5000
+# Coarse-to-fine by default (pyramid_levels 0) above this size, with levels down to about
+# AUTO_PYRAMID_COARSEST px: see README.md ("Coarse-to-fine") for the figures behind both.
+AUTO_PYRAMID_ABOVE = 1024
+AUTO_PYRAMID_COARSEST = 512
+
+
+def auto_pyramid_levels(size: int) -> int:
+    """Levels for `size` when none are asked for: 1 up to AUTO_PYRAMID_ABOVE px, then as many
+    halvings as keep the coarsest level at least AUTO_PYRAMID_COARSEST px (2048 px: 3 levels)."""
+    levels = 1
+    if size > AUTO_PYRAMID_ABOVE:
+        while levels < 5 and size >> levels >= AUTO_PYRAMID_COARSEST:
+            levels += 1
+    return levels
 
 
 class InvalidParams(ValueError):
@@ -87,7 +101,7 @@ class StyleParams:
     style_scale: float = 1.0  # style images are resized to style_scale * size (longest side)
     preserve_colors: ColorMode = "none"
     pooling: Pooling = "max"
-    pyramid_levels: int = 1  # coarse-to-fine levels; each halves the size of the one above
+    pyramid_levels: int = 0  # coarse-to-fine levels, each half the next; 0 = auto_pyramid_levels
     preview_every: int = 0  # send a preview image every K steps; 0 = never
 
     def replace(self, **changes: object) -> StyleParams:
@@ -112,6 +126,11 @@ class StyleParams:
             )
         total = sum(weights)
         return tuple(w / total for w in weights)
+
+    @property
+    def levels(self) -> int:
+        """The pyramid levels this run has (pyramid_levels, or the automatic choice for 0)."""
+        return self.pyramid_levels or auto_pyramid_levels(self.size)
 
     @property
     def lr(self) -> float:
@@ -173,8 +192,8 @@ class StyleParams:
             f"preserve colors must be one of {', '.join(COLOR_MODES)}",
         )
         need(self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}")
-        need(1 <= self.pyramid_levels <= 5, "pyramid levels must be between 1 and 5")
-        need(self.size >> (self.pyramid_levels - 1) >= 16, "too many pyramid levels for this size")
+        need(0 <= self.pyramid_levels <= 5, "pyramid levels must be between 1 and 5 (0: automatic)")
+        need(self.size >> (self.levels - 1) >= 16, "too many pyramid levels for this size")
         need(self.preview_every >= 0, "preview every must be 0 or more")
         need(self.seed is None or 0 <= self.seed < 2**63, "the seed must be between 0 and 2^63 - 1")
         return self

@@ -206,6 +206,24 @@ def test_invalid_params_have_clear_messages(change, message):
         SMALL.replace(**change).validate()
 
 
+def test_large_sizes_go_coarse_to_fine_by_default(random_vgg):
+    from bot.engine.devices import policy_for
+    from bot.engine.painting import Painting
+    from bot.engine.params import AUTO_PYRAMID_ABOVE
+
+    assert AUTO_PYRAMID_ABOVE == 1024
+    expected = {512: 1, 1024: 1, 1088: 2, 1536: 2, 2048: 3, 3000: 3, 4096: 4}
+    assert {size: StyleParams(size=size).levels for size in expected} == expected
+    assert StyleParams(size=2048, pyramid_levels=1).levels == 1  # asked for: kept
+    with pytest.raises(InvalidParams, match="pyramid levels"):
+        StyleParams(pyramid_levels=6).validate()
+    painting = Painting(
+        random_vgg, gradient_image(40, 30), [noise_image(32, 32)], StyleParams(size=2048, steps=1),
+        policy_for(torch.device("cpu"), "fp32"),
+    )  # fmt: skip
+    assert painting.level_dims == [(512, 384), (1024, 768), (2048, 1536)]
+
+
 def test_params_round_trip_through_a_dict():
     params = SMALL.replace(style_blend=(1.0, 2.0), style_layers=("relu1_1",))
     assert StyleParams.from_dict(params.to_dict()) == params
