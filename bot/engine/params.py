@@ -52,13 +52,13 @@ MAX_SIZE = 4096
 MAX_STEPS = 5000
 # Coarse-to-fine by default (pyramid_levels 0) above this size, with levels down to about
 # AUTO_PYRAMID_COARSEST px: see README.md ("Coarse-to-fine") for the figures behind both.
-AUTO_PYRAMID_ABOVE = 1024
-AUTO_PYRAMID_COARSEST = 512
+AUTO_PYRAMID_ABOVE = 512
+AUTO_PYRAMID_COARSEST = 256
 
 
 def auto_pyramid_levels(size: int) -> int:
     """Levels for `size` when none are asked for: 1 up to AUTO_PYRAMID_ABOVE px, then as many
-    halvings as keep the coarsest level at least AUTO_PYRAMID_COARSEST px (2048 px: 3 levels)."""
+    halvings as keep the coarsest level at least AUTO_PYRAMID_COARSEST px (1024 px: 3 levels)."""
     levels = 1
     if size > AUTO_PYRAMID_ABOVE:
         while levels < 5 and size >> levels >= AUTO_PYRAMID_COARSEST:

@@ -211,8 +211,8 @@ def test_large_sizes_go_coarse_to_fine_by_default(random_vgg):
     from bot.engine.painting import Painting
     from bot.engine.params import AUTO_PYRAMID_ABOVE
 
-    assert AUTO_PYRAMID_ABOVE == 1024
-    expected = {512: 1, 1024: 1, 1088: 2, 1536: 2, 2048: 3, 3000: 3, 4096: 4}
+    assert AUTO_PYRAMID_ABOVE == 512
+    expected = {256: 1, 512: 1, 576: 2, 768: 2, 1024: 3, 1536: 3, 2048: 4, 4096: 5}
     assert {size: StyleParams(size=size).levels for size in expected} == expected
     assert StyleParams(size=2048, pyramid_levels=1).levels == 1  # asked for: kept
     with pytest.raises(InvalidParams, match="pyramid levels"):
@@ -221,7 +221,7 @@ def test_large_sizes_go_coarse_to_fine_by_default(random_vgg):
         random_vgg, gradient_image(40, 30), [noise_image(32, 32)], StyleParams(size=2048, steps=1),
         policy_for(torch.device("cpu"), "fp32"),
     )  # fmt: skip
-    assert painting.level_dims == [(512, 384), (1024, 768), (2048, 1536)]
+    assert painting.level_dims == [(256, 192), (512, 384), (1024, 768), (2048, 1536)]
 
 
 def test_params_round_trip_through_a_dict():
