@@ -39,3 +39,11 @@ class HelpFormatter(argparse.HelpFormatter):
             return text
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
         return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def parse_sizes(text: str) -> list[int]:
+    """A --sizes value: comma-separated whole numbers (UsageError otherwise)."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--sizes takes comma-separated whole numbers, not {text!r}") from None

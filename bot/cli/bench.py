@@ -8,7 +8,7 @@ import json
 import platform
 import sys
 
-from bot.cli import CliError, UsageError
+from bot.cli import CliError, UsageError, parse_sizes
 from bot.engine.params import PRECISIONS
 
 
@@ -55,12 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine.vgg import load_vgg19
 
     device = parse_device(args.device)
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(
-            f"--sizes takes comma-separated whole numbers, not {args.sizes!r}"
-        ) from None
+    sizes = parse_sizes(args.sizes)
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     if (
         not precisions

@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 
-from bot.cli import CliError, UsageError
+from bot.cli import CliError, UsageError, parse_sizes
 from bot.engine.params import PRECISIONS
 
 
@@ -116,12 +116,7 @@ def _run_one(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.one:
         return _run_one(args)
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise UsageError(
-            f"--sizes takes comma-separated whole numbers, not {args.sizes!r}"
-        ) from None
+    sizes = parse_sizes(args.sizes)
     if not sizes or args.steps < 2 or not args.memory_limit > 0:
         raise UsageError("--sizes needs a size, --steps at least 2, --memory-limit above 0")
     runs, failures = [], []
