@@ -1,53 +1,70 @@
-# stylebot on a CUDA GPU.
-#   docker build -t stylebot .
-#   docker run --gpus all --stop-timeout 60 --env-file .env -v stylebot-data:/data stylebot
-# or `docker compose up` (docker-compose.yml). The layers that change least come first: the OS,
-# torch (the same version CI tests), the other dependencies, the VGG-19 weights, then the code.
-FROM python:3.11.7-slim-bookworm
+# stylebot in two images from one file (docker-compose.yml uses both):
+#   docker build --target bot -t stylebot-bot .        the Discord bot, no torch (about 300 MB)
+#   docker build --target worker -t stylebot-worker .  a GPU worker with the CUDA build of torch
+# (the default target: it can also run the bot with its own worker pool, STYLEBOT_EXECUTOR=local).
+# The bot's stage comes first, so that Docker's classic builder, which builds every stage before
+# the target, never installs torch for the bot.
+# Build arguments:
+#   PYTHON_IMAGE   the base image (default: the official python:3.11-slim-bookworm)
+#   TORCH          the torch requirement of the worker (default: torch==2.14.1, built for CUDA 13)
+#   TORCH_INDEX    an extra package index for torch, e.g. https://download.pytorch.org/whl/cu126
+#                  for a CUDA 12 build that older NVIDIA drivers run (see README, "Docker")
+#   BAKE_WEIGHTS   1: download the VGG-19 weights into the worker image at build time (needs the
+#                  network); default 0: give them at run time (see README, "VGG-19 weights")
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+FROM ${PYTHON_IMAGE} AS base
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TORCH_HOME=/opt/torch
-
-# tini: PID 1 that forwards SIGTERM to the bot and reaps worker processes
+    TORCH_HOME=/opt/torch \
+    STYLEBOT_DATABASE_URL=sqlite+aiosqlite:////data/stylebot.db
+# tini: PID 1 that forwards SIGTERM and reaps worker processes
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
-    && rm -rf /var/lib/apt/lists/*
-
-# torch from PyPI ships its own CUDA runtime; only the NVIDIA driver comes from the host
-RUN pip install "torch==2.14.1"
-
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 stylebot \
+    && mkdir -p /data /opt/torch && chown 10001 /data /opt/torch
 WORKDIR /app
 COPY pyproject.toml ./
-# the project's other dependencies, read from pyproject.toml, without the code
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(d for d in p['dependencies'] + p['optional-dependencies']['postgres'] if not d.startswith('torch')))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+COPY scripts/requirements.py ./scripts/
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["tini", "--"]
 
-# torchvision's ImageNet VGG-19 weights (548 MB), checked against their hash
-RUN python -c "import torch; torch.hub.download_url_to_file('https://download.pytorch.org/models/vgg19-dcbb9e9d.pth', '/opt/torch/hub/checkpoints/vgg19-dcbb9e9d.pth', hash_prefix='dcbb9e9d', progress=False)" \
-    && chmod -R a+rX /opt/torch
-
+# ---- the Discord bot: no torch; jobs go to `stylebot worker`s over Redis (STYLEBOT_EXECUTOR=celery)
+FROM base AS bot
+RUN python scripts/requirements.py celery postgres > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
 COPY README.md LICENSE ./
 COPY bot ./bot
-RUN pip install --no-deps . \
-    && useradd --create-home --uid 10001 stylebot \
-    && mkdir -p /data && chown 10001 /data
-
+RUN pip install --no-deps .
 USER 10001
 VOLUME /data
-ENV STYLEBOT_DATABASE_URL=sqlite+aiosqlite:////data/stylebot.db \
+ENV STYLEBOT_EXECUTOR=celery \
     STYLEBOT_HEALTH_PORT=8080 \
     STYLEBOT_HEALTH_HOST=0.0.0.0
 EXPOSE 8080
-# ready = gateway connected and a worker loaded (the first start loads VGG-19: give it time)
-HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 CMD ["stylebot", "health", "--port", "8080"]
-# SIGTERM: stop taking jobs, let running ones finish for STYLEBOT_SHUTDOWN_GRACE (30 s), tell the
-# members; run with --stop-timeout 60 (compose: stop_grace_period) so Docker waits for that
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["tini", "--"]
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["stylebot", "health", "--port", "8080"]
 CMD ["stylebot", "run"]
+
+# ---- the GPU worker: torch (the largest layer first, so that code changes keep it cached)
+FROM base AS worker
+ARG TORCH=torch==2.14.1
+ARG TORCH_INDEX=""
+# torch from PyPI ships its own CUDA runtime; only the NVIDIA driver comes from the host.
+# (DL3013: the version is pinned, in the build argument TORCH)
+# hadolint ignore=DL3013
+RUN pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$TORCH" \
+    && python scripts/requirements.py engine celery > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+ARG BAKE_WEIGHTS=0
+COPY README.md LICENSE ./
+COPY bot ./bot
+RUN pip install --no-deps . \
+    && if [ "$BAKE_WEIGHTS" = 1 ]; then stylebot download-weights && chmod -R a+rX /opt/torch; fi
+USER 10001
+VOLUME /data
+# a worker announces itself in Redis; it serves no health port
+HEALTHCHECK NONE
+CMD ["stylebot", "worker"]
