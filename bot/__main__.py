@@ -18,6 +18,7 @@ from bot.cli import (
     stylize,
     worker,
 )
+from bot.extras import MissingExtra, from_import_error
 from bot.logs import LogConfig, configure_logging
 
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stylebot", description="Neural style transfer: a Discord bot and a command line."
     )
     parser.add_argument("--version", action="version", version=f"stylebot {_version()}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in (
         run,
         worker,
@@ -67,19 +68,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "download-weights",
         help="fetch torchvision's ImageNet VGG-19 weights into the torch hub cache",
+        description="Downloads torchvision's ImageNet VGG-19 weights (548 MB, checked against "
+        "their hash) into the torch hub cache ($TORCH_HOME/hub/checkpoints), unless they are "
+        "there already, and prints their path. Needs the network.",
     )
     p.set_defaults(handler=_download)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     configure_logging(LogConfig(level=logging.WARNING))  # `run` sets its own level and format
     try:
         return args.handler(args)
     except CliError as exc:
         print(f"stylebot: error: {exc}", file=sys.stderr)
         return exc.code
+    except MissingExtra as exc:
+        print(f"stylebot: error: {exc}", file=sys.stderr)
+        return 3
+    except ModuleNotFoundError as exc:
+        missing = from_import_error(exc, f"stylebot {args.command}")
+        if missing is None:
+            raise
+        print(f"stylebot: error: {missing}", file=sys.stderr)
+        return 3
     except Exception as exc:
         code = _engine_error_code(exc)
         if code is None:

@@ -173,29 +173,57 @@ def make_executor(settings_: Settings) -> Dispatcher:
     return LocalExecutor(config)
 
 
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C arrived: the bot stopped on request (also while it was still starting)."""
+
+
 async def run(settings_: Settings) -> None:
     """Workers first (they prove the weights), then the database (this creates an SQLite file),
-    then Discord."""
+    then Discord. SIGTERM and Ctrl-C stop it at any point; while starting, as Stopped."""
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
+    stop = _StopOnSignal(asyncio.get_running_loop())
     executor = make_executor(settings_)
-    await executor.start()
+    storage: Storage | None = None
     try:
+        await executor.start()
         storage = await Storage.open(
             settings_.database_url, settings_ttl=settings_.settings_cache_ttl
         )
-    except BaseException:
-        await executor.shutdown(graceful=False)
-        raise
-    bot = StyleBot(settings_, storage, executor)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
-    try:
+        bot = StyleBot(settings_, storage, executor)
+        stop.bot = bot
         async with bot:
             await bot.start(settings_.discord_token.get_secret_value())
+    except BaseException:
+        if stop.requested:
+            raise Stopped() from None  # whatever the stop interrupted (a start, a login) failed
+        raise
     finally:
         await executor.shutdown(graceful=False)
-        await storage.close()
+        if storage is not None:
+            await storage.close()
+    if stop.requested:
+        raise Stopped()
+
+
+class _StopOnSignal:
+    """SIGTERM and SIGINT: close the bot once it exists; before that, cancel the start."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.requested = False
+        self.bot: StyleBot | None = None
+        self._task = asyncio.current_task()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        log.info("%s: stopping", sig.name)
+        if self.bot is not None:
+            asyncio.ensure_future(self.bot.close())
+        elif self._task is not None:
+            self._task.cancel()
 
 
 async def sync(settings_: Settings) -> bool:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from typing import Literal, TypeVar
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -144,6 +148,28 @@ class Settings(CommonSettings):
         return (
             tuple(d.strip() for d in self.devices.split(",") if d.strip()) if self.devices else None
         )
+
+
+# STYLEBOT_* variables that are not settings: the test suite's and .ci/run's own
+NOT_SETTINGS = frozenset({"STYLEBOT_TEST_POSTGRES_URL", "STYLEBOT_VENV"})
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per STYLEBOT_* name in the environment or .env that no setting reads (a typo
+    would otherwise be ignored in silence), naming the closest known one."""
+    names = set(os.environ if environ is None else environ)
+    if environ is None and os.path.isfile(".env"):
+        names |= set(dotenv_values(".env"))
+    known = {"STYLEBOT_" + name.upper() for name in Settings.model_fields} | NOT_SETTINGS
+    warnings = []
+    for name in sorted(n for n in names if n.upper().startswith("STYLEBOT_")):
+        if name.upper() in known:
+            continue
+        # compared without the common prefix, which would make every name look alike
+        close = difflib.get_close_matches(name.upper()[9:], [k[9:] for k in known], n=1, cutoff=0.7)
+        hint = f"; did you mean STYLEBOT_{close[0]}?" if close else ' (README, "Settings")'
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings
 
 
 def load_settings(cls: type[S] = Settings, **overrides) -> S:

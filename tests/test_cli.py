@@ -55,6 +55,10 @@ def test_stylize_writes_an_image_and_intermediates(pictures):
     assert done.returncode == 0, done.stderr
     assert Image.open(out).size == (48, 32)
     assert (folder / "out-0002.png").exists() and (folder / "out-0004.png").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("out.png", "out-0002.png"):  # as any new file: readable by others (0644)
+        assert (folder / written).stat().st_mode & 0o777 == 0o666 & ~umask, written
     assert "RANDOM" in done.stderr  # random weights are never silent
     assert "4/4" in done.stderr and "ETA" in done.stderr and "seed 3" in done.stderr
 

@@ -63,6 +63,7 @@ def test_missing_weights_create_nothing(folder):
             "folder of the SQLite database does not exist",
         ),
         ("postgresql+asyncpg://nobody@127.0.0.1:1/none", "cannot be used"),
+        ("postgresql+asyncpg://nobody@127.0.0.1:port/none", "not a database URL"),
     ],
 )
 def test_a_bad_database(folder, url, message):
@@ -102,3 +103,84 @@ def test_download_weights_without_network(folder):
     )
     assert done.returncode == 3
     assert "could not download the VGG-19 weights" in done.stderr and len(error_lines(done)) == 1
+
+
+def test_stylebot_alone_prints_help_without_internal_commands(folder):
+    done = stylebot(env={}, cwd=folder)
+    assert done.returncode == 0 and done.stderr == ""
+    assert "stylize" in done.stdout and "download-weights" in done.stdout
+    assert "gpu-check-stylize" not in done.stdout
+
+
+def test_every_command_has_a_description():
+    from bot.__main__ import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {name for name, p in commands.items() if not p.description} == set()
+
+
+def test_a_worker_on_a_device_that_is_not_here_exits_with_one_line(folder):
+    done = stylebot("worker", "--device", "cuda:7", env={}, cwd=folder, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert "--device cuda:7:" in done.stderr and len(error_lines(done)) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_settings_are_named_with_the_closest_known_one():
+    from bot.config import unknown_variables
+
+    warnings = unknown_variables(
+        {
+            "STYLEBOT_DATABSE_URL": "x",
+            "STYLEBOT_DATABASE_URL": "y",
+            "STYLEBOT_ZZZ": "1",
+            "HOME": "/",
+        }
+    )
+    assert warnings == [
+        "STYLEBOT_DATABSE_URL is not a setting and is ignored; did you mean STYLEBOT_DATABASE_URL?",
+        'STYLEBOT_ZZZ is not a setting and is ignored (README, "Settings")',
+    ]
+
+
+def test_run_warns_at_start_about_an_unknown_setting(folder):
+    done = stylebot(
+        "run",
+        env={
+            "STYLEBOT_DISCORD_TOKEN": "x",
+            "STYLEBOT_EXECUTOR": "celery",
+            "STYLEBOT_REDIS_URL": "redis://127.0.0.1:1/0",
+            "STYLEBOT_JOB_TIME_LIMT": "60",
+            "STYLEBOT_DISCORD_API_BASE": "http://127.0.0.1:9/api/v10",
+        },
+        cwd=folder,
+    )
+    assert "STYLEBOT_JOB_TIME_LIMT is not a setting" in done.stderr, done.stderr
+    assert "did you mean STYLEBOT_JOB_TIME_LIMIT?" in done.stderr
+
+
+def test_sigterm_while_the_workers_start_is_a_stop(folder):
+    import signal
+    import time
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("STYLEBOT_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env={
+            **base,
+            "PYTHONPATH": os.getcwd(),
+            "STYLEBOT_DISCORD_TOKEN": "x",
+            "STYLEBOT_DEVICES": "cpu",
+            "STYLEBOT_VGG19_WEIGHTS": "random",
+        },
+        cwd=folder,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # the bot has installed its handlers; the workers are loading VGG-19
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "SIGTERM: stopping" in stderr and stderr.rstrip().endswith("stopped"), stderr
+    assert "error" not in stderr.lower() and not (folder / "stylebot.db").exists()

@@ -80,7 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(handler=run)
     p = subparsers.add_parser(
-        "gpu-check-stylize", help="part of gpu-check: stylize per optimiser and precision"
+        "gpu-check-stylize",  # internal: no help=, so the top-level help does not list it
+        description="Part of gpu-check (internal): stylize per optimiser and precision.",
     )
     p.add_argument("--device", required=True)
     p.add_argument("--weights", required=True)

@@ -12,7 +12,11 @@ from bot.cli import CliError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "health", help="exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)"
+        "health",
+        help="exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)",
+        description="Asks the bot's health server on 127.0.0.1 (GET /healthz) and exits 0 when "
+        "the gateway is connected and a worker is ready, 1 otherwise with the reason: Docker's "
+        "HEALTHCHECK.",
     )
     p.add_argument(
         "--port",

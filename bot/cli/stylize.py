@@ -349,9 +349,13 @@ def _describe(plan, params: StyleParams) -> str:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write through a new, unpredictably named file in the same folder (never one that exists,
-    never through a symlink), then rename it over `path`."""
+    never through a symlink), then rename it over `path`. The file gets the usual permissions
+    (0666 less the umask), not mkstemp's 0600, so that others may read it as with any new file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as file:
             file.write(data)
         os.replace(tmp, path)

@@ -21,17 +21,27 @@ import re
 import socket
 
 from bot.cli import CliError, HelpFormatter
+from bot.executor.protocol import default_batch_size
+from bot.extras import require
 
-EXIT_SETTINGS = 2
+EXIT_SETTINGS, EXIT_ENVIRONMENT = 2, 3
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "worker",
         help="run a Celery worker for one GPU (the bot with STYLEBOT_EXECUTOR=celery sends it jobs)",
+        description="Takes jobs from the Celery queue (STYLEBOT_REDIS_URL, STYLEBOT_BROKER_URL) and "
+        "runs them on one device until SIGTERM, which lets the running jobs end. Exits 2 on bad "
+        "settings and 3 when the device or the VGG-19 weights cannot be used.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--device", default="cuda:0", help="the device it runs jobs on: cuda:N or cpu")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="the device it runs jobs on: auto (the first CUDA GPU, else MPS, else the CPU), "
+        "cuda:N, mps or cpu",
+    )
     p.add_argument(
         "--name",
         default=None,
@@ -58,8 +68,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.config import ConfigError, WorkerSettings, load_settings
+    require("celery", "stylebot worker")
+    from bot.config import ConfigError, WorkerSettings, load_settings, unknown_variables
     from bot.executor.celery.task import WorkerIdentity, make_worker_app
+    from bot.executor.pool import WorkerStartError, check_device
     from bot.executor.runner import RunnerSpec
     from bot.logs import LogConfig, configure_logging
 
@@ -67,16 +79,22 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(WorkerSettings)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_SETTINGS) from None
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", args.device):  # torch is not imported here
-        raise CliError(f"unknown device {args.device!r}; use cuda:N, cpu or mps", EXIT_SETTINGS)
     weights = settings.vgg19_weights
     if weights not in (None, "random") and not os.path.exists(weights):
-        raise CliError(f"STYLEBOT_VGG19_WEIGHTS: no such file: {weights}", 3)
-    batch = args.batch_size or (16 if args.device.startswith("cuda") else 1)
+        raise CliError(f"STYLEBOT_VGG19_WEIGHTS: no such file: {weights}", EXIT_ENVIRONMENT)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        raise CliError(
+            f"unknown device {args.device!r}; use auto, cuda:N, cpu or mps", EXIT_SETTINGS
+        )
+    try:  # in a short-lived process: with a batch of one, this process never imports torch
+        device = check_device(args.device)
+    except WorkerStartError as exc:
+        raise CliError(f"--device {args.device}: {exc}", EXIT_ENVIRONMENT) from None
+    batch = args.batch_size or default_batch_size(device)
     if batch < 1:
         raise CliError("--batch-size must be at least 1", EXIT_SETTINGS)
     level = args.log_level or settings.log_level
-    name = args.name or f"{socket.gethostname()}/{args.device}"
+    name = args.name or f"{socket.gethostname()}/{device}"
     configure_logging(
         LogConfig(
             level=getattr(logging, level),
@@ -84,10 +102,12 @@ def run(args: argparse.Namespace) -> int:
             who=f"worker {name}",
         )
     )
+    for warning in unknown_variables():
+        logging.getLogger("stylebot.worker").warning("%s", warning)
     identity = WorkerIdentity(
         name=name,
         spec=RunnerSpec(
-            device=args.device,
+            device=device,
             weights=weights,
             threads=args.threads,
             limits=settings.image_limits,

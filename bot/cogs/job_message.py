@@ -137,8 +137,13 @@ class JobMessage:
     def _show(self, event: Event) -> None:
         view = cancel_view(self.handle.id, self.handle.job.user_id)
         if isinstance(event, JobQueued):
+            waiting = (
+                " No worker is online right now: it starts as soon as one is."
+                if event.no_worker
+                else ""
+            )
             edit = {
-                "content": f"⏳ Queued: position **{event.position}**. {self.summary.text}",
+                "content": f"⏳ Queued: position **{event.position}**.{waiting} {self.summary.text}",
                 "view": view,
                 "embed": None,
                 "attachments": [],

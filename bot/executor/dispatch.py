@@ -146,6 +146,7 @@ class _JobState:
         self.handle = handle
         self.released = False
         self.position: int | None = None
+        self.no_worker = False  # as last told: no worker was online
         self.stop_reason: StopReason | None = None
         self.timer: asyncio.TimerHandle | None = None
 
@@ -320,7 +321,12 @@ class Dispatcher(Executor, Listener):
         self._pump()
 
     def _announce_positions(self) -> None:
+        """Tell each waiting job its position, and whether any worker is online, when either
+        changed since it was last told."""
+        no_worker = self.backend.workers_ready() == 0
         for position, state in enumerate(self._queue.in_order(), start=1):
-            if state.position != position:
-                state.position = position
-                state.handle._emit(JobQueued(job_id=state.job.id, position=position))
+            if (state.position, state.no_worker) != (position, no_worker):
+                state.position, state.no_worker = position, no_worker
+                state.handle._emit(
+                    JobQueued(job_id=state.job.id, position=position, no_worker=no_worker)
+                )

@@ -32,6 +32,7 @@ from bot.executor.protocol import (
     JobCancelled,
     JobFailed,
     JobStarted,
+    default_batch_size,
     event_from_dict,
 )
 from bot.executor.runner import RunnerSpec
@@ -46,6 +47,7 @@ from bot.executor.worker import (
     WorkerSpec,
     worker_main,
 )
+from bot.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +62,37 @@ def LocalExecutor(config: ExecutorConfig | None = None) -> Dispatcher:  # noqa: 
     return Dispatcher(LocalPool(config), config)
 
 
-def detect_devices() -> tuple[str, ...]:
-    """Every CUDA GPU, else MPS, else the CPU: asked of a short-lived process, so that neither
-    torch nor CUDA is ever loaded into the bot's own process."""
-    probe = "from bot.engine.devices import detect_devices; print(','.join(detect_devices()))"
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
-    )
+def ask_torch(code: str) -> str:
+    """What `code` prints in a short-lived process, so that neither torch nor CUDA is ever loaded
+    into the calling process; WorkerStartError with the last line of its error otherwise."""
+    require("torch", "running jobs on this machine")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise WorkerStartError(
-            f"could not detect the devices: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+        raise WorkerStartError((done.stderr.strip().splitlines() or ["?"])[-1])
+    return done.stdout.strip()
+
+
+def detect_devices() -> tuple[str, ...]:
+    """Every CUDA GPU, else MPS, else the CPU."""
+    try:
+        found = ask_torch(
+            "from bot.engine.devices import detect_devices; print(','.join(detect_devices()))"
         )
-    return tuple(done.stdout.strip().split(","))
+    except WorkerStartError as exc:
+        raise WorkerStartError(f"could not detect the devices: {exc}") from None
+    return tuple(found.split(","))
+
+
+def check_device(name: str) -> str:
+    """The device `name` stands for (`auto`: the best one here), checked to exist on this machine;
+    WorkerStartError with the reason otherwise (for example no CUDA GPU)."""
+    found = ask_torch(
+        "import sys\n"
+        "from bot.engine.devices import DeviceError, parse_device\n"
+        f"try: print(parse_device({name!r}))\n"
+        "except DeviceError as exc: sys.exit(f'DeviceError: {exc}')"
+    )
+    return found
 
 
 class _Worker:
@@ -139,19 +160,22 @@ class LocalPool(Backend):
                     limits=self.config.image_limits,
                     memory_limit=self.config.memory_limit,
                 )
-                batch = self.config.batch_size or (16 if device.startswith("cuda") else 1)
+                batch = self.config.batch_size or default_batch_size(device)
                 self._workers.append(
                     _Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log, batch))
                 )
         waits = [self._spawn(w) for w in self._workers]
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*waits), self.config.start_timeout)
-        except TimeoutError:
+        try:  # (not wait_for over gather: a cancelled gather leaves an unread exception)
+            _, pending = await asyncio.wait(waits, timeout=self.config.start_timeout)
+        except asyncio.CancelledError:  # SIGTERM while the workers load
+            await self.close()
+            raise
+        if pending:
             await self.close()
             raise WorkerStartError(
                 f"the workers did not load VGG-19 within {self.config.start_timeout:.0f} s"
-            ) from None
-        if not any(results):
+            )
+        if not any(wait.result() for wait in waits):
             message = next(iter(self._start_failures.values()), "no worker started")
             await self.close()
             raise WorkerStartError(message)

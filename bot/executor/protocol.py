@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+CUDA_BATCH_SIZE = 16  # measured on an H200: see docs/executor.md, "Batching"
+
+
+def default_batch_size(device: str) -> int:
+    """Jobs one worker steps together unless told: 16 on a CUDA GPU, 1 elsewhere."""
+    return CUDA_BATCH_SIZE if device.startswith("cuda") else 1
+
 
 class FailureKind(StrEnum):
     BAD_INPUT = "bad_input"  # the images or the parameters cannot work; the message says why
@@ -97,6 +104,7 @@ class Event:
 class JobQueued(Event):
     type: ClassVar[str] = "queued"
     position: int  # 1 = the next job to start
+    no_worker: bool = False  # no worker is online: the job waits until one is
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -243,8 +243,8 @@ class CeleryBackend(Backend):
         before = self._slots
         self._workers = workers
         self._slots = sum(int(w.get("slots", 1)) for w in workers.values())
-        if self._slots > before and self._listener is not None:
-            self._listener.on_capacity()
+        if self._slots != before and self._listener is not None:
+            self._listener.on_capacity()  # more slots to fill, or none: waiting jobs are told
 
     async def _collect(self, job_ids: list[str]) -> None:
         """Deliver the stored endings of these jobs, if they have ended."""
