@@ -18,6 +18,11 @@ from typing import TextIO
 _PATTERNS = (
     (re.compile(r"(/(?:interactions|webhooks)/\d+/)[^/\s?'\"]+"), r"\1<token>"),
     (re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+(['"])"""), r"\1<redacted>\2"),
+    # an interaction token wherever it stands (a database error's parameters, a repr):
+    # Discord's are base64 of "interaction:<id>:..."
+    (re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_\-]+"), "<token>"),
+    # a bot token: base64 of the bot's id, a timestamp and an HMAC, dot-separated
+    (re.compile(r"\b[MNO][A-Za-z\d_-]{23,27}\.[\w-]{6}\.[\w-]{27,40}\b"), "<bot-token>"),
 )
 # the loggers that write request URLs or gateway payloads
 DISCORD_LOGGERS = (
@@ -63,6 +68,18 @@ def install_redaction() -> None:
     # aiosqlite logs every statement with its parameters at DEBUG: the jobs table's token among them
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
+
+
+class _Redacted(logging.Formatter):
+    """Whatever another formatter writes (the message, a traceback, an exception's text, a stack),
+    with every token replaced: the last step before a line leaves the process."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
 
 
 class _JsonFormatter(logging.Formatter):
@@ -115,12 +132,14 @@ def configure_logging(config: LogConfig, stream: TextIO | None = None) -> None:
     a terminal (never in a file or Docker's log), JSON on request, tokens redacted."""
     target: TextIO = stream or sys.stderr
     handler = logging.StreamHandler(target)
+    formatter: logging.Formatter
     if config.json:
-        handler.setFormatter(_JsonFormatter(config.who))
+        formatter = _JsonFormatter(config.who)
     else:
         fmt = f"%(asctime)s {config.who} %(levelname)s %(name)s: %(message)s"
         colour = target.isatty() and not os.environ.get("NO_COLOR")
-        handler.setFormatter(_ColourFormatter(fmt) if colour else logging.Formatter(fmt))
+        formatter = _ColourFormatter(fmt) if colour else logging.Formatter(fmt)
+    handler.setFormatter(_Redacted(formatter))
     handler.addFilter(_FILTER)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -152,8 +152,10 @@ class Storage:
     async def open(cls, url: str, *, settings_ttl: float = 5.0) -> Storage:
         """Connect and migrate; StorageError with one line that says what is wrong."""
         try:
-            engine = create_async_engine(url)
-        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
+            # hide_parameters: a failed statement's error text never lists its values (the
+            # jobs table holds interaction tokens), so no log line or traceback can carry them
+            engine = create_async_engine(url, hide_parameters=True)
+        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError, ValueError) as exc:
             raise StorageError(
                 f"STYLEBOT_DATABASE_URL is not a usable database URL ({_reason(exc)}); "
                 "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
@@ -508,7 +510,8 @@ def check_database_url(url: str) -> None:
     """Refuse a wrong URL, or an SQLite file in a folder that does not exist, without creating anything."""
     try:
         parsed = sa.engine.make_url(url)
-    except sa_exc.ArgumentError as exc:
+        parsed.port  # noqa: B018  (the port is parsed only when read: "abc" raises ValueError)
+    except (sa_exc.ArgumentError, ValueError) as exc:
         raise StorageError(f"STYLEBOT_DATABASE_URL is not a database URL ({exc})") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         import os

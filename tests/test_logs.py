@@ -69,3 +69,50 @@ def test_workers_log_at_the_bots_level_and_format(capfd):
         e["level"] in ("WARNING", "ERROR") for e in worker
     )  # no INFO: the level came along
     assert any("RANDOM" in e["message"] for e in worker)
+
+
+INTERACTION_TOKEN = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDpTRUNSRVRTRUNSRVQ"
+
+
+def test_no_token_in_a_failed_statements_traceback(tmp_path):
+    """A failed insert of a jobs row (the interaction token among its values), logged with its
+    traceback as the tree's error handler logs it: neither the message nor the traceback lists
+    the token."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from bot.storage import Storage
+
+    stream = io.StringIO()
+    configure_logging(LogConfig(level=logging.DEBUG), stream)
+
+    async def scenario():
+        storage = await Storage.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+        try:
+            async with storage.engine.begin() as conn:
+                await conn.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, token TEXT)"))
+                await conn.execute(sa.text("INSERT INTO t VALUES (1, 'x')"))
+            async with storage.engine.begin() as conn:  # the same id again: IntegrityError
+                await conn.execute(
+                    sa.text("INSERT INTO t VALUES (1, :t)"), {"t": INTERACTION_TOKEN}
+                )
+        except Exception:
+            logging.getLogger("bot.test").exception("could not record the job")
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+    text = stream.getvalue()
+    assert "IntegrityError" in text and "Traceback" in text
+    assert INTERACTION_TOKEN not in text
+
+
+def test_tokens_are_redacted_in_tracebacks_too():
+    stream = io.StringIO()
+    configure_logging(LogConfig(level=logging.INFO), stream)
+    try:
+        raise RuntimeError(f"POST /interactions/1/{INTERACTION_TOKEN}/callback failed")
+    except RuntimeError:
+        logging.getLogger("bot.test").exception("failed: %s", ("x", INTERACTION_TOKEN))
+    assert INTERACTION_TOKEN not in stream.getvalue() and "<token>" in stream.getvalue()
