@@ -8,6 +8,9 @@ from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings, SettingsError
 from bot.storage import MIGRATIONS, JobRecord, Storage, input_keys, schema_version
 
+# the PostgreSQL database is one for all tests: its tests run one at a time, on one xdist worker
+pytestmark = pytest.mark.xdist_group("postgresql")
+
 POSTGRES_URL = os.environ.get(
     "STYLEBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

@@ -103,7 +103,10 @@ class DevicePolicy:
         return f"{self.device.type} {self.precision} {layout}"
 
     def prepare_model(self, model: ModelT) -> ModelT:
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+        """The model in this policy's memory format, whatever format an earlier policy left it in
+        (the model is shared: a worker's, or a test session's)."""
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return model.to(memory_format=layout)
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:

@@ -3,17 +3,10 @@
 import asyncio
 
 import pytest
-import redis
 
 from tests.bot.harness import ALICE, BotHarness, picture_attachments, stylize_options, text_of
 from tests.bot.test_recovery_e2e import bot_env, kill_tree, run
-from tests.executor.celery_helpers import (
-    REDIS_URL,
-    Worker,
-    celery_config,
-    reachable,
-    wait_for_workers,
-)
+from tests.executor.celery_helpers import REDIS_URL, celery_config, reachable, running_workers
 
 pytestmark = pytest.mark.skipif(not reachable(REDIS_URL), reason="needs Redis on 127.0.0.1:6379")
 
@@ -22,9 +15,7 @@ def test_a_bot_killed_mid_job_delivers_the_result_after_its_restart(database_url
     import subprocess
     import sys
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
     config = celery_config()
-    worker = Worker(config, "w1", tmp_path)
     celery_settings = {
         "STYLEBOT_EXECUTOR": "celery",
         "STYLEBOT_REDIS_URL": REDIS_URL,
@@ -32,7 +23,6 @@ def test_a_bot_killed_mid_job_delivers_the_result_after_its_restart(database_url
     }
 
     async def scenario(fake):
-        await asyncio.get_running_loop().run_in_executor(None, wait_for_workers, config, ["w1"])
         log = open(tmp_path / "bot.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "-m", "bot", "run"],
@@ -67,9 +57,7 @@ def test_a_bot_killed_mid_job_delivers_the_result_after_its_restart(database_url
             )
         return fake.edits(token), done[-1]
 
-    try:
+    with running_workers(config, ["w1"], tmp_path):
         edits, done = run(scenario)
-    finally:
-        worker.stop()
     assert not any("was lost" in text_of(e) for e in edits)
     assert "300 steps" in text_of(done) and done.files

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -17,7 +19,9 @@ from bot.executor.celery.backend import CeleryBackend
 from bot.executor.celery.config import CeleryConfig
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 
-REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own, emptied by each test
+# a database of its own; every test has a queue of its own (and every job its own keys), so tests
+# can run side by side and nothing needs emptying
+REDIS_URL = "redis://127.0.0.1:6379/11"
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
@@ -109,6 +113,21 @@ def wait_for_workers(config: CeleryConfig, names: list[str], timeout: float = 12
             return
         time.sleep(0.2)
     raise AssertionError(f"workers {names} did not announce themselves within {timeout} s")
+
+
+@contextlib.contextmanager
+def running_workers(
+    config: CeleryConfig, names: list[str], log_dir: Path, **options
+) -> Iterator[dict[str, Worker]]:
+    """`stylebot worker`s by name, announced in Redis before the body runs, killed after it
+    whatever happens."""
+    workers = {name: Worker(config, name, log_dir, **options) for name in names}
+    try:
+        wait_for_workers(config, names)
+        yield workers
+    finally:
+        for worker in workers.values():
+            worker.stop()
 
 
 def dispatcher(config: CeleryConfig, **executor) -> Dispatcher:

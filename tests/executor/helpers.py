@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from bot.engine.params import StyleParams
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
@@ -36,6 +38,16 @@ def long_job(user_id: int = 1) -> Job:
 
 def run(coro, timeout: float = 120):
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def running(executor: Dispatcher) -> AsyncIterator[Dispatcher]:
+    """The executor started for the body, shut down after it whatever happens."""
+    await executor.start()
+    try:
+        yield executor
+    finally:
+        await executor.shutdown()
 
 
 async def started_executor(**config) -> Dispatcher:

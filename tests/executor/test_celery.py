@@ -1,6 +1,6 @@
 """The Celery backend: real `stylebot worker` processes, real Redis, real RabbitMQ.
 
-Each test empties its own Redis database and uses a queue of its own. Timings of redelivery are
+Each test uses a queue of its own, so they can run side by side. Timings of redelivery are
 printed (run with -s to see them); they are figures for the notes, not assertions.
 """
 
@@ -28,13 +28,12 @@ from bot.executor.protocol import (
 from tests.executor.celery_helpers import (
     RABBITMQ_URL,
     REDIS_URL,
-    Worker,
     celery_config,
     dispatcher,
     reachable,
-    wait_for_workers,
+    running_workers,
 )
-from tests.executor.helpers import collect, first, make_job, run
+from tests.executor.helpers import collect, first, make_job, run, running
 
 pytestmark = pytest.mark.skipif(not reachable(REDIS_URL), reason="needs Redis on 127.0.0.1:6379")
 
@@ -44,27 +43,16 @@ LONG_STEPS = 5000  # runs until it is stopped
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     """Two workers on one queue, Redis as broker, shared by the tests that do not kill them."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
     config = celery_config()
-    logs = tmp_path_factory.mktemp("workers")
-    workers = [Worker(config, name, logs) for name in ("w1", "w2")]
-    try:
-        wait_for_workers(config, ["w1", "w2"])
+    with running_workers(config, ["w1", "w2"], tmp_path_factory.mktemp("workers")):
         yield config
-    finally:
-        for worker in workers:
-            worker.stop()
 
 
 def test_submit_progress_and_result(two_workers):
     async def scenario():
-        executor = dispatcher(two_workers)
-        await executor.start()
-        try:
+        async with running(dispatcher(two_workers)) as executor:
             handle = await executor.submit(make_job(steps=4, preview_every=2))
             return await collect(handle)
-        finally:
-            await executor.shutdown()
 
     events = run(scenario())
     kinds = [type(e) for e in events]
@@ -83,26 +71,22 @@ def test_submit_progress_and_result(two_workers):
 
 def test_cancel_while_queued_and_while_running(two_workers):
     async def scenario():
-        executor = dispatcher(two_workers)
-        await executor.start()
-        try:
-            running = [await executor.submit(make_job(u, steps=LONG_STEPS)) for u in (1, 2)]
+        async with running(dispatcher(two_workers)) as executor:
+            long_jobs = [await executor.submit(make_job(u, steps=LONG_STEPS)) for u in (1, 2)]
             queued = await executor.submit(make_job(3, steps=2))
-            for handle in running:
+            for handle in long_jobs:
                 await first(handle, JobProgress)
             assert executor.queue_length == 1  # released only when a worker is free
             await queued.cancel()
             cancelled_queued = await queued.result()
             asked = time.monotonic()
-            await running[0].cancel()
-            cancelled_running = await running[0].result()
+            await long_jobs[0].cancel()
+            cancelled_running = await long_jobs[0].result()
             took = time.monotonic() - asked
             after = await executor.submit(make_job(4, steps=2))
             done_after = await after.result()
-            await running[1].cancel()
+            await long_jobs[1].cancel()
             return cancelled_queued, cancelled_running, took, done_after
-        finally:
-            await executor.shutdown()
 
     cancelled_queued, cancelled_running, took, done_after = run(scenario())
     assert isinstance(cancelled_queued, JobCancelled)
@@ -114,13 +98,9 @@ def test_cancel_while_queued_and_while_running(two_workers):
 
 def test_a_job_over_its_time_limit_fails_with_timeout(two_workers):
     async def scenario():
-        executor = dispatcher(two_workers, time_limit=1.0)
-        await executor.start()
-        try:
+        async with running(dispatcher(two_workers, time_limit=1.0)) as executor:
             handle = await executor.submit(make_job(steps=LONG_STEPS))
             return await handle.result()
-        finally:
-            await executor.shutdown()
 
     result = run(scenario())
     assert isinstance(result, JobFailed) and result.kind == "timeout"
@@ -131,19 +111,15 @@ def test_a_worker_that_does_not_answer_a_cancel_is_revoked(tmp_path):
     """The job's process is frozen (SIGSTOP): the flag is never read, so after the grace the
     task is revoked with terminate=True; the member's job is over at once, and the worker's new
     process finds the flag on the redelivered task and drops it."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
     config = celery_config()
-    worker = Worker(config, "w1", tmp_path)
-    try:
-        wait_for_workers(config, ["w1"])
+    with running_workers(config, ["w1"], tmp_path) as workers:
+        worker = workers["w1"]
 
         async def scenario():
             import os
             import signal
 
-            executor = dispatcher(config, cancel_grace=1.0)
-            await executor.start()
-            try:
+            async with running(dispatcher(config, cancel_grace=1.0)) as executor:
                 handle = await executor.submit(make_job(steps=LONG_STEPS))
                 await first(handle, JobProgress)
                 frozen = worker.job_process()
@@ -154,22 +130,16 @@ def test_a_worker_that_does_not_answer_a_cancel_is_revoked(tmp_path):
                 took = time.monotonic() - asked
                 after = await executor.submit(make_job(2, steps=2))
                 return result, took, await after.result(), frozen
-            finally:
-                await executor.shutdown()
 
         result, took, after, frozen = run(scenario(), timeout=180)
         assert worker.job_process() != frozen  # the frozen process was killed and replaced
-    finally:
-        worker.stop()
     assert isinstance(result, JobCancelled) and 1.0 <= took < 10
     assert isinstance(after, JobDone)
 
 
 def test_two_workers_share_the_queue_and_members_are_served_fairly(two_workers):
     async def scenario():
-        executor = dispatcher(two_workers)
-        await executor.start()
-        try:
+        async with running(dispatcher(two_workers)) as executor:
             order: list[tuple[str, str]] = []
 
             async def watch(name, handle):
@@ -184,8 +154,6 @@ def test_two_workers_share_the_queue_and_members_are_served_fairly(two_workers):
             handles = [(n, await executor.submit(make_job(u, steps=k))) for n, u, k in jobs]
             results = await asyncio.gather(*(watch(n, h) for n, h in handles))
             return order, results
-        finally:
-            await executor.shutdown()
 
     order, results = run(scenario())
     assert all(isinstance(r, JobDone) for r in results)
@@ -198,16 +166,12 @@ def test_two_workers_share_the_queue_and_members_are_served_fairly(two_workers):
 def test_a_killed_job_process_is_redelivered_and_finishes(tmp_path):
     """kill -9 of the process running the job (the OOM killer's way): Celery sees the worker
     lost, rejects the task back to the queue, and the worker's new process runs it again."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
     config = celery_config()
-    worker = Worker(config, "w1", tmp_path)
-    try:
-        wait_for_workers(config, ["w1"])
+    with running_workers(config, ["w1"], tmp_path) as workers:
+        worker = workers["w1"]
 
         async def scenario():
-            executor = dispatcher(config)
-            await executor.start()
-            try:
+            async with running(dispatcher(config)) as executor:
                 handle = await executor.submit(make_job(steps=60))
                 await first(handle, JobProgress)
                 killed = time.monotonic()
@@ -218,12 +182,8 @@ def test_a_killed_job_process_is_redelivered_and_finishes(tmp_path):
                 restarted = await first(handle, JobStarted)
                 redelivered = time.monotonic() - killed
                 return await handle.result(), redelivered, restarted
-            finally:
-                await executor.shutdown()
 
         result, redelivered, _ = run(scenario(), timeout=180)
-    finally:
-        worker.stop()
     assert isinstance(result, JobDone)
     attempts = redis.Redis.from_url(REDIS_URL).hget(f"stylebot:job:{result.job_id}", "attempts")
     assert attempts == b"2"
@@ -231,30 +191,22 @@ def test_a_killed_job_process_is_redelivered_and_finishes(tmp_path):
 
 
 def test_a_job_that_kills_its_worker_every_time_fails_after_the_attempt_limit(tmp_path):
-    redis.Redis.from_url(REDIS_URL).flushdb()
     config = celery_config(max_attempts=2)
-    worker = Worker(config, "w1", tmp_path)
-    try:
-        wait_for_workers(config, ["w1"])
+    with running_workers(config, ["w1"], tmp_path) as workers:
+        worker = workers["w1"]
 
         async def scenario():
             import os
             import signal
 
-            executor = dispatcher(config)
-            await executor.start()
-            try:
+            async with running(dispatcher(config)) as executor:
                 handle = await executor.submit(make_job(steps=LONG_STEPS))
                 for _ in range(2):
                     await first(handle, JobProgress)
                     os.kill(worker.job_process(), signal.SIGKILL)
                 return await handle.result()
-            finally:
-                await executor.shutdown()
 
         result = run(scenario(), timeout=180)
-    finally:
-        worker.stop()
     assert isinstance(result, JobFailed) and result.kind == "worker_crashed"
     assert "2 times" in result.message
 
@@ -266,20 +218,15 @@ def test_a_dead_workers_job_goes_to_another_worker(broker, tmp_path):
     production it is above the longest job)."""
     if broker == "rabbitmq" and not _rabbitmq_up():
         pytest.skip("needs RabbitMQ on 127.0.0.1:5672")
-    redis.Redis.from_url(REDIS_URL).flushdb()
     config = celery_config(
         broker_url=RABBITMQ_URL if broker == "rabbitmq" else None,
         visibility_timeout=8,
         restore_interval=1,
     )
-    workers = {name: Worker(config, name, tmp_path) for name in ("w1", "w2")}
-    try:
-        wait_for_workers(config, list(workers))
+    with running_workers(config, ["w1", "w2"], tmp_path) as workers:
 
         async def scenario():
-            executor = dispatcher(config)
-            await executor.start()
-            try:
+            async with running(dispatcher(config)) as executor:
                 handle = await executor.submit(make_job(steps=60))
                 started = await first(handle, JobStarted)
                 await first(handle, JobProgress)
@@ -288,13 +235,8 @@ def test_a_dead_workers_job_goes_to_another_worker(broker, tmp_path):
                 again = await first(handle, JobStarted)
                 redelivered = time.monotonic() - killed
                 return started, again, await handle.result(), redelivered
-            finally:
-                await executor.shutdown()
 
         started, again, result, redelivered = run(scenario(), timeout=180)
-    finally:
-        for worker in workers.values():
-            worker.stop()
     assert isinstance(result, JobDone)
     assert again.worker != started.worker
     print(
@@ -305,16 +247,11 @@ def test_a_dead_workers_job_goes_to_another_worker(broker, tmp_path):
 def test_a_batching_worker_steps_several_jobs_together(tmp_path):
     """`stylebot worker --batch-size 2`: two task threads feed one batcher; both jobs run at
     once, a cancel of one leaves the other, and a third waits for a slot."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
     config = celery_config()
-    worker = Worker(config, "wb", tmp_path, batch_size=2)
-    try:
-        wait_for_workers(config, ["wb"])
+    with running_workers(config, ["wb"], tmp_path, batch_size=2):
 
         async def scenario():
-            executor = dispatcher(config)
-            await executor.start()
-            try:
+            async with running(dispatcher(config)) as executor:
                 cancelled = await executor.submit(make_job(1, steps=LONG_STEPS))
                 healthy = await executor.submit(make_job(2, steps=40))
                 third = await executor.submit(make_job(3, steps=3))
@@ -328,12 +265,8 @@ def test_a_batching_worker_steps_several_jobs_together(tmp_path):
                     await healthy.result(),
                     await third.result(),
                 )
-            finally:
-                await executor.shutdown()
 
         both_running, cancelled, healthy, third = run(scenario(), timeout=180)
-    finally:
-        worker.stop()
     assert both_running
     assert isinstance(cancelled, JobCancelled)
     assert isinstance(healthy, JobDone) and healthy.steps == 40
@@ -355,14 +288,10 @@ def test_the_bot_restarted_mid_job_still_gets_the_results(two_workers):
         await first_bot.backend.close()
         await asyncio.sleep(3)  # the short job ends meanwhile, and nobody hears it
 
-        second_bot = dispatcher(two_workers)
-        await second_bot.start()
-        try:
+        async with running(dispatcher(two_workers)) as second_bot:
             handles = [await second_bot.reattach(job) for job in (short, long)]
             assert all(handles)
             return [await h.result() for h in handles]
-        finally:
-            await second_bot.shutdown()
 
     results = run(scenario(), timeout=180)
     assert all(isinstance(r, JobDone) for r in results), results
@@ -380,31 +309,23 @@ def test_redis_restarted_mid_job_with_appendonly_loses_nothing(tmp_path):
     ]  # fmt: skip
     redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     config = celery_config(redis_url=url)
-    worker = None
+
+    async def scenario():
+        nonlocal redis_process
+        async with running(dispatcher(config)) as executor:
+            handle = await executor.submit(make_job(steps=100))
+            await first(handle, JobProgress)
+            redis_process.kill()
+            redis_process.wait()
+            await asyncio.sleep(2)
+            redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+            return await handle.result()
+
     try:
         _wait_until(lambda: reachable(url))
-        worker = Worker(config, "w1", tmp_path)
-        wait_for_workers(config, ["w1"])
-
-        async def scenario():
-            nonlocal redis_process
-            executor = dispatcher(config)
-            await executor.start()
-            try:
-                handle = await executor.submit(make_job(steps=100))
-                await first(handle, JobProgress)
-                redis_process.kill()
-                redis_process.wait()
-                await asyncio.sleep(2)
-                redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-                return await handle.result()
-            finally:
-                await executor.shutdown()
-
-        result = run(scenario(), timeout=240)
+        with running_workers(config, ["w1"], tmp_path):
+            result = run(scenario(), timeout=240)
     finally:
-        if worker is not None:
-            worker.stop()
         redis_process.kill()
         redis_process.wait()
     assert isinstance(result, JobDone)
@@ -414,14 +335,10 @@ def test_with_redis_down_a_job_is_refused_as_busy():
     config = celery_config(redis_url="redis://127.0.0.1:6399/0")  # nothing listens there
 
     async def scenario():
-        executor = dispatcher(config)
-        await executor.start()
-        try:
+        async with running(dispatcher(config)) as executor:
             with pytest.raises(BackendBusy, match="busy"):
                 await executor.submit(make_job())
             return executor.backend.workers_ready()
-        finally:
-            await executor.shutdown()
 
     assert run(scenario()) == 0
 
