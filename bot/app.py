@@ -153,6 +153,7 @@ def make_executor(settings_: Settings) -> Dispatcher:
     config = ExecutorConfig(
         devices=settings_.device_list,
         workers_per_device=settings_.workers_per_device,
+        threads_per_worker=settings_.worker_threads,
         batch_size=settings_.batch_size,
         memory_limit=settings_.memory_limit_bytes,
         max_queued=settings_.max_queued,

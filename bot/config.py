@@ -100,6 +100,8 @@ class Settings(CommonSettings):
     discord_gateway_url: str | None = None  # e.g. ws://127.0.0.1:8080/gateway
     devices: str | None = None  # comma-separated worker devices (cpu, cuda:0, ...); default: auto
     workers_per_device: int = Field(1, ge=1, le=16)
+    # torch threads of each local CPU worker; default: the cores shared out among CPU workers
+    worker_threads: int | None = Field(None, ge=1, le=256)
     # jobs one local worker steps together (one VGG-19 pass per shape); default: 16 on CUDA, else 1
     batch_size: int | None = Field(None, ge=1, le=256)
     max_queued: int = Field(50, ge=1)

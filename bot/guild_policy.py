@@ -54,6 +54,8 @@ class GuildSettings:
     allowed_channels: tuple[int, ...] = field(default=())  # empty: every channel
 
     def replace(self, **changes: Any) -> GuildSettings:
+        # + 0.0 turns a typed "-0" into 0 (it would read "strength -0" everywhere)
+        changes = {k: v + 0.0 if isinstance(v, float) else v for k, v in changes.items()}
         return dataclasses.replace(self, **changes).validate()
 
     def validate(self) -> GuildSettings:

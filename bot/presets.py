@@ -13,6 +13,7 @@ from bot.guild_policy import Request
 
 MAX_PRESETS = 25  # per server: also the most choices Discord's autocomplete shows
 NAME_MAX = 32
+KEY_MAX = 64  # the stored key (the name with its case folded) may be longer than the name
 _NAME = re.compile(r"[\w][\w \-'.]*", re.UNICODE)
 COLOUR_MODES = ("none", "luminance", "match")
 
@@ -69,6 +70,8 @@ def checked(preset: Preset) -> Preset:
             f"a preset name has 1 to {NAME_MAX} letters, digits, spaces, - _ ' or ., "
             "and starts with a letter or digit"
         )
+    if len(preset_key(name)) > KEY_MAX:  # "ﬃ" is one letter, and three when case is folded
+        raise PresetError("that name is too long once its letters are compared; shorten it")
     if preset.strength is not None and not (
         math.isfinite(preset.strength) and 0 <= preset.strength <= 100
     ):

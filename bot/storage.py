@@ -396,8 +396,12 @@ class Storage:
 
     async def add_preset(self, guild_id: int, preset: Preset, image: bytes, *, limit: int) -> None:
         """Save a new preset with its image, in one transaction; PresetError if the name is
-        taken or the server has `limit` presets already."""
+        taken or the server has `limit` presets already. The limit holds under concurrent adds:
+        on PostgreSQL a lock per server orders them; on SQLite the insert is one statement that
+        counts under the write lock."""
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:g)"), {"g": guild_id})
             count = (
                 await conn.execute(
                     sa.select(sa.func.count())
@@ -420,17 +424,35 @@ class Storage:
                 raise PresetError(
                     f"this server has {count} presets, the most it may keep; remove one first"
                 )
-            await conn.execute(
-                style_presets.insert().values(
-                    guild_id=guild_id,
-                    key=preset.key,
-                    name=preset.name,
-                    strength=preset.strength,
-                    preserve_colors=preset.preserve_colors,
-                    created_by=preset.created_by,
-                    created_at=time.time(),
-                )
+            values = {
+                "guild_id": guild_id,
+                "key": preset.key,
+                "name": preset.name,
+                "strength": preset.strength,
+                "preserve_colors": preset.preserve_colors,
+                "created_by": preset.created_by,
+                "created_at": time.time(),
+            }
+            under_limit = (
+                sa.select(sa.func.count())
+                .select_from(style_presets)
+                .where(style_presets.c.guild_id == guild_id)
+                .scalar_subquery()
+                < limit
             )
+            row = sa.select(*(sa.literal(v, style_presets.c[k].type) for k, v in values.items()))
+            try:
+                inserted = await conn.execute(
+                    style_presets.insert().from_select(list(values), row.where(under_limit))
+                )
+            except sa_exc.IntegrityError:  # the same name, added at the same moment
+                raise PresetError(
+                    f"this server already has a preset called {preset.name}; remove it first"
+                ) from None
+            if inserted.rowcount == 0:  # another add took the last place meanwhile
+                raise PresetError(
+                    f"this server has {limit} presets, the most it may keep; remove one first"
+                )
             key = image_key(guild_id, preset.name)
             expires = time.time() + KEEP_FOREVER
             await conn.execute(

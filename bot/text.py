@@ -1,4 +1,5 @@
-"""Durations and text progress bars, shared by the terminal and the Discord messages."""
+"""Durations, text progress bars and Discord's length limits, shared by the terminal and the
+Discord messages."""
 
 from __future__ import annotations
 
@@ -20,3 +21,24 @@ def bar(step: int, total: int, width: int, *, full: str = "█", empty: str = "�
     """A bar of `width` characters, `step / total` of them full."""
     filled = width * step // max(1, total)
     return full * filled + empty * (width - filled)
+
+
+MESSAGE_LIMIT = 2000  # characters of a Discord message's content
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text`, cut with "…" if it is longer than `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fit_lines(head: str, lines: list[str], limit: int = MESSAGE_LIMIT) -> str:
+    """`head` and as many of `lines` as fit in `limit` characters, one a line; the rest counted
+    in a last line ("… and 3 more")."""
+    text = head
+    for shown, line in enumerate(lines):
+        rest = len(lines) - shown - 1
+        tail = f"\n… and {rest} more" if rest else ""
+        if len(text) + 1 + len(line) + len(tail) > limit:
+            return clip(text + f"\n… and {len(lines) - shown} more", limit)
+        text += "\n" + line
+    return clip(text, limit)

@@ -1,10 +1,24 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# Under pytest-xdist several test processes share the machine's cores: each of them, and every
+# process they start, runs torch on one thread, so that no two thread pools fight over a core.
+PARALLEL = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+def pytest_configure(config):
+    if PARALLEL:
+        os.environ["OMP_NUM_THREADS"] = "1"  # the stylebot commands and workers tests start
+        os.environ["STYLEBOT_WORKER_THREADS"] = "1"  # the local pools of `stylebot run`
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -221,3 +221,47 @@ def test_preset_rules(name, strength, colours, message):
 
     with pytest.raises(PresetError, match=message):
         checked(Preset(name=name, strength=strength, preserve_colors=colours))
+
+
+def test_the_preset_limit_holds_when_admins_add_at_once(database_url):
+    from bot.presets import Preset, PresetError, checked
+
+    guild = 4242
+
+    async def scenario():
+        storage = await Storage.open(database_url)
+        try:
+            for preset in await storage.presets(guild):
+                await storage.remove_preset(guild, preset.name)
+
+            async def add(name):
+                try:
+                    await storage.add_preset(guild, checked(Preset(name=name)), b"img", limit=5)
+                    return "saved"
+                except PresetError as exc:
+                    return str(exc)
+
+            many = await asyncio.gather(*(add(f"Style {i}") for i in range(12)))
+            for preset in await storage.presets(guild):
+                await storage.remove_preset(guild, preset.name)
+            same = await asyncio.gather(*(add("Starry Night") for _ in range(4)))
+            kept = len(await storage.presets(guild))
+            for preset in await storage.presets(guild):
+                await storage.remove_preset(guild, preset.name)
+            return many, same, kept
+        finally:
+            await storage.close()
+
+    many, same, kept = asyncio.run(scenario())
+    assert many.count("saved") == 5 and all(
+        "the most it may keep" in m for m in many if m != "saved"
+    )
+    assert same.count("saved") == 1 and kept == 1
+    assert all("already has a preset called Starry Night" in m for m in same if m != "saved")
+
+
+def test_a_name_too_long_once_folded_is_refused_in_words():
+    from bot.presets import Preset, PresetError, checked
+
+    with pytest.raises(PresetError, match="too long once its letters are compared"):
+        checked(Preset(name="ﬃ" * 32))

@@ -45,6 +45,37 @@ class Cooldowns:
     def mark(self, guild_id: int | None, user_id: int, now: float | None = None) -> None:
         self._last[(guild_id, user_id)] = time.monotonic() if now is None else now
 
+    def claim(self, interaction: discord.Interaction, seconds: float) -> None:
+        """Take the member's cooldown for this interaction at once (raise OnCooldown if it is not
+        over): on the event loop there is no await between the check and the mark, so of several
+        commands sent together only one passes. `give_back` returns it if no job starts."""
+        key = (interaction.guild_id, interaction.user.id)
+        left = self.left(*key, seconds)
+        if left > 0:
+            raise OnCooldown(left)
+        interaction.extras[_CLAIM] = (self, key, self._last.get(key))
+        self.mark(*key)
+
+
+_CLAIM = "stylebot-cooldown-claim"
+
+
+def give_back_cooldown(interaction: discord.Interaction) -> None:
+    """The interaction's job was refused or failed to start: its cooldown claim is undone."""
+    claim = interaction.extras.pop(_CLAIM, None)
+    if claim is None:
+        return
+    cooldowns, key, previous = claim
+    if previous is None:
+        cooldowns._last.pop(key, None)
+    else:
+        cooldowns._last[key] = previous
+
+
+def keep_cooldown(interaction: discord.Interaction) -> None:
+    """The interaction's job started: its cooldown claim stands."""
+    interaction.extras.pop(_CLAIM, None)
+
 
 async def guild_settings(interaction: discord.Interaction[StyleBot]) -> GuildSettings:
     if interaction.guild_id is None:
@@ -53,15 +84,12 @@ async def guild_settings(interaction: discord.Interaction[StyleBot]) -> GuildSet
 
 
 async def check_may_start_job(interaction: discord.Interaction[StyleBot]) -> bool:
-    """The server's channel allow-list and the member's cooldown (raise ChannelNotAllowed, OnCooldown)."""
+    """The server's channel allow-list, then the member's cooldown, which this claims (raise
+    ChannelNotAllowed, OnCooldown). A refusal after this gives the cooldown back."""
     settings = await guild_settings(interaction)
     if not channel_allowed(settings, interaction.channel_id):
         raise ChannelNotAllowed(settings.allowed_channels)
-    left = interaction.client.cooldowns.left(
-        interaction.guild_id, interaction.user.id, settings.cooldown_seconds
-    )
-    if left > 0:
-        raise OnCooldown(left)
+    interaction.client.cooldowns.claim(interaction, settings.cooldown_seconds)
     return True
 
 

@@ -8,7 +8,8 @@ import uuid
 import discord
 from discord import app_commands
 
-from bot.cogs.checks import ChannelNotAllowed, OnCooldown
+from bot.cogs.checks import ChannelNotAllowed, OnCooldown, give_back_cooldown
+from bot.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ class UserFacingError(app_commands.AppCommandError):
 
 
 async def reply_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    message = clip(message)
     try:
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True)
@@ -50,6 +52,7 @@ def message_for(error: app_commands.AppCommandError) -> str | None:
 async def on_tree_error(
     interaction: discord.Interaction, error: app_commands.AppCommandError
 ) -> None:
+    give_back_cooldown(interaction)  # whatever stopped the command, no job started
     message = message_for(error)
     if message is None:
         error_id = uuid.uuid4().hex[:8]

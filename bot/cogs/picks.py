@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.checks import check_may_start_job, guild_settings
+from bot.cogs.checks import check_may_start_job, give_back_cooldown, guild_settings
 from bot.cogs.errors import message_for
 from bot.engine.params import IMAGE_TYPES
 from bot.guild_policy import Request, params_for
@@ -131,6 +131,7 @@ class PicksCog(commands.Cog):
         params, summary = params_for(Request(), await guild_settings(interaction))
         stylize = self.bot.get_cog("StylizeCog")
         if stylize is None:
+            give_back_cooldown(interaction)
             await interaction.response.send_message(
                 "/stylize is not available right now.", ephemeral=True
             )

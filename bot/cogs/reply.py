@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.text import clip
+
 if TYPE_CHECKING:
     from bot.storage import JobRecord
 
@@ -54,6 +56,8 @@ class Reply:
     async def edit(self, client: discord.Client, **fields: Any) -> int:
         """Edit the interaction's original message; its id (raises discord.HTTPException)."""
         webhook = discord.Webhook.partial(self.application_id, self.token, client=client)
+        if isinstance(fields.get("content"), str):
+            fields["content"] = clip(fields["content"])
         message = await webhook.edit_message("@original", **fields)  # type: ignore[arg-type]
         return message.id
 
@@ -63,7 +67,7 @@ class Reply:
             raise discord.ClientException("the job has no channel to post to")
         channel = client.get_partial_messageable(self.channel_id)
         message = await channel.send(
-            f"<@{self.user_id}> {text}",
+            clip(f"<@{self.user_id}> {text}"),
             allowed_mentions=discord.AllowedMentions(users=[discord.Object(self.user_id)]),
             **fields,
         )
@@ -84,7 +88,7 @@ class Reply:
                 return await self.edit(
                     client, content=text, embed=None, attachments=[file] if file else [], view=view
                 )
-            except discord.HTTPException as exc:
+            except Exception as exc:  # whatever it is, the channel is the next way
                 log.warning(
                     "could not edit the end of a job into its message (%s); posting it", exc
                 )
@@ -94,6 +98,6 @@ class Reply:
             return await self.post(
                 client, text, **({"file": file} if file else {}), **({"view": view} if view else {})
             )
-        except (discord.HTTPException, discord.ClientException) as exc:
+        except Exception as exc:  # whatever it is, the ending is kept and tried again later
             log.warning("could not post the end of a job to channel %s: %s", self.channel_id, exc)
             return None

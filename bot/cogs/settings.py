@@ -20,6 +20,7 @@ from bot.engine.imaging import ImageError
 from bot.engine.params import MAX_SIZE, MAX_STEPS
 from bot.guild_policy import MIN_SIZE, GuildSettings, SettingsError, describe
 from bot.presets import NAME_MAX, Preset, PresetError, checked
+from bot.text import fit_lines
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -205,8 +206,9 @@ class SettingsCog(
         if not presets:
             text = f"No presets yet (up to {limit}): add one with `/stylize-settings preset add`."
         else:
-            text = f"{len(presets)} of {limit} presets:\n" + "\n".join(
-                f"- {p.describe()} (added by <@{p.created_by}>)" for p in presets
+            text = fit_lines(
+                f"{len(presets)} of {limit} presets:",
+                [f"- {p.describe()} (added by <@{p.created_by}>)" for p in presets],
             )
         await interaction.response.send_message(
             text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()

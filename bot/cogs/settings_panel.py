@@ -104,8 +104,13 @@ class NumbersModal(discord.ui.Modal, title="Strength, caps and cooldown"):
     def __init__(self, panel: SettingsPanel, settings: GuildSettings):
         super().__init__(timeout=PANEL_SECONDS)
         self.panel = panel
+        raw = settings.content_weight is not None
+        # with raw alpha and beta set, the field starts empty: left empty, they are kept
+        self.shown_strength = "" if raw else f"{settings.strength:g}"
         self.strength = discord.ui.TextInput(
-            label="Style strength (0-100; 1 is balanced)", default=f"{settings.strength:g}"
+            label="Strength (0-100)" + (": empty keeps alpha/beta" if raw else "; 1 is balanced"),
+            default=self.shown_strength,
+            required=not raw,
         )
         self.max_size = discord.ui.TextInput(
             label="Largest size members may ask for (px)", default=str(settings.max_size)
@@ -124,14 +129,15 @@ class NumbersModal(discord.ui.Modal, title="Strength, caps and cooldown"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         try:
-            changes = {
-                "strength": float(self.strength.value),
-                "content_weight": None,
-                "style_weight": None,
+            changes: dict[str, Any] = {
                 "max_size": int(self.max_size.value),
                 "max_steps": int(self.max_steps.value),
                 "cooldown_seconds": int(self.cooldown.value),
             }
+            if self.strength.value.strip() != self.shown_strength:  # a new strength replaces α/β
+                changes.update(
+                    strength=float(self.strength.value), content_weight=None, style_weight=None
+                )
         except ValueError:
             await interaction.response.send_message(
                 "Not saved: give plain numbers (strength may have a decimal point).",

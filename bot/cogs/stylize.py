@@ -11,7 +11,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.checks import check_may_start_job, guild_settings, may_start_job
+from bot.cogs.checks import (
+    check_may_start_job,
+    give_back_cooldown,
+    guild_settings,
+    keep_cooldown,
+    may_start_job,
+)
 from bot.cogs.downloads import DownloadError
 from bot.cogs.errors import UserFacingError, message_for
 from bot.cogs.inputs import Source, check_attachment, fetch, preset_choices
@@ -39,6 +45,7 @@ from bot.guild_policy import (
 )
 from bot.presets import Preset
 from bot.storage import JobRecord, input_keys
+from bot.text import fit_lines
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -223,7 +230,7 @@ class StylizeCog(commands.Cog):
             )
             await self._refuse_after_defer(interaction, f"Not now: {exc}.")
             return
-        self.bot.cooldowns.mark(interaction.guild_id, interaction.user.id)
+        keep_cooldown(interaction)
         self.bot.follow(
             JobMessage(
                 self.bot,
@@ -291,6 +298,7 @@ class StylizeCog(commands.Cog):
             return
         data = await self.bot.storage.get_blobs(input_keys(record.id, record.styles))
         if data is None:
+            give_back_cooldown(interaction)
             hours = self.bot.settings.input_ttl / 3600
             await interaction.response.send_message(
                 f"Sorry, the images of that picture are no longer kept (they are kept for {hours:g} h). "
@@ -334,8 +342,10 @@ class StylizeCog(commands.Cog):
         ]
         hours = self.bot.settings.input_ttl / 3600
         await interaction.response.send_message(
-            f"**Your last pictures here** (their buttons work for {hours:g} h after each was made):\n"
-            + "\n".join(lines),
+            fit_lines(
+                f"**Your last pictures here** (their buttons work for {hours:g} h after each was made):",
+                lines,
+            ),
             ephemeral=True,
         )
 
@@ -381,7 +391,9 @@ class StylizeCog(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True)
 
     async def _refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
-        """The public 'thinking' message goes away; the member alone sees why."""
+        """The public 'thinking' message goes away; the member alone sees why. No job started, so
+        the member's cooldown is given back."""
+        give_back_cooldown(interaction)
         try:
             await interaction.delete_original_response()
         except discord.HTTPException:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.executor.protocol import Event, Job, Terminal
+from bot.executor.protocol import Event, Job, JobCancelled, JobStarted, Terminal
 from bot.executor.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,18 @@ class _Entry:
 
 
 class Batcher:
-    def __init__(self, runner: JobRunner, *, max_jobs: int = 1, memory_budget: int | None = None):
+    def __init__(
+        self,
+        runner: JobRunner,
+        *,
+        max_jobs: int = 1,
+        memory_budget: int | None = None,
+        name: str | None = None,
+    ):
         self.runner = runner
+        # the worker's name: JobStarted is reported when a job is admitted, not when it arrives
+        # (a job may wait here for memory); None: the caller reports it
+        self.name = name
         self.max_jobs = max(1, max_jobs)
         self.memory_budget = memory_budget  # bytes the active jobs may take; None: no limit
         self._inbox: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
@@ -82,6 +92,7 @@ class Batcher:
         """The loop; returns after `stop()` (jobs still active are left as they are)."""
         while not self._stopped.is_set():
             self._take_new(block=not self._active and not self._waiting)
+            self._drop_cancelled()
             self._admit()
             if self._active:
                 self._round()
@@ -98,6 +109,12 @@ class Batcher:
         except queue.Empty:
             pass
 
+    def _drop_cancelled(self) -> None:
+        """A waiting job that was cancelled ends now, not when it would have been admitted."""
+        for entry in [e for e in self._waiting if e.should_cancel()]:
+            self._waiting.remove(entry)
+            entry.finish(JobCancelled(job_id=entry.job.id))
+
     def _admit(self) -> None:
         while self._waiting and len(self._active) < self.max_jobs:
             entry = self._waiting[0]
@@ -108,10 +125,14 @@ class Batcher:
                     return  # it waits for room (alone, it is always admitted)
             self._waiting.pop(0)
             if entry.should_cancel():
-                from bot.executor.protocol import JobCancelled
-
                 entry.finish(JobCancelled(job_id=entry.job.id))
                 continue
+            if self.name is not None:
+                entry.emit(
+                    JobStarted(
+                        job_id=entry.job.id, worker=self.name, device=self.runner.device_name
+                    )
+                )
             try:
                 entry.painting = self.runner.prepare(entry.job, entry.emit, entry.should_cancel)
             except Exception as exc:

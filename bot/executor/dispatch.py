@@ -26,6 +26,7 @@ from bot.executor.protocol import (
     JobCancelled,
     JobFailed,
     JobQueued,
+    JobStarted,
     QueueFull,
     StopReason,
     Terminal,
@@ -257,6 +258,12 @@ class Dispatcher(Executor, Listener):
         if state is None:
             return
         if not event.terminal:
+            if isinstance(event, JobStarted) and self._loop is not None:
+                if state.timer is not None:
+                    state.timer.cancel()
+                state.timer = self._loop.call_later(
+                    self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT
+                )
             state.handle._emit(event)
             return
         if isinstance(event, JobCancelled):
@@ -298,8 +305,10 @@ class Dispatcher(Executor, Listener):
             state = self._queue.pop()
             assert state is not None
             state.released, state.position = True, None
+            # the time limit counts from JobStarted (a worker may hold a job back until memory
+            # allows); until then this backstop, for a job whose start is never reported
             state.timer = self._loop.call_later(
-                self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT
+                2 * self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT
             )
             self.backend.run(state.job)
         self._announce_positions()

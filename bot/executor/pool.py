@@ -31,7 +31,6 @@ from bot.executor.protocol import (
     Job,
     JobCancelled,
     JobFailed,
-    JobStarted,
     default_batch_size,
     event_from_dict,
 )
@@ -336,8 +335,7 @@ class LocalPool(Backend):
         self._seq += 1
         worker.running[self._seq] = _Running(job, self._seq)
         self._by_job[job.id] = worker
-        worker.send(Run(self._seq, job.to_dict()))
-        self._emit(job.id, JobStarted(job_id=job.id, worker=worker.spec.name, device=worker.device))
+        worker.send(Run(self._seq, job.to_dict()))  # its batcher reports JobStarted when it paints
 
     def stop(self, job_id: str) -> None:
         worker = self._by_job.get(job_id)

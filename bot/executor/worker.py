@@ -84,7 +84,9 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
         outbox.send(Fatal(str(exc) or exc.__class__.__name__))
         return
     outbox.send(Ready(runner.device_name, runner.weights_label))
-    batcher = Batcher(runner, max_jobs=spec.batch_size, memory_budget=runner.memory_budget())
+    batcher = Batcher(
+        runner, max_jobs=spec.batch_size, memory_budget=runner.memory_budget(), name=spec.name
+    )
     cancelled: set[int] = set()
     sending = threading.Lock()
 

@@ -542,6 +542,8 @@ class FakeDiscord:
         path = "/" + request.match_info["tail"]
         payload, files = await self._body(request)
         await self._record(Request(request.method, path, payload, files))
+        if (refusal := _over_limits(payload)) is not None:
+            return refusal
         parts = path.strip("/").split("/")
         method = request.method
         if (method, path) == ("GET", "/users/@me"):
@@ -668,3 +670,29 @@ def _nested(options: list[dict], subcommand: str | None) -> list[dict]:
     if group:
         options = [{"name": group[0], "type": 2, "options": options}]
     return options
+
+
+CONTENT_LIMIT = 2000  # Discord's limit on a message's content, in characters
+
+
+def _over_limits(payload: Any) -> web.Response | None:
+    """Discord's answer to a message whose content is too long (an interaction callback carries
+    its message under "data"): 400 Invalid Form Body, code 50035."""
+    if not isinstance(payload, dict):
+        return None
+    message = payload.get("data") if isinstance(payload.get("data"), dict) else payload
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str) and len(content) > CONTENT_LIMIT:
+        error = {
+            "code": "BASE_TYPE_MAX_LENGTH",
+            "message": f"Must be {CONTENT_LIMIT} or fewer in length.",
+        }
+        return _json(
+            {
+                "message": "Invalid Form Body",
+                "code": 50035,
+                "errors": {"content": {"_errors": [error]}},
+            },
+            status=400,
+        )
+    return None

@@ -160,3 +160,35 @@ def test_no_token_in_the_logs_at_any_level(database_url, caplog):
     assert token not in text
     assert "/interactions/" in text and "/callback" in text  # the requests are logged, redacted
     assert "INTERACTION_CREATE" in text and "'token': '<redacted>'" in text
+
+
+def test_three_commands_sent_together_start_one_job_under_a_cooldown(database_url):
+    """The cooldown is taken when the command is checked, not after the download: of three
+    commands sent at once under a 600 s cooldown, one starts and two are told to slow down."""
+    from tests.bot.fake_discord import GUILD_ID
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            settings = await harness.storage.get(GUILD_ID)
+            await harness.storage.put(GUILD_ID, settings.replace(cooldown_seconds=600), by=1)
+            tokens = []
+            for _ in range(3):
+                pictures = picture_attachments(fake)
+                tokens.append(
+                    await fake.slash(
+                        "stylize",
+                        stylize_options(pictures, steps=2, size=64),
+                        member_user=ALICE,
+                        attachments=pictures,
+                    )
+                )
+            await fake.wait_for(lambda f: all(f.callbacks(t) for t in tokens))
+            await fake.wait_for(
+                lambda f: any("Done in" in text_of(e) for t in tokens for e in f.edits(t))
+            )
+            return [fake.callbacks(t)[0] for t in tokens]
+
+    answers = run(scenario)
+    started = [a for a in answers if a.json["type"] == 5]
+    slowed = [a for a in answers if "Slow down" in text_of(a)]
+    assert len(started) == 1 and len(slowed) == 2, [text_of(a) for a in answers]

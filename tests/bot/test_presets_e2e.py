@@ -192,6 +192,54 @@ def test_the_settings_panel_saves_through_the_same_policy(database_url):
     )  # fmt: skip
 
 
+def test_the_settings_modal_changes_only_what_the_admin_changed(database_url):
+    """Raw alpha and beta survive a modal that changed only the cooldown; a typed "-0" is 0."""
+
+    async def open_modal(fake, numbers, message):
+        pressed = await fake.press(numbers, message, member_user=ALICE, permissions=MANAGE_GUILD)
+        (modal,) = await fake.wait_for(lambda f: f.callbacks(pressed))
+        shown = [
+            c.get("value", "")
+            for row in modal.json["data"]["components"]
+            for c in row.get("components", [row.get("component", {})])
+        ]
+        return modal, shown
+
+    async def submit(fake, modal, values, message):
+        sent = await fake.submit_modal(
+            modal.json["data"]["custom_id"], dict(zip(field_ids(modal), values, strict=True)),
+            member_user=ALICE, permissions=MANAGE_GUILD, message=message,
+        )  # fmt: skip
+        (answer,) = await fake.wait_for(lambda f: f.callbacks(sent))
+        return answer
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            raw = (await harness.storage.get(GUILD_ID)).replace(
+                content_weight=1.0, style_weight=1000.0
+            )
+            await harness.storage.put(GUILD_ID, raw, by=1)
+            opened = await fake.slash(
+                "stylize-settings", [], subcommand="panel", member_user=ALICE,
+                permissions=MANAGE_GUILD,
+            )  # fmt: skip
+            (panel,) = await fake.wait_for(lambda f: f.callbacks(opened))
+            message = fake.originals[opened]
+            numbers = panel.json["data"]["components"][-1]["components"][0]["custom_id"]
+            modal, shown = await open_modal(fake, numbers, message)
+            await submit(fake, modal, [*shown[:3], "5"], message)  # only the cooldown changed
+            kept = await harness.storage.get(GUILD_ID)
+            modal, shown = await open_modal(fake, numbers, message)
+            zero = await submit(fake, modal, ["-0", *shown[1:]], message)
+            return shown, kept, zero, await harness.storage.get(GUILD_ID)
+
+    shown, kept, zero, final = run(scenario)
+    assert (kept.content_weight, kept.style_weight, kept.cooldown_seconds) == (1.0, 1000.0, 5)
+    assert shown[0] == ""  # raw weights set: the strength field starts empty
+    assert final.content_weight is None and str(final.strength) == "0.0"
+    assert "strength 0\n" in text_of(zero) and "-0" not in text_of(zero)
+
+
 def test_a_picked_content_is_finished_with_stylize_and_a_style_attachment(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
@@ -220,3 +268,29 @@ def test_a_picked_content_is_finished_with_stylize_and_a_style_attachment(databa
     assert "run `/stylize` with the style" in text_of(told)
     assert result.files
     assert ephemeral(no_content) and "Give a content image" in text_of(no_content)
+
+
+def test_a_list_of_25_long_preset_names_fits_in_one_message(database_url):
+    """Discord refuses content over 2,000 characters (the fake Discord too): the list fits."""
+    from bot.presets import Preset
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, max_presets=25) as harness:
+            for i in range(25):
+                preset = Preset(
+                    name=f"Preset number {i:02d} with a long name"[:32],
+                    strength=12.5,
+                    preserve_colors="luminance",
+                    created_by=900000000000000001,
+                )
+                await harness.storage.add_preset(GUILD_ID, preset, b"image", limit=25)
+            listed = await fake.slash(
+                "stylize-settings", [], subcommand="preset list", member_user=ALICE,
+                permissions=MANAGE_GUILD,
+            )  # fmt: skip
+            return (await fake.wait_for(lambda f: f.callbacks(listed)))[0]
+
+    listed = run(scenario)
+    text = text_of(listed)
+    assert listed.json["type"] == 4 and text.startswith("25 of 25 presets:")
+    assert len(text) <= 2000 and text.rstrip().endswith("more")

@@ -68,13 +68,11 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
             attachments = picture_attachments(fake)
             token = await fake.slash(
                 "stylize",
-                stylize_options(attachments, steps=500, size=64),
+                stylize_options(attachments, steps=200, size=64),
                 member_user=ALICE,
                 attachments=attachments,
             )
-            await fake.wait_for(
-                lambda f: any("/500 " in text_of(e) for e in f.edits(token))
-            )  # the server's cap
+            await fake.wait_for(lambda f: any("/200 " in text_of(e) for e in f.edits(token)))
             bobs = picture_attachments(fake)
             waiting = await fake.slash(
                 "stylize",
@@ -106,7 +104,7 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
     told, refused, done = run(scenario)
     assert "painting" in text_of(told) and "Retry" in str(told.json["components"])
     assert "Only the member" in text_of(refused[0])
-    assert "500 steps" in text_of(done) and done.files
+    assert "200 steps" in text_of(done) and done.files
 
 
 def test_an_ending_discord_refused_is_delivered_later(database_url):

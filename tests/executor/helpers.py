@@ -8,7 +8,7 @@ from bot.engine.params import StyleParams
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.executor.pool import LocalExecutor
 from bot.executor.protocol import Job
-from tests.conftest import gradient_image, noise_image, png_bytes
+from tests.conftest import PARALLEL, gradient_image, noise_image, png_bytes
 
 CONTENT = png_bytes(gradient_image(40, 30))
 STYLE = png_bytes(noise_image(32, 32))
@@ -51,6 +51,8 @@ async def running(executor: Dispatcher) -> AsyncIterator[Dispatcher]:
 
 
 async def started_executor(**config) -> Dispatcher:
+    if PARALLEL:  # one torch thread per process (tests/conftest.py)
+        config.setdefault("threads_per_worker", 1)
     executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), **config))
     await executor.start()
     return executor

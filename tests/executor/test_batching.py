@@ -1,6 +1,8 @@
 """Several jobs stepped together in one worker process of the local pool."""
 
+import asyncio
 import io
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -158,3 +160,45 @@ def test_a_job_beyond_the_memory_limit_runs_tiled_or_is_refused_with_the_size_th
     assert f"the largest size that fits is {fits} px" in big.message and "256x192" in big.message
     assert plan(fits, fits * 3 // 4, limit, optimizer="lbfgs") is not None
     assert isinstance(small, JobDone)
+
+
+def test_a_job_waiting_in_a_worker_for_memory_is_cancelled_alone_and_timed_from_its_start():
+    """A batch of two, but room for one 128 px job: the second waits inside the worker. Its
+    cancel ends it at once and leaves the painting job alone (no worker killed); it is never
+    reported started; and a job that waits longer than its time limit still runs, because the
+    limit counts from when it starts painting."""
+
+    async def scenario():
+        executor = await started_executor(batch_size=2, memory_limit=120 * 2**20, cancel_grace=3.0)
+        try:
+            painting = await executor.submit(make_job(1, steps=5000, size=128))
+            await first(painting, JobProgress)
+            waiting = await executor.submit(make_job(2, steps=2, size=128))
+            seen_waiting = [e async for e in _until_idle(waiting, 2.0)]
+            await waiting.cancel()
+            cancelled = await waiting.result()
+            # a time limit of 6 s, and 8 s of waiting behind the painting job
+            late = await executor.submit(replace(make_job(3, steps=2, size=128), time_limit=6.0))
+            await asyncio.sleep(8)
+            await painting.cancel()
+            return seen_waiting, cancelled, await painting.result(), await late.result()
+        finally:
+            await executor.shutdown()
+
+    seen_waiting, cancelled, painting, late = run(scenario(), timeout=180)
+    assert not any(isinstance(e, JobStarted) for e in seen_waiting)
+    assert isinstance(cancelled, JobCancelled)
+    assert isinstance(painting, JobCancelled)  # cancelled by us, not killed with its worker
+    assert isinstance(late, JobDone), late
+
+
+async def _until_idle(handle, seconds: float):
+    """The events of a job for `seconds`."""
+    events = handle.events().__aiter__()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            yield await asyncio.wait_for(events.__anext__(), left)
+        except (TimeoutError, StopAsyncIteration):
+            return

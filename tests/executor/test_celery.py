@@ -359,3 +359,27 @@ def _wait_until(predicate, timeout: float = 20) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.1)
+
+
+def test_a_forged_task_message_names_no_key_the_worker_reads_or_deletes(two_workers):
+    """Whoever can write to the broker cannot make a worker read or delete another app's keys:
+    every key comes from the job id, and a job id that is not the bot's is refused."""
+    from bot.executor.celery.config import TASK_NAME, make_celery
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.set("otherapp:session:42", b"secret")
+    app = make_celery(two_workers)
+    forged = [
+        {"job_id": "0" * 32, "user_id": 1, "guild_id": 1, "params": {}, "time_limit": None,
+         "result_limit": None, "style_keys": ["otherapp:session:42"]},
+        {"job_id": "otherapp:session:42", "user_id": 1, "guild_id": 1, "params": {},
+         "time_limit": None, "result_limit": None, "styles": 1},
+    ]  # fmt: skip
+    results = [
+        app.send_task(TASK_NAME, args=[m], queue=two_workers.queue, retry=False) for m in forged
+    ]
+    for result in results:
+        with pytest.raises(Exception):  # noqa: B017 (the task fails: which error is Celery's)
+            result.get(timeout=60)
+    assert client.get("otherapp:session:42") == b"secret"
+    client.delete("otherapp:session:42")

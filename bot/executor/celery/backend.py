@@ -121,19 +121,19 @@ class CeleryBackend(Backend):
         """The claim check: images to Redis, then a task with their keys."""
         assert self._redis is not None
         ttl = int(self.config.blob_ttl)
-        style_keys = [keys.style_key(job.id, i) for i in range(len(job.styles))]
+        content_key, *style_keys = keys.input_keys(job.id, len(job.styles))
         message = {
             "job_id": job.id,
             "user_id": job.user_id,
             "guild_id": job.guild_id,
             "params": job.params,
-            "style_keys": style_keys,
+            "styles": len(job.styles),  # the worker derives every key from the job id
             "time_limit": job.time_limit,
             "result_limit": job.result_limit,
         }
         try:
             pipe = self._redis.pipeline()
-            pipe.set(keys.content_key(job.id), job.content, ex=ttl)
+            pipe.set(content_key, job.content, ex=ttl)
             for key, data in zip(style_keys, job.styles, strict=True):
                 pipe.set(key, data, ex=ttl)
             pipe.hset(keys.job_key(job.id), mapping={"state": "queued", "user": job.user_id})

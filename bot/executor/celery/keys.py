@@ -12,10 +12,29 @@ Every event is published on one channel, EVENTS, as JSON.
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "stylebot:"
 EVENTS = PREFIX + "events"
 WORKER_TTL = 15  # seconds a worker's presence lasts without a refresh
 WORKER_REFRESH = 5.0
+
+
+MAX_STYLES = 16  # style images one job may have, as the task message says
+
+
+def check_job_id(job_id: object) -> None:
+    """A job id as the bot makes them (32 hex digits), or ValueError: keys are built from it."""
+    if not isinstance(job_id, str) or not re.fullmatch(r"[0-9a-f]{32}", job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+
+
+def input_keys(job_id: str, styles: object) -> list[str]:
+    """The keys of a job's images: its content, then each of its `styles` style images."""
+    check_job_id(job_id)
+    if not isinstance(styles, int) or not 1 <= styles <= MAX_STYLES:
+        raise ValueError(f"a job has 1 to {MAX_STYLES} style images, not {styles!r}")
+    return [content_key(job_id), *(style_key(job_id, i) for i in range(styles))]
 
 
 def content_key(job_id: str) -> str:

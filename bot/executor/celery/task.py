@@ -138,9 +138,12 @@ def make_worker_app(identity: WorkerIdentity):
 
 
 def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[BaseException]):
-    """One delivery of a job; returns its terminal event (already stored and published)."""
+    """One delivery of a job; returns its terminal event (already stored and published).
+    Every Redis key it touches is derived from the job id, which must be one the bot makes: a
+    message from whoever can write to the broker names no key of its own."""
     r = process.redis
     job_id: str = message["job_id"]
+    keys.check_job_id(job_id)
     record = keys.job_key(job_id)
     ttl = int(process.identity.config.blob_ttl)
 
@@ -149,7 +152,7 @@ def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[
         r.publish(keys.EVENTS, stored)
         return _from_record(stored)
 
-    inputs = [keys.content_key(job_id), *message["style_keys"]]
+    inputs = keys.input_keys(job_id, message["styles"])
     attempts = int(r.hincrby(record, "attempts", 1))
     r.expire(record, ttl)
     limit = process.identity.config.max_attempts
