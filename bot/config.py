@@ -133,6 +133,8 @@ class Settings(CommonSettings):
     instance_timeout: float = Field(
         90.0, gt=0
     )  # a bot process silent this long is dead: its jobs are recovered
+    # seconds a server's settings, presets and jobs are kept after the bot left it (30 days)
+    guild_data_grace: float = Field(30 * 24 * 3600, ge=0)
 
     @field_validator("discord_token")
     @classmethod

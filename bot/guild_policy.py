@@ -229,6 +229,15 @@ def summarize(
 
 
 AGAIN_ACTIONS = ("seed", "more", "less", "colours", "larger")
+# the presses that bring a result closer to the uploaded content: less style, the content's own
+# colours, more pixels. Pressed again and again by anyone, they would give back a near-copy of a
+# photo its member never showed, so only that member may press them.
+REVEALING_ACTIONS = frozenset({"less", "colours", "larger"})
+
+
+def may_reveal(action: str, presser_id: int, content_owner_id: int) -> bool:
+    """Whether `presser_id` may press `action` on a result of `content_owner_id`'s upload."""
+    return action not in REVEALING_ACTIONS or presser_id == content_owner_id
 
 
 class NothingToChange(ValueError):

@@ -17,6 +17,8 @@ The schema is versioned: `schema_version` holds the number of migrations applied
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.executor.protocol import JobStatus
@@ -65,6 +69,8 @@ jobs = sa.Table(
     sa.Column("delivered", sa.Boolean, nullable=False, default=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),  # failed deliveries so far
     sa.Column("message_id", sa.BigInteger, nullable=True),  # the message that ended the job
+    # the member who uploaded the content (a button press's job keeps it): guild_policy.may_reveal
+    sa.Column("content_owner", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
@@ -73,6 +79,9 @@ instances = sa.Table(  # bot processes, each alive while it keeps writing seen_a
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("seen_at", sa.Float, nullable=False),  # epoch seconds
+    # where it runs: a process on the same host can tell at once that it is gone
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
 )
 meta = sa.Table(  # small facts about the deployment, e.g. the hash of the synced command tree
     "meta",
@@ -100,9 +109,25 @@ style_presets = sa.Table(  # named style images of a server (bot/presets.py); im
     sa.Column("created_at", sa.Float, nullable=False),
 )
 KEEP_FOREVER = 100 * 365 * 24 * 3600.0  # blobs that stay until removed (preset images)
+LEFT = "left:"  # meta key prefix: left:<guild id> = when the bot left that server
+
+
+def _add_columns(conn: sa.Connection) -> None:
+    """Migration 5: where a bot process runs, and who uploaded a job's content. (A database made
+    since has them: migration 2 makes the tables as they are now.)"""
+    inspector = sa.inspect(conn)
+    for table, name, kind in (
+        ("instances", "host", "VARCHAR(255)"),
+        ("instances", "pid", "INTEGER"),
+        ("jobs", "content_owner", "BIGINT"),
+    ):
+        if name not in {column["name"] for column in inspector.get_columns(table)}:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
 
 # Each migration brings the schema from version i to i + 1. Never edit one that has shipped.
-MIGRATIONS: list[list[sa.schema.ExecutableDDLElement]] = [
+# A step is a DDL statement, or a function run with a connection.
+MIGRATIONS: list[list[Any]] = [
     [sa.schema.CreateTable(guild_settings, if_not_exists=True)],
     [
         sa.schema.CreateTable(jobs, if_not_exists=True),
@@ -114,6 +139,7 @@ MIGRATIONS: list[list[sa.schema.ExecutableDDLElement]] = [
     ],
     [sa.schema.CreateTable(meta, if_not_exists=True)],
     [sa.schema.CreateTable(style_presets, if_not_exists=True)],
+    [_add_columns],
 ]
 
 
@@ -135,6 +161,8 @@ class JobRecord:
     attempts: int = 0
     message_id: int | None = None
     created_at: float = 0.0
+    instance: str = ""  # the bot process that follows it
+    content_owner: int | None = None  # who uploaded the content; None: user_id
 
     @property
     def token_alive(self) -> bool:
@@ -182,7 +210,10 @@ class Storage:
             ).scalar() or 0
             for number, steps in enumerate(MIGRATIONS[version:], start=version + 1):
                 for step in steps:
-                    await conn.execute(step)
+                    if isinstance(step, sa.schema.ExecutableDDLElement):
+                        await conn.execute(step)
+                    else:
+                        await conn.run_sync(step)
                 await conn.execute(schema_version.insert().values(version=number))
             return (
                 await conn.execute(sa.select(sa.func.max(schema_version.c.version)))
@@ -192,14 +223,13 @@ class Storage:
         await self.engine.dispose()
 
     def _upsert(self, table: sa.Table, values: dict[str, Any], key: str, update: dict[str, Any]):
-        """INSERT ... ON CONFLICT (key) DO UPDATE: one atomic statement on SQLite and PostgreSQL."""
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return (
-            insert(table).values(**values).on_conflict_do_update(index_elements=[key], set_=update)
-        )
+        """INSERT ... ON CONFLICT (key) DO UPDATE (with nothing to update: DO NOTHING): one
+        atomic statement on SQLite and PostgreSQL."""
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(table).values(**values)
+        if not update:
+            return statement.on_conflict_do_nothing(index_elements=[key])
+        return statement.on_conflict_do_update(index_elements=[key], set_=update)
 
     # --- server settings ----------------------------------------------------------------------
 
@@ -257,6 +287,7 @@ class Storage:
                     params=json.dumps(record.params),
                     summary=record.summary,
                     styles=record.styles,
+                    content_owner=record.content_owner,
                     outcome=None,
                     delivered=False,
                     attempts=0,
@@ -291,14 +322,6 @@ class Storage:
         async with self.engine.begin() as conn:
             await conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
-    async def delivery_failed(self, job_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id)
-                .values(attempts=jobs.c.attempts + 1, updated_at=time.time())
-            )
-
     async def job(self, job_id: str) -> JobRecord | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
@@ -306,36 +329,68 @@ class Storage:
 
     async def heartbeat(self) -> None:
         """This process is alive (the jobs it follows are not orphans)."""
+        here = {"host": HOST, "pid": os.getpid()}
         statement = self._upsert(
-            instances, {"id": self.instance, "seen_at": time.time()}, "id", {"seen_at": time.time()}
+            instances,
+            {"id": self.instance, "seen_at": time.time(), **here},
+            "id",
+            {"seen_at": time.time(), **here},
         )
         async with self.engine.begin() as conn:
             await conn.execute(statement)
 
     async def orphaned_jobs(self, *, silent_for: float) -> list[JobRecord]:
-        """Jobs still queued or running whose bot process has not been seen for `silent_for`
-        seconds (it died): nobody follows them any more."""
+        """Jobs still queued or running whose bot process is gone: on this host, a process
+        whose pid no longer runs (known at once); elsewhere, one not seen for `silent_for`
+        seconds. Nobody follows them any more."""
         alive = sa.select(instances.c.id).where(instances.c.seen_at > time.time() - silent_for)
         async with self.engine.connect() as conn:
+            neighbours = (
+                await conn.execute(
+                    sa.select(instances.c.id, instances.c.pid, instances.c.seen_at).where(
+                        instances.c.host == HOST, instances.c.id != self.instance
+                    )
+                )
+            ).all()
+            dead = [n.id for n in neighbours if n.pid is not None and _gone(n.pid, n.seen_at)]
             rows = (
                 await conn.execute(
                     sa.select(jobs)
                     .where(
                         jobs.c.state.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
                         jobs.c.instance != self.instance,
-                        jobs.c.instance.not_in(alive),
+                        sa.or_(jobs.c.instance.not_in(alive), jobs.c.instance.in_(dead)),
                     )
                     .order_by(jobs.c.created_at)
                 )
             ).all()
         return [_record(r) for r in rows]
 
-    async def adopt(self, job_id: str) -> None:
-        """This process follows the job from now on."""
+    async def adopt(self, record: JobRecord) -> bool:
+        """This process follows the orphaned job from now on, if no other process took it first:
+        a conditional update on the instance it was found with, so one process wins."""
         async with self.engine.begin() as conn:
-            await conn.execute(
-                jobs.update().where(jobs.c.id == job_id).values(instance=self.instance)
+            taken = await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == record.id, jobs.c.instance == record.instance)
+                .values(instance=self.instance, updated_at=time.time())
             )
+        return taken.rowcount == 1
+
+    async def claim_delivery(self, record: JobRecord) -> bool:
+        """This process tries the undelivered ending now, if no other process does: one try is
+        counted per claim, conditional on the count it was found with."""
+        async with self.engine.begin() as conn:
+            taken = await conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.id == record.id,
+                    jobs.c.delivered.is_(False),
+                    jobs.c.attempts == record.attempts,
+                )
+                .values(attempts=jobs.c.attempts + 1, updated_at=time.time())
+            )
+        return taken.rowcount == 1
 
     async def history(
         self, user_id: int, guild_id: int | None, *, limit: int = 10
@@ -512,6 +567,60 @@ class Storage:
         found = {key: bytes(data) for key, data in rows}
         return [found[k] for k in keys] if all(k in found for k in keys) else None
 
+    # --- servers the bot has left -----------------------------------------------------------------
+
+    async def guild_left(self, guild_id: int) -> None:
+        """The bot left (or was removed from) this server: its data goes after the grace period,
+        counted from the first time this is seen."""
+        key = f"{LEFT}{guild_id}"
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self._upsert(meta, {"key": key, "value": str(time.time())}, "key", {})
+            )
+
+    async def guild_joined(self, guild_id: int) -> None:
+        """The bot is (again) in this server: nothing of it is to be removed."""
+        async with self.engine.begin() as conn:
+            await conn.execute(meta.delete().where(meta.c.key == f"{LEFT}{guild_id}"))
+
+    async def guilds_with_data(self) -> set[int]:
+        """Every server that has settings, presets or jobs here."""
+        async with self.engine.connect() as conn:
+            found: set[int] = set()
+            for column in (guild_settings.c.guild_id, style_presets.c.guild_id, jobs.c.guild_id):
+                found |= set((await conn.execute(sa.select(column).distinct())).scalars())
+        found.discard(None)  # type: ignore[arg-type]  # jobs in direct messages
+        return found
+
+    async def purge_left_guilds(self, grace: float) -> list[int]:
+        """Remove the settings, presets (with their images) and jobs of every server the bot
+        left more than `grace` seconds ago; return their ids."""
+        async with self.engine.begin() as conn:
+            marks = (await conn.execute(sa.select(meta).where(meta.c.key.startswith(LEFT)))).all()
+            gone = [int(m.key[len(LEFT) :]) for m in marks if float(m.value) <= time.time() - grace]
+            for guild_id in gone:
+                job_ids = (
+                    await conn.execute(sa.select(jobs.c.id).where(jobs.c.guild_id == guild_id))
+                ).scalars()
+                for job_id in job_ids:
+                    await conn.execute(
+                        blobs.delete().where(blobs.c.key.startswith(f"job:{job_id}:"))
+                    )
+                await conn.execute(jobs.delete().where(jobs.c.guild_id == guild_id))
+                await conn.execute(
+                    blobs.delete().where(blobs.c.key.startswith(f"preset:{guild_id}:"))
+                )
+                await conn.execute(
+                    style_presets.delete().where(style_presets.c.guild_id == guild_id)
+                )
+                await conn.execute(
+                    guild_settings.delete().where(guild_settings.c.guild_id == guild_id)
+                )
+                await conn.execute(meta.delete().where(meta.c.key == f"{LEFT}{guild_id}"))
+        for guild_id in gone:
+            self._cache.pop(guild_id, None)
+        return gone
+
     async def purge_expired(self) -> int:
         async with self.engine.begin() as conn:
             result = await conn.execute(blobs.delete().where(blobs.c.expires_at <= time.time()))
@@ -528,6 +637,25 @@ def _reason(exc: BaseException) -> str:
     return f"{original.__class__.__name__}: {text}" if text else original.__class__.__name__
 
 
+HOST = socket.gethostname()
+STARTED = time.time()  # about when this process started
+
+
+def _gone(pid: int, seen_at: float) -> bool:
+    """Whether the process of this host that wrote `seen_at` with that pid has ended: no process
+    has the pid, or this one has it and started after that write (a restarted container's bot
+    often gets its predecessor's pid)."""
+    if pid == os.getpid():
+        return seen_at < STARTED
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process
+        return False
+    return False
+
+
 def check_database_url(url: str) -> None:
     """Refuse a wrong URL, or an SQLite file in a folder that does not exist, without creating anything."""
     try:
@@ -536,8 +664,6 @@ def check_database_url(url: str) -> None:
     except (sa_exc.ArgumentError, ValueError) as exc:
         raise StorageError(f"STYLEBOT_DATABASE_URL is not a database URL ({exc})") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        import os
-
         folder = os.path.dirname(os.path.abspath(parsed.database))
         if not os.path.isdir(folder):
             raise StorageError(f"the folder of the SQLite database does not exist: {folder}")
@@ -569,6 +695,8 @@ def _record(row: Any) -> JobRecord:
         attempts=row.attempts,
         message_id=row.message_id,
         created_at=row.created_at,
+        instance=row.instance,
+        content_owner=row.content_owner,
     )
 
 

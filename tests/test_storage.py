@@ -1,5 +1,7 @@
 import asyncio
 import os
+import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -151,7 +153,9 @@ def test_jobs_and_their_inputs(database_url):
             await storage.set_job_state(record.id, JobStatus.DONE, outcome="done!", delivered=False)
             assert record.id not in [j.id for j in await successor.orphaned_jobs(silent_for=-1)]
             assert record.id in [j.id for j in await storage.undelivered_jobs()]
-            await storage.delivery_failed(record.id)
+            found = next(j for j in await storage.undelivered_jobs() if j.id == record.id)
+            assert await storage.claim_delivery(found)  # one try is counted per claim
+            assert not await storage.claim_delivery(found)  # another process: too late
             stored = await storage.job(record.id)
             assert (
                 stored.state is JobStatus.DONE
@@ -265,3 +269,71 @@ def test_a_name_too_long_once_folded_is_refused_in_words():
 
     with pytest.raises(PresetError, match="too long once its letters are compared"):
         checked(Preset(name="ﬃ" * 32))
+
+
+def test_two_bot_processes_adopt_an_orphan_and_deliver_an_ending_once(database_url):
+    """Two processes (each with its own connections) whose recovery rounds meet: one wins."""
+
+    async def scenario():
+        first = await Storage.open(database_url)
+        record = JobRecord(
+            id=uuid.uuid4().hex, user_id=1, guild_id=2, channel_id=3, application_id=4,
+            token="t", token_expires_at=time.time() + 60, state=JobStatus.QUEUED,
+            params={}, summary="s", styles=1,
+        )  # fmt: skip
+        await first.add_job(record, [b"c", b"s"], keep_inputs=60)
+        await first.heartbeat()
+        await first.close()  # its process died
+        a, b = await Storage.open(database_url), await Storage.open(database_url)
+        try:
+            orphans = [
+                next(j for j in await s.orphaned_jobs(silent_for=-1) if j.id == record.id)
+                for s in (a, b)
+            ]
+            adopted = await asyncio.gather(a.adopt(orphans[0]), b.adopt(orphans[1]))
+            await a.set_job_state(record.id, JobStatus.DONE, outcome="done", delivered=False)
+            found = [
+                next(j for j in await s.undelivered_jobs() if j.id == record.id) for s in (a, b)
+            ]
+            claimed = await asyncio.gather(a.claim_delivery(found[0]), b.claim_delivery(found[1]))
+            return adopted, claimed
+        finally:
+            await a.close()
+            await b.close()
+
+    adopted, claimed = asyncio.run(scenario())
+    assert sorted(adopted) == [False, True] and sorted(claimed) == [False, True]
+
+
+def test_a_server_the_bot_left_is_forgotten_after_the_grace_unless_it_rejoins(database_url):
+    from bot.presets import Preset, image_key
+
+    left, rejoined = 5151, 5252
+
+    async def scenario():
+        storage = await Storage.open(database_url)
+        try:
+            for guild in (left, rejoined):
+                await storage.put(guild, GuildSettings().replace(steps=77), by=1)
+                await storage.add_preset(guild, Preset(name="Waves"), b"img", limit=25)
+            await storage.guild_left(left)
+            await storage.guild_left(rejoined)
+            await storage.guild_joined(rejoined)
+            kept = await storage.purge_left_guilds(grace=3600)  # not yet
+            gone = await storage.purge_left_guilds(grace=0)
+            images = await storage.get_blobs([image_key(left, "Waves")])
+            state = (
+                (await storage.get(left)).steps,
+                len(await storage.presets(left)),
+                (await storage.get(rejoined)).steps,
+                len(await storage.presets(rejoined)),
+            )
+            await storage.reset(rejoined)
+            await storage.remove_preset(rejoined, "Waves")
+            return kept, gone, images, state
+        finally:
+            await storage.close()
+
+    kept, gone, images, state = asyncio.run(scenario())
+    assert kept == [] and gone == [left] and images is None
+    assert state == (GuildSettings().steps, 0, 77, 1)

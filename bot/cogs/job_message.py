@@ -224,6 +224,8 @@ class JobMessage:
                 self.handle.id, state, outcome=text, delivered=delivered, message_id=message_id
             )
         )
+        if delivered:  # else the executor may still hold it for a bot that restarts
+            await self.handle.forget()
         if not delivered:
             log.warning(
                 "the end of job %s could not be delivered; it will be tried again", self.handle.id

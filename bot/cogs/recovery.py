@@ -74,14 +74,42 @@ class RecoveryCog(commands.Cog):
                     await self.recover_orphans()
                     await self.retry_deliveries()
                     await self.bot.storage.purge_expired()  # no images kept longer than promised
+                    await self.forget_left_guilds()
             except Exception:  # the database or Discord is down: the next round tries again
                 log.exception("recovery round failed")
             await asyncio.sleep(tick)
 
+    # --- servers the bot left ----------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.bot.storage.guild_left(guild.id)
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.bot.storage.guild_joined(guild.id)
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Servers left while the bot was not running are noticed here; rejoined ones kept."""
+        present = {guild.id for guild in self.bot.guilds}
+        for guild_id in await self.bot.storage.guilds_with_data():
+            if guild_id in present:
+                await self.bot.storage.guild_joined(guild_id)
+            else:
+                await self.bot.storage.guild_left(guild_id)
+
+    async def forget_left_guilds(self) -> None:
+        for guild_id in await self.bot.storage.purge_left_guilds(
+            self.bot.settings.guild_data_grace
+        ):
+            log.info("removed the settings, presets and jobs of server %s (left)", guild_id)
+
     async def recover_orphans(self) -> None:
         storage = self.bot.storage
         for record in await storage.orphaned_jobs(silent_for=self.bot.settings.instance_timeout):
-            await storage.adopt(record.id)
+            if not await storage.adopt(record):
+                continue  # another bot process adopted it in the same moment
             job = Job(
                 id=record.id,
                 user_id=record.user_id,
@@ -150,6 +178,8 @@ class RecoveryCog(commands.Cog):
         for record in await storage.undelivered_jobs():
             if record.attempts >= MAX_DELIVERY_ATTEMPTS or record.outcome is None:
                 continue
+            if not await storage.claim_delivery(record):
+                continue  # another bot process is delivering it
             message_id = await self._deliver(record)
             if message_id is not None:
                 await storage.set_job_state(
@@ -160,8 +190,6 @@ class RecoveryCog(commands.Cog):
                     record.id,
                     record.attempts + 1,
                 )
-            else:
-                await storage.delivery_failed(record.id)
 
     async def _deliver(self, record: JobRecord) -> int | None:
         assert record.outcome is not None

@@ -40,12 +40,13 @@ from bot.guild_policy import (
     Request,
     Summary,
     describe,
+    may_reveal,
     params_again,
     params_for,
 )
 from bot.presets import Preset
 from bot.storage import JobRecord, input_keys
-from bot.text import fit_lines
+from bot.text import clip, fit_lines
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -195,8 +196,12 @@ class StylizeCog(commands.Cog):
         data: list[bytes],
         params: StyleParams,
         summary: Summary,
+        *,
+        content_owner: int | None = None,
     ) -> None:
-        """Record, queue and follow a job whose images are checked; the interaction is deferred."""
+        """Record, queue and follow a job whose images are checked; the interaction is deferred.
+        `content_owner`: who uploaded the content, when it is not the member who asked (a
+        button press on someone else's result)."""
         config = self.bot.settings
         job = Job(
             user_id=interaction.user.id,
@@ -219,6 +224,7 @@ class StylizeCog(commands.Cog):
             params=job.params,
             summary=summary.text,
             styles=len(job.styles),
+            content_owner=content_owner or job.user_id,
         )
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
         await self.bot.storage.add_job(record, data, keep_inputs=config.input_ttl)
@@ -268,6 +274,16 @@ class StylizeCog(commands.Cog):
         if action == "delete":
             await self._delete(interaction, record)
             return
+        owner = record.content_owner or record.user_id
+        if not may_reveal(action, interaction.user.id, owner):
+            await interaction.response.send_message(
+                f"Only <@{owner}>, who uploaded this picture, can ask for less style, its own "
+                "colours or a larger size: those would show more of it. 🎲 and ➕ work for "
+                "everyone.",
+                ephemeral=True,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            return
         settings = await guild_settings(interaction)
         try:
             params, summary = params_again(
@@ -307,7 +323,9 @@ class StylizeCog(commands.Cog):
             )
             return
         await interaction.response.defer(thinking=True)
-        await self.start_job(interaction, data, params, summary)
+        await self.start_job(
+            interaction, data, params, summary, content_owner=record.content_owner or record.user_id
+        )
 
     async def _delete(self, interaction: discord.Interaction[StyleBot], record: JobRecord) -> None:
         if interaction.user.id != record.user_id and not interaction.permissions.manage_messages:
@@ -391,15 +409,24 @@ class StylizeCog(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True)
 
     async def _refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
-        """The public 'thinking' message goes away; the member alone sees why. No job started, so
-        the member's cooldown is given back."""
+        """No job starts: the public "thinking" message becomes a short public note, and the
+        reason goes to the member alone. (After a public defer Discord shows the first follow-up
+        publicly and refuses one after the original is deleted: the original is edited first.)
+        Should the private follow-up fail, the note itself carries the reason. The member's
+        cooldown is given back."""
         give_back_cooldown(interaction)
+        note = f"❌ <@{interaction.user.id}>, your job did not start"
         try:
-            await interaction.delete_original_response()
-        except discord.HTTPException:
-            pass
+            await interaction.edit_original_response(content=f"{note}: see why just below.")
+        except discord.HTTPException as exc:
+            log.warning("could not end the deferred message of a refused job: %s", exc)
         try:
-            await interaction.followup.send(message, ephemeral=True)
+            await interaction.followup.send(clip(message), ephemeral=True)
+            return
+        except discord.HTTPException as exc:
+            log.warning("could not tell a member privately why their job was refused: %s", exc)
+        try:
+            await interaction.edit_original_response(content=clip(f"{note}. {message}"))
         except discord.HTTPException as exc:
             log.warning("could not tell a member why their job was refused: %s", exc)
 

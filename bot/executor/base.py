@@ -30,6 +30,11 @@ class Executor(abc.ABC):
         None if it was lost with that process."""
 
     @abc.abstractmethod
+    async def forget(self, job_id: str) -> None:
+        """The job's ending reached the member (or the bot's own database keeps it for a later
+        try): whatever the backend still holds of it may go. Best effort."""
+
+    @abc.abstractmethod
     def jobs_of(self, user_id: int) -> int:
         """How many of the member's jobs are queued or running (the per-member limit counts these)."""
 
@@ -79,3 +84,7 @@ class JobHandle:
 
     async def cancel(self) -> bool:
         return await self._executor.cancel(self.id)
+
+    async def forget(self) -> None:
+        """Its ending reached the member: the executor may drop what it still keeps of it."""
+        await self._executor.forget(self.id)

@@ -110,6 +110,11 @@ class Backend(abc.ABC):
         listener. The local pool's jobs die with the bot, so by default: no."""
         return False
 
+    async def forget(self, job_id: str) -> None:
+        """The ending of a finished job was taken over by the bot: drop what is kept of it
+        (nothing, unless the backend keeps endings for a bot that restarts)."""
+        return None
+
     def unavailable(self) -> str | None:
         """Why no job can be taken now (the backend's service is down), or None."""
         return None
@@ -209,6 +214,9 @@ class Dispatcher(Executor, Listener):
         else:
             self._stop(state, StopReason.CANCELLED)
         return True
+
+    async def forget(self, job_id: str) -> None:
+        await self.backend.forget(job_id)
 
     def jobs_of(self, user_id: int) -> int:
         return sum(1 for s in self._jobs.values() if s.job.user_id == user_id)

@@ -69,6 +69,7 @@ class FakeDiscord:
         self.requests: list[Request] = []
         self.cdn: dict[str, tuple[bytes, str]] = {}
         self.originals: dict[str, dict] = {}  # interaction token -> the current original message
+        self.deleted_originals: set[str] = set()  # tokens whose original message was deleted
         self.ids = itertools.count(800000000000000001)
         self.sockets: list[web.WebSocketResponse] = []
         self.sequence = 0
@@ -645,6 +646,7 @@ class FakeDiscord:
                 return _json({"message": "Unknown Message", "code": 10008}, status=404)
             if method == "DELETE":
                 del self.originals[token]
+                self.deleted_originals.add(token)
                 return web.Response(status=204)
             if method == "PATCH":
                 updated = self.message(
@@ -652,10 +654,22 @@ class FakeDiscord:
                 )
                 if not files and "attachments" not in (payload or {}):
                     updated["attachments"] = current["attachments"]
+                updated["flags"] &= ~128  # an edit ends the "thinking" state
                 self.originals[token] = updated
                 return _json(updated)
             return _json(current)
         if method == "POST" and not rest:
+            # Discord's rules (discord-api-docs #2739, #3087, #2866): a follow-up after the
+            # original was deleted is refused; the first follow-up while a public deferred
+            # original still "thinks" completes that original, publicly, whatever its flags
+            if token in self.deleted_originals:
+                return _json({"message": "Unknown Message", "code": 10008}, status=404)
+            original = self.originals.get(token)
+            if original is not None and original["flags"] & 128 and not original["flags"] & 64:
+                data = {**(payload or {}), "flags": 0}
+                completed = self.message(CHANNEL_ID, data, files, message_id=int(original["id"]))
+                self.originals[token] = completed
+                return _json(completed)
             return _json(self.message(CHANNEL_ID, payload, files))
         return _json({"message": "no such webhook route", "code": 0}, status=404)
 

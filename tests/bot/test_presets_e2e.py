@@ -1,5 +1,7 @@
 """Server style presets, the admin settings panel, and a half pick finished with /stylize."""
 
+import asyncio
+
 from tests.bot.fake_discord import GUILD_ID, MANAGE_GUILD
 from tests.bot.harness import (
     ALICE,
@@ -294,3 +296,21 @@ def test_a_list_of_25_long_preset_names_fits_in_one_message(database_url):
     text = text_of(listed)
     assert listed.json["type"] == 4 and text.startswith("25 of 25 presets:")
     assert len(text) <= 2000 and text.rstrip().endswith("more")
+
+
+def test_a_server_that_removed_the_bot_is_forgotten_after_the_grace(database_url):
+    from bot.presets import Preset
+
+    async def scenario(fake):
+        async with BotHarness(
+            fake, database_url, guild_data_grace=0.0, delivery_retry_interval=0.3
+        ) as harness:
+            await harness.storage.add_preset(GUILD_ID, Preset(name="Waves"), b"img", limit=25)
+            await fake.send_event("GUILD_DELETE", {"id": str(GUILD_ID)})  # the bot was removed
+            for _ in range(100):
+                if not await harness.storage.presets(GUILD_ID):
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+
+    assert run(scenario)

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 
@@ -83,10 +84,14 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
             await fake.wait_for(lambda f: any("Queued" in text_of(e) for e in f.edits(waiting)))
         finally:
             kill_tree(process)  # kill -9 in the middle of the job
-        async with BotHarness(fake, database_url, instance_timeout=1.0):
+        # the default instance timeout (90 s): the dead bot ran on this host, so the new one
+        # knows at once that its pid is gone
+        async with BotHarness(fake, database_url, instance_timeout=90.0):
+            ready = time.monotonic()
             told = await fake.wait_for(
                 lambda f: [e for e in f.edits(token) if "was lost" in text_of(e)], timeout=60
             )
+            told_after = time.monotonic() - ready
             # Bob's job had not started: it is queued again by itself and ends
             await fake.wait_for(
                 lambda f: [e for e in f.edits(waiting) if "Done in" in text_of(e)], timeout=120
@@ -99,9 +104,10 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
             done = await fake.wait_for(
                 lambda f: [e for e in f.edits(retried) if "Done in" in text_of(e)], timeout=120
             )
-        return told[-1], fake.callbacks(refused), done[-1]
+        return told[-1], fake.callbacks(refused), done[-1], told_after
 
-    told, refused, done = run(scenario)
+    told, refused, done, told_after = run(scenario)
+    assert told_after < 15, told_after
     assert "painting" in text_of(told) and "Retry" in str(told.json["components"])
     assert "Only the member" in text_of(refused[0])
     assert "200 steps" in text_of(done) and done.files

@@ -217,3 +217,39 @@ def test_images_already_in_the_chat_through_the_context_menus(database_url):
         and "use as style" in text_of(first)
     )
     assert "64 px · 3 steps" in text_of(done) and done.files  # the server's defaults
+
+
+def test_other_members_cannot_press_a_picture_back_towards_the_upload(database_url):
+    """Less style, the content's colours and a larger size show more of the uploaded photo: only
+    its uploader may press them, also on a result another member made from it with 🎲."""
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            await no_cooldown(harness, max_size=128)
+            _, message, buttons = await a_result(fake)
+            refused = [
+                (await fake.wait_for(lambda f, t=t: f.callbacks(t)))[0]
+                for t in [
+                    await fake.press(buttons[a], message, member_user=BOB)
+                    for a in ("less", "colours", "larger")
+                ]
+            ]
+            seeded = await fake.press(buttons["seed"], message, member_user=BOB)
+            bobs = await fake.wait_for(lambda f: done_edits(f, seeded))
+            bobs_buttons = {
+                c["custom_id"].split(":")[2]: c["custom_id"]
+                for row in bobs[-1].json["components"]
+                for c in row["components"]
+            }
+            bobs_message = fake.originals[seeded]
+            still = await fake.press(bobs_buttons["less"], bobs_message, member_user=BOB)
+            (still_refused,) = await fake.wait_for(lambda f: f.callbacks(still))
+            alices = await fake.press(bobs_buttons["less"], bobs_message, member_user=ALICE)
+            less = await fake.wait_for(lambda f: done_edits(f, alices))
+            return refused, still_refused, less[-1], await job_of(harness, seeded)
+
+    refused, still_refused, less, bobs_job = run(scenario)
+    for answer in [*refused, still_refused]:
+        assert ephemeral(answer) and "who uploaded this picture" in text_of(answer)
+    assert bobs_job.user_id == int(BOB["id"]) and bobs_job.content_owner == int(ALICE["id"])
+    assert "strength 0.5" in text_of(less)

@@ -115,7 +115,8 @@ def test_a_non_image_attachment_is_refused_and_nothing_is_queued(database_url):
     assert "not an image" in text_of(callbacks[0])
     assert edits == [] and jobs == {}
     assert ephemeral(followups[0]) and "not an image we can read" in text_of(followups[0])
-    assert original is None  # the public "thinking" message was deleted
+    # the public "thinking" message became a short note; the reason went to the member alone
+    assert "did not start" in original["content"] and "image" not in original["content"]
 
 
 def test_cancel_button_stops_the_job_and_only_for_the_right_people(database_url):

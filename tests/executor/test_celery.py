@@ -52,9 +52,14 @@ def test_submit_progress_and_result(two_workers):
     async def scenario():
         async with running(dispatcher(two_workers)) as executor:
             handle = await executor.submit(make_job(steps=4, preview_every=2))
-            return await collect(handle)
+            events = await collect(handle)
+            kept = client.exists(f"stylebot:result:{handle.id}", f"stylebot:job:{handle.id}")
+            await handle.forget()  # the bot delivered the ending
+            left = client.exists(f"stylebot:result:{handle.id}", f"stylebot:job:{handle.id}")
+            return events, kept, left
 
-    events = run(scenario())
+    client = redis.Redis.from_url(REDIS_URL)
+    events, kept, left = run(scenario())
     kinds = [type(e) for e in events]
     assert kinds == [JobQueued, JobStarted] + [JobProgress] * 4 + [JobDone], kinds
     assert events[1].worker in ("w1", "w2") and events[1].device == "cpu"
@@ -63,10 +68,10 @@ def test_submit_progress_and_result(two_workers):
     assert Image.open(io.BytesIO(progress[1].preview)).format == "JPEG"
     image = Image.open(io.BytesIO(events[-1].image))
     assert image.format == "PNG" and image.size == (32, 24)
-    # the claim check: the images left Redis with the job; the result stays for its TTL
-    client = redis.Redis.from_url(REDIS_URL)
+    # the claim check: the images left Redis with the job; the result and the record stay until
+    # the bot has delivered the ending, then leave
     assert not client.keys(f"stylebot:input:{events[-1].job_id}:*")
-    assert client.exists(f"stylebot:result:{events[-1].job_id}")
+    assert (kept, left) == (2, 0)
 
 
 def test_cancel_while_queued_and_while_running(two_workers):

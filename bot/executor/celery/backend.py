@@ -115,6 +115,16 @@ class CeleryBackend(Backend):
     def workers_ready(self) -> int:
         return len(self._workers) if self._connected else 0
 
+    async def forget(self, job_id: str) -> None:
+        """A delivered ending leaves Redis at once: its result and record are no longer needed
+        (a bot that restarts re-attaches only to jobs that were not delivered)."""
+        if self._redis is None:
+            return
+        try:
+            await self._redis.delete(keys.result_key(job_id), keys.job_key(job_id))
+        except Exception as exc:  # Redis away: the keys expire with their TTL
+            log.warning("could not drop the result of job %s from Redis: %s", job_id, exc)
+
     # --- inside -------------------------------------------------------------------------------
 
     async def _release(self, job: Job) -> None:
