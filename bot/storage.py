@@ -112,17 +112,17 @@ KEEP_FOREVER = 100 * 365 * 24 * 3600.0  # blobs that stay until removed (preset 
 LEFT = "left:"  # meta key prefix: left:<guild id> = when the bot left that server
 
 
-def _add_columns(conn: sa.Connection) -> None:
-    """Migration 5: where a bot process runs, and who uploaded a job's content. (A database made
-    since has them: migration 2 makes the tables as they are now.)"""
-    inspector = sa.inspect(conn)
-    for table, name, kind in (
-        ("instances", "host", "VARCHAR(255)"),
-        ("instances", "pid", "INTEGER"),
-        ("jobs", "content_owner", "BIGINT"),
-    ):
-        if name not in {column["name"] for column in inspector.get_columns(table)}:
-            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+def _add_columns(table: str, *columns: tuple[str, str]):
+    """A migration step that adds (name, SQL type) columns to `table`, each unless it is there
+    (a database made since has them: migration 2 makes the tables as they are now)."""
+
+    def step(conn: sa.Connection) -> None:
+        existing = {column["name"] for column in sa.inspect(conn).get_columns(table)}
+        for name, kind in columns:
+            if name not in existing:
+                conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
+    return step
 
 
 # Each migration brings the schema from version i to i + 1. Never edit one that has shipped.
@@ -139,7 +139,8 @@ MIGRATIONS: list[list[Any]] = [
     ],
     [sa.schema.CreateTable(meta, if_not_exists=True)],
     [sa.schema.CreateTable(style_presets, if_not_exists=True)],
-    [_add_columns],
+    [_add_columns("instances", ("host", "VARCHAR(255)"), ("pid", "INTEGER"))],  # where it runs
+    [_add_columns("jobs", ("content_owner", "BIGINT"))],  # who uploaded the content
 ]
 
 

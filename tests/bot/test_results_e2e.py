@@ -225,7 +225,7 @@ def test_other_members_cannot_press_a_picture_back_towards_the_upload(database_u
 
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
-            await no_cooldown(harness, max_size=128)
+            await no_cooldown(harness, max_size=128, size=64)
             _, message, buttons = await a_result(fake)
             refused = [
                 (await fake.wait_for(lambda f, t=t: f.callbacks(t)))[0]
