@@ -135,15 +135,19 @@ def field_ids(modal) -> list[str]:
     ]
 
 
+async def open_panel(fake):
+    """An admin opens /stylize-settings panel: (the panel's callback, its message)."""
+    opened = await fake.slash(
+        "stylize-settings", [], subcommand="panel", member_user=ALICE, permissions=MANAGE_GUILD
+    )
+    (panel,) = await fake.wait_for(lambda f: f.callbacks(opened))
+    return panel, fake.originals[opened]
+
+
 def test_the_settings_panel_saves_through_the_same_policy(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
-            opened = await fake.slash(
-                "stylize-settings", [], subcommand="panel", member_user=ALICE,
-                permissions=MANAGE_GUILD,
-            )  # fmt: skip
-            (panel,) = await fake.wait_for(lambda f: f.callbacks(opened))
-            message = fake.originals[opened]
+            panel, message = await open_panel(fake)
             ids = [
                 c["custom_id"]
                 for row in panel.json["data"]["components"]
@@ -221,12 +225,7 @@ def test_the_settings_modal_changes_only_what_the_admin_changed(database_url):
                 content_weight=1.0, style_weight=1000.0
             )
             await harness.storage.put(GUILD_ID, raw, by=1)
-            opened = await fake.slash(
-                "stylize-settings", [], subcommand="panel", member_user=ALICE,
-                permissions=MANAGE_GUILD,
-            )  # fmt: skip
-            (panel,) = await fake.wait_for(lambda f: f.callbacks(opened))
-            message = fake.originals[opened]
+            panel, message = await open_panel(fake)
             numbers = panel.json["data"]["components"][-1]["components"][0]["custom_id"]
             modal, shown = await open_modal(fake, numbers, message)
             await submit(fake, modal, [*shown[:3], "5"], message)  # only the cooldown changed

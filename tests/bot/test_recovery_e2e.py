@@ -107,6 +107,7 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
         return told[-1], fake.callbacks(refused), done[-1], told_after
 
     told, refused, done, told_after = run(scenario)
+    print(f"\nthe member was told {told_after:.1f} s after the new bot was ready")
     assert told_after < 15, told_after
     assert "painting" in text_of(told) and "Retry" in str(told.json["components"])
     assert "Only the member" in text_of(refused[0])
