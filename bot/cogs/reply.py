@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
+from discord.http import handle_message_parameters
+from discord.webhook.async_ import async_context
 
 from bot.text import clip
 
@@ -54,12 +56,27 @@ class Reply:
         return time.time() < self.token_expires_at
 
     async def edit(self, client: discord.Client, **fields: Any) -> int:
-        """Edit the interaction's original message; its id (raises discord.HTTPException)."""
-        webhook = discord.Webhook.partial(self.application_id, self.token, client=client)
+        """Edit the interaction's original message; its id (raises discord.HTTPException).
+
+        Through discord.py's own original-response route, the one `Interaction.
+        edit_original_response` takes (`/messages/@original`, written literally), here without
+        the Interaction, which a bot that restarted no longer has. `Webhook.edit_message` takes
+        a message id and would send "@original" percent-quoted."""
         if isinstance(fields.get("content"), str):
             fields["content"] = clip(fields["content"])
-        message = await webhook.edit_message("@original", **fields)  # type: ignore[arg-type]
-        return message.id
+        webhook = discord.Webhook.partial(self.application_id, self.token, client=client)
+        with handle_message_parameters(**fields) as params:
+            data = await async_context.get().edit_original_interaction_response(
+                self.application_id,
+                self.token,
+                session=webhook.session,
+                proxy=webhook.proxy,
+                proxy_auth=webhook.proxy_auth,
+                payload=params.payload,
+                multipart=params.multipart,
+                files=params.files,
+            )
+        return int(data["id"])
 
     async def post(self, client: discord.Client, text: str, **fields: Any) -> int:
         """An ordinary channel message that mentions the member (raises discord.HTTPException)."""

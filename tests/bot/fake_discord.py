@@ -540,7 +540,9 @@ class FakeDiscord:
         }
 
     async def rest(self, request: web.Request) -> web.StreamResponse:
-        path = "/" + request.match_info["tail"]
+        # the path as sent: a client that percent-quotes "@original" asks for a message of that
+        # id, as Discord would see it, and gets Unknown Message
+        path = request.raw_path.split("?")[0].removeprefix("/api/v10")
         payload, files = await self._body(request)
         await self._record(Request(request.method, path, payload, files))
         if (refusal := _over_limits(payload)) is not None:
@@ -658,6 +660,8 @@ class FakeDiscord:
                 self.originals[token] = updated
                 return _json(updated)
             return _json(current)
+        if rest[:1] == ["messages"] and len(rest) > 1 and not rest[1].isdigit():
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
         if method == "POST" and not rest:
             # Discord's rules (discord-api-docs #2739, #3087, #2866): a follow-up after the
             # original was deleted is refused; the first follow-up while a public deferred

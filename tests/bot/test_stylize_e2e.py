@@ -50,9 +50,16 @@ def test_happy_path_ends_with_the_image(database_url, caplog):
                 attachments=attachments,
             )
             await fake.wait_for(lambda f: final_edit(f, token))
-            return fake.callbacks(token), fake.edits(token)
+            return (
+                fake.callbacks(token),
+                fake.edits(token),
+                fake.originals[token],
+                len(fake.channel_messages()),
+            )
 
-    callbacks, edits = run(scenario)
+    callbacks, edits, original, posts = run(scenario)
+    # the result is in the job's own message (its original response), not posted beside it
+    assert "Done in" in original["content"] and original["attachments"] and posts == 0
     assert [c.json["type"] for c in callbacks] == [5]  # deferred, thinking: acknowledged at once
     texts = [text_of(e) for e in edits]
     assert any("Queued: position **1**" in t or "Painting" in t for t in texts)
