@@ -16,6 +16,7 @@ The schema is versioned: `schema_version` holds the number of migrations applied
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -97,6 +98,16 @@ blobs = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),  # epoch seconds
 )
 
+job_inputs = sa.Table(  # which images a job uses: content-addressed blobs, shared between jobs
+    "job_inputs",
+    metadata,
+    sa.Column("job_id", sa.String(32), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),  # 0: the content, then the styles
+    sa.Column("blob", sa.String(128), nullable=False),  # blobs.key: img:<sha-256 of the bytes>
+    sa.Column("expires_at", sa.Float, nullable=False),  # this job's use of it ends (Retry, buttons)
+)
+IMAGE = "img:"  # blob key prefix of job images; such a blob lives while a job_inputs row uses it
+
 style_presets = sa.Table(  # named style images of a server (bot/presets.py); images in blobs
     "style_presets",
     metadata,
@@ -109,6 +120,7 @@ style_presets = sa.Table(  # named style images of a server (bot/presets.py); im
     sa.Column("created_at", sa.Float, nullable=False),
 )
 KEEP_FOREVER = 100 * 365 * 24 * 3600.0  # blobs that stay until removed (preset images)
+FOREVER = 2.0**62  # the expiry of a job image (epoch seconds): it goes when no job uses it
 LEFT = "left:"  # meta key prefix: left:<guild id> = when the bot left that server
 
 
@@ -141,6 +153,7 @@ MIGRATIONS: list[list[Any]] = [
     [sa.schema.CreateTable(style_presets, if_not_exists=True)],
     [_add_columns("instances", ("host", "VARCHAR(255)"), ("pid", "INTEGER"))],  # where it runs
     [_add_columns("jobs", ("content_owner", "BIGINT"))],  # who uploaded the content
+    [sa.schema.CreateTable(job_inputs, if_not_exists=True)],  # images stored once, shared
 ]
 
 
@@ -296,13 +309,40 @@ class Storage:
                     updated_at=now,
                 )
             )
-            await conn.execute(
-                blobs.insert(),
-                [
-                    {"key": key, "data": data, "expires_at": now + keep_inputs}
-                    for key, data in zip(input_keys(record.id, record.styles), inputs, strict=True)
-                ],
-            )
+            for position, data in enumerate(inputs):
+                key = IMAGE + hashlib.sha256(data).hexdigest()
+                # stored once, whoever sends the same picture again (a button press does)
+                await conn.execute(
+                    self._upsert(
+                        blobs, {"key": key, "data": data, "expires_at": FOREVER}, "key", {}
+                    )
+                )
+                await conn.execute(
+                    job_inputs.insert().values(
+                        job_id=record.id, position=position, blob=key, expires_at=now + keep_inputs
+                    )
+                )
+
+    async def job_images(self, job_id: str) -> list[bytes] | None:
+        """The job's content and style images, in order; None once they are no longer kept."""
+        async with self.engine.connect() as conn:
+            uses = (
+                await conn.execute(
+                    sa.select(job_inputs.c.expires_at, blobs.c.data)
+                    .join(blobs, blobs.c.key == job_inputs.c.blob)
+                    .where(job_inputs.c.job_id == job_id)
+                    .order_by(job_inputs.c.position)
+                )
+            ).all()
+        if not uses or any(use.expires_at <= time.time() for use in uses):
+            return None
+        return [bytes(use.data) for use in uses]
+
+    async def drop_images(self, job_id: str) -> None:
+        """A job that was refused keeps no images: its uses go, and every image no job uses."""
+        async with self.engine.begin() as conn:
+            await conn.execute(job_inputs.delete().where(job_inputs.c.job_id == job_id))
+            await _drop_unused_images(conn)
 
     async def set_job_state(
         self,
@@ -607,6 +647,7 @@ class Storage:
                     await conn.execute(
                         blobs.delete().where(blobs.c.key.startswith(f"job:{job_id}:"))
                     )
+                    await conn.execute(job_inputs.delete().where(job_inputs.c.job_id == job_id))
                 await conn.execute(jobs.delete().where(jobs.c.guild_id == guild_id))
                 await conn.execute(
                     blobs.delete().where(blobs.c.key.startswith(f"preset:{guild_id}:"))
@@ -618,14 +659,19 @@ class Storage:
                     guild_settings.delete().where(guild_settings.c.guild_id == guild_id)
                 )
                 await conn.execute(meta.delete().where(meta.c.key == f"{LEFT}{guild_id}"))
+            await _drop_unused_images(conn)
         for guild_id in gone:
             self._cache.pop(guild_id, None)
         return gone
 
     async def purge_expired(self) -> int:
+        """Remove what is kept past its time: blobs, jobs' uses of images, and images no job
+        uses any more; the number of blobs removed."""
         async with self.engine.begin() as conn:
+            await conn.execute(job_inputs.delete().where(job_inputs.c.expires_at <= time.time()))
+            removed = await _drop_unused_images(conn)
             result = await conn.execute(blobs.delete().where(blobs.c.expires_at <= time.time()))
-        return result.rowcount or 0
+        return removed + (result.rowcount or 0)
 
 
 class StorageError(Exception):
@@ -670,8 +716,13 @@ def check_database_url(url: str) -> None:
             raise StorageError(f"the folder of the SQLite database does not exist: {folder}")
 
 
-def input_keys(job_id: str, styles: int) -> list[str]:
-    return [f"job:{job_id}:content", *(f"job:{job_id}:style:{i}" for i in range(styles))]
+async def _drop_unused_images(conn: Any) -> int:
+    """Delete every job image that no job uses; how many."""
+    used = sa.select(job_inputs.c.blob)
+    result = await conn.execute(
+        blobs.delete().where(blobs.c.key.startswith(IMAGE), blobs.c.key.not_in(used))
+    )
+    return result.rowcount or 0
 
 
 def result_key(job_id: str) -> str:

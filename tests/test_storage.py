@@ -1,4 +1,5 @@
 import asyncio
+import hashlib
 import os
 import time
 import uuid
@@ -8,7 +9,7 @@ import sqlalchemy as sa
 
 from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings, SettingsError
-from bot.storage import MIGRATIONS, JobRecord, Storage, input_keys, schema_version
+from bot.storage import MIGRATIONS, JobRecord, Storage, blobs, job_inputs, schema_version
 
 # the PostgreSQL database is one for all tests: its tests run one at a time, on one xdist worker
 pytestmark = pytest.mark.xdist_group("postgresql")
@@ -148,7 +149,7 @@ def test_jobs_and_their_inputs(database_url):
             assert record.id not in [
                 j.id for j in await successor.orphaned_jobs(silent_for=60)
             ]  # still alive
-            assert await storage.get_blobs(input_keys(record.id, 1)) == [b"content", b"style"]
+            assert await storage.job_images(record.id) == [b"content", b"style"]
             await storage.set_job_state(record.id, JobStatus.RUNNING)
             await storage.set_job_state(record.id, JobStatus.DONE, outcome="done!", delivered=False)
             assert record.id not in [j.id for j in await successor.orphaned_jobs(silent_for=-1)]
@@ -165,8 +166,13 @@ def test_jobs_and_their_inputs(database_url):
             assert not stored.token_alive and stored.params == {"size": 64}
             await storage.set_job_state(record.id, JobStatus.DONE, delivered=True)
             assert record.id not in [j.id for j in await storage.undelivered_jobs()]
-            await storage.put_blob(f"job:{record.id}:content", b"old", keep=-1)  # expired
-            assert await storage.get_blobs(input_keys(record.id, 1)) is None
+            async with storage.engine.begin() as conn:  # its images' time is over
+                await conn.execute(
+                    job_inputs.update()
+                    .where(job_inputs.c.job_id == record.id)
+                    .values(expires_at=time.time() - 1)
+                )
+            assert await storage.job_images(record.id) is None
             assert await storage.purge_expired() >= 1
         finally:
             await storage.close()
@@ -337,3 +343,57 @@ def test_a_server_the_bot_left_is_forgotten_after_the_grace_unless_it_rejoins(da
     kept, gone, images, state = asyncio.run(scenario())
     assert kept == [] and gone == [left] and images is None
     assert state == (GuildSettings().steps, 0, 77, 1)
+
+
+def test_an_image_is_stored_once_and_only_while_a_job_uses_it(database_url):
+    """Content-addressed images: two jobs of the same pictures share them; a refused job's
+    images go at once, unless another job uses them; expired uses free them."""
+
+    def record(styles=1):
+        return JobRecord(
+            id=uuid.uuid4().hex, user_id=1, guild_id=6161, channel_id=3, application_id=4,
+            token="t", token_expires_at=time.time() + 60, state=JobStatus.QUEUED,
+            params={}, summary="s", styles=styles,
+        )  # fmt: skip
+
+    async def images(storage):
+        async with storage.engine.connect() as conn:
+            keys = (await conn.execute(sa.select(blobs.c.key))).scalars().all()
+        return {k for k in keys if k.startswith("img:")}
+
+    async def scenario():
+        storage = await Storage.open(database_url)
+        try:
+            first, again, refused = record(), record(), record()
+            content, style, other = (f"{j.id}".encode() for j in (first, again, refused))
+            before = await images(storage)
+            await storage.add_job(first, [content, style], keep_inputs=60)
+            await storage.add_job(again, [content, style], keep_inputs=60)  # a button press
+            shared = await images(storage)
+            await storage.add_job(refused, [content, other], keep_inputs=60)
+            await storage.drop_images(refused.id)
+            after_refusal = await images(storage)
+            async with storage.engine.begin() as conn:
+                await conn.execute(
+                    job_inputs.update()
+                    .where(job_inputs.c.job_id.in_([first.id, again.id]))
+                    .values(expires_at=time.time() - 1)
+                )
+            await storage.purge_expired()
+            ours = {f"img:{hashlib.sha256(d).hexdigest()}" for d in (content, style, other)}
+            after_expiry = await images(storage)
+            return (
+                before,
+                shared,
+                after_refusal,
+                after_expiry,
+                ours,
+                await storage.job_images(again.id),
+            )
+        finally:
+            await storage.close()
+
+    before, shared, after_refusal, after_expiry, ours, gone = asyncio.run(scenario())
+    assert len(shared - before) == 2  # two jobs of the same two pictures: two images stored
+    assert after_refusal == shared  # the refused job's own image went; the shared ones stay
+    assert not ours & after_expiry and gone is None

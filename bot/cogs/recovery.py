@@ -26,7 +26,7 @@ from bot.cogs.views import result_view, retry_view
 from bot.executor.base import JobHandle
 from bot.executor.protocol import Job, JobStatus, SubmitError
 from bot.guild_policy import Summary
-from bot.storage import JobRecord, input_keys, result_key
+from bot.storage import JobRecord, result_key
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -153,7 +153,7 @@ class RecoveryCog(commands.Cog):
     async def _queue_again(self, record: JobRecord) -> JobHandle | None:
         """A job that was still waiting when its bot died, back in the queue with its kept
         images (None if they are gone or the queue refuses it: the member is told instead)."""
-        data = await self.bot.storage.get_blobs(input_keys(record.id, record.styles))
+        data = await self.bot.storage.job_images(record.id)
         if data is None:
             return None
         job = Job(

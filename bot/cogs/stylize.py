@@ -45,7 +45,7 @@ from bot.guild_policy import (
     params_for,
 )
 from bot.presets import Preset
-from bot.storage import JobRecord, input_keys
+from bot.storage import JobRecord
 from bot.text import clip, fit_lines
 
 if TYPE_CHECKING:
@@ -234,6 +234,7 @@ class StylizeCog(commands.Cog):
             await self.bot.storage.set_job_state(
                 job.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True
             )
+            await self.bot.storage.drop_images(job.id)  # a refused job keeps no images
             await self._refuse_after_defer(interaction, f"Not now: {exc}.")
             return
         keep_cooldown(interaction)
@@ -312,7 +313,7 @@ class StylizeCog(commands.Cog):
         except app_commands.CheckFailure as exc:
             await interaction.response.send_message(message_for(exc) or "Not now.", ephemeral=True)
             return
-        data = await self.bot.storage.get_blobs(input_keys(record.id, record.styles))
+        data = await self.bot.storage.job_images(record.id)
         if data is None:
             give_back_cooldown(interaction)
             hours = self.bot.settings.input_ttl / 3600

@@ -253,3 +253,43 @@ def test_other_members_cannot_press_a_picture_back_towards_the_upload(database_u
         assert ephemeral(answer) and "who uploaded this picture" in text_of(answer)
     assert bobs_job.user_id == int(BOB["id"]) and bobs_job.content_owner == int(ALICE["id"])
     assert "strength 0.5" in text_of(less)
+
+
+def test_refused_commands_and_presses_store_no_new_images(database_url):
+    """Images are kept once per picture, and only for jobs that were accepted."""
+    import sqlalchemy as sa
+
+    from bot.storage import blobs
+
+    async def stored(harness):
+        async with harness.storage.engine.connect() as conn:
+            keys = (await conn.execute(sa.select(blobs.c.key))).scalars().all()
+        return sorted(k for k in keys if k.startswith("img:"))
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, per_user_jobs=1) as harness:
+            await no_cooldown(harness)
+            _, message, buttons = await a_result(fake)
+            after_one = await stored(harness)
+            long = picture_attachments(fake)
+            await fake.slash(
+                "stylize", stylize_options(long, steps=5000, size=64), member_user=ALICE,
+                attachments=long,
+            )  # fmt: skip
+            refused = []
+            for _ in range(3):  # over Alice's limit of one job at a time
+                more = picture_attachments(fake, content_size=(40, 30))
+                token = await fake.slash(
+                    "stylize", stylize_options(more, size=64), member_user=ALICE,
+                    attachments=more,
+                )  # fmt: skip
+                refused.append(await fake.wait_for(lambda f, t=token: f.followups(t)))
+            pressed = await fake.press(buttons["seed"], message, member_user=BOB)
+            await fake.wait_for(lambda f: done_edits(f, pressed))
+            return after_one, refused, await stored(harness)
+
+    after_one, refused, after = run(scenario)
+    assert len(after_one) == 2 and all("Not now" in text_of(r[-1]) for r in refused)
+    # the long job sent the same two pictures again (stored once), the refused ones (another
+    # content) left nothing, and Bob's press reused Alice's
+    assert after == after_one
