@@ -68,6 +68,7 @@ class _Process:
                 self.runner,
                 max_jobs=identity.batch_size,
                 memory_budget=self.runner.memory_budget(),
+                name=identity.name,
             )
             threading.Thread(target=self.batcher.run, name="batcher", daemon=True).start()
         self._presence = threading.Thread(target=self._announce, name="presence", daemon=True)
@@ -194,14 +195,23 @@ def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[
         result_limit=message["result_limit"],
     )
     r.hset(record, mapping={"state": "running", "worker": process.identity.name})
-    _publish(
-        process,
-        JobStarted(job_id=job_id, worker=process.identity.name, device=process.runner.device_name),
-    )
-
-    deadline = time.monotonic() + (job.time_limit or process.identity.config.time_limit)
+    limit = job.time_limit or process.identity.config.time_limit
+    deadline = time.monotonic() + limit
+    if process.batcher is None:  # it paints now; a batcher reports the start when it admits it
+        _publish(
+            process,
+            JobStarted(
+                job_id=job_id, worker=process.identity.name, device=process.runner.device_name
+            ),
+        )
     stop_reason: list[StopReason] = []
     next_check = 0.0
+
+    def emit(event: Event) -> None:
+        nonlocal deadline
+        if isinstance(event, JobStarted):  # the time limit counts from here
+            deadline = time.monotonic() + limit
+        _publish(process, event)
 
     def should_cancel() -> bool:
         nonlocal next_check
@@ -222,9 +232,7 @@ def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[
         return False
 
     try:
-        ending = process.run(
-            job, lambda event: _publish(process, event), should_cancel, timeout_error
-        )
+        ending = process.run(job, emit, should_cancel, timeout_error)
     except timeout_error:
         stop_reason.append(StopReason.TIMEOUT)
         ending = JobCancelled(job_id=job_id)
