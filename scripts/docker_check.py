@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.bot.fake_discord import FakeDiscord  # noqa: E402
-from tests.bot.harness import ALICE, picture_attachments, stylize_options, text_of  # noqa: E402
+from tests.bot.harness import stylize_pictures, text_of  # noqa: E402
 from tests.conftest import gradient_image, noise_image  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -124,13 +124,7 @@ async def a_job_through_both_containers() -> None:
             BOT,
         )  # fmt: skip
         await asyncio.wait_for(fake.identified.wait(), 120)
-        attachments = picture_attachments(fake)
-        token = await fake.slash(
-            "stylize",
-            stylize_options(attachments, steps=5, size=64),
-            member_user=ALICE,
-            attachments=attachments,
-        )
+        token = await stylize_pictures(fake, steps=5, size=64)
         done = await fake.wait_for(
             lambda f: [e for e in f.edits(token) if "Done in" in text_of(e)], timeout=300
         )

@@ -109,6 +109,17 @@ def stylize_options(attachments: list[dict], **options) -> list[dict]:
     return result + [{"name": k, "type": types[k], "value": v} for k, v in options.items()]
 
 
+async def stylize_pictures(fake: FakeDiscord, member: dict = ALICE, **options) -> str:
+    """`/stylize` with a fresh pair of pictures and `options`, from `member`; its token."""
+    attachments = picture_attachments(fake)
+    return await fake.slash(
+        "stylize",
+        stylize_options(attachments, **options),
+        member_user=member,
+        attachments=attachments,
+    )
+
+
 def image_of(upload) -> Image.Image:
     return Image.open(io.BytesIO(upload.data))
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.bot.harness import ALICE, picture_attachments, run_with_fake, stylize_options, text_of
+from tests.bot.harness import run_with_fake, stylize_pictures, text_of
 from tests.bot.test_recovery_e2e import bot_env
 from tests.executor.celery_helpers import REDIS_URL, Worker, celery_config, reachable
 
@@ -41,13 +41,7 @@ def test_the_bot_side_runs_without_torch(database_url, tmp_path):
             )
         try:
             await asyncio.wait_for(fake.identified.wait(), 90)
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=3, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=3, size=64)
             await fake.wait_for(
                 lambda f: any("No worker is online" in text_of(e) for e in f.edits(token))
             )

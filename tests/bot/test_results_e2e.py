@@ -11,6 +11,7 @@ from tests.bot.harness import (
     picture_attachments,
     run_with_fake,
     stylize_options,
+    stylize_pictures,
     text_of,
 )
 
@@ -271,11 +272,9 @@ def test_refused_commands_and_presses_store_no_new_images(database_url):
             await no_cooldown(harness)
             _, message, buttons = await a_result(fake)
             after_one = await stored(harness)
-            long = picture_attachments(fake)
-            await fake.slash(
-                "stylize", stylize_options(long, steps=5000, size=64), member_user=ALICE,
-                attachments=long,
-            )  # fmt: skip
+            long = await stylize_pictures(fake, steps=500, size=64)  # the cap
+            # it runs: from now on Alice is at her limit of one job
+            await fake.wait_for(lambda f: any("ETA" in text_of(e) for e in f.edits(long)))
             refused = []
             for _ in range(3):  # over Alice's limit of one job at a time
                 more = picture_attachments(fake, content_size=(40, 30))
