@@ -283,6 +283,7 @@ def test_refused_commands_and_presses_store_no_new_images(database_url):
                     attachments=more,
                 )  # fmt: skip
                 refused.append(await fake.wait_for(lambda f, t=token: f.followups(t)))
+            await harness.executor.cancel((await job_of(harness, long)).id)  # the worker is free
             pressed = await fake.press(buttons["seed"], message, member_user=BOB)
             await fake.wait_for(lambda f: done_edits(f, pressed))
             return after_one, refused, await stored(harness)
