@@ -182,6 +182,11 @@ class JobRecord:
     def token_alive(self) -> bool:
         return time.time() < self.token_expires_at
 
+    @property
+    def uploader(self) -> int:
+        """The member whose upload the job paints (guild_policy.may_reveal)."""
+        return self.content_owner or self.user_id
+
 
 class Storage:
     def __init__(self, engine: AsyncEngine, *, settings_ttl: float = 5.0):

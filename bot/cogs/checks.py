@@ -56,6 +56,13 @@ class Cooldowns:
         interaction.extras[_CLAIM] = (self, key, self._last.get(key))
         self.mark(*key)
 
+    def restore(self, key: tuple[int | None, int], previous: float | None) -> None:
+        """Put back what `claim` replaced."""
+        if previous is None:
+            self._last.pop(key, None)
+        else:
+            self._last[key] = previous
+
 
 _CLAIM = "stylebot-cooldown-claim"
 
@@ -66,10 +73,7 @@ def give_back_cooldown(interaction: discord.Interaction) -> None:
     if claim is None:
         return
     cooldowns, key, previous = claim
-    if previous is None:
-        cooldowns._last.pop(key, None)
-    else:
-        cooldowns._last[key] = previous
+    cooldowns.restore(key, previous)
 
 
 def keep_cooldown(interaction: discord.Interaction) -> None:

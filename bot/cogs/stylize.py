@@ -275,7 +275,7 @@ class StylizeCog(commands.Cog):
         if action == "delete":
             await self._delete(interaction, record)
             return
-        owner = record.content_owner or record.user_id
+        owner = record.uploader
         if not may_reveal(action, interaction.user.id, owner):
             await interaction.response.send_message(
                 f"Only <@{owner}>, who uploaded this picture, can ask for less style, its own "
@@ -324,9 +324,7 @@ class StylizeCog(commands.Cog):
             )
             return
         await interaction.response.defer(thinking=True)
-        await self.start_job(
-            interaction, data, params, summary, content_owner=record.content_owner or record.user_id
-        )
+        await self.start_job(interaction, data, params, summary, content_owner=record.uploader)
 
     async def _delete(self, interaction: discord.Interaction[StyleBot], record: JobRecord) -> None:
         if interaction.user.id != record.user_id and not interaction.permissions.manage_messages:
