@@ -16,14 +16,14 @@ from discord import gateway, http
 from discord.ext import commands
 
 from bot.cogs import errors
-from bot.cogs.checks import Cooldowns
+from bot.cogs.utils.checks import Cooldowns
 from bot.config import Settings
 from bot.executor.base import Executor
 from bot.logs import install_redaction
 from bot.storage import Storage
 
 if TYPE_CHECKING:
-    from bot.cogs.job_message import JobMessage
+    from bot.cogs.utils.job_message import JobMessage
     from bot.executor.dispatch import Dispatcher
     from bot.health import HealthServer
 

@@ -70,9 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     require("celery", "stylebot worker")
     from bot.config import ConfigError, WorkerSettings, load_settings, unknown_variables
-    from bot.executor.celery.task import WorkerIdentity, make_worker_app
     from bot.executor.pool import WorkerStartError, check_device
-    from bot.executor.runner import RunnerSpec
+    from bot.executor.protocol import RunnerSpec
     from bot.logs import LogConfig, configure_logging
 
     try:
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(
             f"unknown device {args.device!r}; use auto, cuda:N, cpu or mps", EXIT_SETTINGS
         )
-    try:  # in a short-lived process: with a batch of one, this process never imports torch
+    try:  # in a short-lived process, before this one imports torch (bot/worker/)
         device = check_device(args.device)
     except WorkerStartError as exc:
         raise CliError(f"--device {args.device}: {exc}", EXIT_ENVIRONMENT) from None
@@ -104,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for warning in unknown_variables():
         logging.getLogger("stylebot.worker").warning("%s", warning)
+    from bot.worker.celery_task import WorkerIdentity, make_worker_app  # imports torch
+
     identity = WorkerIdentity(
         name=name,
         spec=RunnerSpec(

@@ -8,7 +8,7 @@ import uuid
 import discord
 from discord import app_commands
 
-from bot.cogs.checks import ChannelNotAllowed, OnCooldown, give_back_cooldown
+from bot.cogs.utils.checks import ChannelNotAllowed, OnCooldown, give_back_cooldown
 from bot.text import clip
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.checks import check_may_start_job, give_back_cooldown, guild_settings
 from bot.cogs.errors import message_for
+from bot.cogs.utils.checks import check_may_start_job, give_back_cooldown, guild_settings
 from bot.engine.params import IMAGE_TYPES
 from bot.guild_policy import Request, params_for
 

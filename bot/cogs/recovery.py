@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.cogs.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage
-from bot.cogs.reply import Reply
-from bot.cogs.views import result_view, retry_view
+from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage
+from bot.cogs.utils.reply import Reply
+from bot.cogs.utils.views import result_view, retry_view
 from bot.executor.base import JobHandle
 from bot.executor.protocol import Job, JobStatus, SubmitError
 from bot.guild_policy import Summary

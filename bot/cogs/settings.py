@@ -11,11 +11,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.checks import admin_only
-from bot.cogs.downloads import DownloadError
 from bot.cogs.errors import UserFacingError
-from bot.cogs.inputs import check_attachment, fetch, preset_choices
-from bot.cogs.settings_panel import SettingsPanel, panel_text
+from bot.cogs.utils.checks import admin_only
+from bot.cogs.utils.downloads import DownloadError
+from bot.cogs.utils.inputs import check_attachment, fetch, preset_choices
+from bot.cogs.utils.settings_panel import SettingsPanel, panel_text
 from bot.engine.imaging import ImageError
 from bot.engine.params import MAX_SIZE, MAX_STEPS
 from bot.guild_policy import MIN_SIZE, GuildSettings, SettingsError, describe

@@ -11,20 +11,20 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.checks import (
+from bot.cogs.errors import UserFacingError, message_for
+from bot.cogs.picks import Picks
+from bot.cogs.utils.checks import (
     check_may_start_job,
     give_back_cooldown,
     guild_settings,
     keep_cooldown,
     may_start_job,
 )
-from bot.cogs.downloads import DownloadError
-from bot.cogs.errors import UserFacingError, message_for
-from bot.cogs.inputs import Source, check_attachment, fetch, preset_choices
-from bot.cogs.job_message import JobMessage, upload_limit
-from bot.cogs.picks import Picks
-from bot.cogs.reply import Reply
-from bot.cogs.views import CancelButton, ResultButton, RetryButton
+from bot.cogs.utils.downloads import DownloadError
+from bot.cogs.utils.inputs import Source, check_attachment, fetch, preset_choices
+from bot.cogs.utils.job_message import JobMessage, upload_limit
+from bot.cogs.utils.reply import Reply
+from bot.cogs.utils.views import CancelButton, ResultButton, RetryButton
 from bot.engine import imaging
 from bot.engine.params import (
     MAX_SIZE,

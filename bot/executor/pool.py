@@ -27,26 +27,24 @@ from multiprocessing.process import BaseProcess
 
 from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
 from bot.executor.protocol import (
+    Cancel,
+    Emit,
     FailureKind,
+    Fatal,
     Job,
     JobCancelled,
     JobFailed,
-    default_batch_size,
-    event_from_dict,
-)
-from bot.executor.runner import RunnerSpec
-from bot.executor.worker import (
-    Cancel,
-    Emit,
-    Fatal,
     Ready,
     Run,
+    RunnerSpec,
     Stop,
     ToWorker,
     WorkerSpec,
-    worker_main,
+    default_batch_size,
+    event_from_dict,
 )
 from bot.extras import require
+from bot.worker.process import worker_main
 
 log = logging.getLogger(__name__)
 

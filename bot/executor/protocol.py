@@ -4,6 +4,10 @@ A Job goes in; events come out: JobQueued (position), JobStarted, JobProgress...
 terminal event, JobDone, JobFailed or JobCancelled. Everything converts to plain dicts
 (`to_dict`/`event_from_dict`, bytes kept) and to JSON (`to_json`/`from_json`, bytes in base64),
 so any backend can carry it without pickling code or tensors.
+
+Also here, because both sides of a process boundary read them: the specs a local worker process
+starts from and the messages on its pipes (bot/executor/pool.py <-> bot/worker/process.py), and
+the Celery task message (bot/executor/celery/backend.py -> bot/worker/celery_task.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
+
+from bot.engine.params import ImageLimits
+from bot.logs import LogConfig
 
 CUDA_BATCH_SIZE = 16  # measured on an H200: see docs/executor.md, "Batching"
 
@@ -227,3 +234,115 @@ class ExecutorClosed(SubmitError):
 
 class BackendBusy(SubmitError):
     """The service that runs jobs (Redis, the broker) is not reachable now."""
+
+
+# --- the local pool's worker processes --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """What a worker's JobRunner (bot/worker/runner.py) is made from."""
+
+    device: str
+    weights: str | None
+    cache_size: int = 16
+    threads: int | None = None  # torch threads (CPU); None: torch's default
+    limits: ImageLimits = ImageLimits()  # what the decoder accepts (the bot's configured limits)
+    memory_limit: int | None = None  # bytes this worker's jobs may use (STYLEBOT_GPU_MEMORY_LIMIT)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    runner: RunnerSpec
+    log: LogConfig = LogConfig()  # the bot's own logging: level and format
+    batch_size: int = 1  # jobs stepped together in this process
+
+
+# Parent to worker: Run, Cancel, Stop. Worker to parent: Ready, Fatal, Emit (an event of the job
+# with that `seq`).
+
+
+@dataclass(frozen=True)
+class Run:
+    seq: int
+    job: dict[str, Any]  # Job.to_dict()
+
+
+@dataclass(frozen=True)
+class Cancel:
+    seq: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    device: str
+    weights: str
+
+
+@dataclass(frozen=True)
+class Fatal:
+    message: str
+
+
+@dataclass(frozen=True)
+class Emit:
+    seq: int
+    event: dict[str, Any]  # Event.to_dict()
+
+
+ToWorker = Run | Cancel | Stop
+FromWorker = Ready | Fatal | Emit
+
+
+# --- Celery ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskMessage:
+    """A Celery task's one argument: the job without its images. The worker derives every Redis
+    key from `job_id` (bot/executor/celery/keys.py): the images under their input keys."""
+
+    job_id: str
+    user_id: int
+    guild_id: int | None
+    params: dict[str, Any]
+    styles: int  # how many style images
+    time_limit: float | None
+    result_limit: int | None
+
+    @classmethod
+    def of(cls, job: Job) -> TaskMessage:
+        return cls(
+            job_id=job.id,
+            user_id=job.user_id,
+            guild_id=job.guild_id,
+            params=job.params,
+            styles=len(job.styles),
+            time_limit=job.time_limit,
+            result_limit=job.result_limit,
+        )
+
+    def job(self, content: bytes, styles: tuple[bytes, ...]) -> Job:
+        return Job(
+            id=self.job_id,
+            user_id=self.user_id,
+            guild_id=self.guild_id,
+            content=content,
+            styles=styles,
+            params=self.params,
+            time_limit=self.time_limit,
+            result_limit=self.result_limit,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskMessage:
+        return cls(**data)

@@ -34,6 +34,7 @@ from bot.executor.protocol import (
     JobDone,
     JobFailed,
     StopReason,
+    TaskMessage,
     event_from_json,
 )
 
@@ -132,15 +133,7 @@ class CeleryBackend(Backend):
         assert self._redis is not None
         ttl = int(self.config.blob_ttl)
         content_key, *style_keys = keys.input_keys(job.id, len(job.styles))
-        message = {
-            "job_id": job.id,
-            "user_id": job.user_id,
-            "guild_id": job.guild_id,
-            "params": job.params,
-            "styles": len(job.styles),  # the worker derives every key from the job id
-            "time_limit": job.time_limit,
-            "result_limit": job.result_limit,
-        }
+        message = TaskMessage.of(job)  # the worker derives every key from the job id
         try:
             pipe = self._redis.pipeline()
             pipe.set(content_key, job.content, ex=ttl)
@@ -160,11 +153,11 @@ class CeleryBackend(Backend):
                 )
             )
 
-    def _send(self, message: dict) -> None:
+    def _send(self, message: TaskMessage) -> None:
         self._app.send_task(
             TASK_NAME,
-            args=[message],
-            task_id=message["job_id"],
+            args=[message.to_dict()],
+            task_id=message.job_id,
             queue=self.config.queue,
             retry=False,
         )

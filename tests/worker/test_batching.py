@@ -86,8 +86,8 @@ def test_out_of_memory_splits_the_batch_and_fails_only_a_job_that_does_not_fit_a
     import threading
 
     import bot.engine.painting as painting_module
-    from bot.executor.batcher import Batcher
-    from bot.executor.runner import JobRunner, RunnerSpec
+    from bot.worker.batcher import Batcher
+    from bot.worker.runner import JobRunner, RunnerSpec
 
     real = painting_module.step_together
 

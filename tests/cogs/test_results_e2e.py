@@ -2,8 +2,8 @@
 
 import asyncio
 
-from tests.bot.fake_discord import GUILD_ID, MANAGE_MESSAGES
-from tests.bot.harness import (
+from tests.cogs.fake_discord import GUILD_ID, MANAGE_MESSAGES
+from tests.cogs.harness import (
     ALICE,
     BOB,
     BotHarness,

@@ -1,6 +1,6 @@
 """Redis down with the Celery backend: /stylize says "busy, try again"; the rest answers."""
 
-from tests.bot.harness import (
+from tests.cogs.harness import (
     ALICE,
     BotHarness,
     ephemeral,

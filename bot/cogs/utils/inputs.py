@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.downloads import download
+from bot.cogs.utils.downloads import download
 from bot.engine import imaging
 from bot.engine.params import IMAGE_TYPES, ImageLimits, InvalidParams, StyleParams, min_input_side
 

@@ -1,9 +1,12 @@
-"""The local pool's worker process: a Batcher over a JobRunner, behind a pair of pipes.
+"""The entry of a local pool's worker process: a Batcher over a JobRunner, behind a pair of pipes.
 
-Messages are the small dataclasses below, one per kind. Parent to worker: Run, Cancel, Stop.
+The messages are dataclasses of bot/executor/protocol.py. Parent to worker: Run, Cancel, Stop.
 Worker to parent: Ready, Fatal, Emit (an event of the job with that `seq`). A thread reads the
 parent's messages while the main thread steps the jobs (up to `batch_size` at once); a job whose
 `seq` was cancelled stops at its next step.
+
+The bot process imports this module to name the entry point, so torch is imported only inside
+`worker_main`, in the spawned process.
 """
 
 from __future__ import annotations
@@ -13,58 +16,11 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass
-from typing import Any
 
-from bot.executor.runner import RunnerSpec
-from bot.logs import LogConfig, configure_logging
+from bot.executor.protocol import Cancel, Emit, Fatal, Job, Ready, Run, Stop, WorkerSpec
+from bot.logs import configure_logging
 
 log = logging.getLogger("stylebot.worker")
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    name: str
-    runner: RunnerSpec
-    log: LogConfig = LogConfig()  # the bot's own logging: level and format
-    batch_size: int = 1  # jobs stepped together in this process
-
-
-@dataclass(frozen=True)
-class Run:
-    seq: int
-    job: dict[str, Any]  # Job.to_dict()
-
-
-@dataclass(frozen=True)
-class Cancel:
-    seq: int
-
-
-@dataclass(frozen=True)
-class Stop:
-    pass
-
-
-@dataclass(frozen=True)
-class Ready:
-    device: str
-    weights: str
-
-
-@dataclass(frozen=True)
-class Fatal:
-    message: str
-
-
-@dataclass(frozen=True)
-class Emit:
-    seq: int
-    event: dict[str, Any]  # Event.to_dict()
-
-
-ToWorker = Run | Cancel | Stop
-FromWorker = Ready | Fatal | Emit
 
 
 def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
@@ -73,9 +29,8 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
     # SIGTERM keeps its default, so that a worker can always be terminated.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(dataclasses.replace(spec.log, who=f"worker {spec.name}"))
-    from bot.executor.batcher import Batcher
-    from bot.executor.protocol import Job
-    from bot.executor.runner import JobRunner
+    from bot.worker.batcher import Batcher
+    from bot.worker.runner import JobRunner
 
     parent = os.getppid()
     try:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from tests.bot.fake_discord import FakeDiscord
-from tests.bot.harness import (
+from tests.cogs.fake_discord import FakeDiscord
+from tests.cogs.harness import (
     ALICE,
     BotHarness,
     ephemeral,
@@ -166,7 +166,7 @@ def test_no_token_in_the_logs_at_any_level(database_url, caplog):
 def test_three_commands_sent_together_start_one_job_under_a_cooldown(database_url):
     """The cooldown is taken when the command is checked, not after the download: of three
     commands sent at once under a 600 s cooldown, one starts and two are told to slow down."""
-    from tests.bot.fake_discord import GUILD_ID
+    from tests.cogs.fake_discord import GUILD_ID
 
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:

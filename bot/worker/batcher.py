@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.executor.protocol import Event, Job, JobCancelled, JobStarted, Terminal
-from bot.executor.runner import JobRunner
+from bot.worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ import asyncio
 import aiohttp
 
 from bot.guild_policy import GuildSettings
-from tests.bot.fake_discord import MANAGE_MESSAGES
-from tests.bot.harness import (
+from tests.cogs.fake_discord import MANAGE_MESSAGES
+from tests.cogs.harness import (
     ALICE,
     BOB,
     BotHarness,
@@ -256,7 +256,7 @@ def test_shutdown_tells_queued_members_and_stops_running_jobs(database_url):
 
 
 def fake_guild() -> int:
-    from tests.bot.fake_discord import GUILD_ID
+    from tests.cogs.fake_discord import GUILD_ID
 
     return GUILD_ID
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.reply import Reply
-from bot.cogs.views import cancel_view, result_view
+from bot.cogs.utils.reply import Reply
+from bot.cogs.utils.views import cancel_view, result_view
 from bot.executor.protocol import (
     Event,
     FailureKind,

@@ -9,8 +9,8 @@ import time
 
 import psutil
 
-from tests.bot.fake_discord import FakeDiscord
-from tests.bot.harness import (
+from tests.cogs.fake_discord import FakeDiscord
+from tests.cogs.harness import (
     ALICE,
     BOB,
     BotHarness,

@@ -11,7 +11,7 @@ from PIL import Image
 from bot.app import StyleBot, make_executor, point_client_at
 from bot.config import Settings
 from bot.storage import Storage
-from tests.bot.fake_discord import FakeDiscord, user
+from tests.cogs.fake_discord import FakeDiscord, user
 from tests.conftest import gradient_image, noise_image, png_bytes
 
 ORIGINAL_BASE = discord.http.Route.BASE

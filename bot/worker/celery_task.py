@@ -1,9 +1,10 @@
 """The worker side: the `stylebot.stylize` task, an adapter around JobRunner.
 
-`stylebot worker` runs one Celery worker (prefork, one process that runs jobs) per GPU. The
-main process never imports torch; the process that runs jobs loads VGG-19 once, at its start
-(worker_process_init), and only then announces itself in Redis, so that the bot releases jobs
-only to workers that can take them.
+`stylebot worker` runs one Celery worker per GPU: with a batch of one, prefork with one process
+that runs jobs; with more, task threads that feed one Batcher. The process that runs jobs loads
+VGG-19 once, at its start (worker_process_init, or worker_init for threads), keeps it on the
+task's base class (`StylizeTask.process`), and only then announces itself in Redis, so that the
+bot releases jobs only to workers that can take them.
 
 A task carries references, never images. It reads the images from Redis, runs the job, stores
 the result image and the terminal event in Redis, and publishes every event on one channel.
@@ -19,6 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_init, worker_process_init
+
 from bot.executor.celery import keys
 from bot.executor.celery.config import TASK_NAME, CeleryConfig, make_celery
 from bot.executor.protocol import (
@@ -29,11 +35,15 @@ from bot.executor.protocol import (
     JobDone,
     JobFailed,
     JobStarted,
+    RunnerSpec,
     StopReason,
+    TaskMessage,
     Terminal,
     dumps,
+    event_from_json,
 )
-from bot.executor.runner import RunnerSpec
+from bot.worker.batcher import Batcher
+from bot.worker.runner import JobRunner
 
 log = logging.getLogger("stylebot.worker")
 
@@ -49,21 +59,15 @@ class WorkerIdentity:
     batch_size: int = 1  # > 1: task threads hand their jobs to one in-process Batcher
 
 
-class _Process:
+class WorkerProcess:
     """What the process that runs jobs holds: its runner and its Redis connection."""
 
     def __init__(self, identity: WorkerIdentity):
-        import redis
-
-        from bot.executor.runner import JobRunner
-
         self.identity = identity
         self.redis = redis.Redis.from_url(identity.config.redis_url)
         self.runner = JobRunner(identity.spec)
         self.batcher = None
         if identity.batch_size > 1:
-            from bot.executor.batcher import Batcher
-
             self.batcher = Batcher(
                 self.runner,
                 max_jobs=identity.batch_size,
@@ -109,41 +113,41 @@ class _Process:
             time.sleep(keys.WORKER_REFRESH)
 
 
-_process: _Process | None = None
+class StylizeTask(Task):
+    """The task's base class: holds the process's resources, made once at the process's start."""
+
+    process: WorkerProcess | None = None
 
 
 def make_worker_app(identity: WorkerIdentity):
     """The Celery app of `stylebot worker`, with the task and the per-process start-up."""
-    from celery.exceptions import SoftTimeLimitExceeded
-    from celery.signals import worker_init, worker_process_init
-
     app = make_celery(identity.config)
     # prefork (batch of one): the child process loads the model; threads: the worker itself
     start_signal = worker_process_init if identity.batch_size == 1 else worker_init
 
     @start_signal.connect(weak=False)
     def _load(**_: Any) -> None:
-        global _process
-        _process = _Process(identity)
-        log.info(
-            "ready: %s, weights %s", _process.runner.device_name, _process.runner.weights_label
-        )
+        process = StylizeTask.process = WorkerProcess(identity)
+        log.info("ready: %s, weights %s", process.runner.device_name, process.runner.weights_label)
 
-    @app.task(name=TASK_NAME, bind=True)
-    def stylize(self, message: dict[str, Any]) -> dict[str, Any]:
-        assert _process is not None, "the worker process did not start"
-        ending = run_task(_process, message, timeout_error=SoftTimeLimitExceeded)
-        return {"job_id": message["job_id"], "type": ending.type}
+    @app.task(name=TASK_NAME, bind=True, base=StylizeTask)
+    def stylize(self: StylizeTask, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.process is not None, "the worker process did not start"
+        task = TaskMessage.from_dict(message)
+        ending = run_task(self.process, task, timeout_error=SoftTimeLimitExceeded)
+        return {"job_id": task.job_id, "type": ending.type}
 
     return app
 
 
-def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[BaseException]):
+def run_task(
+    process: WorkerProcess, message: TaskMessage, *, timeout_error: type[BaseException]
+) -> Terminal:
     """One delivery of a job; returns its terminal event (already stored and published).
     Every Redis key it touches is derived from the job id, which must be one the bot makes: a
     message from whoever can write to the broker names no key of its own."""
     r = process.redis
-    job_id: str = message["job_id"]
+    job_id = message.job_id
     keys.check_job_id(job_id)
     record = keys.job_key(job_id)
     ttl = int(process.identity.config.blob_ttl)
@@ -153,7 +157,7 @@ def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[
         r.publish(keys.EVENTS, stored)
         return _from_record(stored)
 
-    inputs = keys.input_keys(job_id, message["styles"])
+    inputs = keys.input_keys(job_id, message.styles)
     attempts = int(r.hincrby(record, "attempts", 1))
     r.expire(record, ttl)
     limit = process.identity.config.max_attempts
@@ -184,16 +188,7 @@ def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[
             ),
             inputs,
         )
-    job = Job(
-        id=job_id,
-        user_id=message["user_id"],
-        guild_id=message["guild_id"],
-        content=images[0],
-        styles=tuple(images[1:]),
-        params=message["params"],
-        time_limit=message["time_limit"],
-        result_limit=message["result_limit"],
-    )
+    job = message.job(images[0], tuple(images[1:]))
     r.hset(record, mapping={"state": "running", "worker": process.identity.name})
     limit = job.time_limit or process.identity.config.time_limit
     deadline = time.monotonic() + limit
@@ -248,7 +243,7 @@ def run_task(process: _Process, message: dict[str, Any], *, timeout_error: type[
     return _finish(process, ending, inputs)
 
 
-def _publish(process: _Process, event: Event) -> None:
+def _publish(process: WorkerProcess, event: Event) -> None:
     """Progress is best effort: a lost preview never stops a job."""
     try:
         process.redis.publish(keys.EVENTS, event.to_json())
@@ -256,7 +251,7 @@ def _publish(process: _Process, event: Event) -> None:
         log.warning("could not publish an event of job %s: %s", event.job_id, exc)
 
 
-def _finish(process: _Process, ending: Terminal, inputs: list[str]) -> Terminal:
+def _finish(process: WorkerProcess, ending: Terminal, inputs: list[str]) -> Terminal:
     """Store the ending (result image by reference), then publish it. Storing is retried while
     Redis is away, for TERMINAL_STORE_PATIENCE seconds: this is what the bot reads back."""
     job_id = ending.job_id
@@ -288,8 +283,6 @@ def _finish(process: _Process, ending: Terminal, inputs: list[str]) -> Terminal:
 
 
 def _from_record(text: bytes | str) -> Terminal:
-    from bot.executor.protocol import event_from_json
-
     data = json.loads(text)
     data.pop("image_key", None)
     return event_from_json(json.dumps(data))  # type: ignore[return-value]

@@ -13,10 +13,8 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
-from bot.engine.params import ImageLimits
 from bot.executor.protocol import (
     Event,
     FailureKind,
@@ -25,22 +23,13 @@ from bot.executor.protocol import (
     JobDone,
     JobFailed,
     JobProgress,
+    RunnerSpec,
     Terminal,
 )
 
 log = logging.getLogger(__name__)
 
 PREVIEW_SIDE = 256
-
-
-@dataclass(frozen=True)
-class RunnerSpec:
-    device: str
-    weights: str | None
-    cache_size: int = 16
-    threads: int | None = None  # torch threads (CPU); None: torch's default
-    limits: ImageLimits = ImageLimits()  # what the decoder accepts (the bot's configured limits)
-    memory_limit: int | None = None  # bytes this worker's jobs may use (STYLEBOT_GPU_MEMORY_LIMIT)
 
 
 class StyleTargetCache(MutableMapping):
