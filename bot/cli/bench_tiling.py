@@ -57,34 +57,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _machine_memory(device) -> int:
-    """Bytes a whole run may take here: 90 % of the free GPU memory, or 80 % of the available
-    host memory."""
-    import torch
-
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.9)
-    with open("/proc/meminfo") as meminfo:
-        fields = dict(line.split(":", 1) for line in meminfo)
-    return int(fields["MemAvailable"].split()[0]) * 1024 * 8 // 10
-
-
 def _plan(mode: str, side: int, device, precision: str, limit: int, tile: int | None):
-    from bot.engine.devices import memory_budget
-    from bot.engine.memory import HISTORIES, UNTILED_MIN_HISTORY, MemoryPlan, job_bytes, plan
+    """`whole`: the picture at once in what the machine holds; `limited`: the plan a worker with
+    that memory limit makes (tiles if need be). None when it does not fit."""
+    from bot.engine.devices import machine_memory, memory_budget
+    from bot.engine.memory import DoesNotFit, plan_job
+    from bot.engine.params import StyleParams
 
-    if mode == "limited":
-        budget = memory_budget(device, limit)
-        return plan(side, side, budget, optimizer="lbfgs", precision=precision, tile=tile)
-    room = _machine_memory(device)
-    for history in HISTORIES:
-        if history < UNTILED_MIN_HISTORY:
-            break
-        need = job_bytes(side * side, optimizer="lbfgs", history=history, precision=precision)
-        if need <= room:
-            return MemoryPlan(need, history)
-    return None
+    params = StyleParams(size=side, pyramid_levels=1)
+    try:
+        if mode == "limited":
+            budget = memory_budget(device, limit)
+            return plan_job(params, side, side, budget, precision=precision, tile=tile)
+        return plan_job(params, side, side, machine_memory(device), precision=precision, tile=side)
+    except DoesNotFit:
+        return None
 
 
 def _run_one(args: argparse.Namespace) -> int:

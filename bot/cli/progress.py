@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from bot.engine.transfer import Progress
+from bot.engine.progress import Progress
 from bot.text import bar, format_seconds
 
 

@@ -233,7 +233,8 @@ def _read_image(path: str, limits: ImageLimits, what: str):
 def run(args: argparse.Namespace) -> int:
     from bot.cli.progress import ProgressBar
     from bot.engine.devices import parse_device
-    from bot.engine.transfer import Cancelled, Progress, stylize
+    from bot.engine.progress import Cancelled, Progress
+    from bot.engine.transfer import stylize
     from bot.engine.vgg import load_vgg19
 
     output = Path(args.output)
@@ -317,23 +318,16 @@ def run(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace, params: StyleParams, device, width: int, height: int):
     """The memory plan (bot/engine/memory.py) within --memory-limit, with --tile-size forced."""
     from bot.engine.devices import memory_budget, policy_for
-    from bot.engine.memory import does_not_fit, plan_for, size_text
+    from bot.engine.memory import DoesNotFit, plan_job
 
     limit = int(args.memory_limit * 2**30) if args.memory_limit else None
     budget = memory_budget(device, limit)
     precision = policy_for(device, args.precision).precision
-    plan = plan_for(params, width, height, budget, precision=precision, tile=args.tile_size)
-    if plan is None and args.tile_size is not None:
-        raise UsageError(
-            f"tiles of {args.tile_size} px do not fit in {size_text(budget or 0)}: "
-            "leave --tile-size out to have a size chosen"
-        )
-    if plan is None:
-        assert budget is not None
-        raise UsageError(
-            does_not_fit(params, width, height, budget, precision=precision, where="device")
-        )
-    return plan
+    try:
+        return plan_job(params, width, height, budget, precision=precision, tile=args.tile_size)
+    except DoesNotFit as exc:
+        advice = ": leave --tile-size out to have a size chosen" if args.tile_size else ""
+        raise UsageError(f"{exc}{advice}") from None
 
 
 def _describe(plan, params: StyleParams) -> str:

@@ -9,10 +9,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bot.engine import colour
 from bot.engine.devices import DevicePolicy
-from bot.engine.objective import Objective
+from bot.engine.painting import Painting
 from bot.engine.params import StyleParams
-from bot.engine.transfer import run_level
 
 
 def synchronize(device: torch.device) -> None:
@@ -55,35 +55,41 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def measure(model, side: int, steps: int, warmup: int, policy: DevicePolicy) -> dict:
-    """Forward+backward alone and a whole L-BFGS step (median ms), FLOPs and peak memory."""
-    device = policy.device
+def test_painting(model, side: int, steps: int, policy: DevicePolicy, plan=None) -> Painting:
+    """A job of `side` px square (a smooth content, a noisy style), one pyramid level of `steps`
+    steps: what a benchmark times, through the same Painting that jobs run."""
     content, style = test_images(side)
-    params = StyleParams(size=side, steps=warmup + steps, seed=0)
+    params = StyleParams(size=side, steps=steps, seed=0, pyramid_levels=1)
+    return Painting(
+        model, colour.to_image(content[0]), [colour.to_image(style[0])], params, policy, plan=plan
+    )
+
+
+def measure(model, side: int, steps: int, warmup: int, policy: DevicePolicy) -> dict:
+    """Forward+backward alone and a whole job step (median ms), FLOPs and peak memory."""
+    device = policy.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model = policy.prepare_model(model)
+    painting = test_painting(model, side, warmup + steps, policy)
+    objective, x = painting.objective, painting.x
+    assert objective is not None and x is not None
     with policy.applied():
-        objective = Objective(model, params, content, [style], (1.0,), None)
-        x = content.to(device).clone().requires_grad_(True)
         fwd_bwd = []
         for _ in range(warmup + steps):
             synchronize(device)
             start = time.perf_counter()
-            loss, _ = objective(x)
-            loss.backward()
+            objective.gradient(x)
             synchronize(device)
             fwd_bwd.append(time.perf_counter() - start)
-        stamps: list[float] = []
-
-        def stamp(x: torch.Tensor, terms: dict) -> None:
-            synchronize(device)
-            stamps.append(time.perf_counter())
-
-        run_level(content.to(device), objective, params, stamp)
         with FlopCounterMode(display=False) as counter:
-            loss, _ = objective(x)
-            loss.backward()
+            objective.gradient(x)
+    stamps = [time.perf_counter()]
+
+    def stamp() -> None:
+        synchronize(device)
+        stamps.append(time.perf_counter())
+
+    painting.run(after_step=stamp)
     step_seconds = statistics.median(
         b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1 :], strict=False)
     )
@@ -101,29 +107,24 @@ def measure(model, side: int, steps: int, warmup: int, policy: DevicePolicy) -> 
 
 
 def measure_painting(model, side: int, steps: int, policy: DevicePolicy, plan) -> dict:
-    """One job of `side` px square (a smooth content, a noisy style) run for `steps` steps with a
-    memory plan (bot/engine/memory.py): seconds to set up (targets), median seconds per step
-    after the first, and the peak memory of this process (run it alone in a fresh process)."""
-    from bot.engine import colour
-    from bot.engine.painting import Painting
-
+    """A test painting run for `steps` steps with a memory plan (bot/engine/memory.py): seconds
+    to set up (targets), median seconds per step after the first, and the peak memory of this
+    process (run it alone in a fresh process)."""
     device = policy.device
-    content, style = test_images(side)
-    params = StyleParams(size=side, steps=steps, seed=0, pyramid_levels=1)  # one level: per step
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     baseline = peak_memory_mb(device)  # the process (CPU) or the model (CUDA) before the job
     started = time.perf_counter()
-    painting = Painting(
-        model, colour.to_image(content[0]), [colour.to_image(style[0])], params, policy, plan=plan
-    )
+    painting = test_painting(model, side, steps, policy, plan)
     synchronize(device)
     setup = time.perf_counter() - started
     stamps = [time.perf_counter()]
-    while not painting.done:
-        painting.step_alone()
+
+    def stamp() -> None:
         synchronize(device)
         stamps.append(time.perf_counter())
+
+    painting.run(after_step=stamp)
     per_step = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     tiles = painting.objective_tiles
     return {

@@ -163,10 +163,24 @@ def policy_for(device: torch.device | str, precision: str = "auto") -> DevicePol
     return DevicePolicy(device=device)
 
 
+MEMORY_SHARE = 0.8  # of what is free: the rest is left to the allocator's fragmentation and peers
+
+
+def machine_memory(device: torch.device) -> int:
+    """Bytes jobs may take on this machine: 80 % of the GPU memory free now (the model already
+    loaded), or 80 % of the host memory available now."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * MEMORY_SHARE)
+    with open("/proc/meminfo") as meminfo:
+        fields = dict(line.split(":", 1) for line in meminfo)
+    return int(int(fields["MemAvailable"].split()[0]) * 1024 * MEMORY_SHARE)
+
+
 def memory_budget(device: torch.device, limit: int | None = None) -> int | None:
-    """Bytes a job may take on `device`: on CUDA 80 % of the memory free now (the model already
-    loaded), at most `limit`; elsewhere `limit` (None: no limit)."""
+    """Bytes a job may take on `device`: on CUDA what `machine_memory` allows, at most `limit`;
+    elsewhere `limit` (None: no limit)."""
     if device.type != "cuda":
         return limit
-    free, _ = torch.cuda.mem_get_info(device)
-    return min(int(free * 0.8), limit) if limit else int(free * 0.8)
+    room = machine_memory(device)
+    return min(room, limit) if limit else room

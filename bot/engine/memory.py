@@ -157,7 +157,11 @@ def plan(
     return None
 
 
-def plan_for(
+class DoesNotFit(ValueError):
+    """A job that fits in no way; the message names the largest size that does."""
+
+
+def plan_job(
     params,
     width: int,
     height: int,
@@ -165,30 +169,33 @@ def plan_for(
     *,
     precision: str = "fp32",
     tile: int | None = None,
-) -> MemoryPlan | None:
-    """`plan` for a job's StyleParams at its output size (its optimiser and its layers' margin)."""
-    return plan(
+    where: str = "device",
+) -> MemoryPlan:
+    """The one memory plan of a job (its StyleParams at its output size) within `budget` bytes:
+    its optimiser, its layers' tile margin, the precision it runs at. Raises DoesNotFit, naming
+    the largest size that fits on this `where` ("GPU", "worker", "device"), when nothing does;
+    with `tile` forced, when tiles of that size do not fit."""
+    margin = tile_margin((*params.style_layers, *params.content_layers))
+    found = plan(
         width,
         height,
         budget,
         optimizer=params.optimizer,
         precision=precision,
         tile=tile,
-        margin=tile_margin((*params.style_layers, *params.content_layers)),
+        margin=margin,
     )
-
-
-def does_not_fit(
-    params, width: int, height: int, budget: int, *, precision: str, where: str
-) -> str:
-    """Why a job for which `plan_for` found nothing cannot run, and the largest size that can."""
-    margin = tile_margin((*params.style_layers, *params.content_layers))
+    if found is not None:
+        return found
+    assert budget is not None  # without a limit everything fits
+    if tile is not None:
+        raise DoesNotFit(f"tiles of {tile} px do not fit in {size_text(budget)}")
     fits = largest_size(
         budget, width, height, optimizer=params.optimizer, precision=precision, margin=margin
     )
     need = job_bytes(width * height, optimizer=params.optimizer, history=5, precision=precision)
     advice = f"the largest size that fits is {fits} px" if fits else "no size fits"
-    return (
+    raise DoesNotFit(
         f"a {width}x{height} picture does not fit in the {size_text(budget)} this {where} "
         f"allows, not even in tiles (whole, it needs about {size_text(need)}): {advice}"
     )

@@ -71,6 +71,7 @@ class Objective:
         device = next(model.parameters()).device
         self.shapes = shapes = layer_shapes(*content.shape[-2:])
         self.tiles = tiling.tiles(*content.shape[-2:]) if tiling else None
+        self.cache_hits = 0  # style images whose Grams came from `style_cache`
         if self.tiles is not None and len(self.tiles) == 1:
             self.tiles = None
         with torch.no_grad():
@@ -133,6 +134,7 @@ class Objective:
             else None
         )
         if key is not None and cache is not None and key in cache:
+            self.cache_hits += 1
             return cache[key]
         height, width = style.shape[-2:]
         tiles = self.tiling.tiles(height, width) if self.tiling else None

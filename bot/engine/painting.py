@@ -1,7 +1,7 @@
 """One job's optimisation as an object advanced one step at a time, alone or in a batch.
 
-`Painting` holds what `stylize` used to keep on its stack: the pyramid levels, the current level's
-objective, the pixels and the optimiser state (its own L-BFGS history or Adam moments: nothing is
+`Painting` holds a job's pyramid levels, the current level's objective, the pixels and the
+optimiser state (its own L-BFGS history or Adam moments: nothing is
 shared between jobs). `step_alone()` runs one step by itself; `step_together()` runs one step of
 several paintings of the same shape with one VGG-19 forward and backward pass over all of them,
 then gives each its own gradient. VGG-19 treats the images of a batch independently, so a
@@ -25,6 +25,14 @@ from bot.engine.lbfgs import LBFGS
 from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, tile_margin
 from bot.engine.objective import Objective, StyleCache
 from bot.engine.params import InvalidParams, StyleParams, min_input_side
+from bot.engine.progress import NonFiniteLoss, ProgressCallback, Reporter, Result
+from bot.engine.pyramid import (
+    finish_image,
+    initial_image,
+    level_targets,
+    prepare,
+    pyramid_sizes,
+)
 from bot.engine.tiling import TileSize
 from bot.engine.vgg import VGG19Features
 
@@ -72,13 +80,11 @@ class Painting:
         params: StyleParams,
         policy: DevicePolicy,
         *,
-        on_progress: Callable | None = None,
+        on_progress: ProgressCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
         style_cache: StyleCache | None = None,
         plan: MemoryPlan | None = None,
     ):
-        from bot.engine.transfer import _prepare, _Reporter, pyramid_sizes
-
         params.validate()
         if not styles:
             raise ValueError("at least one style image is needed")
@@ -105,8 +111,8 @@ class Painting:
             )
             if min(d) >= self.min_side
         ]
-        self.colour_reference = _prepare(content, (out_w, out_h))
-        self.reporter = _Reporter(
+        self.colour_reference = prepare(content, (out_w, out_h))
+        self.reporter = Reporter(
             params,
             [params.steps * w * h for w, h in self.level_dims],
             policy,
@@ -115,6 +121,7 @@ class Painting:
             self.colour_reference,
         )
         self.objective_tiles = 0  # tiles of the last level that was tiled (for benchmarks)
+        self.style_cache_hits = 0  # style targets found in `style_cache`, over all levels
         self.level = 0  # 1-based once started
         self.level_steps = 0
         self.level_seconds: list[float] = []
@@ -155,9 +162,16 @@ class Painting:
             grad, terms = self.objective.gradient(self.x)
         self.apply(grad, terms)
 
-    def result(self):
-        from bot.engine.transfer import NonFiniteLoss, Result, finish_image
+    def run(self, after_step: Callable[[], None] | None = None) -> Result:
+        """Step alone to the end (the loop of every run that is not batched); `after_step` is
+        called after each step (benchmarks time the steps with it)."""
+        while not self.done:
+            self.step_alone()
+            if after_step is not None:
+                after_step()
+        return self.result()
 
+    def result(self) -> Result:
         assert self.done and self.x is not None
         if not bool(torch.isfinite(self.x).all()):
             raise NonFiniteLoss(
@@ -177,8 +191,6 @@ class Painting:
     # --- inside ---------------------------------------------------------------------------------
 
     def _next_level(self) -> None:
-        from bot.engine.transfer import _initial_image, _level_targets
-
         self.level += 1
         self.level_steps = 0
         self._optimiser = None
@@ -187,7 +199,7 @@ class Painting:
             return
         self._level_started = time.perf_counter()
         dims = self.level_dims[self.level - 1]
-        content_t, style_ts = _level_targets(
+        content_t, style_ts = level_targets(
             self.content, self.styles, self.params, dims, self.min_side
         )
         tile = self.plan.tile
@@ -201,8 +213,9 @@ class Painting:
             )
         if self.objective.tiles is not None:
             self.objective_tiles = len(self.objective.tiles)
+        self.style_cache_hits += self.objective.cache_hits
         if self.x is None:
-            x = _initial_image(content_t, self.params, self.generator).to(self.device)
+            x = initial_image(content_t, self.params, self.generator).to(self.device)
         else:  # coarse-to-fine: start from the previous level's result, upsampled
             x = F.interpolate(
                 self.x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False

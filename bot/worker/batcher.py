@@ -20,28 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.engine.painting import Painting, out_of_memory, step_together
 from bot.executor.protocol import Event, Job, JobCancelled, JobStarted, Terminal
-from bot.worker.runner import JobRunner
+from bot.worker.runner import JobInputs, JobRunner
 
 log = logging.getLogger(__name__)
-
-
-def estimated_bytes(job: Job, budget: int | None) -> int:
-    """A job's peak memory on the device for its longest side squared, as planned within
-    `budget` (bot/engine/memory.py): the same plan that refuses a job or tiles it."""
-    from bot.engine.memory import LBFGS_HISTORY, job_bytes, plan, tile_margin
-    from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
-
-    side = int(job.params.get("size") or 512)
-    optimizer = str(job.params.get("optimizer") or "lbfgs")
-    layers = (
-        *(job.params.get("style_layers") or DEFAULT_STYLE_LAYERS),
-        *(job.params.get("content_layers") or DEFAULT_CONTENT_LAYERS),
-    )
-    found = plan(side, side, budget, optimizer=optimizer, margin=tile_margin(layers))
-    if found is not None:
-        return found.bytes
-    return job_bytes(side * side, optimizer=optimizer, history=LBFGS_HISTORY)
 
 
 @dataclass
@@ -50,7 +33,8 @@ class _Entry:
     emit: Callable[[Event], None]
     finish: Callable[[Terminal], None]
     should_cancel: Callable[[], bool]
-    painting: Any = None
+    inputs: JobInputs | None = None  # read when it arrives: its pictures and memory plan
+    painting: Painting | None = None  # set up when it is admitted
 
 
 class Batcher:
@@ -100,11 +84,17 @@ class Batcher:
     # --- inside -----------------------------------------------------------------------------
 
     def _take_new(self, *, block: bool) -> None:
+        """New jobs join the waiting line once read (pictures decoded, memory planned); a job
+        that cannot run ends here."""
         try:
             entry = self._inbox.get(block=block)
             while True:
                 if entry is not None:
-                    self._waiting.append(entry)
+                    try:
+                        entry.inputs = self.runner.read(entry.job)
+                        self._waiting.append(entry)
+                    except Exception as exc:
+                        entry.finish(self.runner.ending(entry.job, exc))
                 entry = self._inbox.get_nowait()
         except queue.Empty:
             pass
@@ -119,9 +109,8 @@ class Batcher:
         while self._waiting and len(self._active) < self.max_jobs:
             entry = self._waiting[0]
             if self._active and self.memory_budget is not None:
-                budget = self.memory_budget
-                used = sum(estimated_bytes(e.job, budget) for e in self._active)
-                if used + estimated_bytes(entry.job, budget) > budget:
+                used = sum(planned_bytes(e) for e in self._active)
+                if used + planned_bytes(entry) > self.memory_budget:
                     return  # it waits for room (alone, it is always admitted)
             self._waiting.pop(0)
             if entry.should_cancel():
@@ -134,7 +123,10 @@ class Batcher:
                     )
                 )
             try:
-                entry.painting = self.runner.prepare(entry.job, entry.emit, entry.should_cancel)
+                assert entry.inputs is not None
+                entry.painting = self.runner.start(
+                    entry.job, entry.inputs, entry.emit, entry.should_cancel
+                )
             except Exception as exc:
                 entry.finish(self.runner.ending(entry.job, exc))
                 continue
@@ -143,6 +135,7 @@ class Batcher:
     def _round(self) -> None:
         groups: dict[Any, list[_Entry]] = {}
         for entry in self._active:
+            assert entry.painting is not None  # active: admitted and not ended
             groups.setdefault(entry.painting.shape_key, []).append(entry)
         for group in groups.values():
             self._step(group)
@@ -162,15 +155,13 @@ class Batcher:
         self._active = still
 
     def _step(self, group: list[_Entry]) -> None:
-        from bot.engine.painting import out_of_memory, step_together
-
         self.largest_batch = max(self.largest_batch, len(group))
         try:
-            failed = step_together([e.painting for e in group])
+            failed = step_together([e.painting for e in group])  # type: ignore[misc]
         except Exception as exc:
             if not out_of_memory(exc):
                 raise
-            self.runner._release_memory()
+            self.runner.release_memory()
             if len(group) == 1:
                 self._end(group[0], exc)
                 return
@@ -186,3 +177,9 @@ class Batcher:
     def _end(self, entry: _Entry, exc: BaseException) -> None:
         entry.painting = None
         entry.finish(self.runner.ending(entry.job, exc))
+
+
+def planned_bytes(entry: _Entry) -> int:
+    """The job's peak memory as planned when it was read (bot/engine/memory.py)."""
+    assert entry.inputs is not None
+    return entry.inputs.plan.bytes

@@ -1,20 +1,36 @@
-"""JobRunner: runs one job on warm models and turns everything that can happen into an event.
+"""JobRunner: runs jobs on warm models and turns everything that can happen into an event.
 
-It knows nothing of pipes, processes or queues: `run(job, emit, should_cancel)` emits progress
-through `emit` and returns the terminal event. The local pool's worker process is a thin adapter
-around it; a Celery task or a batching worker would be others.
+It knows nothing of pipes, processes or queues. A job goes through three steps: `read` decodes
+and checks its pictures and plans its memory (cheap: nothing on the device yet), `start` sets up
+its Painting, `finish` encodes the result; `ending` turns any exception of the three, or of a
+step, into the terminal event. `run` does all of it for a job alone; the Batcher
+(bot/worker/batcher.py) steps the paintings of many jobs together in between.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import resource
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
+import torch
+from PIL import Image
+
+from bot.engine import colour, imaging
+from bot.engine.devices import memory_budget, parse_device, policy_for
+from bot.engine.imaging import ImageError
+from bot.engine.memory import DoesNotFit, MemoryPlan, plan_job
+from bot.engine.painting import Painting, out_of_memory
+from bot.engine.params import InvalidParams, StyleParams
+from bot.engine.progress import Cancelled, Progress
+from bot.engine.transfer import stylize
+from bot.engine.vgg import VGG19Features, load_vgg19
 from bot.executor.protocol import (
     Event,
     FailureKind,
@@ -38,12 +54,10 @@ class StyleTargetCache(MutableMapping):
     def __init__(self, max_entries: int):
         self.max_entries = max_entries
         self._data: OrderedDict[str, Any] = OrderedDict()
-        self.hits = 0
 
     def __getitem__(self, key: str) -> Any:
         value = self._data[key]
         self._data.move_to_end(key)
-        self.hits += 1
         return value
 
     def __contains__(self, key: object) -> bool:
@@ -65,36 +79,37 @@ class StyleTargetCache(MutableMapping):
         return len(self._data)
 
 
+@dataclass(frozen=True)
+class JobInputs:
+    """A job's pictures decoded and checked, and its memory plan."""
+
+    params: StyleParams
+    content: Image.Image
+    styles: list[Image.Image]
+    plan: MemoryPlan
+
+
 class JobRunner:
-    """Loads VGG-19 once (per pooling), warms it up, then runs jobs one at a time."""
+    """Loads VGG-19 once (per pooling), warms it up, then runs jobs."""
 
     def __init__(self, spec: RunnerSpec):
-        import torch
-
-        from bot.engine.devices import parse_device
-        from bot.engine.vgg import load_vgg19
-
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.spec = spec
         self.device = parse_device(spec.device)
+        self.policy = policy_for(self.device, "auto")
         self.models = {"max": load_vgg19(spec.weights, pooling="max", device=self.device)}
         self.weights_label = self.models["max"].source.label
         self.device_name = str(self.device)
         if self.device.type == "cuda":
             self.device_name = f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        self.where = "GPU" if self.device.type == "cuda" else "worker"  # for messages
         self.cache = StyleTargetCache(spec.cache_size)
         self._warm_up()
 
     def _warm_up(self) -> None:
         """A short run at the shapes members send most, through the same path as a job (model,
         policy, optimiser), so that the first job does not pay for kernel and library set-up."""
-        import torch
-
-        from bot.engine import colour
-        from bot.engine.params import StyleParams
-        from bot.engine.transfer import stylize
-
         shapes = [(512, 512), (512, 384)] if self.device.type == "cuda" else [(64, 64)]
         generator = torch.Generator().manual_seed(0)
         for width, height in shapes:
@@ -104,18 +119,14 @@ class JobRunner:
                 content,
                 [content],
                 StyleParams(size=max(width, height), steps=3, seed=0),
+                policy=self.policy,
             )
 
     def memory_budget(self) -> int | None:
-        """Bytes the jobs of this worker may take at once: 80 % of the GPU memory free after
-        loading the model, at most STYLEBOT_GPU_MEMORY_LIMIT; on the CPU that limit, or None."""
-        from bot.engine.devices import memory_budget
-
+        """Bytes the jobs of this worker may take at once (bot/engine/devices.py)."""
         return memory_budget(self.device, self.spec.memory_limit)
 
-    def _model(self, pooling: str):
-        from bot.engine.vgg import load_vgg19
-
+    def _model(self, pooling: str) -> VGG19Features:
         if pooling not in self.models:
             self.models[pooling] = load_vgg19(
                 self.spec.weights, pooling=pooling, device=self.device
@@ -133,27 +144,18 @@ class JobRunner:
         """Run `job` alone; progress goes to `emit`; the terminal event is returned, never raised
         (except the `reraise` kinds: an adapter's own signals, such as a task time limit)."""
         try:
-            painting = self.prepare(job, emit, should_cancel)
-            while not painting.done:
-                painting.step_alone()
+            painting = self.start(job, self.read(job), emit, should_cancel)
+            painting.run()
             return self.finish(job, painting)
         except reraise:
             raise
         except Exception as exc:
             return self.ending(job, exc)
 
-    def prepare(self, job: Job, emit: Callable[[Event], None], should_cancel: Callable[[], bool]):
-        """Decode and check the job's pictures and set up its Painting (the first level's targets
-        included). Raises what `ending` turns into the job's terminal event."""
-        import torch
-
-        from bot.engine import imaging
-        from bot.engine.devices import policy_for
-        from bot.engine.imaging import ImageError
-        from bot.engine.painting import Painting
-        from bot.engine.params import InvalidParams, StyleParams
-        from bot.engine.transfer import Progress
-
+    def read(self, job: Job) -> JobInputs:
+        """Decode and check the job's pictures and plan its memory (bot/engine/memory.py): the
+        whole picture, a shorter L-BFGS history or tiles. A job that fits in no way is refused
+        here, before anything runs, with the largest size that does."""
         limits = self.spec.limits
         try:
             params = StyleParams.from_dict(job.params).validate()
@@ -161,8 +163,29 @@ class JobRunner:
             styles = [imaging.decode(s, limits, name="style image") for s in job.styles]
             params.blend_weights(len(styles))
         except (InvalidParams, ImageError, TypeError) as exc:
-            raise _Refused(FailureKind.BAD_INPUT, str(exc)) from None
-        plan = self.plan(params, content.size)
+            raise Refused(FailureKind.BAD_INPUT, str(exc)) from None
+        width, height = imaging.fit_size(*content.size, params.size)
+        try:
+            plan = plan_job(
+                params,
+                width,
+                height,
+                self.memory_budget(),
+                precision=self.policy.precision,
+                where=self.where,
+            )
+        except DoesNotFit as exc:
+            raise Refused(FailureKind.OUT_OF_MEMORY, str(exc)) from None
+        return JobInputs(params, content, styles, plan)
+
+    def start(
+        self,
+        job: Job,
+        inputs: JobInputs,
+        emit: Callable[[Event], None],
+        should_cancel: Callable[[], bool],
+    ) -> Painting:
+        """The job's Painting, its first level's targets set up; progress goes to `emit`."""
 
         def on_progress(progress: Progress) -> None:
             preview = None
@@ -185,55 +208,30 @@ class JobRunner:
 
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        hits_before = self.cache.hits
-        painting = Painting(
+        plan, params = inputs.plan, inputs.params
+        if plan.tile is not None:
+            log.info(
+                "job %s: %dx%d in tiles of %d px, L-BFGS history %d, about %.1f GB",
+                job.id,
+                *imaging.fit_size(*inputs.content.size, params.size),
+                plan.tile,
+                plan.history,
+                plan.bytes / 2**30,
+            )
+        return Painting(
             self._model(params.pooling),
-            content,
-            styles,
+            inputs.content,
+            inputs.styles,
             params,
-            policy_for(self.device, "auto"),
+            self.policy,
             on_progress=on_progress,
             should_cancel=should_cancel,
             style_cache=self.cache,
             plan=plan,
         )
-        if plan.tile is not None:
-            log.info(
-                "job %s: %dx%d in tiles of %d px, L-BFGS history %d, about %.1f GB",
-                job.id,
-                *imaging.fit_size(*content.size, params.size),
-                plan.tile,
-                plan.history,
-                plan.bytes / 2**30,
-            )
-        painting.cache_hits_before = hits_before  # type: ignore[attr-defined]
-        return painting
 
-    def plan(self, params, content_size: tuple[int, int]):
-        """How the job fits in what this worker may use (bot/engine/memory.py): the whole picture,
-        a shorter L-BFGS history or tiles. Refuses, before anything runs, a job that fits in no
-        way, naming the largest size that does."""
-        from bot.engine import imaging
-        from bot.engine.devices import policy_for
-        from bot.engine.memory import does_not_fit, plan_for
-
-        budget = self.memory_budget()
-        width, height = imaging.fit_size(*content_size, params.size)
-        precision = policy_for(self.device, "auto").precision
-        found = plan_for(params, width, height, budget, precision=precision)
-        if found is not None:
-            return found
-        assert budget is not None
-        where = "GPU" if self.device.type == "cuda" else "worker"
-        raise _Refused(
-            FailureKind.OUT_OF_MEMORY,
-            does_not_fit(params, width, height, budget, precision=precision, where=where),
-        )
-
-    def finish(self, job: Job, painting) -> JobDone:
+    def finish(self, job: Job, painting: Painting) -> JobDone:
         """The finished painting as the job's JobDone (encoded to fit the job's upload limit)."""
-        from bot.engine import imaging
-
         result = painting.result()
         if job.result_limit:
             data, fmt = imaging.encode_to_fit(result.image, job.result_limit)
@@ -250,31 +248,26 @@ class JobRunner:
             seconds=result.elapsed,
             device=self.device_name,
             weights=self.weights_label,
-            cache_hit=self.cache.hits > getattr(painting, "cache_hits_before", self.cache.hits),
+            cache_hit=painting.style_cache_hits > 0,
             peak_memory_bytes=self._peak_memory(),
         )
 
     def ending(self, job: Job, exc: BaseException) -> Terminal:
-        """The terminal event for an exception raised while preparing, stepping or finishing."""
-
-        from bot.engine.painting import out_of_memory
-        from bot.engine.params import InvalidParams
-        from bot.engine.transfer import Cancelled
-
-        if isinstance(exc, _Refused):
+        """The terminal event for an exception raised while reading, starting, stepping or
+        finishing a job."""
+        if isinstance(exc, Refused):
             return JobFailed(job_id=job.id, kind=exc.kind, message=exc.message)
         if isinstance(exc, Cancelled):
             return JobCancelled(job_id=job.id)
         if isinstance(exc, InvalidParams):  # NonFiniteLoss included: its message says what to lower
             return JobFailed(job_id=job.id, kind=FailureKind.BAD_INPUT, message=str(exc))
         if out_of_memory(exc):
-            self._release_memory()
-            where = "GPU" if self.device.type == "cuda" else "worker"
+            self.release_memory()
             size = f"{job.params['size']} px" if job.params.get("size") else "this size"
             return JobFailed(
                 job_id=job.id,
                 kind=FailureKind.OUT_OF_MEMORY,
-                message=f"the {where} ran out of memory at {size}; try a smaller size",
+                message=f"the {self.where} ran out of memory at {size}; try a smaller size",
             )
         error_id = uuid.uuid4().hex[:8]
         log.error("job %s failed (error id %s)", job.id, error_id, exc_info=exc)
@@ -284,25 +277,22 @@ class JobRunner:
             message=f"something went wrong on the worker (error id {error_id})",
         )
 
-    def _peak_memory(self) -> int:
-        import resource
-
-        import torch
-
-        if self.device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self.device))
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-    def _release_memory(self) -> None:
-        import torch
-
+    def release_memory(self) -> None:
+        """After running out of memory: drop the style cache and the allocator's free blocks."""
         self.cache.clear()
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def _peak_memory(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
-class _Refused(Exception):
+
+class Refused(Exception):
+    """A job refused before it runs (bad input, too large): its kind and message."""
+
     def __init__(self, kind: FailureKind, message: str):
         super().__init__(message)
         self.kind, self.message = kind, message

@@ -8,7 +8,7 @@ import torch
 from bot.engine.devices import policy_for
 from bot.engine.painting import Painting, step_together
 from bot.engine.params import StyleParams
-from bot.engine.transfer import Cancelled, NonFiniteLoss
+from bot.engine.progress import Cancelled, NonFiniteLoss
 from tests.conftest import gradient_image, noise_image
 
 # Why these tolerances. A batched convolution may add in another order than a single one, so a

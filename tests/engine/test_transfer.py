@@ -6,7 +6,8 @@ from PIL import Image
 from bot.engine import colour
 from bot.engine.objective import Objective
 from bot.engine.params import InvalidParams, StyleParams
-from bot.engine.transfer import Cancelled, NonFiniteLoss, stylize
+from bot.engine.progress import Cancelled, NonFiniteLoss
+from bot.engine.transfer import stylize
 from tests.conftest import gradient_image, noise_image
 
 SMALL = StyleParams(size=32, steps=6)

@@ -85,18 +85,19 @@ def test_out_of_memory_splits_the_batch_and_fails_only_a_job_that_does_not_fit_a
     batch of two or more, and for the job asked at 64 px even alone."""
     import threading
 
-    import bot.engine.painting as painting_module
+    import bot.worker.batcher as batcher_module
+    from bot.executor.protocol import RunnerSpec
     from bot.worker.batcher import Batcher
-    from bot.worker.runner import JobRunner, RunnerSpec
+    from bot.worker.runner import JobRunner
 
-    real = painting_module.step_together
+    real = batcher_module.step_together
 
     def tight_memory(paintings):
         if len(paintings) > 1 or paintings[0].params.size == 64:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(paintings)
 
-    monkeypatch.setattr(painting_module, "step_together", tight_memory)
+    monkeypatch.setattr(batcher_module, "step_together", tight_memory)
     runner = JobRunner(RunnerSpec(device="cpu", weights="random"))
     batcher = Batcher(runner, max_jobs=3)
     endings: dict[str, object] = {}

@@ -1,0 +1,124 @@
+"""What a run tells while it goes and what it ends with: Progress, the Reporter that makes it,
+Result, and the two ways a run stops early (Cancelled, NonFiniteLoss)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from bot.engine.devices import DevicePolicy
+from bot.engine.params import InvalidParams, StyleParams
+from bot.engine.pyramid import finish_image
+
+
+class Cancelled(Exception):
+    """The run was cancelled through `should_cancel`."""
+
+
+class NonFiniteLoss(InvalidParams):
+    """J became NaN or infinite: the weights or the rate are too large for this picture."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # steps done, over all pyramid levels
+    total: int
+    level: int  # 1-based pyramid level
+    levels: int
+    losses: dict[str, float]  # "content", "style", "tv" (weighted terms) and "total"
+    elapsed: float  # seconds since the run started
+    eta: float | None  # seconds left, estimated from the work done so far
+    preview: Image.Image | None = None  # every `preview_every` steps, else None
+
+
+@dataclass(frozen=True)
+class Result:
+    image: Image.Image
+    seed: int
+    steps: int
+    elapsed: float
+    losses: dict[str, float]
+    device: str
+    precision: str = "fp32"
+    level_seconds: list[float] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Reporter:
+    """Counts steps over the whole pyramid, reports progress, checks for cancel and for NaN.
+
+    Reading the loss back to the host waits for the device, so on a GPU it happens every
+    `policy.sync_interval` seconds (and at previews and at the end of a level), letting the host
+    queue the next steps meanwhile. NaN and inf are caught at each read.
+    """
+
+    def __init__(
+        self,
+        params: StyleParams,
+        work: list[int],
+        policy: DevicePolicy,
+        on_progress: ProgressCallback | None,
+        should_cancel: Callable[[], bool] | None,
+        colour_reference: torch.Tensor,
+    ):
+        self.params, self.work, self.policy = params, work, policy
+        self.on_progress, self.should_cancel = on_progress, should_cancel
+        self.colour_reference = colour_reference
+        self.total = params.steps * len(work)
+        self.started = self._last_read = time.perf_counter()
+        self.step = 0
+        self.losses: dict[str, float] = {}
+
+    def after_step(self, x: torch.Tensor, terms: dict[str, torch.Tensor], level: int) -> None:
+        self.step += 1
+        params = self.params
+        preview_due = bool(params.preview_every) and (
+            self.step % params.preview_every == 0 or self.step == self.total
+        )
+        level_end = self.step == params.steps * level
+        now = time.perf_counter()
+        if preview_due or level_end or now - self._last_read >= self.policy.sync_interval:
+            self._last_read = now
+            self.losses = read_losses(terms, self.step)
+            if self.on_progress is not None:
+                elapsed = now - self.started
+                done = (
+                    sum(self.work[: level - 1])
+                    + self.work[level - 1] * (self.step - params.steps * (level - 1)) / params.steps
+                )
+                eta = elapsed / done * (sum(self.work) - done) if done > 0 else None
+                preview = finish_image(x, params, self.colour_reference) if preview_due else None
+                self.on_progress(
+                    Progress(
+                        self.step,
+                        self.total,
+                        level,
+                        len(self.work),
+                        self.losses,
+                        elapsed,
+                        eta,
+                        preview,
+                    )
+                )
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled()
+
+
+def read_losses(terms: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """The loss terms as floats (one transfer); NonFiniteLoss if any is NaN or infinite."""
+    values = torch.stack([v.detach().float() for v in terms.values()]).tolist()
+    losses = dict(zip(terms, values, strict=True))
+    if not all(math.isfinite(v) for v in values):
+        bad = ", ".join(f"{k} {v}" for k, v in losses.items() if not math.isfinite(v))
+        raise NonFiniteLoss(
+            f"the loss became infinite or NaN at step {step} ({bad}): the weights or the learning rate are "
+            "too large for this picture; lower the strength, the style/content weights or the learning rate"
+        )
+    return losses
