@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from bot.engine.params import (
@@ -18,7 +19,9 @@ from bot.engine.params import (
     MAX_SIZE,
     MAX_STEPS,
     OPTIMIZERS,
+    ColorMode,
     InvalidParams,
+    Optimizer,
     StyleParams,
 )
 
@@ -27,9 +30,10 @@ DEFAULTS = StyleParams()  # the engine owns every default a server does not chan
 # What a member may ask for in /stylize (the command's declared ranges; checked again here,
 # because Discord clients can send anything and discord.py does not re-check Range or Literal).
 MIN_SIZE = 64
-STYLE_SCALE_RANGE = (0.25, 2.0)
+MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 2.0
 MAX_STRENGTH = 100.0
 MAX_SEED = 2**31 - 1
+MAX_COOLDOWN = 86400  # seconds between two /stylize of one member, at most
 
 
 class SettingsError(ValueError):
@@ -46,8 +50,8 @@ class GuildSettings:
     style_layer_weights: tuple[float, ...] | None = None  # lambda per default style layer
     steps: int = DEFAULTS.steps
     size: int = DEFAULTS.size
-    optimizer: str = DEFAULTS.optimizer
-    preserve_colors: str = DEFAULTS.preserve_colors
+    optimizer: Optimizer = DEFAULTS.optimizer
+    preserve_colors: ColorMode = DEFAULTS.preserve_colors
     max_size: int = 1024  # the largest size members may ask for
     max_steps: int = 500  # the most steps members may ask for
     cooldown_seconds: int = 30  # between two /stylize of one member
@@ -108,7 +112,10 @@ class GuildSettings:
             self.preserve_colors in COLOR_MODES,
             f"colour preservation must be one of {', '.join(COLOR_MODES)}",
         )
-        need(0 <= self.cooldown_seconds <= 86400, "cooldown must be between 0 and 86400 seconds")
+        need(
+            0 <= self.cooldown_seconds <= MAX_COOLDOWN,
+            f"cooldown must be between 0 and {MAX_COOLDOWN} seconds",
+        )
         return self
 
     def to_json(self) -> str:
@@ -173,7 +180,7 @@ def check_request(request: Request) -> None:
         r.optimizer is None or r.optimizer in OPTIMIZERS,
         f"optimizer must be one of {', '.join(OPTIMIZERS)}",
     )
-    low, high = STYLE_SCALE_RANGE
+    low, high = MIN_STYLE_SCALE, MAX_STYLE_SCALE
     need(
         r.style_scale is None or (math.isfinite(r.style_scale) and low <= r.style_scale <= high),
         f"style scale must be between {low:g} and {high:g}",
@@ -228,11 +235,22 @@ def summarize(
     return Summary(text, tuple(notes))
 
 
-AGAIN_ACTIONS = ("seed", "more", "less", "colours", "larger")
+class ResultAction(StrEnum):
+    """The buttons under a result: a new job from the same images, changed so, or delete."""
+
+    seed = "seed"
+    more = "more"
+    less = "less"
+    colours = "colours"
+    larger = "larger"
+    delete = "delete"
+
+
+AGAIN_ACTIONS = tuple(a for a in ResultAction if a is not ResultAction.delete)
 # the presses that bring a result closer to the uploaded content: less style, the content's own
 # colours, more pixels. Pressed again and again by anyone, they would give back a near-copy of a
 # photo its member never showed, so only that member may press them.
-REVEALING_ACTIONS = frozenset({"less", "colours", "larger"})
+REVEALING_ACTIONS = frozenset({ResultAction.less, ResultAction.colours, ResultAction.larger})
 
 
 def may_reveal(action: str, presser_id: int, content_owner_id: int) -> bool:

@@ -9,13 +9,13 @@ import math
 import re
 from dataclasses import dataclass
 
+from bot.engine.params import COLOR_MODES
 from bot.guild_policy import Request
 
 MAX_PRESETS = 25  # per server: also the most choices Discord's autocomplete shows
 NAME_MAX = 32
 KEY_MAX = 64  # the stored key (the name with its case folded) may be longer than the name
 _NAME = re.compile(r"[\w][\w \-'.]*", re.UNICODE)
-COLOUR_MODES = ("none", "luminance", "match")
 
 
 class PresetError(ValueError):
@@ -76,8 +76,8 @@ def checked(preset: Preset) -> Preset:
         math.isfinite(preset.strength) and 0 <= preset.strength <= 100
     ):
         raise PresetError("a preset's strength is between 0 and 100")
-    if preset.preserve_colors not in (None, *COLOUR_MODES):
-        raise PresetError(f"colours must be one of {', '.join(COLOUR_MODES)}")
+    if preset.preserve_colors not in (None, *COLOR_MODES):
+        raise PresetError(f"colours must be one of {', '.join(COLOR_MODES)}")
     from dataclasses import replace
 
     return replace(preset, name=name)

@@ -100,7 +100,7 @@ def run_stylize_matrix(args: argparse.Namespace) -> int:
     from bot.engine import colour, imaging
     from bot.engine.benchmark import synchronize, test_images
     from bot.engine.devices import parse_device
-    from bot.engine.params import StyleParams
+    from bot.engine.params import Optimizer, StyleParams
     from bot.engine.quality import evaluate
     from bot.engine.transfer import stylize
     from bot.engine.vgg import load_vgg19
@@ -112,7 +112,7 @@ def run_stylize_matrix(args: argparse.Namespace) -> int:
     style = colour.to_image(style_t)
     folder = Path(args.folder)
     runs, failures = [], []
-    for optimizer in ("lbfgs", "adam"):
+    for optimizer in Optimizer:
         for precision in args.precisions.split(","):
             name = f"{optimizer}-{precision}"
             try:

@@ -21,7 +21,7 @@ import re
 import socket
 
 from bot.cli import CliError, HelpFormatter
-from bot.executor.protocol import default_batch_size
+from bot.executor.protocol import CUDA_BATCH_SIZE, default_batch_size
 from bot.extras import require
 
 EXIT_SETTINGS, EXIT_ENVIRONMENT = 2, 3
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="jobs stepped together (default: 16 on CUDA, 1 elsewhere). 1: Celery's prefork pool, "
+        help=f"jobs stepped together (default: {CUDA_BATCH_SIZE} on CUDA, 1 elsewhere). 1: Celery's prefork pool, "
         "with its soft and hard time limits; more: a thread per job feeding one batcher (the "
         "job time limit is then enforced by the job itself)",
     )

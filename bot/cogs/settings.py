@@ -5,7 +5,7 @@ side too)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -17,8 +17,15 @@ from bot.cogs.utils.downloads import DownloadError
 from bot.cogs.utils.inputs import check_attachment, fetch, preset_choices
 from bot.cogs.utils.settings_panel import SettingsPanel, panel_text
 from bot.engine.imaging import ImageError
-from bot.engine.params import MAX_SIZE, MAX_STEPS
-from bot.guild_policy import MIN_SIZE, GuildSettings, SettingsError, describe
+from bot.engine.params import MAX_SIZE, MAX_STEPS, ColorMode, Optimizer
+from bot.guild_policy import (
+    MAX_COOLDOWN,
+    MAX_STRENGTH,
+    MIN_SIZE,
+    GuildSettings,
+    SettingsError,
+    describe,
+)
 from bot.presets import NAME_MAX, Preset, PresetError, checked
 from bot.text import fit_lines
 
@@ -84,17 +91,17 @@ class SettingsCog(
     async def set_(
         self,
         interaction: discord.Interaction,
-        strength: app_commands.Range[float, 0.0, 100.0] | None = None,
+        strength: app_commands.Range[float, 0.0, MAX_STRENGTH] | None = None,
         alpha: app_commands.Range[float, 0.0] | None = None,
         beta: app_commands.Range[float, 0.0] | None = None,
         layer_weights: str | None = None,
         steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
         size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
-        optimizer: Literal["lbfgs", "adam"] | None = None,
-        preserve_colors: Literal["none", "luminance", "match"] | None = None,
+        optimizer: Optimizer | None = None,
+        preserve_colors: ColorMode | None = None,
         max_size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
         max_steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
-        cooldown: app_commands.Range[int, 0, 86400] | None = None,
+        cooldown: app_commands.Range[int, 0, MAX_COOLDOWN] | None = None,
         channels: str | None = None,
     ) -> None:
         changes: dict = {}
@@ -158,8 +165,8 @@ class SettingsCog(
         interaction: discord.Interaction,
         name: app_commands.Range[str, 1, NAME_MAX],
         image: discord.Attachment,
-        strength: app_commands.Range[float, 0.0, 100.0] | None = None,
-        preserve_colors: Literal["none", "luminance", "match"] | None = None,
+        strength: app_commands.Range[float, 0.0, MAX_STRENGTH] | None = None,
+        preserve_colors: ColorMode | None = None,
     ) -> None:
         guild = _guild(interaction)
         try:

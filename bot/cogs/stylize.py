@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -29,13 +29,18 @@ from bot.engine import imaging
 from bot.engine.params import (
     MAX_SIZE,
     MAX_STEPS,
+    ColorMode,
     InvalidParams,
+    Optimizer,
     StyleParams,
 )
 from bot.executor.protocol import Job, JobStatus, SubmitError
 from bot.guild_policy import (
     MAX_SEED,
+    MAX_STRENGTH,
+    MAX_STYLE_SCALE,
     MIN_SIZE,
+    MIN_STYLE_SCALE,
     NothingToChange,
     Request,
     Summary,
@@ -82,13 +87,13 @@ class StylizeCog(commands.Cog):
         style: discord.Attachment | None = None,
         preset: str | None = None,
         style2: discord.Attachment | None = None,
-        strength: app_commands.Range[float, 0.0, 100.0] | None = None,
+        strength: app_commands.Range[float, 0.0, MAX_STRENGTH] | None = None,
         size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
         steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
-        preserve_colors: Literal["none", "luminance", "match"] | None = None,
+        preserve_colors: ColorMode | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
-        optimizer: Literal["lbfgs", "adam"] | None = None,
-        style_scale: app_commands.Range[float, 0.25, 2.0] | None = None,
+        optimizer: Optimizer | None = None,
+        style_scale: app_commands.Range[float, MIN_STYLE_SCALE, MAX_STYLE_SCALE] | None = None,
     ) -> None:
         settings = await guild_settings(interaction)
         limits = self.bot.settings.image_limits

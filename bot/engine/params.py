@@ -9,19 +9,49 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import StrEnum
 
-Optimizer = Literal["lbfgs", "adam"]
-Init = Literal["content", "noise", "content+noise"]
-ColorMode = Literal["none", "luminance", "match"]
-Pooling = Literal["max", "avg"]
+# The choices, each listed once. Members are str (StrEnum), so "lbfgs" == Optimizer.lbfgs; the
+# slash commands take these types directly, and Discord shows the member names, so they are
+# written as members type them.
 
-OPTIMIZERS: tuple[str, ...] = ("lbfgs", "adam")
-INITS: tuple[str, ...] = ("content", "noise", "content+noise")
-COLOR_MODES: tuple[str, ...] = ("none", "luminance", "match")
-POOLINGS: tuple[str, ...] = ("max", "avg")
-# auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32 (see bot/engine/devices.py)
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "tf32", "bf16")
+
+class Optimizer(StrEnum):
+    lbfgs = "lbfgs"
+    adam = "adam"
+
+
+class Init(StrEnum):
+    content = "content"
+    noise = "noise"
+    content_noise = "content+noise"
+
+
+class ColorMode(StrEnum):
+    none = "none"
+    luminance = "luminance"
+    match = "match"
+
+
+class Pooling(StrEnum):
+    max = "max"
+    avg = "avg"
+
+
+class Precision(StrEnum):
+    """auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32 (see bot/engine/devices.py)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+
+
+OPTIMIZERS: tuple[str, ...] = tuple(Optimizer)
+INITS: tuple[str, ...] = tuple(Init)
+COLOR_MODES: tuple[str, ...] = tuple(ColorMode)
+POOLINGS: tuple[str, ...] = tuple(Pooling)
+PRECISIONS: tuple[str, ...] = tuple(Precision)
 
 VGG19_BLOCKS = (2, 2, 4, 4, 4)  # convolutions per block in VGG-19
 
@@ -92,15 +122,15 @@ class StyleParams:
     style_layer_weights: tuple[float, ...] | None = None  # lambda_l; None = equal, summing to 1
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     tv_weight: float = 0.0  # total-variation smoothing weight (on pixel values in [0, 1])
-    optimizer: Optimizer = "lbfgs"
+    optimizer: Optimizer = Optimizer.lbfgs
     learning_rate: float | None = None  # None = the optimiser's default (see DEFAULT_LR)
-    init: Init = "content"
+    init: Init = Init.content
     noise_ratio: float = 0.6  # for init "content+noise": share of noise, as in the seed
     seed: int | None = None  # makes noise (and so a CPU run) repeatable bit for bit
     style_blend: tuple[float, ...] | None = None  # one weight per style image; None = equal
     style_scale: float = 1.0  # style images are resized to style_scale * size (longest side)
-    preserve_colors: ColorMode = "none"
-    pooling: Pooling = "max"
+    preserve_colors: ColorMode = ColorMode.none
+    pooling: Pooling = Pooling.max
     pyramid_levels: int = 0  # coarse-to-fine levels, each half the next; 0 = auto_pyramid_levels
     preview_every: int = 0  # send a preview image every K steps; 0 = never
 

@@ -31,6 +31,7 @@ from bot.executor.protocol import (
     StopReason,
     Terminal,
     UserLimitReached,
+    timed_out,
 )
 from bot.executor.scheduler import FairQueue
 from bot.logs import LogConfig
@@ -276,11 +277,7 @@ class Dispatcher(Executor, Listener):
             return
         if isinstance(event, JobCancelled):
             if state.stop_reason == StopReason.TIMEOUT:
-                event = JobFailed(
-                    job_id=job_id,
-                    kind=FailureKind.TIMEOUT,
-                    message=f"the job ran past its time limit of {self._time_limit(state.job):.0f} s",
-                )
+                event = timed_out(job_id, self._time_limit(state.job))
             elif state.stop_reason is not None:
                 event = JobCancelled(job_id=job_id, reason=state.stop_reason)
         self._finish(state, event)  # type: ignore[arg-type]
@@ -299,11 +296,7 @@ class Dispatcher(Executor, Listener):
     # --- inside -----------------------------------------------------------------------------
 
     def _time_limit(self, job: Job) -> float:
-        return (
-            min(job.time_limit, self.config.time_limit)
-            if job.time_limit
-            else self.config.time_limit
-        )
+        return job.limit_within(self.config.time_limit)
 
     def _pump(self) -> None:
         """Release queued jobs while the backend has free slots, fairly across members."""

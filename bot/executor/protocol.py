@@ -77,6 +77,10 @@ class Job:
     time_limit: float | None = None  # seconds of running time; None: the executor's limit
     result_limit: int | None = None  # bytes the result may take (an upload limit); None: always PNG
 
+    def limit_within(self, configured: float) -> float:
+        """The seconds this job may paint: its own limit, at most the executor's `configured`."""
+        return min(self.time_limit, configured) if self.time_limit else configured
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["styles"] = list(self.styles)
@@ -170,6 +174,15 @@ class JobCancelled(Event):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reason", StopReason(self.reason))
+
+
+def timed_out(job_id: str, limit: float) -> JobFailed:
+    """The ending of a job stopped at its time limit of `limit` seconds."""
+    return JobFailed(
+        job_id=job_id,
+        kind=FailureKind.TIMEOUT,
+        message=f"the job ran past its time limit of {limit:.0f} s",
+    )
 
 
 Terminal = JobDone | JobFailed | JobCancelled

@@ -41,6 +41,7 @@ from bot.executor.protocol import (
     Terminal,
     dumps,
     event_from_json,
+    timed_out,
 )
 from bot.worker.batcher import Batcher
 from bot.worker.runner import JobRunner
@@ -190,7 +191,7 @@ def run_task(
         )
     job = message.job(images[0], tuple(images[1:]))
     r.hset(record, mapping={"state": "running", "worker": process.identity.name})
-    limit = job.time_limit or process.identity.config.time_limit
+    limit = job.limit_within(process.identity.config.time_limit)
     deadline = time.monotonic() + limit
     if process.batcher is None:  # it paints now; a batcher reports the start when it admits it
         _publish(
@@ -233,11 +234,7 @@ def run_task(
         ending = JobCancelled(job_id=job_id)
     if isinstance(ending, JobCancelled) and stop_reason:
         if stop_reason[0] == StopReason.TIMEOUT:
-            ending = JobFailed(
-                job_id=job_id,
-                kind=FailureKind.TIMEOUT,
-                message=f"the job ran past its time limit of {job.time_limit or process.identity.config.time_limit:.0f} s",
-            )
+            ending = timed_out(job_id, limit)
         else:
             ending = JobCancelled(job_id=job_id, reason=stop_reason[0])
     return _finish(process, ending, inputs)

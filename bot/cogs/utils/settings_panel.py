@@ -4,10 +4,12 @@ Every press checks Manage Server on the server side, whoever can see the message
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.engine.params import ColorMode, Optimizer
 from bot.guild_policy import GuildSettings, SettingsError, describe
 
 if TYPE_CHECKING:
@@ -16,17 +18,23 @@ if TYPE_CHECKING:
 PANEL_SECONDS = 600  # then the panel stops answering: open it again
 STEP_CHOICES = (50, 100, 200, 300, 500, 1000, 2000)
 SIZE_CHOICES = (256, 384, 512, 768, 1024, 1536, 2048)
-OPTIMIZERS = {"lbfgs": "L-BFGS (fewer steps)", "adam": "Adam (gentler)"}
-COLOUR_MODES = {
-    "none": "Colours from the style",
-    "luminance": "Keep the content's colours (luminance)",
-    "match": "Keep the content's colours (match)",
+# how the choices of bot/engine/params.py read in the menus (a choice without a label reads as
+# its name)
+OPTIMIZER_LABELS = {Optimizer.lbfgs: "L-BFGS (fewer steps)", Optimizer.adam: "Adam (gentler)"}
+COLOUR_MODE_LABELS = {
+    ColorMode.none: "Colours from the style",
+    ColorMode.luminance: "Keep the content's colours (luminance)",
+    ColorMode.match: "Keep the content's colours (match)",
 }
 
 
 def panel_text(settings: GuildSettings, note: str | None = None) -> str:
     head = note or "Choose new defaults below: each change is saved at once."
     return f"{head}\n\n{describe(settings)}"
+
+
+def _labelled(choices: type[StrEnum], labels: dict[Any, str]) -> dict[str, str]:
+    return {str(c): labels.get(c, str(c)) for c in choices}
 
 
 def _options(values: dict[str, str], current: str) -> list[discord.SelectOption]:
@@ -54,8 +62,12 @@ class SettingsPanel(discord.ui.View):
             {str(v): f"{v} px by default" for v in SIZE_CHOICES if v <= settings.max_size},
             str(settings.size),
         )
-        self.optimizer.options = _options(OPTIMIZERS, settings.optimizer)
-        self.colours.options = _options(COLOUR_MODES, settings.preserve_colors)
+        self.optimizer.options = _options(
+            _labelled(Optimizer, OPTIMIZER_LABELS), settings.optimizer
+        )
+        self.colours.options = _options(
+            _labelled(ColorMode, COLOUR_MODE_LABELS), settings.preserve_colors
+        )
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None or not interaction.permissions.manage_guild:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.guild_policy import ResultAction
+
 if TYPE_CHECKING:
     from bot.app import StyleBot
 
@@ -84,26 +86,30 @@ def retry_view(job_id: str) -> discord.ui.View:
     return view
 
 
-RESULT_BUTTONS = (  # action, emoji, label
-    ("seed", "🎲", "New seed"),
-    ("more", "➕", "More style"),
-    ("less", "➖", "Less style"),
-    ("colours", "🎨", "Keep colours"),
-    ("larger", "🔍", "Larger"),
-    ("delete", "🗑", "Delete"),
-)
+BUTTON_FACES = {  # emoji and label of each ResultAction, in the order they are shown
+    ResultAction.seed: ("🎲", "New seed"),
+    ResultAction.more: ("➕", "More style"),
+    ResultAction.less: ("➖", "Less style"),
+    ResultAction.colours: ("🎨", "Keep colours"),
+    ResultAction.larger: ("🔍", "Larger"),
+    ResultAction.delete: ("🗑", "Delete"),
+}
 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button],
-    template=r"stylebot:again:(?P<action>seed|more|less|colours|larger|delete):(?P<job_id>[0-9a-f]{32})",
+    template=rf"stylebot:again:(?P<action>{'|'.join(ResultAction)}):(?P<job_id>[0-9a-f]{{32}})",
 ):
     """On every result: a new job from the same images, as the member who pressed it (their limits,
     their cooldown, this server's caps), or Delete (the member who asked, or Manage Messages)."""
 
-    def __init__(self, action: str, job_id: str):
-        emoji, label = next((e, text) for a, e, text in RESULT_BUTTONS if a == action)
-        style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
+    def __init__(self, action: ResultAction, job_id: str):
+        emoji, label = BUTTON_FACES[action]
+        style = (
+            discord.ButtonStyle.danger
+            if action is ResultAction.delete
+            else discord.ButtonStyle.secondary
+        )
         super().__init__(
             discord.ui.Button(
                 emoji=emoji, label=label, style=style, custom_id=f"stylebot:again:{action}:{job_id}"
@@ -115,7 +121,7 @@ class ResultButton(
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
     ):
-        return cls(match["action"], match["job_id"])
+        return cls(ResultAction(match["action"]), match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[StyleBot]) -> None:
         cog = interaction.client.get_cog("StylizeCog")
@@ -129,7 +135,7 @@ class ResultButton(
 
 def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for action, _, _ in RESULT_BUTTONS:
+    for action in BUTTON_FACES:
         view.add_item(ResultButton(action, job_id))
     return view
 
