@@ -105,11 +105,11 @@ class StyleBot(commands.AutoShardedBot):
             json.dumps(payload, sort_keys=True, default=str).encode()
         ).hexdigest()
         key = f"commands:{self.settings.dev_guild or 'global'}"
-        if not force and await self.storage.get_meta(key) == digest:
+        if not force and await self.storage.meta.get(key) == digest:
             log.info("the command tree is unchanged since the last sync; not syncing")
             return False
         await self.tree.sync(guild=guild)
-        await self.storage.put_meta(key, digest)
+        await self.storage.meta.put(key, digest)
         log.info(
             "synced %d command(s) %s",
             len(payload),

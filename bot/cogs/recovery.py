@@ -68,12 +68,14 @@ class RecoveryCog(commands.Cog):
         next_round = 0.0
         while True:
             try:
-                await self.bot.storage.heartbeat()
+                await self.bot.storage.jobs.heartbeat()
                 if time.monotonic() >= next_round:
                     next_round = time.monotonic() + config.delivery_retry_interval
                     await self.recover_orphans()
                     await self.retry_deliveries()
-                    await self.bot.storage.purge_expired()  # no images kept longer than promised
+                    await (
+                        self.bot.storage.blobs.purge_expired()
+                    )  # no images kept longer than promised
                     await self.forget_left_guilds()
             except Exception:  # the database or Discord is down: the next round tries again
                 log.exception("recovery round failed")
@@ -83,32 +85,32 @@ class RecoveryCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
-        await self.bot.storage.guild_left(guild.id)
+        await self.bot.storage.guilds.left(guild.id)
 
     @commands.Cog.listener()
     async def on_guild_join(self, guild: discord.Guild) -> None:
-        await self.bot.storage.guild_joined(guild.id)
+        await self.bot.storage.guilds.joined(guild.id)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
         """Servers left while the bot was not running are noticed here; rejoined ones kept."""
         present = {guild.id for guild in self.bot.guilds}
-        for guild_id in await self.bot.storage.guilds_with_data():
+        for guild_id in await self.bot.storage.guilds.with_data():
             if guild_id in present:
-                await self.bot.storage.guild_joined(guild_id)
+                await self.bot.storage.guilds.joined(guild_id)
             else:
-                await self.bot.storage.guild_left(guild_id)
+                await self.bot.storage.guilds.left(guild_id)
 
     async def forget_left_guilds(self) -> None:
-        for guild_id in await self.bot.storage.purge_left_guilds(
+        for guild_id in await self.bot.storage.guilds.purge_left(
             self.bot.settings.guild_data_grace
         ):
             log.info("removed the settings, presets and jobs of server %s (left)", guild_id)
 
     async def recover_orphans(self) -> None:
         storage = self.bot.storage
-        for record in await storage.orphaned_jobs(silent_for=self.bot.settings.instance_timeout):
-            if not await storage.adopt(record):
+        for record in await storage.jobs.orphaned(silent_for=self.bot.settings.instance_timeout):
+            if not await storage.jobs.adopt(record):
                 continue  # another bot process adopted it in the same moment
             job = Job(
                 id=record.id,
@@ -136,7 +138,7 @@ class RecoveryCog(commands.Cog):
                 continue
             where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
             text = INTERRUPTED_TEXT.format(where=where)
-            await storage.set_job_state(
+            await storage.jobs.set_state(
                 record.id, JobStatus.INTERRUPTED, outcome=text, delivered=False
             )
             log.warning(
@@ -146,14 +148,14 @@ class RecoveryCog(commands.Cog):
                 self.bot, text, view=retry_view(record.id)
             )
             if message_id is not None:
-                await storage.set_job_state(
+                await storage.jobs.set_state(
                     record.id, JobStatus.INTERRUPTED, delivered=True, message_id=message_id
                 )
 
     async def _queue_again(self, record: JobRecord) -> JobHandle | None:
         """A job that was still waiting when its bot died, back in the queue with its kept
         images (None if they are gone or the queue refuses it: the member is told instead)."""
-        data = await self.bot.storage.job_images(record.id)
+        data = await self.bot.storage.jobs.images(record.id)
         if data is None:
             return None
         job = Job(
@@ -175,14 +177,14 @@ class RecoveryCog(commands.Cog):
 
     async def retry_deliveries(self) -> None:
         storage = self.bot.storage
-        for record in await storage.undelivered_jobs():
+        for record in await storage.jobs.undelivered():
             if record.attempts >= MAX_DELIVERY_ATTEMPTS or record.outcome is None:
                 continue
-            if not await storage.claim_delivery(record):
+            if not await storage.jobs.claim_delivery(record):
                 continue  # another bot process is delivering it
             message_id = await self._deliver(record)
             if message_id is not None:
-                await storage.set_job_state(
+                await storage.jobs.set_state(
                     record.id, record.state, delivered=True, message_id=message_id
                 )
                 log.info(
@@ -193,7 +195,7 @@ class RecoveryCog(commands.Cog):
 
     async def _deliver(self, record: JobRecord) -> int | None:
         assert record.outcome is not None
-        picture = await self.bot.storage.get_blobs([result_key(record.id)])
+        picture = await self.bot.storage.blobs.get([result_key(record.id)])
         file = discord.File(io.BytesIO(picture[0]), picture_name(picture[0])) if picture else None
         view = (
             retry_view(record.id)

@@ -70,7 +70,7 @@ class SettingsCog(
 
     @app_commands.command(name="show", description="Show this server's /stylize settings")
     async def show(self, interaction: discord.Interaction) -> None:
-        settings = await self.bot.storage.get(_guild(interaction))
+        settings = await self.bot.storage.settings.read(_guild(interaction))
         await interaction.response.send_message(describe(settings), ephemeral=True)
 
     @app_commands.command(name="set", description="Change this server's /stylize defaults and caps")
@@ -128,12 +128,12 @@ class SettingsCog(
             changes["allowed_channels"] = _channels(channels)
         if not changes:
             raise UserFacingError("Nothing to change: give at least one option.")
-        current = await self.bot.storage.get(_guild(interaction))
+        current = await self.bot.storage.settings.read(_guild(interaction))
         try:
             updated = current.replace(**changes)
         except SettingsError as exc:
             raise UserFacingError(f"Not saved: {exc}.") from None
-        await self.bot.storage.put(_guild(interaction), updated, by=interaction.user.id)
+        await self.bot.storage.settings.write(_guild(interaction), updated, by=interaction.user.id)
         await interaction.response.send_message(
             "Saved. The next /stylize uses:\n" + describe(updated), ephemeral=True
         )
@@ -142,7 +142,7 @@ class SettingsCog(
         name="panel", description="Change this server's /stylize settings with menus"
     )
     async def panel(self, interaction: discord.Interaction) -> None:
-        current = await self.bot.storage.get(_guild(interaction))
+        current = await self.bot.storage.settings.read(_guild(interaction))
         await interaction.response.send_message(
             panel_text(current), view=SettingsPanel(self.bot, current), ephemeral=True
         )
@@ -186,7 +186,7 @@ class SettingsCog(
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             (data,) = await fetch(self.bot, [(image.url, "style image")], None)
-            await self.bot.storage.add_preset(
+            await self.bot.storage.presets.add(
                 guild, preset, data, limit=self.bot.settings.max_presets
             )
         except (DownloadError, ImageError, PresetError) as exc:
@@ -199,7 +199,7 @@ class SettingsCog(
     @preset.command(name="remove", description="Delete a preset and its image")
     @app_commands.describe(name="the preset to delete")
     async def preset_remove(self, interaction: discord.Interaction, name: str) -> None:
-        removed = await self.bot.storage.remove_preset(_guild(interaction), name)
+        removed = await self.bot.storage.presets.remove(_guild(interaction), name)
         if removed is None:
             raise UserFacingError(f"This server has no preset called `{name}`.")
         await interaction.response.send_message(
@@ -208,7 +208,7 @@ class SettingsCog(
 
     @preset.command(name="list", description="This server's presets")
     async def preset_list(self, interaction: discord.Interaction) -> None:
-        presets = await self.bot.storage.presets(_guild(interaction))
+        presets = await self.bot.storage.presets.list(_guild(interaction))
         limit = self.bot.settings.max_presets
         if not presets:
             text = f"No presets yet (up to {limit}): add one with `/stylize-settings preset add`."
@@ -231,7 +231,7 @@ class SettingsCog(
         name="reset", description="Put this server's /stylize settings back to the defaults"
     )
     async def reset(self, interaction: discord.Interaction) -> None:
-        await self.bot.storage.reset(_guild(interaction))
+        await self.bot.storage.settings.reset(_guild(interaction))
         await interaction.response.send_message(
             "Back to the defaults:\n" + describe(GuildSettings()), ephemeral=True
         )

@@ -132,7 +132,7 @@ class StylizeCog(commands.Cog):
         if style is not None:
             sources.append((style.url, "style image"))
         elif preset:
-            found = interaction.guild_id and await self.bot.storage.preset(
+            found = interaction.guild_id and await self.bot.storage.presets.get(
                 interaction.guild_id, preset
             )
             if not found:
@@ -232,14 +232,14 @@ class StylizeCog(commands.Cog):
             content_owner=content_owner or job.user_id,
         )
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
-        await self.bot.storage.add_job(record, data, keep_inputs=config.input_ttl)
+        await self.bot.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
         try:
             handle = await self.bot.executor.submit(job)
         except SubmitError as exc:
-            await self.bot.storage.set_job_state(
+            await self.bot.storage.jobs.set_state(
                 job.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True
             )
-            await self.bot.storage.drop_images(job.id)  # a refused job keeps no images
+            await self.bot.storage.jobs.drop_images(job.id)  # a refused job keeps no images
             await self._refuse_after_defer(interaction, f"Not now: {exc}.")
             return
         keep_cooldown(interaction)
@@ -256,7 +256,7 @@ class StylizeCog(commands.Cog):
 
     async def retry(self, interaction: discord.Interaction[StyleBot], job_id: str) -> None:
         """Run a lost job again, for the member who started it, with the images kept for it."""
-        record = await self.bot.storage.job(job_id)
+        record = await self.bot.storage.jobs.get(job_id)
         if record is None or interaction.user.id != record.user_id:
             await interaction.response.send_message(
                 "Only the member who started this job can retry it.", ephemeral=True
@@ -271,7 +271,7 @@ class StylizeCog(commands.Cog):
     ) -> None:
         """A result button: a new job from the same images, as the member who pressed it; or
         Delete, for the member who asked or one with Manage Messages."""
-        record = await self.bot.storage.job(job_id)
+        record = await self.bot.storage.jobs.get(job_id)
         if record is None:
             await interaction.response.send_message(
                 "I no longer know this picture.", ephemeral=True
@@ -318,7 +318,7 @@ class StylizeCog(commands.Cog):
         except app_commands.CheckFailure as exc:
             await interaction.response.send_message(message_for(exc) or "Not now.", ephemeral=True)
             return
-        data = await self.bot.storage.job_images(record.id)
+        data = await self.bot.storage.jobs.images(record.id)
         if data is None:
             give_back_cooldown(interaction)
             hours = self.bot.settings.input_ttl / 3600
@@ -350,7 +350,7 @@ class StylizeCog(commands.Cog):
 
     @app_commands.command(name="stylize-history", description="Your last pictures in this server")
     async def stylize_history(self, interaction: discord.Interaction[StyleBot]) -> None:
-        records = await self.bot.storage.history(interaction.user.id, interaction.guild_id)
+        records = await self.bot.storage.jobs.history(interaction.user.id, interaction.guild_id)
         if not records:
             await interaction.response.send_message(
                 "You have no pictures here yet: try /stylize.", ephemeral=True
@@ -385,7 +385,9 @@ class StylizeCog(commands.Cog):
             "you can start one now" if left <= 0 else f"you can start the next in {left:.0f} s"
         )
         presets = (
-            await self.bot.storage.presets(interaction.guild_id) if interaction.guild_id else []
+            await self.bot.storage.presets.list(interaction.guild_id)
+            if interaction.guild_id
+            else []
         )
         styles = (
             "**Presets** (`/stylize content:… preset:…`): " + ", ".join(p.name for p in presets)

@@ -170,8 +170,10 @@ def test_three_commands_sent_together_start_one_job_under_a_cooldown(database_ur
 
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
-            settings = await harness.storage.get(GUILD_ID)
-            await harness.storage.put(GUILD_ID, settings.replace(cooldown_seconds=600), by=1)
+            settings = await harness.storage.settings.read(GUILD_ID)
+            await harness.storage.settings.write(
+                GUILD_ID, settings.replace(cooldown_seconds=600), by=1
+            )
             tokens = []
             for _ in range(3):
                 pictures = picture_attachments(fake)

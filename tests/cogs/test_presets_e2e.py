@@ -20,8 +20,10 @@ def run(coro, timeout=240):
 
 
 async def no_cooldown(harness):
-    settings = await harness.storage.get(GUILD_ID)
-    await harness.storage.put(GUILD_ID, settings.replace(cooldown_seconds=0, size=64, steps=2))
+    settings = await harness.storage.settings.read(GUILD_ID)
+    await harness.storage.settings.write(
+        GUILD_ID, settings.replace(cooldown_seconds=0, size=64, steps=2)
+    )
 
 
 def done(fake, token):
@@ -101,7 +103,7 @@ def test_presets_are_saved_by_admins_offered_to_members_and_used(database_url):
                 permissions=MANAGE_GUILD,
             )
             await fake.wait_for(lambda f: f.callbacks(removed))
-            left = await harness.storage.presets(GUILD_ID)
+            left = await harness.storage.presets.list(GUILD_ID)
             return (
                 refused, saved, full, taken, choices, result[-1], unknown_reply[0],
                 listed_reply[0], left, fake.callbacks(removed)[0],
@@ -158,7 +160,7 @@ def test_the_settings_panel_saves_through_the_same_policy(database_url):
                 steps_select, ["500"], message, member_user=ALICE, permissions=MANAGE_GUILD
             )
             (updated,) = await fake.wait_for(lambda f: f.callbacks(chose))
-            after_select = await harness.storage.get(GUILD_ID)
+            after_select = await harness.storage.settings.read(GUILD_ID)
             sneaky = await fake.select(steps_select, ["50"], message, member_user=BOB)
             (denied,) = await fake.wait_for(lambda f: f.callbacks(sneaky))
             pressed = await fake.press(
@@ -182,7 +184,7 @@ def test_the_settings_panel_saves_through_the_same_policy(database_url):
             (refused,) = await fake.wait_for(lambda f: f.callbacks(bad))
             return (
                 panel, updated, after_select, denied, modal, saved, refused,
-                await harness.storage.get(GUILD_ID),
+                await harness.storage.settings.read(GUILD_ID),
             )  # fmt: skip
 
     panel, updated, after_select, denied, modal, saved, refused, final = run(scenario)
@@ -221,18 +223,18 @@ def test_the_settings_modal_changes_only_what_the_admin_changed(database_url):
 
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
-            raw = (await harness.storage.get(GUILD_ID)).replace(
+            raw = (await harness.storage.settings.read(GUILD_ID)).replace(
                 content_weight=1.0, style_weight=1000.0
             )
-            await harness.storage.put(GUILD_ID, raw, by=1)
+            await harness.storage.settings.write(GUILD_ID, raw, by=1)
             panel, message = await open_panel(fake)
             numbers = panel.json["data"]["components"][-1]["components"][0]["custom_id"]
             modal, shown = await open_modal(fake, numbers, message)
             await submit(fake, modal, [*shown[:3], "5"], message)  # only the cooldown changed
-            kept = await harness.storage.get(GUILD_ID)
+            kept = await harness.storage.settings.read(GUILD_ID)
             modal, shown = await open_modal(fake, numbers, message)
             zero = await submit(fake, modal, ["-0", *shown[1:]], message)
-            return shown, kept, zero, await harness.storage.get(GUILD_ID)
+            return shown, kept, zero, await harness.storage.settings.read(GUILD_ID)
 
     shown, kept, zero, final = run(scenario)
     assert (kept.content_weight, kept.style_weight, kept.cooldown_seconds) == (1.0, 1000.0, 5)
@@ -284,7 +286,7 @@ def test_a_list_of_25_long_preset_names_fits_in_one_message(database_url):
                     preserve_colors="luminance",
                     created_by=900000000000000001,
                 )
-                await harness.storage.add_preset(GUILD_ID, preset, b"image", limit=25)
+                await harness.storage.presets.add(GUILD_ID, preset, b"image", limit=25)
             listed = await fake.slash(
                 "stylize-settings", [], subcommand="preset list", member_user=ALICE,
                 permissions=MANAGE_GUILD,
@@ -304,10 +306,10 @@ def test_a_server_that_removed_the_bot_is_forgotten_after_the_grace(database_url
         async with BotHarness(
             fake, database_url, guild_data_grace=0.0, delivery_retry_interval=0.3
         ) as harness:
-            await harness.storage.add_preset(GUILD_ID, Preset(name="Waves"), b"img", limit=25)
+            await harness.storage.presets.add(GUILD_ID, Preset(name="Waves"), b"img", limit=25)
             await fake.send_event("GUILD_DELETE", {"id": str(GUILD_ID)})  # the bot was removed
             for _ in range(100):
-                if not await harness.storage.presets(GUILD_ID):
+                if not await harness.storage.presets.list(GUILD_ID):
                     return True
                 await asyncio.sleep(0.1)
             return False

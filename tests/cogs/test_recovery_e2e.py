@@ -200,8 +200,8 @@ def test_the_result_arrives_while_the_database_is_down(database_url, tmp_path):
                 attachments=second,
             )
             await fake.wait_for(lambda f: any("Queued" in text_of(e) for e in f.edits(token)))
-            working = harness.storage.engine
-            harness.storage.engine = create_async_engine(
+            working = harness.storage.db.engine
+            harness.storage.db.engine = create_async_engine(
                 f"sqlite+aiosqlite:///{tmp_path}/no/such/folder/db"
             )
             try:
@@ -212,8 +212,8 @@ def test_the_result_arrives_while_the_database_is_down(database_url, tmp_path):
                     lambda f: [e for e in f.edits(token) if "Done in" in text_of(e)]
                 )
             finally:
-                await harness.storage.engine.dispose()
-                harness.storage.engine = working
+                await harness.storage.db.engine.dispose()
+                harness.storage.db.engine = working
 
     done = run(scenario)
     assert done[-1].files

@@ -25,8 +25,8 @@ GUILD = 710000000000000001
 
 async def no_cooldown(harness, **changes):
     """This server lets a member start jobs back to back (the default cooldown is 30 s)."""
-    settings = await harness.storage.get(GUILD)
-    await harness.storage.put(GUILD, settings.replace(cooldown_seconds=0, **changes))
+    settings = await harness.storage.settings.read(GUILD)
+    await harness.storage.settings.write(GUILD, settings.replace(cooldown_seconds=0, **changes))
 
 
 def done_edits(fake, token):
@@ -77,11 +77,11 @@ async def job_of(harness, token):
     """The job a press started, from the jobs table (by its interaction token)."""
     import sqlalchemy as sa
 
-    from bot.storage import jobs
+    from bot.storage.db import jobs
 
     async with harness.storage.engine.connect() as conn:
         job_id = (await conn.execute(sa.select(jobs.c.id).where(jobs.c.token == token))).scalar()
-    return await harness.storage.job(job_id)
+    return await harness.storage.jobs.get(job_id)
 
 
 def test_larger_is_clamped_by_the_servers_cap_and_says_so(database_url):
@@ -173,7 +173,7 @@ def test_stylize_history_links_the_members_own_results(database_url):
             await no_cooldown(harness)
             token, message, _ = await a_result(fake)
             # The result reaches Discord just before the jobs table records its message id.
-            while not await harness.storage.history(int(ALICE["id"]), GUILD_ID):
+            while not await harness.storage.jobs.history(int(ALICE["id"]), GUILD_ID):
                 await asyncio.sleep(0.02)
             mine = await fake.slash("stylize-history", [], member_user=ALICE)
             theirs = await fake.slash("stylize-history", [], member_user=BOB)
@@ -260,7 +260,7 @@ def test_refused_commands_and_presses_store_no_new_images(database_url):
     """Images are kept once per picture, and only for jobs that were accepted."""
     import sqlalchemy as sa
 
-    from bot.storage import blobs
+    from bot.storage.db import blobs
 
     async def stored(harness):
         async with harness.storage.engine.connect() as conn:

@@ -166,7 +166,7 @@ def test_settings_need_manage_server_are_used_and_survive_a_restart(database_url
                 member_user=BOB,
             )
             await fake.wait_for(lambda f: f.callbacks(denied))
-            unchanged = await harness.storage.get(fake_guild())
+            unchanged = await harness.storage.settings.read(fake_guild())
             admin = 1 << 5
             saved = await fake.slash(
                 "stylize-settings",

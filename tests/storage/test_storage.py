@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings, SettingsError
-from bot.storage import MIGRATIONS, JobRecord, Storage, blobs, job_inputs, schema_version
+from bot.storage import JobRecord, Storage
+from bot.storage.db import MIGRATIONS, Database, blobs, job_inputs, schema_version
 
 # the PostgreSQL database is one for all tests: its tests run one at a time, on one xdist worker
 pytestmark = pytest.mark.xdist_group("postgresql")
@@ -42,26 +43,26 @@ def test_settings_survive_a_reopen(database_url):
     async def scenario():
         storage = await Storage.open(database_url)
         try:
-            await storage.reset(42)
-            assert await storage.get(42) == GuildSettings()
+            await storage.settings.reset(42)
+            assert await storage.settings.read(42) == GuildSettings()
             changed = GuildSettings().replace(strength=2.5, steps=120, allowed_channels=(7, 8))
-            await storage.put(42, changed, by=1)
-            assert await storage.get(42) == changed
-            await storage.put(42, changed.replace(steps=99), by=1)
+            await storage.settings.write(42, changed, by=1)
+            assert await storage.settings.read(42) == changed
+            await storage.settings.write(42, changed.replace(steps=99), by=1)
         finally:
             await storage.close()
         reopened = await Storage.open(database_url)
         try:
-            assert (await reopened.get(42)).steps == 99
-            assert (await reopened.get(42)).allowed_channels == (7, 8)
+            assert (await reopened.settings.read(42)).steps == 99
+            assert (await reopened.settings.read(42)).allowed_channels == (7, 8)
             assert await reopened.migrate() == len(MIGRATIONS)  # migrating twice is harmless
             async with (
                 reopened.engine.connect() as conn
             ):  # one row per migration, applied once each
                 versions = (await conn.execute(sa.select(schema_version.c.version))).scalars().all()
             assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
-            await reopened.reset(42)
-            assert await reopened.get(42) == GuildSettings()
+            await reopened.settings.reset(42)
+            assert await reopened.settings.read(42) == GuildSettings()
         finally:
             await reopened.close()
 
@@ -95,19 +96,19 @@ def test_two_processes_see_each_others_changes_and_first_saves_do_not_collide(da
         one = await Storage.open(database_url, settings_ttl=0.3)
         two = await Storage.open(database_url, settings_ttl=0.3)
         try:
-            await one.reset(77)
-            assert (await two.get(77)).steps == GuildSettings().steps  # now cached by two
+            await one.settings.reset(77)
+            assert (await two.settings.read(77)).steps == GuildSettings().steps  # now cached by two
             await asyncio.gather(
                 *(
-                    s.put(77, GuildSettings().replace(steps=n), by=n)
+                    s.settings.write(77, GuildSettings().replace(steps=n), by=n)
                     for s, n in ((one, 11), (two, 22))
                 )
             )
-            assert (await one.get(77)).steps in (11, 22)
-            await one.put(77, GuildSettings().replace(steps=33), by=1)
+            assert (await one.settings.read(77)).steps in (11, 22)
+            await one.settings.write(77, GuildSettings().replace(steps=33), by=1)
             await asyncio.sleep(0.35)
-            assert (await two.get(77)).steps == 33
-            await one.reset(77)
+            assert (await two.settings.read(77)).steps == 33
+            await one.settings.reset(77)
         finally:
             await one.close()
             await two.close()
@@ -137,43 +138,45 @@ def test_jobs_and_their_inputs(database_url):
                 await conn.execute(
                     sa.text("DELETE FROM blobs WHERE key LIKE :k"), {"k": f"job:{record.id}:%"}
                 )
-            await storage.add_job(record, [b"content", b"style"], keep_inputs=60)
-            await storage.heartbeat()
+            await storage.jobs.add(record, [b"content", b"style"], keep_inputs=60)
+            await storage.jobs.heartbeat()
             assert record.id not in [
-                j.id for j in await storage.orphaned_jobs(silent_for=60)
+                j.id for j in await storage.jobs.orphaned(silent_for=60)
             ]  # its own
-            successor = Storage(storage.engine)  # a new bot process on the same database
+            successor = Storage(Database(storage.engine))  # a new bot process on the same database
             assert record.id in [
-                j.id for j in await successor.orphaned_jobs(silent_for=-1)
+                j.id for j in await successor.jobs.orphaned(silent_for=-1)
             ]  # the first fell silent
             assert record.id not in [
-                j.id for j in await successor.orphaned_jobs(silent_for=60)
+                j.id for j in await successor.jobs.orphaned(silent_for=60)
             ]  # still alive
-            assert await storage.job_images(record.id) == [b"content", b"style"]
-            await storage.set_job_state(record.id, JobStatus.RUNNING)
-            await storage.set_job_state(record.id, JobStatus.DONE, outcome="done!", delivered=False)
-            assert record.id not in [j.id for j in await successor.orphaned_jobs(silent_for=-1)]
-            assert record.id in [j.id for j in await storage.undelivered_jobs()]
-            found = next(j for j in await storage.undelivered_jobs() if j.id == record.id)
-            assert await storage.claim_delivery(found)  # one try is counted per claim
-            assert not await storage.claim_delivery(found)  # another process: too late
-            stored = await storage.job(record.id)
+            assert await storage.jobs.images(record.id) == [b"content", b"style"]
+            await storage.jobs.set_state(record.id, JobStatus.RUNNING)
+            await storage.jobs.set_state(
+                record.id, JobStatus.DONE, outcome="done!", delivered=False
+            )
+            assert record.id not in [j.id for j in await successor.jobs.orphaned(silent_for=-1)]
+            assert record.id in [j.id for j in await storage.jobs.undelivered()]
+            found = next(j for j in await storage.jobs.undelivered() if j.id == record.id)
+            assert await storage.jobs.claim_delivery(found)  # one try is counted per claim
+            assert not await storage.jobs.claim_delivery(found)  # another process: too late
+            stored = await storage.jobs.get(record.id)
             assert (
                 stored.state is JobStatus.DONE
                 and stored.outcome == "done!"
                 and stored.attempts == 1
             )
             assert not stored.token_alive and stored.params == {"size": 64}
-            await storage.set_job_state(record.id, JobStatus.DONE, delivered=True)
-            assert record.id not in [j.id for j in await storage.undelivered_jobs()]
+            await storage.jobs.set_state(record.id, JobStatus.DONE, delivered=True)
+            assert record.id not in [j.id for j in await storage.jobs.undelivered()]
             async with storage.engine.begin() as conn:  # its images' time is over
                 await conn.execute(
                     job_inputs.update()
                     .where(job_inputs.c.job_id == record.id)
                     .values(expires_at=time.time() - 1)
                 )
-            assert await storage.job_images(record.id) is None
-            assert await storage.purge_expired() >= 1
+            assert await storage.jobs.images(record.id) is None
+            assert await storage.blobs.purge_expired() >= 1
         finally:
             await storage.close()
 
@@ -190,21 +193,21 @@ def test_presets_with_their_images_a_limit_and_names_without_case(database_url):
     async def scenario():
         storage = await Storage.open(database_url)
         try:
-            await storage.add_preset(
+            await storage.presets.add(
                 guild, checked(Preset(name=" Starry   Night ", strength=2.0)), b"img1", limit=2
             )
             with pytest.raises(PresetError, match="already has a preset called Starry Night"):
-                await storage.add_preset(guild, Preset(name="starry night"), b"x", limit=2)
-            await storage.add_preset(guild, Preset(name="Waves"), b"img2", limit=2)
+                await storage.presets.add(guild, Preset(name="starry night"), b"x", limit=2)
+            await storage.presets.add(guild, Preset(name="Waves"), b"img2", limit=2)
             with pytest.raises(PresetError, match="2 presets, the most"):
-                await storage.add_preset(guild, Preset(name="Third"), b"x", limit=2)
-            listed = [p.name for p in await storage.presets(guild)]
-            found = await storage.preset(guild, "STARRY NIGHT")
-            removed = await storage.remove_preset(guild, "waves")
-            again = await storage.remove_preset(guild, "waves")
-            image_gone = await storage.get_blobs([image_key(guild, "Waves")])
-            other_guild = await storage.presets(guild + 1)
-            await storage.remove_preset(guild, "Starry Night")
+                await storage.presets.add(guild, Preset(name="Third"), b"x", limit=2)
+            listed = [p.name for p in await storage.presets.list(guild)]
+            found = await storage.presets.get(guild, "STARRY NIGHT")
+            removed = await storage.presets.remove(guild, "waves")
+            again = await storage.presets.remove(guild, "waves")
+            image_gone = await storage.blobs.get([image_key(guild, "Waves")])
+            other_guild = await storage.presets.list(guild + 1)
+            await storage.presets.remove(guild, "Starry Night")
             return listed, found, removed, again, image_gone, other_guild
         finally:
             await storage.close()
@@ -241,23 +244,23 @@ def test_the_preset_limit_holds_when_admins_add_at_once(database_url):
     async def scenario():
         storage = await Storage.open(database_url)
         try:
-            for preset in await storage.presets(guild):
-                await storage.remove_preset(guild, preset.name)
+            for preset in await storage.presets.list(guild):
+                await storage.presets.remove(guild, preset.name)
 
             async def add(name):
                 try:
-                    await storage.add_preset(guild, checked(Preset(name=name)), b"img", limit=5)
+                    await storage.presets.add(guild, checked(Preset(name=name)), b"img", limit=5)
                     return "saved"
                 except PresetError as exc:
                     return str(exc)
 
             many = await asyncio.gather(*(add(f"Style {i}") for i in range(12)))
-            for preset in await storage.presets(guild):
-                await storage.remove_preset(guild, preset.name)
+            for preset in await storage.presets.list(guild):
+                await storage.presets.remove(guild, preset.name)
             same = await asyncio.gather(*(add("Starry Night") for _ in range(4)))
-            kept = len(await storage.presets(guild))
-            for preset in await storage.presets(guild):
-                await storage.remove_preset(guild, preset.name)
+            kept = len(await storage.presets.list(guild))
+            for preset in await storage.presets.list(guild):
+                await storage.presets.remove(guild, preset.name)
             return many, same, kept
         finally:
             await storage.close()
@@ -287,21 +290,23 @@ def test_two_bot_processes_adopt_an_orphan_and_deliver_an_ending_once(database_u
             token="t", token_expires_at=time.time() + 60, state=JobStatus.QUEUED,
             params={}, summary="s", styles=1,
         )  # fmt: skip
-        await first.add_job(record, [b"c", b"s"], keep_inputs=60)
-        await first.heartbeat()
+        await first.jobs.add(record, [b"c", b"s"], keep_inputs=60)
+        await first.jobs.heartbeat()
         await first.close()  # its process died
         a, b = await Storage.open(database_url), await Storage.open(database_url)
         try:
             orphans = [
-                next(j for j in await s.orphaned_jobs(silent_for=-1) if j.id == record.id)
+                next(j for j in await s.jobs.orphaned(silent_for=-1) if j.id == record.id)
                 for s in (a, b)
             ]
-            adopted = await asyncio.gather(a.adopt(orphans[0]), b.adopt(orphans[1]))
-            await a.set_job_state(record.id, JobStatus.DONE, outcome="done", delivered=False)
+            adopted = await asyncio.gather(a.jobs.adopt(orphans[0]), b.jobs.adopt(orphans[1]))
+            await a.jobs.set_state(record.id, JobStatus.DONE, outcome="done", delivered=False)
             found = [
-                next(j for j in await s.undelivered_jobs() if j.id == record.id) for s in (a, b)
+                next(j for j in await s.jobs.undelivered() if j.id == record.id) for s in (a, b)
             ]
-            claimed = await asyncio.gather(a.claim_delivery(found[0]), b.claim_delivery(found[1]))
+            claimed = await asyncio.gather(
+                a.jobs.claim_delivery(found[0]), b.jobs.claim_delivery(found[1])
+            )
             return adopted, claimed
         finally:
             await a.close()
@@ -320,22 +325,22 @@ def test_a_server_the_bot_left_is_forgotten_after_the_grace_unless_it_rejoins(da
         storage = await Storage.open(database_url)
         try:
             for guild in (left, rejoined):
-                await storage.put(guild, GuildSettings().replace(steps=77), by=1)
-                await storage.add_preset(guild, Preset(name="Waves"), b"img", limit=25)
-            await storage.guild_left(left)
-            await storage.guild_left(rejoined)
-            await storage.guild_joined(rejoined)
-            kept = await storage.purge_left_guilds(grace=3600)  # not yet
-            gone = await storage.purge_left_guilds(grace=0)
-            images = await storage.get_blobs([image_key(left, "Waves")])
+                await storage.settings.write(guild, GuildSettings().replace(steps=77), by=1)
+                await storage.presets.add(guild, Preset(name="Waves"), b"img", limit=25)
+            await storage.guilds.left(left)
+            await storage.guilds.left(rejoined)
+            await storage.guilds.joined(rejoined)
+            kept = await storage.guilds.purge_left(grace=3600)  # not yet
+            gone = await storage.guilds.purge_left(grace=0)
+            images = await storage.blobs.get([image_key(left, "Waves")])
             state = (
-                (await storage.get(left)).steps,
-                len(await storage.presets(left)),
-                (await storage.get(rejoined)).steps,
-                len(await storage.presets(rejoined)),
+                (await storage.settings.read(left)).steps,
+                len(await storage.presets.list(left)),
+                (await storage.settings.read(rejoined)).steps,
+                len(await storage.presets.list(rejoined)),
             )
-            await storage.reset(rejoined)
-            await storage.remove_preset(rejoined, "Waves")
+            await storage.settings.reset(rejoined)
+            await storage.presets.remove(rejoined, "Waves")
             return kept, gone, images, state
         finally:
             await storage.close()
@@ -367,11 +372,11 @@ def test_an_image_is_stored_once_and_only_while_a_job_uses_it(database_url):
             first, again, refused = record(), record(), record()
             content, style, other = (f"{j.id}".encode() for j in (first, again, refused))
             before = await images(storage)
-            await storage.add_job(first, [content, style], keep_inputs=60)
-            await storage.add_job(again, [content, style], keep_inputs=60)  # a button press
+            await storage.jobs.add(first, [content, style], keep_inputs=60)
+            await storage.jobs.add(again, [content, style], keep_inputs=60)  # a button press
             shared = await images(storage)
-            await storage.add_job(refused, [content, other], keep_inputs=60)
-            await storage.drop_images(refused.id)
+            await storage.jobs.add(refused, [content, other], keep_inputs=60)
+            await storage.jobs.drop_images(refused.id)
             after_refusal = await images(storage)
             async with storage.engine.begin() as conn:
                 await conn.execute(
@@ -379,7 +384,7 @@ def test_an_image_is_stored_once_and_only_while_a_job_uses_it(database_url):
                     .where(job_inputs.c.job_id.in_([first.id, again.id]))
                     .values(expires_at=time.time() - 1)
                 )
-            await storage.purge_expired()
+            await storage.blobs.purge_expired()
             ours = {f"img:{hashlib.sha256(d).hexdigest()}" for d in (content, style, other)}
             after_expiry = await images(storage)
             return (
@@ -388,7 +393,7 @@ def test_an_image_is_stored_once_and_only_while_a_job_uses_it(database_url):
                 after_refusal,
                 after_expiry,
                 ours,
-                await storage.job_images(again.id),
+                await storage.jobs.images(again.id),
             )
         finally:
             await storage.close()

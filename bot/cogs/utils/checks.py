@@ -84,7 +84,7 @@ def keep_cooldown(interaction: discord.Interaction) -> None:
 async def guild_settings(interaction: discord.Interaction[StyleBot]) -> GuildSettings:
     if interaction.guild_id is None:
         return GuildSettings()
-    return await interaction.client.storage.get(interaction.guild_id)
+    return await interaction.client.storage.settings.read(interaction.guild_id)
 
 
 async def check_may_start_job(interaction: discord.Interaction[StyleBot]) -> bool:

@@ -29,7 +29,7 @@ async def preset_choices(bot: StyleBot, guild_id: int | None, current: str):
     wanted = preset_key(current)
     return [
         app_commands.Choice(name=p.label(), value=p.name)
-        for p in await bot.storage.presets(guild_id)
+        for p in await bot.storage.presets.list(guild_id)
         if wanted in p.key
     ][:25]
 

@@ -112,7 +112,7 @@ class JobMessage:
             async for event in self.handle.events():
                 if isinstance(event, JobStarted):
                     await self._record(
-                        self.storage.set_job_state(self.handle.id, JobStatus.RUNNING)
+                        self.storage.jobs.set_state(self.handle.id, JobStatus.RUNNING)
                     )
                 if event.terminal:
                     await self._finish(event)  # type: ignore[arg-type]
@@ -215,12 +215,12 @@ class JobMessage:
         delivered = message_id is not None
         if not delivered and isinstance(event, JobDone):
             await self._record(
-                self.storage.put_blob(
+                self.storage.blobs.put(
                     result_key(self.handle.id), event.image, keep=RESULT_KEEP_SECONDS
                 )
             )
         await self._record(
-            self.storage.set_job_state(
+            self.storage.jobs.set_state(
                 self.handle.id, state, outcome=text, delivered=delivered, message_id=message_id
             )
         )

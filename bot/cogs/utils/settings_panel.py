@@ -79,13 +79,13 @@ class SettingsPanel(discord.ui.View):
 
     async def save(self, interaction: discord.Interaction, **changes: Any) -> None:
         assert interaction.guild_id is not None  # interaction_check
-        current = await self.bot.storage.get(interaction.guild_id)
+        current = await self.bot.storage.settings.read(interaction.guild_id)
         try:
             updated = current.replace(**changes)
         except SettingsError as exc:
             await interaction.response.send_message(f"Not saved: {exc}.", ephemeral=True)
             return
-        await self.bot.storage.put(interaction.guild_id, updated, by=interaction.user.id)
+        await self.bot.storage.settings.write(interaction.guild_id, updated, by=interaction.user.id)
         self._show(updated)
         await interaction.response.edit_message(content=panel_text(updated, "Saved."), view=self)
 
@@ -108,7 +108,7 @@ class SettingsPanel(discord.ui.View):
     @discord.ui.button(label="Strength, caps, cooldown…", style=discord.ButtonStyle.primary, row=4)
     async def numbers(self, interaction: discord.Interaction, _: discord.ui.Button) -> None:
         assert interaction.guild_id is not None
-        current = await self.bot.storage.get(interaction.guild_id)
+        current = await self.bot.storage.settings.read(interaction.guild_id)
         await interaction.response.send_modal(NumbersModal(self, current))
 
 

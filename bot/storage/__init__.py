@@ -1,0 +1,49 @@
+"""What the bot keeps, over SQLAlchemy async (SQLite by default, PostgreSQL for a bot that runs as
+several processes): one store per group of tables, over one engine (db.py has the tables and the
+migrations).
+
+    storage = await Storage.open(url)
+    await storage.settings.read(guild_id)
+    await storage.jobs.add(record, images, keep_inputs=...)
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage.blobs import BlobStore, result_key
+from bot.storage.db import Database, Meta, StorageError, check_database_url
+from bot.storage.guilds import GuildStore
+from bot.storage.jobs import JobRecord, JobStore
+from bot.storage.presets import PresetStore
+from bot.storage.settings import SettingsStore
+
+__all__ = ["JobRecord", "Storage", "StorageError", "check_database_url", "result_key"]
+
+
+class Storage:
+    """The stores, each reached by name: settings, jobs, presets, blobs, guilds, meta."""
+
+    def __init__(self, database: Database, *, settings_ttl: float = 5.0):
+        self.db = database
+        self.blobs = BlobStore(database)
+        self.settings = SettingsStore(database, ttl=settings_ttl)
+        self.jobs = JobStore(database, self.blobs)
+        self.presets = PresetStore(database, self.blobs)
+        self.guilds = GuildStore(database, self.settings)
+        self.meta = Meta(database)
+
+    @classmethod
+    async def open(cls, url: str, *, settings_ttl: float = 5.0) -> Storage:
+        """Connect and migrate; StorageError with one line that says what is wrong."""
+        return cls(await Database.open(url), settings_ttl=settings_ttl)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.db.engine
+
+    async def migrate(self) -> int:
+        return await self.db.migrate()
+
+    async def close(self) -> None:
+        await self.db.close()
