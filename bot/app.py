@@ -15,8 +15,9 @@ import yarl
 from discord import gateway, http
 from discord.ext import commands
 
-from bot.cogs import errors
 from bot.cogs.utils.checks import Cooldowns
+from bot.cogs.utils.launcher import Launcher
+from bot.cogs.utils.picks import Picks
 from bot.config import Settings
 from bot.executor.base import Executor
 from bot.logs import install_redaction
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("stylebot")
 
 RECOVERY = "bot.cogs.recovery"
-EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.picks", "bot.cogs.settings", RECOVERY)
+EXTENSIONS = (
+    "bot.cogs.errors",
+    "bot.cogs.stylize",
+    "bot.cogs.picks",
+    "bot.cogs.settings",
+    RECOVERY,
+)
 
 
 def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
@@ -63,10 +70,12 @@ class StyleBot(commands.AutoShardedBot):
         self.executor: Executor = executor  # type: ignore[assignment]  # None only for `stylebot sync`
         self.force_sync = force_sync
         self.health: HealthServer | None = None
+        # the services the extensions share, each reached by its typed attribute
         self.cooldowns = Cooldowns()
+        self.picks = Picks()  # pictures picked in the chat with the context menus
+        self.launcher = Launcher(self)  # the one path from an accepted request to a followed job
         self.followers: set[asyncio.Task] = set()  # one task per job message being followed
         self.session: aiohttp.ClientSession  # attachment downloads; made in setup_hook
-        self.tree.on_error = errors.on_tree_error
         if settings_.discord_gateway_url:
             self._use_gateway(settings_.discord_gateway_url)
 

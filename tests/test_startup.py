@@ -178,9 +178,16 @@ def test_sigterm_while_the_workers_start_is_a_stop(folder):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)  # the bot has installed its handlers; the workers are loading VGG-19
+    assert process.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the handlers are installed; the workers load VGG-19
+        seen.append(process.stderr.readline())
+        if "starting 1 worker(s)" in seen[-1] or not seen[-1]:
+            break
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    _, rest = process.communicate(timeout=60)
+    stderr = "".join(seen) + rest
     assert process.returncode == 0, stderr
     assert "SIGTERM: stopping" in stderr and stderr.rstrip().endswith("stopped"), stderr
     assert "error" not in stderr.lower() and not (folder / "stylebot.db").exists()

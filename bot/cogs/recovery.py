@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage
+from bot.cogs.utils.job_message import picture_name
+from bot.cogs.utils.launcher import job_of
 from bot.cogs.utils.reply import Reply
 from bot.cogs.utils.views import result_view, retry_view
-from bot.executor.base import JobHandle
-from bot.executor.protocol import Job, JobStatus, SubmitError
+from bot.executor.protocol import JobStatus
 from bot.guild_policy import Summary
 from bot.storage import JobRecord, result_key
 
@@ -38,14 +38,6 @@ INTERRUPTED_TEXT = (
     "Press Retry to run it again with the same pictures."
 )
 MAX_DELIVERY_ATTEMPTS = 50
-
-
-def picture_name(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "stylized.png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "stylized.webp"
-    return "stylized.jpg"
 
 
 class RecoveryCog(commands.Cog):
@@ -112,29 +104,13 @@ class RecoveryCog(commands.Cog):
         for record in await storage.jobs.orphaned(silent_for=self.bot.settings.instance_timeout):
             if not await storage.jobs.adopt(record):
                 continue  # another bot process adopted it in the same moment
-            job = Job(
-                id=record.id,
-                user_id=record.user_id,
-                guild_id=record.guild_id,
-                content=b"",
-                styles=(),
-                params=record.params,
-            )
-            handle = await self.bot.executor.reattach(job)
+            handle = await self.bot.executor.reattach(job_of(record, [b""]))
             if handle is not None:  # its results can still arrive (a distributed executor)
                 log.info("re-attached to job %s", record.id)
             elif record.state == JobStatus.QUEUED:  # it never started: queue it again
-                handle = await self._queue_again(record)
+                handle = await self.bot.launcher.requeue(record)
             if handle is not None:
-                message = JobMessage(
-                    self.bot,
-                    Reply.of_record(record),
-                    handle,
-                    Summary(record.summary),
-                    storage,
-                    edit_interval=self.bot.settings.progress_edit_interval,
-                )
-                self.bot.follow(message)
+                self.bot.launcher.follow(Reply.of_record(record), handle, Summary(record.summary))
                 continue
             where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
             text = INTERRUPTED_TEXT.format(where=where)
@@ -151,29 +127,6 @@ class RecoveryCog(commands.Cog):
                 await storage.jobs.set_state(
                     record.id, JobStatus.INTERRUPTED, delivered=True, message_id=message_id
                 )
-
-    async def _queue_again(self, record: JobRecord) -> JobHandle | None:
-        """A job that was still waiting when its bot died, back in the queue with its kept
-        images (None if they are gone or the queue refuses it: the member is told instead)."""
-        data = await self.bot.storage.jobs.images(record.id)
-        if data is None:
-            return None
-        job = Job(
-            id=record.id,
-            user_id=record.user_id,
-            guild_id=record.guild_id,
-            content=data[0],
-            styles=tuple(data[1:]),
-            params=record.params,
-            result_limit=DEFAULT_UPLOAD_LIMIT,
-        )
-        try:
-            handle = await self.bot.executor.submit(job)
-        except SubmitError as exc:
-            log.warning("job %s could not be queued again: %s", record.id, exc)
-            return None
-        log.info("job %s was waiting when its bot died: queued again", record.id)
-        return handle
 
     async def retry_deliveries(self) -> None:
         storage = self.bot.storage

@@ -11,9 +11,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.errors import UserFacingError
 from bot.cogs.utils.checks import admin_only
 from bot.cogs.utils.downloads import DownloadError
+from bot.cogs.utils.failures import UserFacingError
 from bot.cogs.utils.inputs import check_attachment, fetch, preset_choices
 from bot.cogs.utils.settings_panel import SettingsPanel, panel_text
 from bot.engine.imaging import ImageError

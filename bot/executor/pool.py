@@ -161,6 +161,11 @@ class LocalPool(Backend):
                 self._workers.append(
                     _Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log, batch))
                 )
+        log.info(
+            "starting %d worker(s) (%s); each loads VGG-19",
+            len(self._workers),
+            ", ".join(w.spec.name for w in self._workers),
+        )
         waits = [self._spawn(w) for w in self._workers]
         try:  # (not wait_for over gather: a cancelled gather leaves an unread exception)
             _, pending = await asyncio.wait(waits, timeout=self.config.start_timeout)

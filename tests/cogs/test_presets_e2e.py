@@ -89,7 +89,8 @@ def test_presets_are_saved_by_admins_offered_to_members_and_used(database_url):
                 member_user=BOB,
                 attachments=[content],
             )
-            unknown_reply = await fake.wait_for(lambda f: f.callbacks(unknown))
+            # a preset is read after the defer (the database may be slow): the refusal follows
+            unknown_reply = await fake.wait_for(lambda f: f.followups(unknown))
             listed = await fake.slash(
                 "stylize-settings", [], subcommand="preset list", member_user=ALICE,
                 permissions=MANAGE_GUILD,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.cogs.utils import presses
 from bot.guild_policy import ResultAction
 
 if TYPE_CHECKING:
@@ -71,13 +72,7 @@ class RetryButton(
         return cls(match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[StyleBot]) -> None:
-        cog = interaction.client.get_cog("StylizeCog")
-        if cog is None:
-            await interaction.response.send_message(
-                "/stylize is not available right now.", ephemeral=True
-            )
-            return
-        await cog.retry(interaction, self.job_id)  # type: ignore[attr-defined]
+        await presses.retry(interaction, self.job_id)
 
 
 def retry_view(job_id: str) -> discord.ui.View:
@@ -124,13 +119,7 @@ class ResultButton(
         return cls(ResultAction(match["action"]), match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[StyleBot]) -> None:
-        cog = interaction.client.get_cog("StylizeCog")
-        if cog is None:
-            await interaction.response.send_message(
-                "/stylize is not available right now.", ephemeral=True
-            )
-            return
-        await cog.again(interaction, self.job_id, self.action)  # type: ignore[attr-defined]
+        await presses.again(interaction, self.job_id, self.action)
 
 
 def result_view(job_id: str) -> discord.ui.View:

@@ -1,0 +1,188 @@
+"""The one path from an accepted request to a followed job, for /stylize, the context menus, the
+result buttons, Retry and recovery:
+
+    images fetched and checked -> recorded (row + kept images) -> submitted -> followed
+
+A job is recorded before it is queued, so that a bot that dies from then on tells its member at
+the next start; a refused submit leaves no images behind. The bot reaches it as `bot.launcher`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.cogs.utils.checks import give_back_cooldown, keep_cooldown
+from bot.cogs.utils.downloads import DownloadError
+from bot.cogs.utils.inputs import Source, fetch
+from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
+from bot.cogs.utils.reply import Reply
+from bot.engine import imaging
+from bot.engine.params import InvalidParams, StyleParams
+from bot.executor.base import JobHandle
+from bot.executor.protocol import Job, JobStatus, SubmitError, new_job_id
+from bot.guild_policy import Summary
+from bot.storage import JobRecord
+from bot.text import clip
+
+if TYPE_CHECKING:
+    from bot.app import StyleBot
+
+log = logging.getLogger(__name__)
+
+
+def job_of(record: JobRecord, images: list[bytes]) -> Job:
+    """The executor's job for a recorded one, with its images (the content first)."""
+    return Job(
+        id=record.id,
+        user_id=record.user_id,
+        guild_id=record.guild_id,
+        content=images[0],
+        styles=tuple(images[1:]),
+        params=record.params,
+        result_limit=record.result_limit or DEFAULT_UPLOAD_LIMIT,
+    )
+
+
+class Launcher:
+    def __init__(self, bot: StyleBot):
+        self.bot = bot
+
+    async def fetch_and_start(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        sources: list[Source],
+        params: StyleParams,
+        summary: Summary,
+    ) -> None:
+        """Fetch (source, what) pairs, the content first, decode them off the loop, and start the
+        job; or refuse privately, having taken no slot. The interaction is deferred."""
+        try:
+            data = await fetch(self.bot, sources, params)
+        except DownloadError as exc:
+            await self.refuse_after_defer(
+                interaction, f"I could not use your images: {exc}. Please try again."
+            )
+            return
+        except (imaging.ImageError, InvalidParams) as exc:
+            await self.refuse_after_defer(
+                interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}."
+            )
+            return
+        await self.start(interaction, data, params, summary)
+
+    async def start(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        data: list[bytes],
+        params: StyleParams,
+        summary: Summary,
+        *,
+        content_owner: int | None = None,
+    ) -> None:
+        """Record, queue and follow a job whose images are checked; the interaction is deferred.
+        `content_owner`: who uploaded the content, when it is not the member who asked (a
+        button press on someone else's result)."""
+        config = self.bot.settings
+        reply = Reply.of(interaction, config.interaction_ttl)
+        record = JobRecord(
+            id=new_job_id(),
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            application_id=interaction.application_id,
+            token=interaction.token,
+            token_expires_at=reply.token_expires_at,
+            state=JobStatus.QUEUED,
+            params=params.to_dict(),
+            summary=summary.text,
+            styles=len(data) - 1,
+            content_owner=content_owner or interaction.user.id,
+            result_limit=upload_limit(interaction),
+        )
+        # recorded before it is queued: if the bot dies from here on, the next start tells the member
+        await self.bot.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
+        try:
+            handle = await self.bot.executor.submit(job_of(record, data))
+        except SubmitError as exc:
+            await self.bot.storage.jobs.set_state(
+                record.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True
+            )
+            await self.bot.storage.jobs.drop_images(record.id)  # a refused job keeps no images
+            await self.refuse_after_defer(interaction, f"Not now: {exc}.")
+            return
+        keep_cooldown(interaction)
+        self.follow(reply, handle, summary)
+
+    async def start_again(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        record: JobRecord,
+        params: StyleParams,
+        summary: Summary,
+    ) -> None:
+        """A new job of the pressing member from a recorded job's kept images (the press passed
+        the checks; the interaction is not answered yet)."""
+        data = await self.bot.storage.jobs.images(record.id)
+        if data is None:
+            give_back_cooldown(interaction)
+            hours = self.bot.settings.input_ttl / 3600
+            await interaction.response.send_message(
+                f"Sorry, the images of that picture are no longer kept (they are kept for {hours:g} h). "
+                "Please send them again with /stylize.",
+                ephemeral=True,
+            )
+            return
+        await interaction.response.defer(thinking=True)
+        await self.start(interaction, data, params, summary, content_owner=record.uploader)
+
+    async def requeue(self, record: JobRecord) -> JobHandle | None:
+        """A recorded job whose bot died while it waited, queued again under its own id with its
+        kept images (None if they are gone or the queue refuses it: the member is told instead)."""
+        data = await self.bot.storage.jobs.images(record.id)
+        if data is None:
+            return None
+        try:
+            handle = await self.bot.executor.submit(job_of(record, data))
+        except SubmitError as exc:
+            log.warning("job %s could not be queued again: %s", record.id, exc)
+            return None
+        log.info("job %s was waiting when its bot died: queued again", record.id)
+        return handle
+
+    def follow(self, reply: Reply, handle: JobHandle, summary: Summary) -> None:
+        """Keep the job's message up to date until the job ends."""
+        self.bot.follow(
+            JobMessage(
+                self.bot,
+                reply,
+                handle,
+                summary,
+                self.bot.storage,
+                edit_interval=self.bot.settings.progress_edit_interval,
+            )
+        )
+
+    async def refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
+        """No job starts: the public "thinking" message becomes a short public note, and the
+        reason goes to the member alone. (After a public defer Discord shows the first follow-up
+        publicly and refuses one after the original is deleted: the original is edited first.)
+        Should the private follow-up fail, the note itself carries the reason. The member's
+        cooldown is given back."""
+        give_back_cooldown(interaction)
+        note = f"❌ <@{interaction.user.id}>, your job did not start"
+        try:
+            await interaction.edit_original_response(content=f"{note}: see why just below.")
+        except discord.HTTPException as exc:
+            log.warning("could not end the deferred message of a refused job: %s", exc)
+        try:
+            await interaction.followup.send(clip(message), ephemeral=True)
+            return
+        except discord.HTTPException as exc:
+            log.warning("could not tell a member privately why their job was refused: %s", exc)
+        try:
+            await interaction.edit_original_response(content=clip(f"{note}. {message}"))
+        except discord.HTTPException as exc:
+            log.warning("could not tell a member why their job was refused: %s", exc)
