@@ -4,8 +4,6 @@ The CPU suite already runs every device-dependent path with the CUDA policy forc
 (tests/engine/test_devices.py); these run the same paths on the real device.
 """
 
-import asyncio
-
 import numpy as np
 import pytest
 import torch
@@ -15,6 +13,7 @@ from bot.engine.lbfgs import LBFGS
 from bot.engine.params import StyleParams
 from bot.engine.transfer import stylize
 from bot.engine.vgg import load_vgg19
+from tests.asyncrun import run
 from tests.conftest import gradient_image, noise_image
 
 pytestmark = [
@@ -90,7 +89,7 @@ def test_a_job_through_a_cuda_worker():
         finally:
             await executor.shutdown()
 
-    result = asyncio.run(asyncio.wait_for(scenario(), 300))
+    result = run(scenario(), 300)
     assert isinstance(result, JobDone), result
     assert "cuda" in result.device
 

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from bot.logs import LogConfig, configure_logging, redact
+from tests.asyncrun import run
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,6 @@ def test_no_token_in_a_failed_statements_traceback(tmp_path):
     """A failed insert of a jobs row (the interaction token among its values), logged with its
     traceback as the tree's error handler logs it: neither the message nor the traceback lists
     the token."""
-    import asyncio
 
     import sqlalchemy as sa
 
@@ -102,7 +102,7 @@ def test_no_token_in_a_failed_statements_traceback(tmp_path):
         finally:
             await storage.close()
 
-    asyncio.run(scenario())
+    run(scenario())
     text = stream.getvalue()
     assert "IntegrityError" in text and "Traceback" in text
     assert INTERACTION_TOKEN not in text

@@ -11,6 +11,7 @@ from PIL import Image
 from bot.app import StyleBot, make_executor, point_client_at
 from bot.config import Settings
 from bot.storage import Storage
+from tests.asyncrun import run
 from tests.cogs.fake_discord import FakeDiscord, user
 from tests.conftest import gradient_image, noise_image, png_bytes
 
@@ -69,7 +70,7 @@ ALICE = user(900000000000000001, "alice")
 BOB = user(900000000000000002, "bob")
 
 
-def run_with_fake(coro, timeout: float = 180):
+def run_with_fake(coro, timeout: float = 240):
     """Run `coro(fake)` against a fresh fake Discord on 127.0.0.1, within `timeout` seconds."""
 
     async def wrapped():
@@ -80,7 +81,7 @@ def run_with_fake(coro, timeout: float = 180):
         finally:
             await fake.stop()
 
-    return asyncio.run(wrapped())
+    return run(wrapped(), timeout + 60)  # the fake's own start and stop fit in the rest
 
 
 def picture_attachments(fake: FakeDiscord, content_size=(48, 32)) -> list[dict]:

@@ -12,15 +12,13 @@ from tests.cogs.harness import (
     BotHarness,
     ephemeral,
     picture_attachments,
-    run_with_fake,
     stylize_options,
     text_of,
 )
+from tests.cogs.harness import (
+    run_with_fake as run,
+)
 from tests.conftest import gradient_image, noise_image, png_bytes
-
-
-def run(coro, timeout=180):
-    return run_with_fake(coro, timeout)
 
 
 def truncated_png() -> bytes:

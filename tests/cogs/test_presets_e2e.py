@@ -9,14 +9,12 @@ from tests.cogs.harness import (
     BotHarness,
     ephemeral,
     picture_attachments,
-    run_with_fake,
     text_of,
 )
+from tests.cogs.harness import (
+    run_with_fake as run,
+)
 from tests.conftest import noise_image, png_bytes
-
-
-def run(coro, timeout=240):
-    return run_with_fake(coro, timeout)
 
 
 async def no_cooldown(harness):

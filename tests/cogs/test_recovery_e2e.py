@@ -15,14 +15,12 @@ from tests.cogs.harness import (
     BOB,
     BotHarness,
     picture_attachments,
-    run_with_fake,
     stylize_options,
     text_of,
 )
-
-
-def run(coro, timeout=240):
-    return run_with_fake(coro, timeout)
+from tests.cogs.harness import (
+    run_with_fake as run,
+)
 
 
 def bot_env(fake: FakeDiscord, database_url: str) -> dict[str, str]:

@@ -9,16 +9,13 @@ from tests.cogs.harness import (
     BotHarness,
     ephemeral,
     picture_attachments,
-    run_with_fake,
     stylize_options,
     stylize_pictures,
     text_of,
 )
-
-
-def run(coro, timeout=240):
-    return run_with_fake(coro, timeout)
-
+from tests.cogs.harness import (
+    run_with_fake as run,
+)
 
 GUILD = 710000000000000001
 

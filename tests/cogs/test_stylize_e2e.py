@@ -13,14 +13,12 @@ from tests.cogs.harness import (
     ephemeral,
     image_of,
     picture_attachments,
-    run_with_fake,
     stylize_options,
     text_of,
 )
-
-
-def run(coro, timeout=180):
-    return run_with_fake(coro, timeout)
+from tests.cogs.harness import (
+    run_with_fake as run,
+)
 
 
 def final_edit(fake, token):

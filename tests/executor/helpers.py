@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -8,7 +7,10 @@ from bot.engine.params import StyleParams
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.executor.pool import LocalExecutor
 from bot.executor.protocol import Job
+from tests.asyncrun import run
 from tests.conftest import PARALLEL, gradient_image, noise_image, png_bytes
+
+__all__ = ["run"]  # the tests of this folder take it from here
 
 CONTENT = png_bytes(gradient_image(40, 30))
 STYLE = png_bytes(noise_image(32, 32))
@@ -34,10 +36,6 @@ def make_job(
 
 def long_job(user_id: int = 1) -> Job:
     return make_job(user_id, steps=5000)
-
-
-def run(coro, timeout: float = 120):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from bot.executor.protocol import (
     JobQueued,
     JobStarted,
 )
+from tests.asyncrun import run
 
 
 class RemoteBackend(Backend):
@@ -83,7 +84,7 @@ def test_jobs_are_released_only_into_free_slots_and_positions_stay_true():
         backend.finish("b" * 32)
         return await second.result()
 
-    assert isinstance(asyncio.run(scenario()), JobDone)
+    assert isinstance(run(scenario()), JobDone)
 
 
 def test_a_job_from_before_a_restart_is_re_attached_and_its_result_arrives():
@@ -104,7 +105,7 @@ def test_a_job_from_before_a_restart_is_re_attached_and_its_result_arrives():
         backend.finish("c" * 32)
         return [event async for event in handle.events()]
 
-    events = asyncio.run(scenario())
+    events = run(scenario())
     assert [type(e) for e in events] == [JobProgress, JobDone]
 
 
@@ -122,5 +123,5 @@ def test_a_time_limit_stops_the_job_and_fails_it_as_a_timeout():
         )  # the backend confirms the stop
         return await handle.result()
 
-    result = asyncio.run(scenario())
+    result = run(scenario())
     assert isinstance(result, JobFailed) and result.kind is FailureKind.TIMEOUT

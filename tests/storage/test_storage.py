@@ -11,6 +11,7 @@ from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings, SettingsError
 from bot.storage import JobRecord, Storage
 from bot.storage.db import MIGRATIONS, Database, blobs, job_inputs, schema_version
+from tests.asyncrun import run
 
 # the PostgreSQL database is one for all tests: its tests run one at a time, on one xdist worker
 pytestmark = pytest.mark.xdist_group("postgresql")
@@ -66,7 +67,7 @@ def test_settings_survive_a_reopen(database_url):
         finally:
             await reopened.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,7 @@ def test_two_processes_see_each_others_changes_and_first_saves_do_not_collide(da
             await one.close()
             await two.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_jobs_and_their_inputs(database_url):
@@ -180,7 +181,7 @@ def test_jobs_and_their_inputs(database_url):
         finally:
             await storage.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_presets_with_their_images_a_limit_and_names_without_case(database_url):
@@ -212,7 +213,7 @@ def test_presets_with_their_images_a_limit_and_names_without_case(database_url):
         finally:
             await storage.close()
 
-    listed, found, removed, again, image_gone, other_guild = asyncio.run(scenario())
+    listed, found, removed, again, image_gone, other_guild = run(scenario())
     assert listed == ["Starry Night", "Waves"]
     assert found is not None and found[0].strength == 2.0 and found[1] == b"img1"
     assert removed is not None and removed.name == "Waves" and again is None
@@ -265,7 +266,7 @@ def test_the_preset_limit_holds_when_admins_add_at_once(database_url):
         finally:
             await storage.close()
 
-    many, same, kept = asyncio.run(scenario())
+    many, same, kept = run(scenario())
     assert many.count("saved") == 5 and all(
         "the most it may keep" in m for m in many if m != "saved"
     )
@@ -312,7 +313,7 @@ def test_two_bot_processes_adopt_an_orphan_and_deliver_an_ending_once(database_u
             await a.close()
             await b.close()
 
-    adopted, claimed = asyncio.run(scenario())
+    adopted, claimed = run(scenario())
     assert sorted(adopted) == [False, True] and sorted(claimed) == [False, True]
 
 
@@ -345,7 +346,7 @@ def test_a_server_the_bot_left_is_forgotten_after_the_grace_unless_it_rejoins(da
         finally:
             await storage.close()
 
-    kept, gone, images, state = asyncio.run(scenario())
+    kept, gone, images, state = run(scenario())
     assert kept == [] and gone == [left] and images is None
     assert state == (GuildSettings().steps, 0, 77, 1)
 
@@ -398,7 +399,7 @@ def test_an_image_is_stored_once_and_only_while_a_job_uses_it(database_url):
         finally:
             await storage.close()
 
-    before, shared, after_refusal, after_expiry, ours, gone = asyncio.run(scenario())
+    before, shared, after_refusal, after_expiry, ours, gone = run(scenario())
     assert len(shared - before) == 2  # two jobs of the same two pictures: two images stored
     assert after_refusal == shared  # the refused job's own image went; the shared ones stay
     assert not ours & after_expiry and gone is None

@@ -142,7 +142,10 @@ class CeleryBackend(Backend):
             pipe.hset(keys.job_key(job.id), mapping={"state": "queued", "user": job.user_id})
             pipe.expire(keys.job_key(job.id), ttl)
             await pipe.execute()
-            await asyncio.get_running_loop().run_in_executor(self._sender, self._send, message)
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._sender, self._send, message),
+                self.config.send_timeout,
+            )
         except Exception as exc:
             log.error("could not hand job %s to Celery: %s", job.id, exc)
             self._end(

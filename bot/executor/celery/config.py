@@ -22,6 +22,9 @@ class CeleryConfig:
     blob_ttl: float = 24 * 3600  # images, results and job records in Redis
     max_memory_mb: int = 16384  # a worker process above this is replaced after its job
     start_timeout: float = 300.0  # a worker process may take this long to load VGG-19
+    # a task handed to the broker that has not gone after this long fails its job (a broker that
+    # blocks its publishers, as RabbitMQ does under a disk or memory alarm, would hold it forever)
+    send_timeout: float = 30.0
     queue: str = QUEUE  # one per deployment that shares a broker
 
     @property
