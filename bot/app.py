@@ -20,13 +20,15 @@ from bot.cogs.utils.launcher import Launcher
 from bot.cogs.utils.picks import Picks
 from bot.config import Settings
 from bot.executor.base import Executor
-from bot.logs import install_redaction
+from bot.executor.dispatch import Dispatcher, ExecutorConfig
+from bot.executor.pool import LocalExecutor
+from bot.extras import require
+from bot.health import HealthServer
+from bot.logs import LogConfig, install_redaction
 from bot.storage import Storage
 
 if TYPE_CHECKING:
     from bot.cogs.utils.job_message import JobMessage
-    from bot.executor.dispatch import Dispatcher
-    from bot.health import HealthServer
 
 log = logging.getLogger("stylebot")
 
@@ -98,8 +100,6 @@ class StyleBot(commands.AutoShardedBot):
             await self.load_extension(extension)
         await self.sync_commands(force=self.force_sync)
         if self.settings.health_port and self.executor is not None:
-            from bot.health import HealthServer
-
             self.health = HealthServer(self, self.settings.health_host, self.settings.health_port)
             await self.health.start()
 
@@ -156,9 +156,6 @@ class StyleBot(commands.AutoShardedBot):
 
 def make_executor(settings_: Settings) -> Dispatcher:
     """The dispatcher over the backend the settings name: the local pool or Celery workers."""
-    from bot.executor.dispatch import Dispatcher, ExecutorConfig
-    from bot.logs import LogConfig
-
     config = ExecutorConfig(
         devices=settings_.device_list,
         workers_per_device=settings_.workers_per_device,
@@ -175,11 +172,11 @@ def make_executor(settings_: Settings) -> Dispatcher:
         ),
     )
     if settings_.executor == "celery":
+        # Celery and Redis are an optional extra (stylebot[celery]): imported where chosen
+        require("celery", "STYLEBOT_EXECUTOR=celery")
         from bot.executor.celery.backend import CeleryBackend
 
         return Dispatcher(CeleryBackend(settings_.celery, cancel_grace=config.cancel_grace), config)
-    from bot.executor.pool import LocalExecutor
-
     return LocalExecutor(config)
 
 

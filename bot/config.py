@@ -11,6 +11,9 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.engine.params import ImageLimits
+from bot.executor.celery.config import CeleryConfig
+
 S = TypeVar("S", bound="CommonSettings")
 
 
@@ -56,9 +59,7 @@ class CommonSettings(BaseSettings):
     )  # celery: a worker process above this resident size is replaced after its job
 
     @property
-    def image_limits(self):
-        from bot.engine.params import ImageLimits
-
+    def image_limits(self) -> ImageLimits:
         return ImageLimits(
             max_bytes=self.max_attachment_bytes, max_pixels=self.max_attachment_pixels
         )
@@ -68,9 +69,7 @@ class CommonSettings(BaseSettings):
         return int(self.gpu_memory_limit * 2**30) if self.gpu_memory_limit else None
 
     @property
-    def celery(self):
-        from bot.executor.celery.config import CeleryConfig
-
+    def celery(self) -> CeleryConfig:
         return CeleryConfig(
             redis_url=self.redis_url,
             broker_url=self.broker_url or self.redis_url,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.engine.params import COLOR_MODES
 from bot.guild_policy import Request
@@ -48,8 +48,6 @@ class Preset:
 
     def fill(self, request: Request) -> Request:
         """The member's request with the preset's values where the member gave none."""
-        from dataclasses import replace
-
         return replace(
             request,
             strength=request.strength if request.strength is not None else self.strength,
@@ -78,8 +76,6 @@ def checked(preset: Preset) -> Preset:
         raise PresetError("a preset's strength is between 0 and 100")
     if preset.preserve_colors not in (None, *COLOR_MODES):
         raise PresetError(f"colours must be one of {', '.join(COLOR_MODES)}")
-    from dataclasses import replace
-
     return replace(preset, name=name)
 
 

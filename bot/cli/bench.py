@@ -100,20 +100,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"device {report['device']}, torch {report['torch']}, {report['threads']} threads")
-        print(
-            f"{'size':>6} {'precision':>9} {'fwd+bwd ms':>11} {'step ms':>9} {'GFLOP':>8} {'GFLOP/s':>9} "
-            f"{'matmul GFLOP/s':>15} {'of roofline':>12} {'peak MB':>9}"
-        )
-        for r in results:
-            print(
-                f"{r['side']:>6} {r['precision']:>9} {r['forward_backward_ms']:>11.1f} {r['step_ms']:>9.1f} "
-                f"{r['gflop_per_step']:>8.1f} {r['gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
-                f"{r['roofline_ratio']:>12.2f} {r['peak_memory_mb']:>9.0f}"
-            )
-        sys.stdout.flush()
+        _print_table(report)
     if failures:
         raise CliError(
             "; ".join(f"{f['side']} px {f['precision']} failed: {f['error']}" for f in failures)
         )
     return 0
+
+
+def _print_table(report: dict) -> None:
+    print(f"device {report['device']}, torch {report['torch']}, {report['threads']} threads")
+    print(
+        f"{'size':>6} {'precision':>9} {'fwd+bwd ms':>11} {'step ms':>9} {'GFLOP':>8} {'GFLOP/s':>9} "
+        f"{'matmul GFLOP/s':>15} {'of roofline':>12} {'peak MB':>9}"
+    )
+    for r in report["sizes"]:
+        print(
+            f"{r['side']:>6} {r['precision']:>9} {r['forward_backward_ms']:>11.1f} {r['step_ms']:>9.1f} "
+            f"{r['gflop_per_step']:>8.1f} {r['gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
+            f"{r['roofline_ratio']:>12.2f} {r['peak_memory_mb']:>9.0f}"
+        )
+    sys.stdout.flush()

@@ -15,6 +15,7 @@ from bot.engine.params import StyleParams
 from bot.executor.protocol import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
 
 
+# a long function (over 60 lines): one declaration per option, read as the command's manual
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench-executor",
@@ -155,6 +156,7 @@ async def measure(args: argparse.Namespace) -> dict:
             worker.wait()
 
 
+# a long function (over 60 lines): one benchmark scenario, start to report, read in order
 async def _measure(args, config, contents, style, shapes) -> dict:
     from bot.executor.dispatch import Dispatcher
 
@@ -272,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-sizes takes numbers such as 1,8, not {args.batch_sizes!r}")
     if args.executor == "celery" and sizes != [1]:
         raise UsageError(
-            "--batch-sizes applies to the local pool (Celery workers run one job each)"
+            "--batch-sizes applies to the local pool (the Celery workers this command starts "
+            "run on the CPU, with a batch of one)"
         )
     reports = []
     for size in sizes:

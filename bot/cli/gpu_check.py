@@ -92,6 +92,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_stylize_matrix)
 
 
+# a long function (over 60 lines): the GPU check's matrix of runs and their figures, read in order
 def run_stylize_matrix(args: argparse.Namespace) -> int:
     """Every optimiser x precision in this process (one model load), then the CLI once."""
     import numpy as np
@@ -230,6 +231,7 @@ def _gpu_tests(timeout: float) -> dict:
     }
 
 
+# a long function (over 60 lines): the GPU check's parts in the order they run, one script
 def run(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else FULL
     weights = args.weights or os.environ.get(WEIGHTS_ENV) or "random"

@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bot.cli import HelpFormatter, UsageError
 from bot.engine import imaging
@@ -45,6 +46,7 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+# a long function (over 60 lines): one declaration per option, read as the command's manual
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "stylize",
@@ -238,19 +240,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine.vgg import load_vgg19
 
     output = Path(args.output)
-    fmt = OUTPUT_FORMATS.get(output.suffix.lower())
-    if fmt is None:
-        raise UsageError(f"the output must end in {', '.join(OUTPUT_FORMATS)}: {output}")
-    if not output.parent.resolve().is_dir():
-        raise UsageError(f"the output folder does not exist: {output.parent}")
-    if not 1 <= args.quality <= 100:
-        raise UsageError("--quality must be between 1 and 100")
-    if args.save_every < 0:
-        raise UsageError("--save-every must be 0 or more")
-    if args.memory_limit is not None and not args.memory_limit > 0:
-        raise UsageError("--memory-limit must be above 0 (GB)")
-    if args.tile_size is not None and args.tile_size < 64:
-        raise UsageError("--tile-size must be at least 64 (pixels)")
+    fmt = _check_output(args, output)
     params = _params(args)
     limits = ImageLimits()
     content = _read_image(args.content, limits, "content image")
@@ -276,33 +266,22 @@ def run(args: argparse.Namespace) -> int:
             path = output.with_name(f"{output.stem}-{progress.step:04d}{output.suffix}")
             write_atomically(path, imaging.encode(progress.preview, fmt, quality=args.quality))
 
-    cancelled = False
-
-    def should_cancel() -> bool:
-        return cancelled
-
-    def on_interrupt(signum, frame) -> None:
-        nonlocal cancelled
-        cancelled = True
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = stylize(
-            model,
-            content,
-            styles,
-            params,
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            precision=args.precision,
-            plan=plan,
-        )
+        with Interrupt() as interrupt:  # Ctrl-C stops at the next step
+            result = stylize(
+                model,
+                content,
+                styles,
+                params,
+                on_progress=on_progress,
+                should_cancel=interrupt.requested,
+                precision=args.precision,
+                plan=plan,
+            )
     except Cancelled:
         bar.close()
         print("stylebot: interrupted; nothing written", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
     bar.close()
     write_atomically(output, imaging.encode(result.image, fmt, quality=args.quality))
     if args.quiet:  # one line even when quiet: without the seed a run cannot be repeated
@@ -313,6 +292,45 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _check_output(args: argparse.Namespace, output: Path) -> str:
+    """The output's format, once the output options are checked."""
+    fmt = OUTPUT_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"the output must end in {', '.join(OUTPUT_FORMATS)}: {output}")
+    if not output.parent.resolve().is_dir():
+        raise UsageError(f"the output folder does not exist: {output.parent}")
+    if not 1 <= args.quality <= 100:
+        raise UsageError("--quality must be between 1 and 100")
+    if args.save_every < 0:
+        raise UsageError("--save-every must be 0 or more")
+    if args.memory_limit is not None and not args.memory_limit > 0:
+        raise UsageError("--memory-limit must be above 0 (GB)")
+    if args.tile_size is not None and args.tile_size < 64:
+        raise UsageError("--tile-size must be at least 64 (pixels)")
+    return fmt
+
+
+class Interrupt:
+    """Ctrl-C while a run paints: asks it to stop (`requested`), instead of a traceback."""
+
+    def __init__(self) -> None:
+        self._asked = False
+        self._previous: Any = None
+
+    def requested(self) -> bool:
+        return self._asked
+
+    def __enter__(self) -> Interrupt:
+        self._previous = signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._asked = True
 
 
 def _plan(args: argparse.Namespace, params: StyleParams, device, width: int, height: int):

@@ -67,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+# a long function (over 60 lines): checks, then the Celery worker's start, in the order a host reads them
 def run(args: argparse.Namespace) -> int:
     require("celery", "stylebot worker")
     from bot.config import ConfigError, WorkerSettings, load_settings, unknown_variables

@@ -48,6 +48,7 @@ class StylizeCog(commands.Cog):
     def __init__(self, bot: StyleBot):
         self.bot = bot
 
+    # a long function (over 60 lines): its signature declares each of the command's options
     @app_commands.command(
         name="stylize", description="Paint your content image in the style of another image"
     )
@@ -122,29 +123,43 @@ class StylizeCog(commands.Cog):
             (content.url if content is not None else picked["content"].url, "content image")
         ]
         if preset:  # read after the defer: the database may be slow
-            found = interaction.guild_id and await self.bot.storage.presets.get(
-                interaction.guild_id, preset
-            )
-            if not found:
-                await self.bot.launcher.refuse_after_defer(
-                    interaction,
-                    f"This server has no preset called `{preset}`: choose one from the list "
-                    "that `preset:` offers.",
-                )
+            found = await self._preset(interaction, preset, request, settings)
+            if found is None:
                 return
-            chosen, image = found
-            try:
-                params, summary = options_for(chosen.fill(request), settings)
-            except UserFacingError as exc:
-                await self.bot.launcher.refuse_after_defer(interaction, str(exc))
-                return
-            summary = replace(summary, text=f"preset {chosen.name} · {summary.text}")
+            params, summary, image = found
             sources.append((image, "style image"))
         else:
             sources.append((style.url if style is not None else picked["style"].url, "style image"))
         if style2 is not None:
             sources.append((style2.url, "second style image"))
         await self.bot.launcher.fetch_and_start(interaction, sources, params, summary)
+
+    async def _preset(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        name: str,
+        request: Request,
+        settings: GuildSettings,
+    ) -> tuple[StyleParams, Summary, bytes] | None:
+        """The job's parameters with a preset's, and its image; None when the member was told
+        why not (the interaction is deferred)."""
+        found = interaction.guild_id and await self.bot.storage.presets.get(
+            interaction.guild_id, name
+        )
+        if not found:
+            await self.bot.launcher.refuse_after_defer(
+                interaction,
+                f"This server has no preset called `{name}`: choose one from the list "
+                "that `preset:` offers.",
+            )
+            return None
+        chosen, image = found
+        try:
+            params, summary = options_for(chosen.fill(request), settings)
+        except UserFacingError as exc:
+            await self.bot.launcher.refuse_after_defer(interaction, str(exc))
+            return None
+        return params, replace(summary, text=f"preset {chosen.name} · {summary.text}"), image
 
     @stylize.autocomplete("preset")
     async def preset_choices(

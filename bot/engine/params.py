@@ -166,6 +166,7 @@ class StyleParams:
     def lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
 
+    # a long function (over 60 lines): one rule per line, the whole list read at once
     def validate(self) -> StyleParams:
         """Raise InvalidParams with a message a person understands; return self when fine."""
 

@@ -24,6 +24,7 @@ from bot.executor.protocol import (
     FailureKind,
     Job,
     JobCancelled,
+    JobDone,
     JobFailed,
     JobQueued,
     JobStarted,
@@ -133,8 +134,6 @@ class Metrics:
     peak_memory_bytes: dict[str, int] = field(default_factory=dict)  # device -> the last job's peak
 
     def record(self, event: Terminal) -> None:
-        from bot.executor.protocol import JobDone
-
         if isinstance(event, JobDone):
             key = "done"
             self.job_seconds += event.seconds

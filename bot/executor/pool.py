@@ -1,4 +1,5 @@
-"""The local backend: warm worker processes on this machine, one job each at a time.
+"""The local backend: warm worker processes on this machine, each stepping up to its batch size
+of jobs together (bot/worker/batcher.py).
 
     executor = LocalExecutor(ExecutorConfig(weights=...))   # a Dispatcher over a LocalPool
     await executor.start()

@@ -36,28 +36,7 @@ class PresetStore:
         async with self.db.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:g)"), {"g": guild_id})
-            count = (
-                await conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(style_presets)
-                    .where(style_presets.c.guild_id == guild_id)
-                )
-            ).scalar_one()
-            taken = (
-                await conn.execute(
-                    sa.select(style_presets.c.name).where(
-                        style_presets.c.guild_id == guild_id, style_presets.c.key == preset.key
-                    )
-                )
-            ).scalar()
-            if taken is not None:
-                raise PresetError(
-                    f"this server already has a preset called {taken}; remove it first"
-                )
-            if count >= limit:
-                raise PresetError(
-                    f"this server has {count} presets, the most it may keep; remove one first"
-                )
+            await _check_room(conn, guild_id, preset, limit)
             values = {
                 "guild_id": guild_id,
                 "key": preset.key,
@@ -131,3 +110,27 @@ def preset_of(row: Any) -> Preset:
         created_by=row.created_by,
         created_at=row.created_at,
     )
+
+
+async def _check_room(conn: Any, guild_id: int, preset: Preset, limit: int) -> None:
+    """PresetError if the server has a preset of that name, or `limit` presets already."""
+    count = (
+        await conn.execute(
+            sa.select(sa.func.count())
+            .select_from(style_presets)
+            .where(style_presets.c.guild_id == guild_id)
+        )
+    ).scalar_one()
+    taken = (
+        await conn.execute(
+            sa.select(style_presets.c.name).where(
+                style_presets.c.guild_id == guild_id, style_presets.c.key == preset.key
+            )
+        )
+    ).scalar()
+    if taken is not None:
+        raise PresetError(f"this server already has a preset called {taken}; remove it first")
+    if count >= limit:
+        raise PresetError(
+            f"this server has {count} presets, the most it may keep; remove one first"
+        )

@@ -26,7 +26,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 
 from bot.executor.celery import keys
-from bot.executor.celery.config import TASK_NAME, CeleryConfig, make_celery
+from bot.executor.celery.app import make_celery
+from bot.executor.celery.config import TASK_NAME, CeleryConfig
 from bot.executor.protocol import (
     Event,
     FailureKind,
@@ -150,49 +151,16 @@ def run_task(
     r = process.redis
     job_id = message.job_id
     keys.check_job_id(job_id)
-    record = keys.job_key(job_id)
-    ttl = int(process.identity.config.blob_ttl)
-
-    stored = r.hget(record, "terminal")
+    stored = r.hget(keys.job_key(job_id), "terminal")
     if stored is not None:  # a redelivery of a job that ended: tell the bot again, run nothing
         r.publish(keys.EVENTS, stored)
         return _from_record(stored)
-
     inputs = keys.input_keys(job_id, message.styles)
-    attempts = int(r.hincrby(record, "attempts", 1))
-    r.expire(record, ttl)
-    limit = process.identity.config.max_attempts
-    if attempts > limit:
-        return _finish(
-            process,
-            JobFailed(
-                job_id=job_id,
-                kind=FailureKind.WORKER_CRASHED,
-                message=f"the job stopped its worker {limit} times, so it was not tried again; "
-                "try a smaller size or other pictures",
-            ),
-            inputs,
-        )
-    if (reason := r.get(keys.cancel_key(job_id))) is not None:
-        return _finish(
-            process, JobCancelled(job_id=job_id, reason=StopReason(_text(reason))), inputs
-        )
-
-    images = [image for image in r.mget(inputs) if isinstance(image, bytes)]
-    if len(images) != len(inputs):
-        return _finish(
-            process,
-            JobFailed(
-                job_id=job_id,
-                kind=FailureKind.INTERNAL,
-                message="the job's pictures expired before a worker could take it; try again",
-            ),
-            inputs,
-        )
-    job = message.job(images[0], tuple(images[1:]))
-    r.hset(record, mapping={"state": "running", "worker": process.identity.name})
-    limit = job.limit_within(process.identity.config.time_limit)
-    deadline = time.monotonic() + limit
+    job_or_ending = _take(process, message, inputs)
+    if not isinstance(job_or_ending, Job):
+        return _finish(process, job_or_ending, inputs)
+    job = job_or_ending
+    watch = JobWatch(process, job)
     if process.batcher is None:  # it paints now; a batcher reports the start when it admits it
         _publish(
             process,
@@ -200,44 +168,82 @@ def run_task(
                 job_id=job_id, worker=process.identity.name, device=process.runner.device_name
             ),
         )
-    stop_reason: list[StopReason] = []
-    next_check = 0.0
+    try:
+        ending = process.run(job, watch.emit, watch.should_cancel, timeout_error)
+    except timeout_error:
+        watch.stop_reason = watch.stop_reason or StopReason.TIMEOUT
+        ending = JobCancelled(job_id=job_id)
+    return _finish(process, watch.ending(ending), inputs)
 
-    def emit(event: Event) -> None:
-        nonlocal deadline
+
+def _take(process: WorkerProcess, message: TaskMessage, inputs: list[str]) -> Job | Terminal:
+    """The job with its images, marked running; or the ending of a job that must not run: it
+    stopped its worker too often, it was cancelled before it started, its images expired."""
+    r, job_id = process.redis, message.job_id
+    record = keys.job_key(job_id)
+    attempts = int(r.hincrby(record, "attempts", 1))
+    r.expire(record, int(process.identity.config.blob_ttl))
+    limit = process.identity.config.max_attempts
+    if attempts > limit:
+        return JobFailed(
+            job_id=job_id,
+            kind=FailureKind.WORKER_CRASHED,
+            message=f"the job stopped its worker {limit} times, so it was not tried again; "
+            "try a smaller size or other pictures",
+        )
+    if (reason := r.get(keys.cancel_key(job_id))) is not None:
+        return JobCancelled(job_id=job_id, reason=StopReason(_text(reason)))
+    images = [image for image in r.mget(inputs) if isinstance(image, bytes)]
+    if len(images) != len(inputs):
+        return JobFailed(
+            job_id=job_id,
+            kind=FailureKind.INTERNAL,
+            message="the job's pictures expired before a worker could take it; try again",
+        )
+    r.hset(record, mapping={"state": "running", "worker": process.identity.name})
+    return message.job(images[0], tuple(images[1:]))
+
+
+class JobWatch:
+    """A running job's time limit (from when it starts painting) and its cancel flag in Redis,
+    read at most every CANCEL_CHECK_INTERVAL seconds."""
+
+    def __init__(self, process: WorkerProcess, job: Job):
+        self.process, self.job_id = process, job.id
+        self.limit = job.limit_within(process.identity.config.time_limit)
+        self.deadline = time.monotonic() + self.limit
+        self.stop_reason: StopReason | None = None
+        self._next_check = 0.0
+
+    def emit(self, event: Event) -> None:
         if isinstance(event, JobStarted):  # the time limit counts from here
-            deadline = time.monotonic() + limit
-        _publish(process, event)
+            self.deadline = time.monotonic() + self.limit
+        _publish(self.process, event)
 
-    def should_cancel() -> bool:
-        nonlocal next_check
+    def should_cancel(self) -> bool:
         now = time.monotonic()
-        if now >= deadline:
-            stop_reason.append(StopReason.TIMEOUT)
+        if now >= self.deadline:
+            self.stop_reason = self.stop_reason or StopReason.TIMEOUT
             return True
-        if now < next_check:
+        if now < self._next_check:
             return False
-        next_check = now + CANCEL_CHECK_INTERVAL
+        self._next_check = now + CANCEL_CHECK_INTERVAL
         try:
-            value = r.get(keys.cancel_key(job_id))
+            value = self.process.redis.get(keys.cancel_key(self.job_id))
         except Exception:  # Redis away: keep painting; the ending is stored once it is back
             return False
         if value is not None:
-            stop_reason.append(StopReason(_text(value)))
+            self.stop_reason = self.stop_reason or StopReason(_text(value))
             return True
         return False
 
-    try:
-        ending = process.run(job, emit, should_cancel, timeout_error)
-    except timeout_error:
-        stop_reason.append(StopReason.TIMEOUT)
-        ending = JobCancelled(job_id=job_id)
-    if isinstance(ending, JobCancelled) and stop_reason:
-        if stop_reason[0] == StopReason.TIMEOUT:
-            ending = timed_out(job_id, limit)
-        else:
-            ending = JobCancelled(job_id=job_id, reason=stop_reason[0])
-    return _finish(process, ending, inputs)
+    def ending(self, ending: Terminal) -> Terminal:
+        """A cancelled ending says why it stopped: past its time limit, or the bot's reason."""
+        if not isinstance(ending, JobCancelled) or self.stop_reason is None:
+            return ending
+        if self.stop_reason == StopReason.TIMEOUT:
+            return timed_out(self.job_id, self.limit)
+        return JobCancelled(job_id=self.job_id, reason=self.stop_reason)
 
 
 def _publish(process: WorkerProcess, event: Event) -> None:

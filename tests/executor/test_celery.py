@@ -369,7 +369,8 @@ def _wait_until(predicate, timeout: float = 20) -> None:
 def test_a_forged_task_message_names_no_key_the_worker_reads_or_deletes(two_workers):
     """Whoever can write to the broker cannot make a worker read or delete another app's keys:
     every key comes from the job id, and a job id that is not the bot's is refused."""
-    from bot.executor.celery.config import TASK_NAME, make_celery
+    from bot.executor.celery.app import make_celery
+    from bot.executor.celery.config import TASK_NAME
 
     client = redis.Redis.from_url(REDIS_URL)
     client.set("otherapp:session:42", b"secret")

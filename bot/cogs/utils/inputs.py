@@ -7,10 +7,12 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import discord
+from discord import app_commands
 
 from bot.cogs.utils.downloads import download
 from bot.engine import imaging
 from bot.engine.params import IMAGE_TYPES, ImageLimits, InvalidParams, StyleParams, min_input_side
+from bot.presets import preset_key
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -20,10 +22,6 @@ Source = tuple[str | bytes, str]  # (a URL to download, or bytes already here; w
 
 async def preset_choices(bot: StyleBot, guild_id: int | None, current: str):
     """The server's presets whose name contains what the member typed, for autocomplete."""
-    from discord import app_commands
-
-    from bot.presets import preset_key
-
     if guild_id is None:
         return []
     wanted = preset_key(current)

@@ -22,9 +22,13 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import redis.asyncio
 
 from bot.executor.celery import keys
-from bot.executor.celery.config import TASK_NAME, CeleryConfig, make_celery
+from bot.executor.celery.app import make_celery
+from bot.executor.celery.config import TASK_NAME, CeleryConfig
 from bot.executor.dispatch import Backend, Listener
 from bot.executor.protocol import (
     Event,
@@ -62,8 +66,6 @@ class CeleryBackend(Backend):
     # --- Backend ------------------------------------------------------------------------------
 
     async def start(self, listener: Listener) -> None:
-        import redis.asyncio
-
         self._listener = listener
         self._redis = redis.asyncio.Redis.from_url(
             self.config.redis_url, socket_connect_timeout=3, health_check_interval=10
@@ -301,8 +303,6 @@ class CeleryBackend(Backend):
 
 def _safe_url(url: str) -> str:
     """The URL without its password, for logs."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
