@@ -62,6 +62,9 @@ class JobStatus(StrEnum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
+JOB_ID = r"[0-9a-f]{32}"  # what new_job_id() makes (a regular expression)
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.cogs.utils import presses
+from bot.executor.protocol import JOB_ID
 from bot.guild_policy import ResultAction
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 class CancelButton(
     discord.ui.DynamicItem[discord.ui.Button],
-    template=r"stylebot:cancel:(?P<job_id>[0-9a-f]{32}):(?P<owner>[0-9]+)",
+    template=rf"stylebot:cancel:(?P<job_id>{JOB_ID}):(?P<owner>[0-9]+)",
 ):
     """Only the member who asked, or one with Manage Messages in the channel, may press it."""
 
@@ -51,7 +52,7 @@ class CancelButton(
 
 
 class RetryButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"stylebot:retry:(?P<job_id>[0-9a-f]{32})"
+    discord.ui.DynamicItem[discord.ui.Button], template=rf"stylebot:retry:(?P<job_id>{JOB_ID})"
 ):
     """Runs a job the bot lost again, with the images kept for it (the member who started it only)."""
 
@@ -93,7 +94,7 @@ BUTTON_FACES = {  # emoji and label of each ResultAction, in the order they are 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button],
-    template=rf"stylebot:again:(?P<action>{'|'.join(ResultAction)}):(?P<job_id>[0-9a-f]{{32}})",
+    template=rf"stylebot:again:(?P<action>{'|'.join(ResultAction)}):(?P<job_id>{JOB_ID})",
 ):
     """On every result: a new job from the same images, as the member who pressed it (their limits,
     their cooldown, this server's caps), or Delete (the member who asked, or Manage Messages)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from bot.executor.protocol import JOB_ID
+
 PREFIX = "stylebot:"
 EVENTS = PREFIX + "events"
 WORKER_TTL = 15  # seconds a worker's presence lasts without a refresh
@@ -25,7 +27,7 @@ MAX_STYLES = 16  # style images one job may have, as the task message says
 
 def check_job_id(job_id: object) -> None:
     """A job id as the bot makes them (32 hex digits), or ValueError: keys are built from it."""
-    if not isinstance(job_id, str) or not re.fullmatch(r"[0-9a-f]{32}", job_id):
+    if not isinstance(job_id, str) or not re.fullmatch(JOB_ID, job_id):
         raise ValueError(f"not a job id: {job_id!r}")
 
 
