@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.bot.fake_discord import FakeDiscord  # noqa: E402
-from tests.bot.harness import stylize_pictures, text_of  # noqa: E402
+from tests.cogs.fake_discord import FakeDiscord  # noqa: E402
+from tests.cogs.harness import stylize_pictures, text_of  # noqa: E402
 from tests.conftest import gradient_image, noise_image  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
