@@ -20,11 +20,9 @@ from bot.cogs.utils.launcher import Launcher
 from bot.cogs.utils.picks import Picks
 from bot.config import Settings
 from bot.executor.base import Executor
-from bot.executor.dispatch import Dispatcher, ExecutorConfig
-from bot.executor.pool import LocalExecutor
-from bot.extras import require
+from bot.executor.factory import make_executor
 from bot.health import HealthServer
-from bot.logs import LogConfig, install_redaction
+from bot.logs import install_redaction
 from bot.storage import Storage
 
 if TYPE_CHECKING:
@@ -152,32 +150,6 @@ class StyleBot(commands.AutoShardedBot):
         if hasattr(self, "session"):
             await self.session.close()
         await super().close()
-
-
-def make_executor(settings_: Settings) -> Dispatcher:
-    """The dispatcher over the backend the settings name: the local pool or Celery workers."""
-    config = ExecutorConfig(
-        devices=settings_.device_list,
-        workers_per_device=settings_.workers_per_device,
-        threads_per_worker=settings_.worker_threads,
-        batch_size=settings_.batch_size,
-        memory_limit=settings_.memory_limit_bytes,
-        max_queued=settings_.max_queued,
-        per_user_limit=settings_.per_user_jobs,
-        time_limit=settings_.job_time_limit,
-        weights=settings_.vgg19_weights,
-        image_limits=settings_.image_limits,
-        log=LogConfig(
-            level=getattr(logging, settings_.log_level), json=settings_.log_format == "json"
-        ),
-    )
-    if settings_.executor == "celery":
-        # Celery and Redis are an optional extra (stylebot[celery]): imported where chosen
-        require("celery", "STYLEBOT_EXECUTOR=celery")
-        from bot.executor.celery.backend import CeleryBackend
-
-        return Dispatcher(CeleryBackend(settings_.celery, cancel_grace=config.cancel_grace), config)
-    return LocalExecutor(config)
 
 
 class Stopped(Exception):

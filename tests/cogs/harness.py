@@ -8,8 +8,9 @@ import io
 import discord
 from PIL import Image
 
-from bot.app import StyleBot, make_executor, point_client_at
+from bot.app import StyleBot, point_client_at
 from bot.config import Settings
+from bot.executor.factory import make_executor
 from bot.storage import Storage
 from tests.asyncrun import run
 from tests.cogs.fake_discord import FakeDiscord, user

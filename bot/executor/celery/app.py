@@ -2,7 +2,7 @@
 
 Each setting below is one that was measured elsewhere as a pitfall when left at its default.
 Celery is an optional extra (`stylebot[celery]`): this module is imported only where Celery was
-chosen (bot/app.py's make_executor, `stylebot worker`).
+chosen (bot/executor/factory.py, `stylebot worker`).
 """
 
 from __future__ import annotations
