@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import redis
 
+from bot.executor.celery.app import make_celery
 from bot.executor.celery.backend import CeleryBackend
 from bot.executor.celery.config import CeleryConfig
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
@@ -128,6 +129,16 @@ def running_workers(
     finally:
         for worker in workers.values():
             worker.stop()
+        drop_queue(config)
+
+
+def drop_queue(config: CeleryConfig) -> None:
+    """The test's queue leaves the broker (RabbitMQ keeps every queue it ever declared)."""
+    try:
+        with make_celery(config).connection_for_write() as connection:
+            connection.default_channel.queue_delete(config.queue)
+    except Exception:  # the broker is down (a test stopped it): nothing more to clean
+        pass
 
 
 def dispatcher(config: CeleryConfig, **executor) -> Dispatcher:
