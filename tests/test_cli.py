@@ -410,3 +410,41 @@ def test_the_output_is_written_through_a_fresh_temporary_file(pictures):
         "precious.txt",
         "style.png",
     ]
+
+
+def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
+    """Each pair is painted as a job paints it; work counts a step at a quarter of the pixels as
+    a quarter (64 px over two levels: 4 steps at 32 px and 4 at 64 px are about 5 full-size
+    steps, less the rounding of odd sides); more steps bring the result closer to the style."""
+    pairs, saved = tmp_path / "pairs", tmp_path / "saved"
+    saved.mkdir()
+    for name, seed in (("portrait", 0), ("landscape", 1)):
+        (pairs / name).mkdir(parents=True)
+        size = (32, 48) if name == "portrait" else (48, 32)
+        gradient_image(*size, seed=seed).save(pairs / name / "content.png")
+        noise_image(40, 40, seed=seed).save(pairs / name / "style.jpg")
+
+    def evaluate(steps: int, *extra: str) -> dict:
+        done = stylebot(
+            "evaluate", "--pairs", str(pairs), "--size", "64", "--steps", str(steps),
+            "--levels", "2", "--json", *extra,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    short, long = evaluate(4, "--save", str(saved)), evaluate(40)
+    assert set(short["pairs"]) == {"portrait", "landscape"}
+    assert all(row["work"] == pytest.approx(5.0, rel=0.01) for row in short["pairs"].values())
+    assert long["average"]["work"] == pytest.approx(50.0, rel=0.01)
+    for key in ("style_distance", "content_distance", "seconds"):
+        rows = short["pairs"].values()
+        assert short["average"][key] == pytest.approx(sum(r[key] for r in rows) / 2)
+    assert long["average"]["style_distance"] < short["average"]["style_distance"]
+    assert short["config"] == {
+        "size": 64, "steps": 4, "levels": 2, "optimizer": "lbfgs", "precision": "fp32", "seed": 0
+    }  # fmt: skip
+    assert sorted(p.name for p in saved.iterdir()) == ["landscape.png", "portrait.png"]
+    (pairs / "empty").mkdir()
+    refused = stylebot("evaluate", "--pairs", str(pairs))
+    assert refused.returncode != 0
+    assert "empty needs one content.* and one style.* picture" in refused.stderr

@@ -1,4 +1,5 @@
-"""`stylebot evaluate`: style and content distances of stylized pictures (see bot/engine/quality.py)."""
+"""`stylebot evaluate`: style and content distances of stylized pictures (see bot/engine/quality.py);
+with --pairs, a configuration run over a folder of content/style pairs, with its work and time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from pathlib import Path
 
 from bot.cli import UsageError
 from bot.engine import imaging
-from bot.engine.params import WEIGHTS_ENV, ImageLimits
+from bot.engine.params import (
+    MAX_SIZE,
+    MAX_STEPS,
+    OPTIMIZERS,
+    PRECISIONS,
+    WEIGHTS_ENV,
+    ImageLimits,
+    StyleParams,
+)
+
+DEFAULTS = StyleParams()
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,9 +31,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "matrices, averaged over relu1_1..relu5_1) and the content distance (relative squared "
         "distance at relu4_2), computed with the loaded VGG-19. Lower is closer.",
     )
-    p.add_argument("content", help="the content image the outputs were made from")
-    p.add_argument("style", help="the style image the outputs were made from")
-    p.add_argument("outputs", nargs="+", metavar="output", help="stylized pictures to score")
+    p.add_argument("content", nargs="?", help="the content image the outputs were made from")
+    p.add_argument("style", nargs="?", help="the style image the outputs were made from")
+    p.add_argument("outputs", nargs="*", metavar="output", help="stylized pictures to score")
+    g = p.add_argument_group(
+        "a configuration over pairs",
+        "--pairs FOLDER paints every pair in FOLDER (each subfolder holds one content.* and one "
+        "style.* picture) with the configuration below, as a job does, and prints per pair and "
+        "on average: the work (full-size step equivalents: a step at a quarter of the pixels "
+        "counts a quarter), the seconds, and both distances. Run it twice with two "
+        "configurations to compare them.",
+    )
+    g.add_argument("--pairs", metavar="FOLDER", help="the folder of pairs")
+    g.add_argument("--size", type=int, default=DEFAULTS.size, help="(default: %(default)s)")
+    g.add_argument(
+        "--steps", type=int, default=DEFAULTS.steps, help="per level (default: %(default)s)"
+    )
+    g.add_argument(
+        "--levels", type=int, default=0, help="pyramid levels; 0: automatic (default: %(default)s)"
+    )
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer)
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32", help="(default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    g.add_argument("--save", metavar="FOLDER", help="also write each result, as <pair>.png")
     p.add_argument(
         "--weights",
         default=None,
@@ -47,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine.quality import evaluate
     from bot.engine.vgg import load_vgg19
 
+    if args.pairs:
+        if args.content or args.outputs:
+            raise UsageError("give --pairs FOLDER, or CONTENT STYLE OUTPUT..., not both")
+        return run_pairs(args)
+    if not (args.content and args.style and args.outputs):
+        raise UsageError("give CONTENT STYLE OUTPUT... (or --pairs FOLDER)")
     content, style = (
         read_image(args.content, "content image"),
         read_image(args.style, "style image"),
@@ -75,4 +113,82 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'style distance':>15} {'content distance':>17}  output")
     for path, q in scores.items():
         print(f"{q.style_distance:>15.4f} {q.content_distance:>17.4f}  {path}")
+    return 0
+
+
+def find_pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """Each subfolder of `folder` with one content.* and one style.* picture, by its name."""
+    if not folder.is_dir():
+        raise UsageError(f"--pairs: no such folder: {folder}")
+    pairs = {}
+    for pair in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found = {
+            role: [f for f in pair.glob(f"{role}.*") if f.suffix.lower() in EXTENSIONS]
+            for role in ("content", "style")
+        }
+        if len(found["content"]) != 1 or len(found["style"]) != 1:
+            raise UsageError(f"--pairs: {pair} needs one content.* and one style.* picture")
+        pairs[pair.name] = (found["content"][0], found["style"][0])
+    if not pairs:
+        raise UsageError(f"--pairs: {folder} has no pair folders (each with content.* and style.*)")
+    return pairs
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from bot.engine.devices import parse_device, policy_for
+    from bot.engine.quality import trial
+    from bot.engine.vgg import load_vgg19
+
+    if not 16 <= args.size <= MAX_SIZE or not 1 <= args.steps <= MAX_STEPS:
+        raise UsageError(f"--size takes 16 to {MAX_SIZE}, --steps 1 to {MAX_STEPS}")
+    params = StyleParams(
+        size=args.size,
+        steps=args.steps,
+        pyramid_levels=args.levels,
+        optimizer=args.optimizer,
+        seed=args.seed,
+    ).validate()
+    pairs = find_pairs(Path(args.pairs))
+    save = Path(args.save) if args.save else None
+    if save is not None and not save.is_dir():
+        raise UsageError(f"--save: no such folder: {save}")
+    device = parse_device(args.device)
+    model = load_vgg19(args.weights, device=device)
+    policy = policy_for(device, args.precision)
+    rows = {}
+    for name, (content_path, style_path) in pairs.items():
+        content = read_image(str(content_path), "content image")
+        style = read_image(str(style_path), "style image")
+        result = trial(model, content, style, params, policy)
+        if save is not None:
+            (save / f"{name}.png").write_bytes(imaging.encode(result.image, "png"))
+        rows[name] = {
+            "work": result.work,
+            "seconds": result.seconds,
+            "style_distance": result.quality.style_distance,
+            "content_distance": result.quality.content_distance,
+        }
+    average = {k: sum(r[k] for r in rows.values()) / len(rows) for k in next(iter(rows.values()))}
+    config = {
+        "size": params.size,
+        "steps": params.steps,
+        "levels": params.levels,
+        "optimizer": str(params.optimizer),
+        "precision": policy.precision,
+        "seed": params.seed,
+    }
+    if args.json:
+        print(
+            json.dumps(
+                {"weights": model.source.label, "config": config, "pairs": rows, "average": average}
+            )
+        )
+        return 0
+    print(f"weights {model.source.label}; " + ", ".join(f"{k} {v}" for k, v in config.items()))
+    print(f"{'work':>8} {'seconds':>9} {'style distance':>15} {'content distance':>17}  pair")
+    for name, r in [*rows.items(), ("(average)", average)]:
+        print(
+            f"{r['work']:>8.1f} {r['seconds']:>9.1f} {r['style_distance']:>15.4f} "
+            f"{r['content_distance']:>17.4f}  {name}"
+        )
     return 0

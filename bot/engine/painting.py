@@ -131,6 +131,13 @@ class Painting:
         self._optimiser: Optimiser | None = None
         self._next_level()
 
+    @property
+    def work(self) -> float:
+        """The run's work in full-size step equivalents: a step at a level with a quarter of the
+        final pixels counts a quarter."""
+        width, height = self.level_dims[-1]
+        return sum(self.params.steps * w * h / (width * height) for w, h in self.level_dims)
+
     # --- what a batcher needs -------------------------------------------------------------------
 
     @property

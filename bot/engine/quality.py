@@ -10,6 +10,7 @@ reference path, tiled against untiled), not pictures of different inputs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,8 +18,10 @@ import torch
 from PIL import Image
 
 from bot.engine import colour, imaging
+from bot.engine.devices import DevicePolicy
 from bot.engine.losses import gram
-from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from bot.engine.painting import Painting
+from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleParams
 from bot.engine.vgg import VGG19Features
 
 
@@ -65,3 +68,37 @@ def evaluate(
         content_distance=sum(content_terms) / len(content_terms),
         style_layers=per_layer,
     )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration run on one content/style pair: its work, its time and its quality."""
+
+    image: Image.Image
+    work: float  # full-size step equivalents (Painting.work)
+    seconds: float
+    quality: Quality
+
+
+def trial(
+    model: VGG19Features,
+    content: Image.Image,
+    style: Image.Image,
+    params: StyleParams,
+    policy: DevicePolicy,
+) -> Trial:
+    """Paint `content` in the style of `style` with `params`, as a job does, and score the result
+    against the pair (in fp32, whatever precision painted it)."""
+    started = time.perf_counter()
+    painting = Painting(model, content, [style], params, policy)
+    result = painting.run()
+    seconds = time.perf_counter() - started
+    quality = evaluate(
+        model,
+        content,
+        style,
+        result.image,
+        style_layers=params.style_layers,
+        content_layers=params.content_layers,
+    )
+    return Trial(result.image, painting.work, seconds, quality)
