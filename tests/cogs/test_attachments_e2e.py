@@ -13,6 +13,7 @@ from tests.cogs.harness import (
     ephemeral,
     picture_attachments,
     stylize_options,
+    stylize_pictures,
     text_of,
 )
 from tests.cogs.harness import (
@@ -122,13 +123,7 @@ def test_forged_options_outside_the_declared_ranges_are_refused(
 ):
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, **{option: value}),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, **{option: value})
             callbacks = await fake.wait_for(lambda f: f.callbacks(token))
             return callbacks, dict(harness.executor._jobs)
 
@@ -142,13 +137,7 @@ def test_no_token_in_the_logs_at_any_level(database_url, caplog):
 
     async def scenario(fake):
         async with BotHarness(fake, database_url):
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=2, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=2, size=64)
             await fake.wait_for(lambda f: any("Done in" in text_of(e) for e in f.edits(token)))
             return token
 

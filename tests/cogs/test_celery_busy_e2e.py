@@ -4,9 +4,8 @@ from tests.cogs.harness import (
     ALICE,
     BotHarness,
     ephemeral,
-    picture_attachments,
     run_with_fake,
-    stylize_options,
+    stylize_pictures,
     text_of,
 )
 
@@ -16,13 +15,7 @@ def test_with_redis_down_stylize_says_busy_and_help_still_answers(database_url):
         async with BotHarness(
             fake, database_url, executor="celery", redis_url="redis://127.0.0.1:6399/0"
         ):  # nothing listens on 6399
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=2, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=2, size=64)
             refused = await fake.wait_for(
                 lambda f: [r for r in f.followups(token) if "busy" in text_of(r)]
             )

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.cogs.harness import ALICE, BotHarness, picture_attachments, stylize_options, text_of
+from tests.cogs.harness import BotHarness, stylize_pictures, text_of
 from tests.cogs.test_recovery_e2e import bot_env, kill_tree, run
 from tests.executor.celery_helpers import REDIS_URL, celery_config, reachable, running_workers
 
@@ -33,13 +33,7 @@ def test_a_bot_killed_mid_job_delivers_the_result_after_its_restart(database_url
         try:
             await asyncio.wait_for(fake.identified.wait(), 90)
             await asyncio.sleep(0.5)
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=300, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=300, size=64)
             await fake.wait_for(lambda f: any("/300 " in text_of(e) for e in f.edits(token)))
         finally:
             kill_tree(process)  # the bot dies; the worker goes on painting

@@ -16,6 +16,7 @@ from tests.cogs.harness import (
     BotHarness,
     picture_attachments,
     stylize_options,
+    stylize_pictures,
     text_of,
 )
 from tests.cogs.harness import (
@@ -115,13 +116,7 @@ def test_a_job_lost_with_a_killed_bot_is_told_and_can_be_retried(database_url):
 def test_an_ending_discord_refused_is_delivered_later(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url, delivery_retry_interval=0.5):
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=60, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=60, size=64)
             await fake.wait_for(
                 lambda f: any(
                     "Painting" in text_of(e) or "/60" in text_of(e) for e in f.edits(token)

@@ -32,13 +32,7 @@ def done_edits(fake, token):
 
 async def a_result(fake, **options):
     """Alice's finished job: (its token, the result message, its buttons by action)."""
-    attachments = picture_attachments(fake)
-    token = await fake.slash(
-        "stylize",
-        stylize_options(attachments, steps=2, size=64, seed=3, **options),
-        member_user=ALICE,
-        attachments=attachments,
-    )
+    token = await stylize_pictures(fake, steps=2, size=64, seed=3, **options)
     await fake.wait_for(lambda f: done_edits(f, token))
     buttons = {
         c["custom_id"].split(":")[2]: c["custom_id"]

@@ -14,6 +14,7 @@ from tests.cogs.harness import (
     image_of,
     picture_attachments,
     stylize_options,
+    stylize_pictures,
     text_of,
 )
 from tests.cogs.harness import (
@@ -127,13 +128,7 @@ def test_a_non_image_attachment_is_refused_and_nothing_is_queued(database_url):
 def test_cancel_button_stops_the_job_and_only_for_the_right_people(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url):
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=5000, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=5000, size=64)
             edit = await fake.wait_for(
                 lambda f: next((e for e in f.edits(token) if "ETA" in text_of(e)), None)
             )
@@ -177,13 +172,7 @@ def test_settings_need_manage_server_are_used_and_survive_a_restart(database_url
                 permissions=admin,
             )
             await fake.wait_for(lambda f: f.callbacks(saved))
-            attachments = picture_attachments(fake)
-            job = await fake.slash(
-                "stylize",
-                stylize_options(attachments, size=64),
-                member_user=BOB,
-                attachments=attachments,
-            )
+            job = await stylize_pictures(fake, BOB, size=64)
             await fake.wait_for(lambda f: final_edit(f, job))
         async with BotHarness(fake, database_url):
             shown = await fake.slash(
@@ -209,13 +198,7 @@ def test_settings_need_manage_server_are_used_and_survive_a_restart(database_url
 def test_a_late_result_is_posted_to_the_channel(database_url):
     async def scenario(fake):
         async with BotHarness(fake, database_url, interaction_ttl=0):
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=2, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=2, size=64)
             posted = await fake.wait_for(lambda f: f.channel_messages())
             return posted, fake.edits(token)
 
@@ -287,13 +270,7 @@ def test_health_and_metrics_for_operators(database_url):
 
     async def scenario(fake):
         async with BotHarness(fake, database_url, health_port=port):
-            attachments = picture_attachments(fake)
-            token = await fake.slash(
-                "stylize",
-                stylize_options(attachments, steps=2, size=64),
-                member_user=ALICE,
-                attachments=attachments,
-            )
+            token = await stylize_pictures(fake, steps=2, size=64)
             await fake.wait_for(lambda f: final_edit(f, token))
             health = await asyncio.to_thread(
                 subprocess.run,
