@@ -103,7 +103,7 @@ def test_a_tiled_run_from_the_command_line(pictures):
     args += ("--precision", "fp32")  # the estimate below is fp32's (bf16's is smaller)
     done = stylebot(*args, "--tile-size", "64", "--seed", "1")
     assert done.returncode == 0, done.stderr
-    assert "160x107, 2 steps x 1 level(s) on cpu" in done.stderr and "tiles of 64 px" in done.stderr
+    assert "160x107, 2 steps on cpu" in done.stderr and "tiles of 64 px" in done.stderr
     assert Image.open(out).size == (160, 107)
     # a memory limit that a whole 160 px picture with 100 L-BFGS pairs does not fit
     done = stylebot(*args, "--memory-limit", "0.06", "-o", str(folder / "short.png"))
@@ -211,6 +211,8 @@ def test_bench_prints_json_for_each_precision():
     for r in report["sizes"]:
         assert r["forward_backward_ms"] > 0 and r["step_ms"] > 0 and r["gflop_per_step"] > 0
         assert r["matmul_gflops"] > 0 and r["roofline_ratio"] > 0
+        # the whole default job, timed from the pictures to the result
+        assert r["job_s"] > 0 and 0 < r["job_work"] <= r["job_planned_work"]
     assert report["failures"] == []
 
 
@@ -414,8 +416,9 @@ def test_the_output_is_written_through_a_fresh_temporary_file(pictures):
 
 def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
     """Each pair is painted as a job paints it; work counts a step at a quarter of the pixels as
-    a quarter (64 px over two levels: 4 steps at 32 px and 4 at 64 px are about 5 full-size
-    steps, less the rounding of odd sides); more steps bring the result closer to the style."""
+    a quarter (64 px over two levels: 8 steps at 32 px and 4 at 64 px are about 6 full-size
+    steps, less the rounding of odd sides); more steps bring the result closer to the style; the
+    curve scores the picture on the way."""
     pairs, saved = tmp_path / "pairs", tmp_path / "saved"
     saved.mkdir()
     for name, seed in (("portrait", 0), ("landscape", 1)):
@@ -427,23 +430,33 @@ def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
     def evaluate(steps: int, *extra: str) -> dict:
         done = stylebot(
             "evaluate", "--pairs", str(pairs), "--size", "64", "--steps", str(steps),
-            "--levels", "2", "--json", *extra,
+            "--levels", "2", "--tolerance", "0", "--init", "content", "--json", *extra,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    short, long = evaluate(4, "--save", str(saved)), evaluate(40)
+    short = evaluate(4, "--coarse-steps", "8", "--save", str(saved), "--curve", "0.9,3")
+    sheet = tmp_path / "sheet.png"
+    long = evaluate(40, "--coarse-steps", "0", "--sheet", str(sheet), "--beside", str(saved))
     assert set(short["pairs"]) == {"portrait", "landscape"}
-    assert all(row["work"] == pytest.approx(5.0, rel=0.01) for row in short["pairs"].values())
-    assert long["average"]["work"] == pytest.approx(50.0, rel=0.01)
+    assert all(row["work"] == pytest.approx(6.0, rel=0.03) for row in short["pairs"].values())
+    assert long["average"]["work"] == pytest.approx(50.0, rel=0.03)
+    for name, points in short["curves"].items():
+        works = [p["work"] for p in points]
+        assert len(works) == 3 and works[0] >= 0.9 and works[1] >= 3 and works == sorted(works)
+        assert works[-1] == short["pairs"][name]["work"]
+        assert points[-1]["style_distance"] == short["pairs"][name]["style_distance"]
     for key in ("style_distance", "content_distance", "seconds"):
         rows = short["pairs"].values()
         assert short["average"][key] == pytest.approx(sum(r[key] for r in rows) / 2)
     assert long["average"]["style_distance"] < short["average"]["style_distance"]
     assert short["config"] == {
-        "size": 64, "steps": 4, "levels": 2, "optimizer": "lbfgs", "precision": "fp32", "seed": 0
+        "size": 64, "steps": 4, "coarse_steps": 8, "levels": 2, "optimizer": "lbfgs",
+        "init": "content", "tolerance": 0.0, "precision": "fp32", "seed": 0,
     }  # fmt: skip
     assert sorted(p.name for p in saved.iterdir()) == ["landscape.png", "portrait.png"]
+    # content, style, the earlier run's result and this run's, for each of the two pairs
+    assert Image.open(sheet).size == (4 * 328 + 8, 16 + 2 * (320 + 24))
     (pairs / "empty").mkdir()
     refused = stylebot("evaluate", "--pairs", str(pairs))
     assert refused.returncode != 0

@@ -15,9 +15,11 @@ from bot.engine.params import PRECISIONS
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
-        help="measure ms per step, FLOPs, GFLOP/s against the matmul roofline, and peak memory",
-        description="Times the VGG-19 forward and backward pass alone, and a whole L-BFGS step, at each size "
-        "and precision. Exits 1 if any measurement failed.",
+        help="measure ms per step, FLOPs, GFLOP/s against the matmul roofline, peak memory, and "
+        "the default job's time",
+        description="Times the VGG-19 forward and backward pass alone, a whole L-BFGS step, and the whole "
+        "default job (its pyramid levels, steps and early stop) at each size and precision. Exits "
+        "1 if any measurement failed.",
     )
     p.add_argument(
         "--sizes",
@@ -43,6 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="random",
         help="VGG-19 weights; speed does not depend on them (default: %(default)s)",
     )
+    p.add_argument(
+        "--no-job",
+        dest="job",
+        action="store_false",
+        help="skip timing the whole default job at each size (its levels, steps and early stop)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(handler=run)
 
@@ -50,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bot.engine.benchmark import matmul_gflops, measure
+    from bot.engine.benchmark import matmul_gflops, measure, time_default_job
     from bot.engine.devices import parse_device, policy_for
     from bot.engine.vgg import load_vgg19
 
@@ -74,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         for side in sizes:
             try:
                 result = measure(model, side, args.steps, args.warmup, policy)
+                if args.job:
+                    result |= time_default_job(model, side, policy)
             except (
                 Exception
             ) as exc:  # one size failing (out of memory, a backend error) is reported
@@ -119,5 +129,15 @@ def _print_table(report: dict) -> None:
             f"{r['side']:>6} {r['precision']:>9} {r['forward_backward_ms']:>11.1f} {r['step_ms']:>9.1f} "
             f"{r['gflop_per_step']:>8.1f} {r['gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
             f"{r['roofline_ratio']:>12.2f} {r['peak_memory_mb']:>9.0f}"
+        )
+    jobs = [r for r in report["sizes"] if "job_s" in r]
+    if jobs:
+        print("the default job at each size, from the pictures to the result:")
+    for r in jobs:
+        converged = r["job_converged_at"]
+        print(
+            f"{r['side']:>6} {r['precision']:>9} {r['job_s']:>8.1f} s  {r['job_work']:.0f} of "
+            f"{r['job_planned_work']:.0f} full-size steps' work"
+            + (f", converged at step {converged}" if converged else "")
         )
     sys.stdout.flush()

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 from bot.cli import UsageError
+from bot.cli.sheet import contact_sheet
 from bot.engine import imaging
 from bot.engine.params import (
+    INITS,
     MAX_SIZE,
     MAX_STEPS,
     OPTIMIZERS,
@@ -45,15 +47,48 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--pairs", metavar="FOLDER", help="the folder of pairs")
     g.add_argument("--size", type=int, default=DEFAULTS.size, help="(default: %(default)s)")
     g.add_argument(
-        "--steps", type=int, default=DEFAULTS.steps, help="per level (default: %(default)s)"
+        "--steps", type=int, default=DEFAULTS.steps, help="at the final size (default: %(default)s)"
+    )
+    g.add_argument(
+        "--coarse-steps",
+        type=int,
+        default=DEFAULTS.coarse_steps,
+        help="of each coarser level; 0: as many as --steps (default: %(default)s)",
     )
     g.add_argument(
         "--levels", type=int, default=0, help="pyramid levels; 0: automatic (default: %(default)s)"
     )
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer)
+    g.add_argument("--init", choices=INITS, default=DEFAULTS.init, help="(default: %(default)s)")
+    g.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULTS.tolerance,
+        help="stop a level once J fell by less than this fraction over 10 steps (default: "
+        "%(default)s)",
+    )
     g.add_argument("--precision", choices=PRECISIONS, default="fp32", help="(default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    g.add_argument(
+        "--curve",
+        metavar="W,W,...",
+        help="also score each picture as it stands when the work done reaches each W (full-size "
+        "step equivalents; a coarse level's picture is enlarged): distance against work",
+    )
     g.add_argument("--save", metavar="FOLDER", help="also write each result, as <pair>.png")
+    g.add_argument(
+        "--sheet",
+        metavar="PNG",
+        help="also write one picture with each pair's content, style and result side by side",
+    )
+    g.add_argument(
+        "--beside",
+        metavar="FOLDER",
+        action="append",
+        default=[],
+        help="with --sheet: also show the <pair>.png that an earlier --save wrote to FOLDER "
+        "(repeatable), before this run's result",
+    )
     p.add_argument(
         "--weights",
         default=None,
@@ -144,43 +179,84 @@ def run_pairs(args: argparse.Namespace) -> int:
     params = StyleParams(
         size=args.size,
         steps=args.steps,
+        coarse_steps=args.coarse_steps,
         pyramid_levels=args.levels,
         optimizer=args.optimizer,
+        init=args.init,
+        tolerance=args.tolerance,
         seed=args.seed,
     ).validate()
     pairs = find_pairs(Path(args.pairs))
+    checkpoints = parse_curve(args.curve)
+    for folder in args.beside:
+        if not args.sheet or not Path(folder).is_dir():
+            raise UsageError(f"--beside needs --sheet and an existing folder: {folder}")
     save = Path(args.save) if args.save else None
     if save is not None and not save.is_dir():
         raise UsageError(f"--save: no such folder: {save}")
     device = parse_device(args.device)
     model = load_vgg19(args.weights, device=device)
     policy = policy_for(device, args.precision)
-    rows = {}
+    pictures: list[tuple[str, list]] = []
+    rows: dict[str, dict[str, float]] = {}
+    curves: dict[str, list[dict[str, float]]] = {}
     for name, (content_path, style_path) in pairs.items():
         content = read_image(str(content_path), "content image")
         style = read_image(str(style_path), "style image")
-        result = trial(model, content, style, params, policy)
+        result = trial(model, content, style, params, policy, checkpoints)
         if save is not None:
             (save / f"{name}.png").write_bytes(imaging.encode(result.image, "png"))
+        if args.sheet:
+            earlier = [Path(folder) / f"{name}.png" for folder in args.beside]
+            pictures.append(
+                (
+                    f"{name}: style {result.quality.style_distance:.4f}, content "
+                    f"{result.quality.content_distance:.4f}",
+                    [
+                        content,
+                        style,
+                        *(read_image(str(p), "result") if p.is_file() else None for p in earlier),
+                        result.image,
+                    ],
+                )
+            )
         rows[name] = {
             "work": result.work,
             "seconds": result.seconds,
             "style_distance": result.quality.style_distance,
             "content_distance": result.quality.content_distance,
         }
-    average = {k: sum(r[k] for r in rows.values()) / len(rows) for k in next(iter(rows.values()))}
+        curves[name] = [
+            {"work": w, "style_distance": q.style_distance, "content_distance": q.content_distance}
+            for w, q in result.curve
+        ]
+    if args.sheet:
+        columns = ["content", "style", *args.beside, "this run"]
+        imaging_sheet = contact_sheet(columns, pictures)
+        Path(args.sheet).write_bytes(imaging.encode(imaging_sheet, "png"))
+    keys = ("work", "seconds", "style_distance", "content_distance")
+    average = {k: sum(r[k] for r in rows.values()) / len(rows) for k in keys}
     config = {
         "size": params.size,
         "steps": params.steps,
+        "coarse_steps": params.coarse_steps,
         "levels": params.levels,
         "optimizer": str(params.optimizer),
+        "init": str(params.init),
+        "tolerance": params.tolerance,
         "precision": policy.precision,
         "seed": params.seed,
     }
     if args.json:
         print(
             json.dumps(
-                {"weights": model.source.label, "config": config, "pairs": rows, "average": average}
+                {
+                    "weights": model.source.label,
+                    "config": config,
+                    "pairs": rows,
+                    "average": average,
+                    "curves": curves if checkpoints else {},
+                }
             )
         )
         return 0
@@ -191,4 +267,29 @@ def run_pairs(args: argparse.Namespace) -> int:
             f"{r['work']:>8.1f} {r['seconds']:>9.1f} {r['style_distance']:>15.4f} "
             f"{r['content_distance']:>17.4f}  {name}"
         )
+    if checkpoints:
+        print_curves(curves)
     return 0
+
+
+def parse_curve(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        points = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--curve takes work figures separated by commas, not {text!r}") from None
+    if any(w <= 0 for w in points):
+        raise UsageError("--curve: each work figure must be above 0")
+    return points
+
+
+def print_curves(curves: dict[str, list[dict[str, float]]]) -> None:
+    """Distance against work, one line per checkpoint and pair."""
+    print("curve (style distance, content distance at the work done):")
+    for name, points in curves.items():
+        cells = "  ".join(
+            f"{p['work']:.0f}: {p['style_distance']:.4f} {p['content_distance']:.4f}"
+            for p in points
+        )
+        print(f"  {name}  {cells}")

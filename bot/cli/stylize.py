@@ -18,6 +18,7 @@ from bot.engine.params import (
     AUTO_PYRAMID_ABOVE,
     AUTO_PYRAMID_COARSEST,
     COLOR_MODES,
+    CONVERGENCE_WINDOW,
     DEFAULT_LR,
     INITS,
     OPTIMIZERS,
@@ -26,6 +27,7 @@ from bot.engine.params import (
     WEIGHTS_ENV,
     ImageLimits,
     StyleParams,
+    describe_schedule,
 )
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="longest side of the output in pixels (aspect ratio kept)",
     )
     g.add_argument(
-        "--steps", type=int, default=DEFAULTS.steps, help="optimiser steps (per pyramid level)"
+        "--steps",
+        type=int,
+        default=DEFAULTS.steps,
+        help="optimiser steps at the final size (default: %(default)s)",
+    )
+    g.add_argument(
+        "--coarse-steps",
+        type=int,
+        default=DEFAULTS.coarse_steps,
+        help="steps of each coarser pyramid level; 0: as many as --steps (default: %(default)s)",
     )
     g.add_argument(
         "--pyramid",
@@ -131,7 +142,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         dest="learning_rate",
         help=f"learning rate (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_LR.items())})",
     )
-    g.add_argument("--init", choices=INITS, default=DEFAULTS.init, help="starting image")
+    g.add_argument(
+        "--init",
+        choices=INITS,
+        default=DEFAULTS.init,
+        help="starting image; recolored: the content in the style's colours (default: %(default)s)",
+    )
+    g.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULTS.tolerance,
+        help="a pyramid level stops early once J fell by less than this fraction over its last "
+        f"{CONVERGENCE_WINDOW} steps; 0: never (default: %(default)s)",
+    )
     g.add_argument(
         "--noise-ratio",
         type=float,
@@ -255,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
         print(
-            f"stylebot: {out_w}x{out_h}, {params.steps} steps x {params.levels} level(s) on {device}; "
+            f"stylebot: {out_w}x{out_h}, {describe_schedule(params)} on {device}; "
             f"weights {model.source.label}{_describe(plan, params)}",
             file=sys.stderr,
         )
@@ -288,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"stylebot: seed {result.seed}", file=sys.stderr)
     else:
         print(
-            f"stylebot: wrote {output} ({out_w}x{out_h}) in {result.elapsed:.1f} s, seed {result.seed}",
+            f"stylebot: wrote {output} ({out_w}x{out_h}) in {result.elapsed:.1f} s, seed {result.seed}"
+            + (f", converged at step {result.converged_at}" if result.converged_at else ""),
             file=sys.stderr,
         )
     return 0

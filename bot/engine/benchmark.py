@@ -108,6 +108,29 @@ def measure(model, side: int, steps: int, warmup: int, policy: DevicePolicy) -> 
     }
 
 
+def time_default_job(model, side: int, policy: DevicePolicy) -> dict:
+    """The default job (StyleParams' defaults: its levels, steps and early stop) on the test
+    pictures at `side` px: its seconds from the pictures to the result, the work it did (full-size
+    step equivalents) and where its last level converged. The time to today's default quality,
+    where the default reaches it (docs/benchmarks.md); with random weights the early stop sees a
+    different objective than with real ones."""
+    content, style = test_images(side)
+    params = StyleParams(size=side, seed=0)
+    synchronize(policy.device)
+    started = time.perf_counter()
+    painting = Painting(
+        model, colour.to_image(content[0]), [colour.to_image(style[0])], params, policy
+    )
+    result = painting.run()
+    synchronize(policy.device)
+    return {
+        "job_s": time.perf_counter() - started,
+        "job_work": painting.work_done,
+        "job_planned_work": painting.work,
+        "job_converged_at": result.converged_at,
+    }
+
+
 def measure_painting(model, side: int, steps: int, policy: DevicePolicy, plan) -> dict:
     """A test painting run for `steps` steps with a memory plan (bot/engine/memory.py): seconds
     to set up (targets), median seconds per step after the first, and the peak memory of this

@@ -112,9 +112,11 @@ class Painting:
             if min(d) >= self.min_side
         ]
         self.colour_reference = prepare(content, (out_w, out_h))
+        self.level_step_counts = params.level_steps(len(self.level_dims))
         self.reporter = Reporter(
             params,
-            [params.steps * w * h for w, h in self.level_dims],
+            self.level_step_counts,
+            [w * h for w, h in self.level_dims],
             policy,
             on_progress,
             should_cancel,
@@ -124,19 +126,39 @@ class Painting:
         self.style_cache_hits = 0  # style targets found in `style_cache`, over all levels
         self.level = 0  # 1-based once started
         self.level_steps = 0
+        self.work_done = 0.0  # full-size step equivalents of the steps taken so far (see `work`)
+        self.converged_at: int | None = None  # steps of the final level, when it stopped early
         self.level_seconds: list[float] = []
         self._level_started = 0.0
         self.x: torch.Tensor | None = None
+        self._content_t: torch.Tensor | None = None  # the current level's content target (CPU)
         self.objective: Objective | None = None
         self._optimiser: Optimiser | None = None
         self._next_level()
 
     @property
     def work(self) -> float:
-        """The run's work in full-size step equivalents: a step at a level with a quarter of the
-        final pixels counts a quarter."""
+        """The run's planned work in full-size step equivalents: a step at a level with a quarter
+        of the final pixels counts a quarter (a level that converges takes less: `work_done`)."""
         width, height = self.level_dims[-1]
-        return sum(self.params.steps * w * h / (width * height) for w, h in self.level_dims)
+        return sum(
+            n * w * h / (width * height)
+            for n, (w, h) in zip(self.level_step_counts, self.level_dims, strict=True)
+        )
+
+    @property
+    def step_work(self) -> float:
+        """The work of one step at the current level, in full-size step equivalents."""
+        width, height = self.level_dims[-1]
+        w, h = self.level_dims[min(self.level, len(self.level_dims)) - 1]
+        return w * h / (width * height)
+
+    def picture(self) -> Image.Image:
+        """The picture as it stands, at the final size (a coarse level's is enlarged)."""
+        assert self.x is not None
+        image = finish_image(self.x, self.params, self.colour_reference)
+        final = self.level_dims[-1]
+        return image if image.size == final else image.resize(final, Image.Resampling.BICUBIC)
 
     # --- what a batcher needs -------------------------------------------------------------------
 
@@ -158,8 +180,11 @@ class Painting:
         assert self.x is not None and self._optimiser is not None
         self._optimiser.step(self.x, grad)
         self.level_steps += 1
-        self.reporter.after_step(self.x, terms, self.level)
-        if self.level_steps == self.params.steps:
+        self.work_done += self.step_work
+        converged = self.reporter.after_step(self.x, terms, self.level, self.level_steps)
+        if converged or self.level_steps == self.level_step_counts[self.level - 1]:
+            if converged and self.level == len(self.level_dims):
+                self.converged_at = self.level_steps
             self.level_seconds.append(time.perf_counter() - self._level_started)
             self._next_level()
 
@@ -193,6 +218,7 @@ class Painting:
             device=str(self.device),
             precision=self.policy.precision,
             level_seconds=self.level_seconds,
+            converged_at=self.converged_at,
         )
 
     # --- inside ---------------------------------------------------------------------------------
@@ -222,13 +248,30 @@ class Painting:
             self.objective_tiles = len(self.objective.tiles)
         self.style_cache_hits += self.objective.cache_hits
         if self.x is None:
-            x = initial_image(content_t, self.params, self.generator).to(self.device)
-        else:  # coarse-to-fine: start from the previous level's result, upsampled
-            x = F.interpolate(
-                self.x.float(), size=(dims[1], dims[0]), mode="bilinear", align_corners=False
-            )
-        self.x = contiguous_leaf(x)
+            x = initial_image(content_t, style_ts, self.params, self.generator)
+        else:
+            # on the CPU, like the targets: no second full-size picture held on the device
+            x = next_level_start(self.x.detach().cpu(), self._content_t, content_t)
+        self._content_t = content_t
+        self.x = contiguous_leaf(x.to(self.device))
         self._optimiser = Optimiser(self.x, self.params, self.plan.history)
+
+
+def next_level_start(
+    coarse: torch.Tensor, coarse_content: torch.Tensor | None, content: torch.Tensor
+) -> torch.Tensor:
+    """Coarse-to-fine: the next level starts from the previous level's result enlarged, with the
+    detail that the enlargement cannot have (the content less its own coarse version, enlarged)
+    added back: the coarse level's painting, at the fine level's sharpness."""
+    size = content.shape[-2:]
+
+    def enlarged(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
+
+    x = enlarged(coarse)
+    if coarse_content is None:
+        return x
+    return (x + content - enlarged(coarse_content)).clamp(0, 1)
 
 
 def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseException]]:

@@ -23,6 +23,7 @@ class Optimizer(StrEnum):
 
 class Init(StrEnum):
     content = "content"
+    recolored = "recolored"  # the content with the style images' colour mean and covariance
     noise = "noise"
     content_noise = "content+noise"
 
@@ -86,6 +87,19 @@ AUTO_PYRAMID_ABOVE = 512
 AUTO_PYRAMID_COARSEST = 256
 
 
+# A pyramid level stops early when J fell by less than `tolerance` over this many of its steps.
+CONVERGENCE_WINDOW = 10
+
+
+def describe_schedule(params: StyleParams) -> str:
+    """The steps of a run for a person: "100 steps", or "100 steps after 1 coarser level of 60"."""
+    coarser = params.levels - 1
+    if not coarser:
+        return f"{params.steps} steps"
+    each = params.level_steps(params.levels)[0]
+    return f"{params.steps} steps after {coarser} coarser level{'s' * (coarser > 1)} of {each}"
+
+
 def auto_pyramid_levels(size: int) -> int:
     """Levels for `size` when none are asked for: 1 up to AUTO_PYRAMID_ABOVE px, then as many
     halvings as keep the coarsest level at least AUTO_PYRAMID_COARSEST px (1024 px: 3 levels)."""
@@ -114,7 +128,8 @@ class StyleParams:
     """
 
     size: int = 512  # longest side of the output, pixels; the content's aspect ratio is kept
-    steps: int = 300  # optimiser steps at the final size (each pyramid level runs this many)
+    steps: int = 300  # optimiser steps at the final size
+    coarse_steps: int = 0  # steps of each coarser pyramid level; 0 = as many as `steps`
     strength: float = 1.0  # style strength in strength mode; 0 = content only
     content_weight: float | None = None  # alpha, raw mode
     style_weight: float | None = None  # beta, raw mode
@@ -127,6 +142,9 @@ class StyleParams:
     init: Init = Init.content
     noise_ratio: float = 0.6  # for init "content+noise": share of noise, as in the seed
     seed: int | None = None  # makes noise (and so a CPU run) repeatable bit for bit
+    # a level stops early when J fell by less than this fraction over its last CONVERGENCE_WINDOW
+    # steps ("converged at step N"); 0 = every level runs all its steps
+    tolerance: float = 0.0
     style_blend: tuple[float, ...] | None = None  # one weight per style image; None = equal
     style_scale: float = 1.0  # style images are resized to style_scale * size (longest side)
     preserve_colors: ColorMode = ColorMode.none
@@ -162,6 +180,10 @@ class StyleParams:
         """The pyramid levels this run has (pyramid_levels, or the automatic choice for 0)."""
         return self.pyramid_levels or auto_pyramid_levels(self.size)
 
+    def level_steps(self, levels: int) -> list[int]:
+        """Steps of each of `levels` pyramid levels, coarsest first."""
+        return [self.coarse_steps or self.steps] * (levels - 1) + [self.steps]
+
     @property
     def lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
@@ -178,6 +200,10 @@ class StyleParams:
             need(math.isfinite(value), f"{name} must be a finite number, not {value}")
         need(16 <= self.size <= MAX_SIZE, f"size must be between 16 and {MAX_SIZE} pixels")
         need(1 <= self.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
+        need(
+            0 <= self.coarse_steps <= MAX_STEPS,
+            f"coarse steps must be between 1 and {MAX_STEPS} (0: as many as steps)",
+        )
         need(self.strength >= 0, "strength must be 0 or more")
         need(
             (self.content_weight is None) == (self.style_weight is None),
@@ -209,6 +235,7 @@ class StyleParams:
         need(self.learning_rate is None or self.learning_rate > 0, "learning rate must be above 0")
         need(self.init in INITS, f"init must be one of {', '.join(INITS)}")
         need(0 <= self.noise_ratio <= 1, "noise ratio must be between 0 and 1")
+        need(0 <= self.tolerance < 1, "tolerance must be at least 0 and below 1")
         need(
             self.style_blend is None or all(w >= 0 for w in self.style_blend),
             "style blend weights must be 0 or more",
@@ -235,6 +262,7 @@ class StyleParams:
             ("strength", self.strength),
             ("tv weight", self.tv_weight),
             ("noise ratio", self.noise_ratio),
+            ("tolerance", self.tolerance),
             ("style scale", self.style_scale),
         ]
         for name, value in (

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from bot.engine.devices import DevicePolicy
-from bot.engine.params import InvalidParams, StyleParams
+from bot.engine.params import CONVERGENCE_WINDOW, InvalidParams, StyleParams
 from bot.engine.pyramid import finish_image
 
 
@@ -46,6 +46,7 @@ class Result:
     device: str
     precision: str = "fp32"
     level_seconds: list[float] = field(default_factory=list)
+    converged_at: int | None = None  # the final level stopped improving after this many steps
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -62,42 +63,55 @@ class Reporter:
     def __init__(
         self,
         params: StyleParams,
-        work: list[int],
+        steps: list[int],
+        pixels: list[int],
         policy: DevicePolicy,
         on_progress: ProgressCallback | None,
         should_cancel: Callable[[], bool] | None,
         colour_reference: torch.Tensor,
     ):
-        self.params, self.work, self.policy = params, work, policy
+        self.params, self.steps, self.policy = params, steps, policy
+        self.work = [
+            n * p for n, p in zip(steps, pixels, strict=True)
+        ]  # each level's, in pixel-steps
         self.on_progress, self.should_cancel = on_progress, should_cancel
         self.colour_reference = colour_reference
-        self.total = params.steps * len(work)
+        self.total = sum(steps)
         self.started = self._last_read = time.perf_counter()
-        self.step = 0
+        self.step = 0  # steps taken, over all levels
         self.losses: dict[str, float] = {}
+        self.convergence = Convergence(params.tolerance)
 
-    def after_step(self, x: torch.Tensor, terms: dict[str, torch.Tensor], level: int) -> None:
+    def after_step(
+        self, x: torch.Tensor, terms: dict[str, torch.Tensor], level: int, level_step: int
+    ) -> bool:
+        """Count a step (the `level_step`-th of pyramid level `level`); report progress, check for
+        cancel and NaN. Returns whether the level has converged (see `Convergence`)."""
         self.step += 1
         params = self.params
+        steps = self.steps[level - 1]
+        before = sum(self.steps[: level - 1])  # the steps of the levels before this one
         preview_due = bool(params.preview_every) and (
-            self.step % params.preview_every == 0 or self.step == self.total
+            self.step % params.preview_every == 0 or before + level_step == self.total
         )
-        level_end = self.step == params.steps * level
+        level_end = level_step == steps
+        converged = False
         now = time.perf_counter()
         if preview_due or level_end or now - self._last_read >= self.policy.sync_interval:
             self._last_read = now
             self.losses = read_losses(terms, self.step)
+            converged = not level_end and self.convergence.converged(
+                level, level_step, self.losses["total"]
+            )
             if self.on_progress is not None:
                 elapsed = now - self.started
-                done = (
-                    sum(self.work[: level - 1])
-                    + self.work[level - 1] * (self.step - params.steps * (level - 1)) / params.steps
-                )
+                ended = steps if converged else level_step  # a converged level counts as done
+                done = sum(self.work[: level - 1]) + self.work[level - 1] * ended / steps
                 eta = elapsed / done * (sum(self.work) - done) if done > 0 else None
                 preview = finish_image(x, params, self.colour_reference) if preview_due else None
                 self.on_progress(
                     Progress(
-                        self.step,
+                        before + ended,
                         self.total,
                         level,
                         len(self.work),
@@ -109,6 +123,32 @@ class Reporter:
                 )
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled()
+        return converged
+
+
+class Convergence:
+    """When a pyramid level has stopped improving: J fell by less than `tolerance` (a fraction)
+    over the last CONVERGENCE_WINDOW steps of the level. It looks only at the losses the Reporter
+    reads (every step on a CPU, every `sync_interval` seconds on a GPU), comparing the newest with
+    the newest read at least a window older; `tolerance` 0 never stops a level early."""
+
+    def __init__(self, tolerance: float, window: int = CONVERGENCE_WINDOW):
+        self.tolerance, self.window = tolerance, window
+        self.level = 0
+        self.reads: list[tuple[int, float]] = []  # (level step, J) of this level's reads
+
+    def converged(self, level: int, level_step: int, total: float) -> bool:
+        if level != self.level:
+            self.level, self.reads = level, []
+        self.reads.append((level_step, total))
+        if self.tolerance <= 0:
+            return False
+        older = [j for step, j in self.reads if step <= level_step - self.window]
+        if not older:
+            return False
+        self.reads = [r for r in self.reads if r[0] > level_step - 2 * self.window]
+        before = older[-1]
+        return before > 0 and (before - total) / before < self.tolerance
 
 
 def read_losses(terms: dict[str, torch.Tensor], step: int) -> dict[str, float]:

@@ -50,10 +50,16 @@ def level_targets(
 
 
 def initial_image(
-    content: torch.Tensor, params: StyleParams, generator: torch.Generator
+    content: torch.Tensor,
+    styles: Sequence[torch.Tensor],
+    params: StyleParams,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     if params.init == "content":
         return content.clone()
+    if params.init == "recolored":  # the content in the colours of all the style images together
+        pooled = torch.cat([s.reshape(3, -1) for s in styles], dim=1)
+        return colour.match_colors(content, pooled.reshape(1, 3, 1, -1))
     noise = torch.rand(content.shape, generator=generator).to(content)
     if params.init == "noise":
         return noise

@@ -78,6 +78,7 @@ class Trial:
     work: float  # full-size step equivalents (Painting.work)
     seconds: float
     quality: Quality
+    curve: list[tuple[float, Quality]]  # (work done, quality then) at each checkpoint reached
 
 
 def trial(
@@ -86,19 +87,43 @@ def trial(
     style: Image.Image,
     params: StyleParams,
     policy: DevicePolicy,
+    checkpoints: Sequence[float] = (),
 ) -> Trial:
     """Paint `content` in the style of `style` with `params`, as a job does, and score the result
-    against the pair (in fp32, whatever precision painted it)."""
+    against the pair (in fp32, whatever precision painted it).
+
+    `checkpoints` (full-size step equivalents) also score the picture as it stands when the work
+    done first reaches each, enlarged to the final size at a coarse level: the curve of distance
+    against work. Scoring time is left out of `seconds`."""
+
+    def score(image: Image.Image) -> Quality:
+        return evaluate(
+            model,
+            content,
+            style,
+            image,
+            style_layers=params.style_layers,
+            content_layers=params.content_layers,
+        )
+
+    pending = sorted(checkpoints)
+    curve: list[tuple[float, Quality]] = []
+    scoring = 0.0
+
+    def after_step() -> None:
+        nonlocal scoring
+        if pending and painting.work_done >= pending[0] - 1e-9:
+            begun = time.perf_counter()
+            while pending and painting.work_done >= pending[0] - 1e-9:
+                pending.pop(0)
+            if not painting.done:  # the end is scored below
+                curve.append((painting.work_done, score(painting.picture())))
+            scoring += time.perf_counter() - begun
+
     started = time.perf_counter()
     painting = Painting(model, content, [style], params, policy)
-    result = painting.run()
-    seconds = time.perf_counter() - started
-    quality = evaluate(
-        model,
-        content,
-        style,
-        result.image,
-        style_layers=params.style_layers,
-        content_layers=params.content_layers,
-    )
-    return Trial(result.image, painting.work, seconds, quality)
+    result = painting.run(after_step)
+    seconds = time.perf_counter() - started - scoring
+    quality = score(result.image)
+    curve.append((painting.work_done, quality))
+    return Trial(result.image, painting.work_done, seconds, quality, curve)

@@ -154,6 +154,7 @@ class JobDone(Event):
     device: str
     weights: str  # which VGG-19 weights made it (a label)
     cache_hit: bool = False  # the style targets came from the worker's cache
+    converged_at: int | None = None  # the final level stopped improving after this many steps
     # CUDA: peak allocated during the job; CPU: the worker's peak resident size
     peak_memory_bytes: int = 0
 

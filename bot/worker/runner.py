@@ -249,6 +249,7 @@ class JobRunner:
             device=self.device_name,
             weights=self.weights_label,
             cache_hit=painting.style_cache_hits > 0,
+            converged_at=result.converged_at,
             peak_memory_bytes=self._peak_memory(),
         )
 

@@ -77,7 +77,8 @@ def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobSt
         parts = [
             f"✅ Done in {event.seconds:.1f} s"
             + (f" (after {waited:.0f} s in the queue)" if waited >= 1 else ""),
-            f"{summary.text} · {event.width}×{event.height} · seed {event.seed}",
+            f"{summary.text} · {event.width}×{event.height} · seed {event.seed}"
+            + (f" · converged at step {event.converged_at}" if event.converged_at else ""),
         ]
         parts += [f"_{note}_" for note in summary.notes]
         return "\n".join(parts), JobStatus.DONE
