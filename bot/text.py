@@ -17,9 +17,9 @@ def format_seconds(seconds: float | None) -> str:
     )
 
 
-def bar(step: int, total: int, width: int, *, full: str = "█", empty: str = "░") -> str:
+def bar(step: float, total: float, width: int, *, full: str = "█", empty: str = "░") -> str:
     """A bar of `width` characters, `step / total` of them full."""
-    filled = width * step // max(1, total)
+    filled = min(width, int(width * step / total)) if total > 0 else 0
     return full * filled + empty * (width - filled)
 
 

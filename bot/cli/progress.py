@@ -34,7 +34,7 @@ class ProgressBar:
                 )
                 self.stream.flush()
             return
-        decile = progress.step * 10 // progress.total
+        decile = int(progress.fraction * 10)
         if decile != self._last_decile:
             self._last_decile = decile
             self.stream.write(self.line(progress, 100) + "\n")
@@ -54,5 +54,7 @@ class ProgressBar:
             f" ETA {format_seconds(progress.eta)} loss {progress.losses.get('total', 0.0):.4g}"
         )
         bar_width = max(10, min(40, width - len(text) - 7))
-        percent = 100 * progress.step // progress.total
-        return f"{percent:3d}% |{bar(progress.step, progress.total, bar_width, full='#', empty='.')}|{text}"
+        percent = int(100 * progress.fraction)  # of the work: a coarse step counts by its pixels
+        return (
+            f"{percent:3d}% |{bar(progress.fraction, 1.0, bar_width, full='#', empty='.')}|{text}"
+        )

@@ -33,6 +33,8 @@ class Progress:
     losses: dict[str, float]  # "content", "style", "tv" (weighted terms) and "total"
     elapsed: float  # seconds since the run started
     eta: float | None  # seconds left, estimated from the work done so far
+    # the share of the run's work done (a coarse step counts by its pixels): what a bar shows
+    fraction: float = 0.0
     preview: Image.Image | None = None  # every `preview_every` steps, else None
 
 
@@ -111,14 +113,15 @@ class Reporter:
                 preview = finish_image(x, params, self.colour_reference) if preview_due else None
                 self.on_progress(
                     Progress(
-                        before + ended,
-                        self.total,
-                        level,
-                        len(self.work),
-                        self.losses,
-                        elapsed,
-                        eta,
-                        preview,
+                        step=before + ended,
+                        total=self.total,
+                        level=level,
+                        levels=len(self.work),
+                        losses=self.losses,
+                        elapsed=elapsed,
+                        eta=eta,
+                        fraction=done / sum(self.work),
+                        preview=preview,
                     )
                 )
         if self.should_cancel is not None and self.should_cancel():

@@ -137,6 +137,7 @@ class JobProgress(Event):
     elapsed: float
     eta: float | None
     preview: bytes | None = None  # a small JPEG every `preview_every` steps
+    fraction: float | None = None  # the share of the work done (None: step / total)
     sent_at: float = 0.0  # the worker's wall clock (epoch seconds) when it sent this
 
 

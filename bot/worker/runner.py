@@ -201,6 +201,7 @@ class JobRunner:
                     losses=progress.losses,
                     elapsed=progress.elapsed,
                     eta=progress.eta,
+                    fraction=progress.fraction,
                     preview=preview,
                     sent_at=time.time(),
                 )

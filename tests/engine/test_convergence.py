@@ -53,7 +53,8 @@ def test_a_converged_run_says_at_which_step_and_counts_what_it_did(random_vgg):
     # the progress bar moves on to the next level and ends full, with no time left
     assert [p.level for p in seen] == sorted(p.level for p in seen)
     assert seen[-1].step == seen[-1].total == 80 and seen[-1].eta == pytest.approx(0, abs=1e-6)
-    assert len(seen) == early.steps
+    assert len(seen) == early.steps and seen[-1].fraction == pytest.approx(1.0)
+    assert all(a.fraction <= b.fraction for a, b in zip(seen, seen[1:], strict=False))
 
 
 def test_the_work_done_counts_a_coarse_step_by_its_pixels(random_vgg):
@@ -105,3 +106,17 @@ def test_the_next_level_starts_from_the_coarse_painting_with_the_contents_detail
     assert (smooth - F.avg_pool2d(enlarged, 4)).abs().mean() < 0.02
     detail = content - F.interpolate(coarse_content, size=(48, 64), mode="bilinear")
     assert (start - enlarged - detail).abs().mean() < 0.01  # only clamping differs
+
+
+def test_the_bar_counts_work_not_steps(random_vgg):
+    seen = []
+    params = StyleParams(size=64, steps=4, coarse_steps=8, pyramid_levels=2, tolerance=0.0)
+    result = stylize(
+        random_vgg, gradient_image(64, 64), [noise_image(32, 32)], params, on_progress=seen.append
+    )
+    assert result.steps == 12 and [p.total for p in seen] == [12] * 12
+    # 8 steps at 32 px are 2 full-size steps' work, then 4 at 64 px: 6 in all
+    assert [p.fraction for p in seen] == pytest.approx([k / 24 for k in range(1, 9)] + [
+        (2 + k) / 6 for k in range(1, 5)
+    ])  # fmt: skip
+    assert seen[7].step == 8 and seen[7].level == 1 and seen[8].level == 2

@@ -71,6 +71,11 @@ def upload_limit(interaction: discord.Interaction) -> int:
     return limit - 64 * 1024 if limit else DEFAULT_UPLOAD_LIMIT
 
 
+def work_done(event: JobProgress) -> float:
+    """The share of the job's work done: a coarse pyramid step counts by its pixels."""
+    return event.fraction if event.fraction is not None else event.step / max(1, event.total)
+
+
 def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobStatus]:
     """The final text of a job, and the state it leaves in the jobs table."""
     if isinstance(event, JobDone):
@@ -168,7 +173,8 @@ class JobMessage:
             }
         elif isinstance(event, JobProgress):
             eta = format_seconds(event.eta)
-            content = f"🎨 `{bar(event.step, event.total, 20)}` {event.step}/{event.total} · ETA {eta} · {self.summary.text}"
+            done = work_done(event)
+            content = f"🎨 `{bar(done, 1.0, 20)}` {event.step}/{event.total} · ETA {eta} · {self.summary.text}"
             edit = {"content": content, "view": view}
             if event.preview is not None:
                 embed = discord.Embed(title="Preview").set_image(url="attachment://preview.jpg")
