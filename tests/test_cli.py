@@ -455,8 +455,9 @@ def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
         "init": "content", "tolerance": 0.0, "precision": "fp32", "seed": 0,
     }  # fmt: skip
     assert sorted(p.name for p in saved.iterdir()) == ["landscape.png", "portrait.png"]
-    # content, style, the earlier run's result and this run's, for each of the two pairs
-    assert Image.open(sheet).size == (4 * 328 + 8, 16 + 2 * (320 + 24))
+    # content, style, the earlier run's result and this run's, for each of the two pairs; each
+    # row as tall as its tallest picture (the results: 43x64 and 64x43), under a label
+    assert Image.open(sheet).size == (4 * 328 + 8, 16 + (64 + 24) + (43 + 24))
     (pairs / "empty").mkdir()
     refused = stylebot("evaluate", "--pairs", str(pairs))
     assert refused.returncode != 0
