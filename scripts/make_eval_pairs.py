@@ -34,7 +34,7 @@ from pathlib import Path
 from PIL import Image, ImageStat
 
 DEBS = ("gcompris-qt-data=3.1-2", "gnome-backgrounds=43.1-1")
-WHEELS = ("scikit-image==0.26.0", "scikit-learn")
+WHEELS = ("scikit-image==0.26.0", "scikit-learn==1.9.1")
 PAINTINGS_RCC = "usr/share/gcompris-qt/rcc/paintings.rcc"
 WOOD = "usr/share/backgrounds/gnome/wood-l.webp"
 
