@@ -188,6 +188,8 @@ def run_pairs(args: argparse.Namespace) -> int:
     ).validate()
     pairs = find_pairs(Path(args.pairs))
     checkpoints = parse_curve(args.curve)
+    if args.sheet and not Path(args.sheet).resolve().parent.is_dir():
+        raise UsageError(f"--sheet: the folder does not exist: {Path(args.sheet).parent}")
     for folder in args.beside:
         if not args.sheet or not Path(folder).is_dir():
             raise UsageError(f"--beside needs --sheet and an existing folder: {folder}")
@@ -232,8 +234,8 @@ def run_pairs(args: argparse.Namespace) -> int:
         ]
     if args.sheet:
         columns = ["content", "style", *args.beside, "this run"]
-        imaging_sheet = contact_sheet(columns, pictures)
-        Path(args.sheet).write_bytes(imaging.encode(imaging_sheet, "png"))
+        sheet = contact_sheet(columns, pictures)
+        Path(args.sheet).write_bytes(imaging.encode(sheet, "png"))
     keys = ("work", "seconds", "style_distance", "content_distance")
     average = {k: sum(r[k] for r in rows.values()) / len(rows) for k in keys}
     config = {
