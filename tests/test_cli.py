@@ -382,6 +382,9 @@ def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
         (32, "bf16"),
         (64, "bf16"),
     }
+    assert not any("job_s" in r for r in report["bench"]["result"]["sizes"])
+    (job,) = report["bench_job"]["result"]["sizes"]  # the default job alone, in `auto`
+    assert job["side"] == 32 and job["job_s"] > 0 and job["job_work"] > 0
     runs = report["bench_executor"]["result"]["runs"]  # batching off and on, side by side
     assert [(r["batch_size"], r["done"]) for r in runs] == [(1, 3), (2, 3)]
     runs = report["bench_tiling"]["result"]["runs"]  # whole, then in tiles of 64 px

@@ -94,35 +94,51 @@ def test_a_job_through_a_cuda_worker():
     assert "cuda" in result.device
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_batch_on_cuda_matches_the_jobs_alone(cuda_vgg, precision):
-    from bot.engine.painting import Painting, step_together
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|a - b| / |b|, in float64 on the CPU."""
+    a, b = a.detach().cpu().double(), b.detach().cpu().double()
+    return float((a - b).norm() / b.norm())
+
+
+# Why these checks compare with the CPU. cuDNN picks a convolution algorithm per shape, so a batch
+# and a job alone, or a tile and the whole picture, round differently, by the precision's own
+# error: measured on an H200 (gpu-check, 2026-12-04) tiled vs whole at 9e-4 in fp32 and 4.5 % in
+# TF32, and after 10 L-BFGS steps with random weights, which amplify any difference, batched vs
+# alone at 10 8-bit levels on average in fp32 and bf16. A bound on the difference itself is then
+# either loose enough to miss a bug or tight enough to fail on correct code. What must hold is that
+# batching and tiling add no error of their own: the gradient is as close to the exact one (the
+# CPU's, in fp32: oneDNN at rounding, 5e-7) as the device gets it alone and whole. A slicing or
+# scaling bug is off by order 1; the precision's error, by 1e-6 to a few %.
+NOISE_FACTOR = 4  # two roundings of one precision differ by about 1-2x each other's error
+FLOOR = 1e-5  # where the device's own error is at rounding
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_a_batch_on_cuda_adds_no_error_to_a_jobs_gradient(cuda_vgg, precision):
+    from bot.engine.painting import Painting, batch_gradient
 
     policy = policy_for(torch.device("cuda"), precision)
-    params = [StyleParams(size=96, steps=10, seed=s, strength=k) for s, k in ((1, 1.0), (2, 3.0))]
+    cpu_vgg = load_vgg19("random")  # the same random weights (seeded)
+    params = [StyleParams(size=96, seed=s, strength=k) for s, k in ((1, 1.0), (2, 3.0))]
 
-    def make(p):
-        return Painting(
-            cuda_vgg, gradient_image(96, 64), [noise_image(64, 64, seed=p.seed)], p, policy
-        )
+    def make(model, p, on):
+        return Painting(model, gradient_image(96, 64), [noise_image(64, 64, seed=p.seed)], p, on)
 
-    batch = [make(p) for p in params]
-    while not batch[0].done:
-        assert step_together(batch) == []
-    for painting, p in zip(batch, params, strict=True):
-        single = make(p)
-        while not single.done:
-            single.step_alone()
-        diff = np.abs(
-            np.asarray(painting.result().image, np.float32)
-            - np.asarray(single.result().image, np.float32)
-        )
-        assert diff.mean() < 2.0  # 8-bit levels; see tests/engine/test_painting.py
+    grads, _ = batch_gradient([make(cuda_vgg, p, policy) for p in params])
+    for i, p in enumerate(params):
+        single = make(cuda_vgg, p, policy)
+        with policy.applied():
+            alone, _ = single.objective.gradient(single.x)
+        exact = make(cpu_vgg, p, policy_for("cpu", "fp32"))
+        reference, _ = exact.objective.gradient(exact.x)
+        own, batched = relative(alone, reference), relative(grads[i : i + 1], reference)
+        print(f"{precision} job {i}: alone {own:.2e}, batched {batched:.2e} from the CPU's")
+        assert batched < NOISE_FACTOR * own + FLOOR, (own, batched)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "tf32"])
-def test_a_tiled_gradient_on_cuda_is_the_whole_pictures(cuda_vgg, precision):
-    """tests/engine/test_tiling.py on the real device: channels_last, cuDNN, TF32."""
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_a_tiled_gradient_on_cuda_adds_no_error(cuda_vgg, precision):
+    """tests/engine/test_tiling.py on the real device: channels_last, cuDNN, TF32, bf16."""
     from bot.engine import benchmark
     from bot.engine.memory import TILE_MARGIN
     from bot.engine.objective import Objective
@@ -142,8 +158,12 @@ def test_a_tiled_gradient_on_cuda_is_the_whole_pictures(cuda_vgg, precision):
         grad, terms = whole.gradient(x)
         tiled_grad, tiled_terms = tiled.gradient(x)
     assert len(tiled.tiles or []) == 9
-    relative = float((tiled_grad - grad).norm() / grad.norm())
-    # TF32 rounds products to 10 bits of mantissa, differently per tile: measured on the CPU in
-    # bf16 (8 bits) at 0.4 %, so 2 % is loose for TF32 and fp32 must be at rounding (1e-5)
-    assert relative < (1e-5 if precision == "fp32" else 0.02), relative
-    assert float(tiled_terms["total"]) == pytest.approx(float(terms["total"].detach()), rel=1e-3)
+    exact = Objective(load_vgg19("random"), params, content, [style], (1.0,))
+    reference, reference_terms = exact.gradient(content.clone().requires_grad_(True))
+    own, tiles = relative(grad, reference), relative(tiled_grad, reference)
+    exact_total = float(reference_terms["total"].detach())
+    own_j = abs(float(terms["total"].detach()) - exact_total) / exact_total
+    tiles_j = abs(float(tiled_terms["total"]) - exact_total) / exact_total
+    print(f"{precision}: gradient whole {own:.2e}, tiled {tiles:.2e}; J {own_j:.2e}, {tiles_j:.2e}")
+    assert tiles < NOISE_FACTOR * own + FLOOR, (own, tiles)
+    assert tiles_j < NOISE_FACTOR * own_j + FLOOR, (own_j, tiles_j)

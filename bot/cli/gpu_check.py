@@ -3,7 +3,8 @@
 1. `stylize` once per optimiser and precision: each output finite and different from the content,
    scored with the quality measure against the fp32 L-BFGS output; and the `stylize` command
    itself once, as a person runs it;
-2. `bench` at 512, 1024 and 2048 px in fp32, TF32 and bf16;
+2. `bench` at 512, 1024 and 2048 px in fp32, TF32 and bf16, and the whole default job at 512 and
+   1024 px in the default precision;
 3. `bench-executor` with content images of mixed aspect ratios;
 4. `bench-tiling` at 2048 and 4096 px, whole and within an 8 GB limit (tiled);
 5. the tests marked `gpu`.
@@ -30,6 +31,7 @@ FULL = {
     "stylize_steps": 100,
     "bench_sizes": "512,1024,2048",
     "bench_steps": 5,
+    "job_sizes": "512,1024",
     "executor_jobs": 24,
     "executor_size": 512,
     "executor_steps": 100,
@@ -43,6 +45,7 @@ QUICK = {
     "stylize_steps": 4,
     "bench_sizes": "32,64",
     "bench_steps": 2,
+    "job_sizes": "32",
     "executor_jobs": 3,
     "executor_size": 32,
     "executor_steps": 3,
@@ -267,6 +270,20 @@ def run(args: argparse.Namespace) -> int:
         str(sizes["bench_steps"]),
         "--warmup",
         "2",
+        "--no-job",  # the default job at every size and precision: over 200 s on an H200
+        timeout=args.timeout,
+    )
+    report["bench_job"] = _stylebot(  # the whole default job, as members get it (precision auto)
+        "bench",
+        "--json",
+        "--device",
+        args.device,
+        "--sizes",
+        sizes["job_sizes"],
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
         timeout=args.timeout,
     )
     report["bench_executor"] = _stylebot(
@@ -311,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     failed = [
         part
-        for part in ("stylize", "bench", "bench_executor", "bench_tiling", "gpu_tests")
+        for part in ("stylize", "bench", "bench_job", "bench_executor", "bench_tiling", "gpu_tests")
         if not report[part]["ok"]
     ]
     report["ok"] = not failed

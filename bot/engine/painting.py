@@ -287,6 +287,21 @@ def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseExc
             if out_of_memory(exc):
                 raise
             return [(paintings[0], exc)]
+    grads, all_terms = batch_gradient(paintings)
+    failed = []
+    for i, painting in enumerate(paintings):
+        try:
+            painting.apply(grads[i : i + 1], all_terms[i])
+        except Exception as exc:  # Cancelled, NonFiniteLoss: this painting only
+            failed.append((painting, exc))
+    return failed
+
+
+def batch_gradient(
+    paintings: Sequence[Painting],
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Each painting's gradient and terms at its current picture, from one forward and backward
+    pass over the batch (all with the same `shape_key`): row i is painting i's."""
     first = paintings[0]
     assert first.objective is not None
     names = first.objective.names
@@ -303,13 +318,7 @@ def step_together(paintings: Sequence[Painting]) -> list[tuple[Painting, BaseExc
             all_terms.append(terms)
         assert total is not None
         (grads,) = torch.autograd.grad(total, batch)
-    failed = []
-    for i, painting in enumerate(paintings):
-        try:
-            painting.apply(grads[i : i + 1], all_terms[i])
-        except Exception as exc:  # Cancelled, NonFiniteLoss: this painting only
-            failed.append((painting, exc))
-    return failed
+    return grads, all_terms
 
 
 def out_of_memory(exc: BaseException) -> bool:
