@@ -9,6 +9,7 @@ import sys
 from bot.cli import (
     CliError,
     bench,
+    bench_clip,
     bench_executor,
     bench_tiling,
     evaluate,
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         bench,
         bench_executor,
         bench_tiling,
+        bench_clip,
         gpu_check,
         health,
     ):

@@ -6,7 +6,13 @@ from __future__ import annotations
 import importlib.util
 
 # the module a part provides -> the extra that installs it
-EXTRA_OF = {"torch": "engine", "celery": "celery", "redis": "celery", "asyncpg": "postgres"}
+EXTRA_OF = {
+    "torch": "engine",
+    "cv2": "engine",
+    "celery": "celery",
+    "redis": "celery",
+    "asyncpg": "postgres",
+}
 
 
 class MissingExtra(RuntimeError):

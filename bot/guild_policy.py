@@ -16,6 +16,8 @@ from typing import Any
 from bot.engine.params import (
     COLOR_MODES,
     DEFAULT_STYLE_LAYERS,
+    MAX_CLIP_FRAMES,
+    MAX_CLIP_SECONDS,
     MAX_SIZE,
     MAX_STEPS,
     OPTIMIZERS,
@@ -56,6 +58,11 @@ class GuildSettings:
     max_steps: int = 500  # the most steps members may ask for
     cooldown_seconds: int = 30  # between two /stylize of one member
     allowed_channels: tuple[int, ...] = field(default=())  # empty: every channel
+    # moving pictures (GIFs and clips): at most clip_frames frames (a higher frame rate is
+    # lowered), the first clip_seconds (a longer clip is cut), at most clip_size px
+    clip_frames: int = DEFAULTS.clip_frames
+    clip_seconds: float = DEFAULTS.clip_seconds
+    clip_size: int = DEFAULTS.clip_size
 
     def replace(self, **changes: Any) -> GuildSettings:
         # + 0.0 turns a typed "-0" into 0 (it would read "strength -0" everywhere)
@@ -115,6 +122,18 @@ class GuildSettings:
         need(
             0 <= self.cooldown_seconds <= MAX_COOLDOWN,
             f"cooldown must be between 0 and {MAX_COOLDOWN} seconds",
+        )
+        need(
+            1 <= self.clip_frames <= MAX_CLIP_FRAMES,
+            f"clip frames must be between 1 and {MAX_CLIP_FRAMES}",
+        )
+        need(
+            math.isfinite(self.clip_seconds) and 0.5 <= self.clip_seconds <= MAX_CLIP_SECONDS,
+            f"clip seconds must be between 0.5 and {MAX_CLIP_SECONDS:g}",
+        )
+        need(
+            MIN_SIZE <= self.clip_size <= self.max_size,
+            f"the clip size must be between {MIN_SIZE} and the size cap ({self.max_size})",
         )
         return self
 
@@ -214,6 +233,9 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
         if request.style_scale is not None
         else DEFAULTS.style_scale,
         preview_every=max(1, steps // 10),
+        clip_frames=settings.clip_frames,
+        clip_seconds=settings.clip_seconds,
+        clip_size=settings.clip_size,
     ).validate()
     return params, summarize(params, request.n_styles, notes)
 
@@ -327,5 +349,7 @@ def describe(settings: GuildSettings) -> str:
             f"**Steps:** {settings.steps} (members may ask up to {settings.max_steps})",
             f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
             f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
+            f"**Moving pictures:** up to {settings.clip_frames} frames, the first {settings.clip_seconds:g} s, "
+            f"at most {settings.clip_size} px",
         ]
     )

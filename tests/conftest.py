@@ -49,3 +49,37 @@ def png_bytes(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **kwargs)
     return buffer.getvalue()
+
+
+def moving_clip(
+    frames: int = 8,
+    width: int = 64,
+    height: int = 48,
+    durations: list[int] | None = None,
+    loop: bool = True,
+    *,
+    step: int = 3,
+    noisy: bool = False,
+):
+    """A tiny moving picture: a checked red and yellow square moving right by `step` px a frame
+    over a colourful gradient (with `noisy`, over noise too: large to encode)."""
+    from bot.engine.clips import Clip
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    background = np.stack([x / width, y / height, 0.5 + 0.4 * np.sin(x / 5 + y / 7)], -1) * 255
+    pictures = []
+    for t in range(frames):
+        a = background.copy()
+        if noisy:
+            a = a * 0.6 + rng.random(a.shape) * 100
+        left = (6 + t * step) % (width - width // 4)  # round again past the right edge
+        top, side = height // 3, (height // 3, width // 4)
+        checks = ((np.add.outer(np.arange(side[0]) // 4, np.arange(side[1]) // 4)) % 2)[..., None]
+        a[top : top + side[0], left : left + side[1]] = checks * (230, 40, 40) + (1 - checks) * (
+            240,
+            220,
+            60,
+        )
+        pictures.append(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB"))
+    return Clip(pictures, list(durations or [80] * frames), loop, "GIF")

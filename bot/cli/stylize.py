@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bot.cli import HelpFormatter, UsageError
-from bot.engine import imaging
+from bot.cli import HelpFormatter, UsageError, stylize_clip
+from bot.engine import clips, imaging
 from bot.engine.params import (
     AUTO_PYRAMID_ABOVE,
     AUTO_PYRAMID_COARSEST,
@@ -56,9 +56,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Neural style transfer (Gatys et al.) on VGG-19 features.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("content", help="content image (PNG, JPEG, WebP, GIF, BMP, TIFF)")
+    p.add_argument(
+        "content",
+        help="content image (PNG, JPEG, WebP, GIF, BMP, TIFF), or a moving picture (animated GIF, "
+        "APNG or WebP; MP4, WebM or MOV): then every frame is painted",
+    )
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
-    p.add_argument("-o", "--output", required=True, help="output file: .png, .jpg or .webp")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file: .png, .jpg or .webp; for a moving picture .gif, .webp, .png (APNG) or .mp4",
+    )
     g = p.add_argument_group("size and length")
     g.add_argument(
         "--size",
@@ -234,6 +243,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar (the seed is still printed)"
     )
+    stylize_clip.add_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -247,12 +257,15 @@ def _params(args: argparse.Namespace) -> StyleParams:
     return StyleParams(**given, preview_every=args.save_every).validate()
 
 
-def _read_image(path: str, limits: ImageLimits, what: str):
+def _read_bytes(path: str, what: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-    return imaging.decode(data, limits, name=f"{what} {path}")
+
+
+def _read_image(path: str, limits: ImageLimits, what: str):
+    return imaging.decode(_read_bytes(path, what), limits, name=f"{what} {path}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -263,12 +276,16 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine.vgg import load_vgg19
 
     output = Path(args.output)
-    fmt = _check_output(args, output)
     params = _params(args)
     limits = ImageLimits()
-    content = _read_image(args.content, limits, "content image")
+    data = _read_bytes(args.content, "content image")
+    moving = not args.first_frame and clips.probe_clip(data, limits) is not None
+    fmt = _check_output(args, output, moving)
+    content = None if moving else imaging.decode(data, limits, name=f"content image {args.content}")
     styles = [_read_image(s, limits, "style image") for s in args.styles]
     params.blend_weights(len(styles))  # fails early on a wrong number of blend weights
+    if content is None:
+        return stylize_clip.run_clip(args, data, params, styles)
     device = parse_device(args.device)
     out_w, out_h = imaging.fit_size(*content.size, params.size)
     plan = _plan(args, params, device, out_w, out_h)
@@ -318,9 +335,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output(args: argparse.Namespace, output: Path) -> str:
+def _check_output(args: argparse.Namespace, output: Path, moving: bool = False) -> str:
     """The output's format, once the output options are checked."""
-    fmt = OUTPUT_FORMATS.get(output.suffix.lower())
+    fmt = (stylize_clip.CLIP_OUTPUTS if moving else OUTPUT_FORMATS).get(output.suffix.lower())
+    if fmt is None and moving:
+        raise UsageError(
+            f"the content is a moving picture: the output must end in {', '.join(stylize_clip.CLIP_OUTPUTS)} "
+            f"(or give --first-frame for a still): {output}"
+        )
     if fmt is None:
         raise UsageError(f"the output must end in {', '.join(OUTPUT_FORMATS)}: {output}")
     if not output.parent.resolve().is_dir():

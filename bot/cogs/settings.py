@@ -17,7 +17,14 @@ from bot.cogs.utils.failures import UserFacingError
 from bot.cogs.utils.inputs import check_attachment, fetch, preset_choices
 from bot.cogs.utils.settings_panel import SettingsPanel, panel_text
 from bot.engine.imaging import ImageError
-from bot.engine.params import MAX_SIZE, MAX_STEPS, ColorMode, Optimizer
+from bot.engine.params import (
+    MAX_CLIP_FRAMES,
+    MAX_CLIP_SECONDS,
+    MAX_SIZE,
+    MAX_STEPS,
+    ColorMode,
+    Optimizer,
+)
 from bot.guild_policy import (
     MAX_COOLDOWN,
     MAX_STRENGTH,
@@ -87,6 +94,9 @@ class SettingsCog(
         max_steps="the most steps members may ask for",
         cooldown="seconds between two /stylize of one member",
         channels="channels where /stylize works (#mentions), or 'all'",
+        clip_frames="moving pictures: the most frames painted (a higher frame rate is lowered)",
+        clip_seconds="moving pictures: longer clips are cut to their first this many seconds",
+        clip_size="moving pictures: the largest size in pixels (a clip costs its frames)",
     )
     async def set_(
         self,
@@ -103,6 +113,9 @@ class SettingsCog(
         max_steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
         cooldown: app_commands.Range[int, 0, MAX_COOLDOWN] | None = None,
         channels: str | None = None,
+        clip_frames: app_commands.Range[int, 1, MAX_CLIP_FRAMES] | None = None,
+        clip_seconds: app_commands.Range[float, 0.5, MAX_CLIP_SECONDS] | None = None,
+        clip_size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
     ) -> None:
         changes: dict = {}
         if strength is not None:
@@ -121,6 +134,9 @@ class SettingsCog(
             ("max_size", max_size),
             ("max_steps", max_steps),
             ("cooldown_seconds", cooldown),
+            ("clip_frames", clip_frames),
+            ("clip_seconds", clip_seconds),
+            ("clip_size", clip_size),
         ):
             if value is not None:
                 changes[name] = value

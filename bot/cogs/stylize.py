@@ -88,7 +88,9 @@ class StylizeCog(commands.Cog):
             (style, "style image"),
             (style2, "second style image"),
         ):
-            problem = attachment and check_attachment(attachment, what, limits)
+            problem = attachment and check_attachment(
+                attachment, what, limits, moving=what == "content image"
+            )
             if problem:
                 raise UserFacingError(problem)
         request = Request(

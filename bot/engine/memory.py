@@ -63,6 +63,7 @@ class MemoryPlan:
     bytes: int  # the estimated peak
     history: int  # L-BFGS pairs kept (unused by Adam)
     tile: int | None = None  # tile core side in px; None: the whole picture at once
+    chunk: int = 1  # a moving picture's frames per VGG-19 pass (plan_clip)
 
 
 def optimiser_bytes_per_pixel(optimizer: str, history: int) -> int:
@@ -155,6 +156,43 @@ def plan(
             if fits(need):
                 return MemoryPlan(need, history, side)
     return None
+
+
+CLIP_CHUNK = 16  # frames per pass at most: a batch of 16 keeps an H200 full (docs/executor.md)
+
+
+def plan_clip(
+    params,
+    width: int,
+    height: int,
+    frames: int,
+    budget: int | None,
+    *,
+    precision: str = "fp32",
+    where: str = "device",
+) -> MemoryPlan:
+    """The memory plan of a moving picture: every frame's optimiser state held at once, and the
+    activations of `chunk` frames per pass, as many as fit (at most CLIP_CHUNK). Clips are not
+    tiled: one that does not fit with one frame per pass and a short history is refused, with
+    what to change."""
+    pixels = width * height
+    histories = HISTORIES if params.optimizer == "lbfgs" else (LBFGS_HISTORY,)
+    activations = ACTIVATION_BYTES_PER_PIXEL.get(precision, 3_000) * pixels
+    for history in histories:
+        state = (
+            frames
+            * pixels
+            * (optimiser_bytes_per_pixel(params.optimizer, history) + PER_PIXEL_STATE)
+        )
+        for chunk in range(min(frames, CLIP_CHUNK), 0, -1):
+            need = state + chunk * activations
+            if budget is None or need <= budget:
+                return MemoryPlan(need, history, None, chunk)
+    assert budget is not None
+    raise DoesNotFit(
+        f"{frames} frames of {width}x{height} do not fit in the {size_text(budget)} this {where} "
+        "allows: send fewer frames (a shorter clip) or ask for a smaller size"
+    )  # fmt: skip
 
 
 class DoesNotFit(ValueError):

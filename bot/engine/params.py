@@ -80,6 +80,11 @@ STRENGTH_SCALE = 10.0
 WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"  # the variable that names a VGG-19 state-dict file
 
 MAX_SIZE = 4096
+# the temporal cost's weight by default: measured in docs/clips.md (half the flicker of frames
+# painted alone, at their style and content distances)
+DEFAULT_TEMPORAL_WEIGHT = 100.0
+MAX_CLIP_FRAMES = 300  # a moving picture's frames, at most (a server may allow fewer)
+MAX_CLIP_SECONDS = 60.0
 MAX_STEPS = 5000
 # Coarse-to-fine by default (pyramid_levels 0) above this size, with levels down to about
 # AUTO_PYRAMID_COARSEST px: see README.md ("Coarse-to-fine") for the figures behind both.
@@ -151,6 +156,15 @@ class StyleParams:
     pooling: Pooling = Pooling.max
     pyramid_levels: int = 0  # coarse-to-fine levels, each half the next; 0 = auto_pyramid_levels
     preview_every: int = 0  # send a preview image every K steps; 0 = never
+    # moving pictures: the weight of the temporal cost that keeps each frame where the one before
+    # it moves to (bot/engine/clip_painting.py); 0 = every frame painted alone (flickers)
+    temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT
+    # moving pictures: how much of one is painted (bot/engine/clips.py): a longer clip is cut to
+    # its first clip_seconds, then its frame rate lowered to at most clip_frames frames; it is
+    # painted at most clip_size px on its longest side (a server's limits)
+    clip_frames: int = 48
+    clip_seconds: float = 8.0
+    clip_size: int = 384
 
     def replace(self, **changes: object) -> StyleParams:
         return dataclasses.replace(self, **changes)
@@ -231,6 +245,18 @@ class StyleParams:
                 "style layer weights must be 0 or more",
             )
         need(self.tv_weight >= 0, "tv weight must be 0 or more")
+        need(0 <= self.temporal_weight <= 1e6, "temporal weight must be between 0 and 1000000")
+        need(
+            1 <= self.clip_frames <= MAX_CLIP_FRAMES,
+            f"clip frames must be between 1 and {MAX_CLIP_FRAMES}",
+        )
+        need(
+            0 < self.clip_seconds <= MAX_CLIP_SECONDS,
+            f"clip seconds must be above 0 and at most {MAX_CLIP_SECONDS}",
+        )
+        need(
+            16 <= self.clip_size <= MAX_SIZE, f"clip size must be between 16 and {MAX_SIZE} pixels"
+        )
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         need(self.learning_rate is None or self.learning_rate > 0, "learning rate must be above 0")
         need(self.init in INITS, f"init must be one of {', '.join(INITS)}")
@@ -261,6 +287,8 @@ class StyleParams:
         numbers: list[tuple[str, float]] = [
             ("strength", self.strength),
             ("tv weight", self.tv_weight),
+            ("temporal weight", self.temporal_weight),
+            ("clip seconds", self.clip_seconds),
             ("noise ratio", self.noise_ratio),
             ("tolerance", self.tolerance),
             ("style scale", self.style_scale),

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
@@ -49,6 +50,10 @@ class Result:
     precision: str = "fp32"
     level_seconds: list[float] = field(default_factory=list)
     converged_at: int | None = None  # the final level stopped improving after this many steps
+    clip: Any = (
+        None  # a moving picture's painted frames (bot/engine/clips.py Clip); image: its first
+    )
+    flicker: float | None = None  # a moving picture's warping error (bot/engine/flow.py)
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -198,7 +198,7 @@ class Dispatcher(Executor, Listener):
             )
         state = _JobState(job, JobHandle(job, self))
         self._jobs[job.id] = state
-        self._queue.push(job.user_id, state)
+        self._queue.push(job.user_id, state, job.cost)
         self._announce_positions()
         self._pump()
         return state.handle
@@ -235,7 +235,7 @@ class Dispatcher(Executor, Listener):
         state = _JobState(job, JobHandle(job, self))
         state.released = True
         self._jobs[job.id] = state
-        self._queue.mark_running(job.user_id)
+        self._queue.mark_running(job.user_id, job.cost)
         return state.handle
 
     async def shutdown(self, *, graceful: bool = True, timeout: float = 30.0) -> None:
@@ -323,7 +323,7 @@ class Dispatcher(Executor, Listener):
         if state.timer is not None:
             state.timer.cancel()
         if state.released:
-            self._queue.finished(state.job.user_id)
+            self._queue.finished(state.job.user_id, state.job.cost)
         self._jobs.pop(state.job.id, None)
         self.metrics.record(event)
         state.handle._emit(event)

@@ -79,10 +79,15 @@ class Job:
     id: str = field(default_factory=new_job_id)
     time_limit: float | None = None  # seconds of running time; None: the executor's limit
     result_limit: int | None = None  # bytes the result may take (an upload limit); None: always PNG
+    # what the job weighs in the fair queue and in its time limit: a still 1, a moving picture
+    # its frames (bot/executor/scheduler.py)
+    cost: int = 1
 
     def limit_within(self, configured: float) -> float:
-        """The seconds this job may paint: its own limit, at most the executor's `configured`."""
-        return min(self.time_limit, configured) if self.time_limit else configured
+        """The seconds this job may paint: its own limit, at most the executor's `configured`
+        per unit of cost (a clip of 48 frames may run as long as 48 stills)."""
+        allowed = configured * max(1, self.cost)
+        return min(self.time_limit, allowed) if self.time_limit else allowed
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -145,8 +150,8 @@ class JobProgress(Event):
 class JobDone(Event):
     type: ClassVar[str] = "done"
     terminal: ClassVar[bool] = True
-    image: bytes  # PNG, or JPEG/WebP when PNG does not fit the job's result_limit
-    format: str  # "png", "jpeg" or "webp"
+    image: bytes  # PNG, or JPEG/WebP when PNG does not fit the job's result_limit; a GIF or MP4
+    format: str  # "png", "jpeg" or "webp"; for a moving picture "gif", "mp4", "webp" or "png"
     width: int
     height: int
     seed: int
@@ -158,6 +163,14 @@ class JobDone(Event):
     converged_at: int | None = None  # the final level stopped improving after this many steps
     # CUDA: peak allocated during the job; CPU: the worker's peak resident size
     peak_memory_bytes: int = 0
+    frames: int = 0  # a moving picture's frames (0: a still)
+    flicker: float | None = None  # a moving picture's warping error (bot/engine/flow.py)
+    notes: tuple[
+        str, ...
+    ] = ()  # what the worker chose or changed, for the member (the format, a cut)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", tuple(self.notes))  # a list after JSON
 
 
 @dataclass(frozen=True, kw_only=True)

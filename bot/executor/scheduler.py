@@ -1,8 +1,12 @@
 """Fairness across users: one member's ten jobs do not hold up everybody else.
 
-The next job comes from the user with the fewest jobs running; among those, from the user
+The next job comes from the user with the least work running; among those, from the user
 served longest ago (a user never served yet first, in order of arrival). Within one user's jobs,
 first in first out.
+
+Work is counted in costs: a still costs 1, a moving picture its frames (Job.cost). Serving a job
+of cost c moves its user c turns back, so a member posting 48-frame clips gets one clip for every
+48 stills the others get: clips do not starve stills, and stills do not starve clips.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ T = TypeVar("T")
 class FairQueue(Generic[T]):
     def __init__(self) -> None:
         self._by_user: dict[Hashable, deque[T]] = {}
+        self._costs: dict[int, int] = {}  # id(item) -> its cost, while queued or running
         self._running: Counter[Hashable] = Counter()
         self._last_served: dict[Hashable, int] = {}
         self._arrival: dict[Hashable, int] = {}
@@ -25,16 +30,17 @@ class FairQueue(Generic[T]):
     def __len__(self) -> int:
         return sum(len(q) for q in self._by_user.values())
 
-    def push(self, user: Hashable, item: T) -> None:
+    def push(self, user: Hashable, item: T, cost: int = 1) -> None:
         self._tick += 1
+        self._costs[id(item)] = max(1, cost)
         if user not in self._by_user:
             self._by_user[user] = deque()
             self._arrival[user] = self._tick
         self._by_user[user].append(item)
 
-    def mark_running(self, user: Hashable) -> None:
+    def mark_running(self, user: Hashable, cost: int = 1) -> None:
         """Count an item of `user` that runs without having been queued here (re-attached)."""
-        self._running[user] += 1
+        self._running[user] += max(1, cost)
 
     def pop(self) -> T | None:
         if not self._by_user:
@@ -44,14 +50,15 @@ class FairQueue(Generic[T]):
         if not self._by_user[user]:
             del self._by_user[user]
             del self._arrival[user]
+        cost = self._costs.pop(id(item), 1)
         self._tick += 1
-        self._running[user] += 1
-        self._last_served[user] = self._tick
+        self._running[user] += cost
+        self._last_served[user] = max(self._tick, self._last_served.get(user, 0)) + cost - 1
         return item
 
-    def finished(self, user: Hashable) -> None:
-        """A popped item of `user` is no longer running."""
-        self._running[user] -= 1
+    def finished(self, user: Hashable, cost: int = 1) -> None:
+        """A popped item of `user` (of that cost) is no longer running."""
+        self._running[user] -= max(1, cost)
         if self._running[user] <= 0:
             del self._running[user]
 
@@ -63,6 +70,7 @@ class FairQueue(Generic[T]):
         if queue is None or item not in queue:
             return False
         queue.remove(item)
+        self._costs.pop(id(item), None)
         if not queue:
             del self._by_user[user]
             del self._arrival[user]
@@ -75,16 +83,19 @@ class FairQueue(Generic[T]):
         order: list[T] = []
         while queues:
             user = min(queues, key=lambda u: self._rank(u, running, last_served))
-            order.append(queues[user].popleft())
+            item = queues[user].popleft()
+            order.append(item)
             if not queues[user]:
                 del queues[user]
+            cost = self._costs.get(id(item), 1)
             tick += 1
-            running[user] += 1
-            last_served[user] = tick
+            running[user] += cost
+            last_served[user] = max(tick, last_served.get(user, 0)) + cost - 1
         return order
 
     def drain(self) -> list[T]:
         items = self.in_order()
+        self._costs.clear()
         self._by_user.clear()
         self._arrival.clear()
         return items

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.engine.clip_painting import ClipPainting
 from bot.engine.painting import Painting, out_of_memory, step_together
 from bot.executor.protocol import Event, Job, JobCancelled, JobStarted, Terminal
 from bot.worker.runner import JobInputs, JobRunner
@@ -34,7 +35,7 @@ class _Entry:
     finish: Callable[[Terminal], None]
     should_cancel: Callable[[], bool]
     inputs: JobInputs | None = None  # read when it arrives: its pictures and memory plan
-    painting: Painting | None = None  # set up when it is admitted
+    painting: Painting | ClipPainting | None = None  # set up when it is admitted
 
 
 class Batcher:
@@ -145,7 +146,8 @@ class Batcher:
                 continue  # it ended in this round
             if entry.painting.done:
                 try:
-                    ending = self.runner.finish(entry.job, entry.painting)
+                    notes = entry.inputs.notes if entry.inputs else ()
+                    ending = self.runner.finish(entry.job, entry.painting, notes)
                 except Exception as exc:
                     ending = self.runner.ending(entry.job, exc)
                 entry.painting = None

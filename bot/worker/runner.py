@@ -22,10 +22,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bot.engine import colour, imaging
+from bot.engine import clips, colour, imaging
+from bot.engine.clip_painting import ClipPainting
+from bot.engine.clips import Clip
 from bot.engine.devices import memory_budget, parse_device, policy_for
 from bot.engine.imaging import ImageError
-from bot.engine.memory import DoesNotFit, MemoryPlan, plan_job
+from bot.engine.memory import DoesNotFit, MemoryPlan, plan_clip, plan_job
 from bot.engine.painting import Painting, out_of_memory
 from bot.engine.params import InvalidParams, StyleParams
 from bot.engine.progress import Cancelled, Progress
@@ -87,6 +89,8 @@ class JobInputs:
     content: Image.Image
     styles: list[Image.Image]
     plan: MemoryPlan
+    clip: Clip | None = None  # a moving picture's frames (then `content` is its first)
+    notes: tuple[str, ...] = ()  # what was changed to fit the limits, for the member
 
 
 class JobRunner:
@@ -144,9 +148,10 @@ class JobRunner:
         """Run `job` alone; progress goes to `emit`; the terminal event is returned, never raised
         (except the `reraise` kinds: an adapter's own signals, such as a task time limit)."""
         try:
-            painting = self.start(job, self.read(job), emit, should_cancel)
+            inputs = self.read(job)
+            painting = self.start(job, inputs, emit, should_cancel)
             painting.run()
-            return self.finish(job, painting)
+            return self.finish(job, painting, inputs.notes)
         except reraise:
             raise
         except Exception as exc:
@@ -157,26 +162,37 @@ class JobRunner:
         whole picture, a shorter L-BFGS history or tiles. A job that fits in no way is refused
         here, before anything runs, with the largest size that does."""
         limits = self.spec.limits
+        clip, notes = None, ()
         try:
             params = StyleParams.from_dict(job.params).validate()
-            content = imaging.decode(job.content, limits, name="content image")
+            if clips.probe_clip(job.content, limits, name="content") is not None:
+                params, notes = clips.clip_params(params)
+                clip = clips.decode_clip(
+                    job.content, limits, clips.ClipLimits.of(params), name="content"
+                )
+                content = clip.frames[0]
+            else:
+                content = imaging.decode(job.content, limits, name="content image")
             styles = [imaging.decode(s, limits, name="style image") for s in job.styles]
             params.blend_weights(len(styles))
         except (InvalidParams, ImageError, TypeError) as exc:
             raise Refused(FailureKind.BAD_INPUT, str(exc)) from None
         width, height = imaging.fit_size(*content.size, params.size)
+        budget, precision = self.memory_budget(), self.policy.precision
         try:
-            plan = plan_job(
-                params,
-                width,
-                height,
-                self.memory_budget(),
-                precision=self.policy.precision,
-                where=self.where,
-            )
+            if clip is not None:
+                plan = plan_clip(
+                    params, width, height, len(clip.frames), budget, precision=precision, where=self.where
+                )  # fmt: skip
+            else:
+                plan = plan_job(
+                    params, width, height, budget, precision=precision, where=self.where
+                )
         except DoesNotFit as exc:
             raise Refused(FailureKind.OUT_OF_MEMORY, str(exc)) from None
-        return JobInputs(params, content, styles, plan)
+        return JobInputs(
+            params, content, styles, plan, clip, (*notes, *(clip.changes if clip else ()))
+        )
 
     def start(
         self,
@@ -184,8 +200,9 @@ class JobRunner:
         inputs: JobInputs,
         emit: Callable[[Event], None],
         should_cancel: Callable[[], bool],
-    ) -> Painting:
-        """The job's Painting, its first level's targets set up; progress goes to `emit`."""
+    ) -> Painting | ClipPainting:
+        """The job's Painting (a ClipPainting for a moving picture), its first level's targets
+        set up; progress goes to `emit`."""
 
         def on_progress(progress: Progress) -> None:
             preview = None
@@ -219,6 +236,18 @@ class JobRunner:
                 plan.history,
                 plan.bytes / 2**30,
             )
+        if inputs.clip is not None:
+            return ClipPainting(
+                self._model(params.pooling),
+                inputs.clip,
+                inputs.styles,
+                params,
+                self.policy,
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+                style_cache=self.cache,
+                plan=plan,
+            )
         return Painting(
             self._model(params.pooling),
             inputs.content,
@@ -231,10 +260,21 @@ class JobRunner:
             plan=plan,
         )
 
-    def finish(self, job: Job, painting: Painting) -> JobDone:
-        """The finished painting as the job's JobDone (encoded to fit the job's upload limit)."""
+    def finish(
+        self, job: Job, painting: Painting | ClipPainting, notes: tuple[str, ...] = ()
+    ) -> JobDone:
+        """The finished painting as the job's JobDone (encoded to fit the job's upload limit); a
+        moving picture as the format that plays inline and fits (bot/engine/clips.py), `notes`
+        and that choice told to the member."""
         result = painting.result()
-        if job.result_limit:
+        frames = 0
+        if result.clip is not None:
+            data, fmt, why = clips.encode_clip_to_fit(result.clip, job.result_limit)
+            notes, frames = (
+                (*notes, f"{len(result.clip.frames)} frames as {why}"),
+                len(result.clip.frames),
+            )
+        elif job.result_limit:
             data, fmt = imaging.encode_to_fit(result.image, job.result_limit)
         else:
             data, fmt = imaging.encode(result.image, "png"), "png"
@@ -252,6 +292,9 @@ class JobRunner:
             cache_hit=painting.style_cache_hits > 0,
             converged_at=result.converged_at,
             peak_memory_bytes=self._peak_memory(),
+            frames=frames,
+            flicker=result.flicker,
+            notes=notes,
         )
 
     def ending(self, job: Job, exc: BaseException) -> Terminal:

@@ -10,7 +10,8 @@ import discord
 from discord import app_commands
 
 from bot.cogs.utils.downloads import download
-from bot.engine import imaging
+from bot.engine import clips, imaging
+from bot.engine.clips import VIDEO_TYPES
 from bot.engine.params import IMAGE_TYPES, ImageLimits, InvalidParams, StyleParams, min_input_side
 from bot.presets import preset_key
 
@@ -32,13 +33,17 @@ async def preset_choices(bot: StyleBot, guild_id: int | None, current: str):
     ][:25]
 
 
-def check_attachment(attachment: discord.Attachment, what: str, limits: ImageLimits) -> str | None:
-    """What is wrong with an attachment, from Discord's metadata only; None if nothing is."""
+def check_attachment(
+    attachment: discord.Attachment, what: str, limits: ImageLimits, *, moving: bool = False
+) -> str | None:
+    """What is wrong with an attachment, from Discord's metadata only; None if nothing is.
+    `moving`: a video clip is taken too (the content; a GIF is an image either way)."""
     kind = (attachment.content_type or "").split(";")[0].strip().lower()
-    if kind not in IMAGE_TYPES:
+    if kind not in IMAGE_TYPES and not (moving and kind in VIDEO_TYPES):
+        videos = " or a short MP4, WebM or MOV clip" if moving else ""
         return (
             f"The {what} (`{attachment.filename}`) is not an image I can use ({kind or 'unknown type'}). "
-            f"Send {limits.formats_text()}."
+            f"Send {limits.formats_text()}{videos}."
         )
     if attachment.size > limits.max_bytes:
         return f"The {what} is {attachment.size / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.0f} MB."
@@ -62,6 +67,9 @@ def check_inputs(
     CPU work: run it in a thread."""
     min_side = min_input_side((*params.style_layers, *params.content_layers)) if params else 0
     for blob, name in zip(data, names, strict=True):
+        if params and name == names[0] and clips.probe_clip(blob, limits, name=name) is not None:
+            check_clip(blob, name, limits, params, min_side)
+            continue
         image = imaging.decode(blob, limits, name=name)
         if (
             params
@@ -72,6 +80,21 @@ def check_inputs(
                 f"the {name} is {image.width}x{image.height}: at {params.size} px it would be too thin "
                 f"(at least {min_side} px on the short side)"
             )
+
+
+def check_clip(
+    blob: bytes, name: str, limits: ImageLimits, params: StyleParams, min_side: int
+) -> None:
+    """Decode a moving picture as the worker will (within the server's clip limits, fitted, not
+    refused, for its length) and check its frames fit the layers at the clip's size."""
+    params, _ = clips.clip_params(params)
+    clip = clips.decode_clip(blob, limits, clips.ClipLimits.of(params), name=name)
+    width, height = clip.frames[0].size
+    if min(imaging.fit_size(width, height, params.size)) < min_side:
+        raise InvalidParams(
+            f"the {name} is {width}x{height}: at {params.size} px it would be too thin "
+            f"(at least {min_side} px on the short side)"
+        )
 
 
 async def fetch(bot: StyleBot, sources: list[Source], params: StyleParams | None) -> list[bytes]:

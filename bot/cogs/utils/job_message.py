@@ -57,9 +57,13 @@ DEFAULT_UPLOAD_LIMIT = 8 * 1024 * 1024 - 64 * 1024  # where the channel's limit 
 
 
 def picture_name(data: bytes) -> str:
-    """The file name of a result: stylized.png, .webp or .jpg, by its bytes."""
+    """The file name of a result: stylized.png, .webp, .jpg, .gif or .mp4, by its bytes."""
     if data.startswith(b"\x89PNG"):
         return "stylized.png"
+    if data.startswith(b"GIF8"):
+        return "stylized.gif"
+    if data[4:8] == b"ftyp":
+        return "stylized.mp4"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "stylized.webp"
     return "stylized.jpg"
@@ -85,7 +89,7 @@ def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobSt
             f"{summary.text} · {event.width}×{event.height} · seed {event.seed}"
             + (f" · converged at step {event.converged_at}" if event.converged_at else ""),
         ]
-        parts += [f"_{note}_" for note in summary.notes]
+        parts += [f"_{note}_" for note in (*summary.notes, *event.notes)]
         return "\n".join(parts), JobStatus.DONE
     if isinstance(event, JobFailed):
         text = FAILURE_TEXT.get(event.kind, "{message}").format(message=event.message.rstrip("."))

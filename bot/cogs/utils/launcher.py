@@ -9,6 +9,7 @@ the next start; a refused submit leaves no images behind. The bot reaches it as 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from bot.cogs.utils.downloads import DownloadError
 from bot.cogs.utils.inputs import Source, fetch
 from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
 from bot.cogs.utils.reply import Reply
-from bot.engine import imaging
+from bot.engine import clips, imaging
 from bot.engine.params import InvalidParams, StyleParams
 from bot.executor.base import JobHandle
 from bot.executor.protocol import Job, JobStatus, SubmitError, new_job_id
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def job_of(record: JobRecord, images: list[bytes]) -> Job:
-    """The executor's job for a recorded one, with its images (the content first)."""
+def job_of(record: JobRecord, images: list[bytes], cost: int = 1) -> Job:
+    """The executor's job for a recorded one, with its images (the content first) and its cost
+    (`job_cost`)."""
     return Job(
         id=record.id,
         user_id=record.user_id,
@@ -43,7 +45,15 @@ def job_of(record: JobRecord, images: list[bytes]) -> Job:
         styles=tuple(images[1:]),
         params=record.params,
         result_limit=record.result_limit or DEFAULT_UPLOAD_LIMIT,
+        cost=cost,
     )
+
+
+async def job_cost(record: JobRecord, content: bytes) -> int:
+    """What a job weighs in the fair queue: the frames its content is painted as (a header read,
+    off the loop)."""
+    params = StyleParams.from_dict(record.params)
+    return await asyncio.to_thread(clips.frames_to_paint, content, params)
 
 
 class Launcher:
@@ -105,7 +115,8 @@ class Launcher:
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
         await self.bot.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
         try:
-            handle = await self.bot.executor.submit(job_of(record, data))
+            cost = await job_cost(record, data[0])
+            handle = await self.bot.executor.submit(job_of(record, data, cost))
         except SubmitError as exc:
             await self.bot.storage.jobs.set_state(
                 record.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True
@@ -145,7 +156,9 @@ class Launcher:
         if data is None:
             return None
         try:
-            handle = await self.bot.executor.submit(job_of(record, data))
+            handle = await self.bot.executor.submit(
+                job_of(record, data, await job_cost(record, data[0]))
+            )
         except SubmitError as exc:
             log.warning("job %s could not be queued again: %s", record.id, exc)
             return None

@@ -1,0 +1,175 @@
+"""`stylebot bench-clip`: a moving picture painted frame by frame alone (the baseline) and kept
+steady (each temporal weight asked for), side by side: flicker (the warping error), the style and
+content distances per frame, and the seconds per frame against a still of the same size."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bot.cli import UsageError
+from bot.engine.params import PRECISIONS, StyleParams
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench-clip",
+        help="measure a moving picture's flicker, quality and seconds per frame, steady and not",
+        description="Paints one clip at each temporal weight (0: every frame alone, the baseline) "
+        "and prints the warping error, the mean style and content distances of the frames and the "
+        "seconds per frame, with a still of the same size for comparison. Without --content, a "
+        "pan across a synthetic picture.",
+    )
+    p.add_argument(
+        "--content", help="a moving picture, or a still to pan across (default: synthetic)"
+    )
+    p.add_argument("--style", help="the style picture (default: synthetic noise)")
+    p.add_argument("--frames", type=int, default=8, help="frames of a pan (default: %(default)s)")
+    p.add_argument("--size", type=int, default=128, help="longest side, px (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=50, help="steps (default: %(default)s)")
+    p.add_argument(
+        "--temporal-weights",
+        default=f"0,{StyleParams().temporal_weight:g}",
+        help="comma-separated; 0 is the baseline (default: %(default)s)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)"
+    )
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="(default: %(default)s)")
+    p.add_argument("--weights", default="random", help="VGG-19 weights (default: %(default)s)")
+    p.add_argument("--out", help="a folder: each run's clip is written there as a GIF, to look at")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    p.set_defaults(handler=run)
+
+
+def pan(picture, frames: int, size: int):
+    """A clip of `frames` frames moving across `picture` (a camera pan, 1/40 of the width a frame)."""
+    from PIL import Image
+
+    from bot.engine.clips import Clip
+
+    width, height = picture.size
+    crop_w, crop_h = int(width * 0.7), int(height * 0.7)
+    shift = max(1, width // 40)
+    pictures = [
+        picture.crop(
+            (t * shift, t * shift // 3, t * shift + crop_w, t * shift // 3 + crop_h)
+        ).resize((size, max(16, round(size * crop_h / crop_w))), Image.Resampling.LANCZOS)
+        for t in range(frames)
+    ]
+    return Clip(pictures, [80] * frames, False, "GIF")
+
+
+def _inputs(args: argparse.Namespace):
+    from bot.engine import clips, colour, imaging
+    from bot.engine.benchmark import test_images
+
+    if args.content:
+        data = Path(args.content).read_bytes()
+        if clips.probe_clip(data) is not None:
+            limits = clips.ClipLimits(max_frames=args.frames, max_seconds=60, max_side=args.size)
+            clip = clips.decode_clip(data, clip_limits=limits)
+        else:
+            clip = pan(imaging.decode(data), args.frames, args.size)
+    else:
+        content, _ = test_images(args.size * 2)
+        clip = pan(colour.to_image(content[0]), args.frames, args.size)
+    if args.style:
+        style = imaging.decode(Path(args.style).read_bytes())
+    else:
+        style = colour.to_image(test_images(args.size)[1][0])
+    return clip, style
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bot.engine import clips
+    from bot.engine.benchmark import synchronize
+    from bot.engine.clip_painting import ClipPainting
+    from bot.engine.devices import parse_device, policy_for
+    from bot.engine.painting import Painting
+    from bot.engine.quality import evaluate
+    from bot.engine.vgg import load_vgg19
+
+    try:
+        weights = [float(w) for w in args.temporal_weights.split(",")]
+    except ValueError:
+        raise UsageError("--temporal-weights takes numbers, e.g. 0,10") from None
+    if args.frames < 2 or args.steps < 2:
+        raise UsageError("--frames and --steps must be at least 2")
+    device = parse_device(args.device)
+    policy = policy_for(device, args.precision)
+    model = load_vgg19(args.weights, device=device)
+    clip, style = _inputs(args)
+    base = StyleParams(size=args.size, steps=args.steps, seed=0, pyramid_levels=1)
+    Painting(model, clip.frames[0], [style], base.replace(steps=2), policy).run()  # warm-up
+    synchronize(device)
+    started = time.perf_counter()
+    Painting(model, clip.frames[0], [style], base, policy).run()
+    synchronize(device)
+    still = (time.perf_counter() - started) / args.steps
+    runs = []
+    for weight in weights:
+        params = base.replace(temporal_weight=weight)
+        synchronize(device)
+        started = time.perf_counter()
+        painting = ClipPainting(model, clip, [style], params, policy)
+        result = painting.run()
+        synchronize(device)
+        seconds = time.perf_counter() - started
+        frames = result.clip.frames
+        quality = [evaluate(model, c, style, o) for c, o in zip(clip.frames, frames, strict=True)]
+        runs.append(
+            {
+                "temporal_weight": weight,
+                "flicker": result.flicker,
+                "style_distance": float(np.mean([q.style_distance for q in quality])),
+                "content_distance": float(np.mean([q.content_distance for q in quality])),
+                "seconds": seconds,
+                "frame_step_ms": seconds / args.steps / len(frames) * 1000,
+                "chunk": painting.plan.chunk,
+            }
+        )
+        if args.out:
+            path = Path(args.out) / f"clip-tw{weight:g}.gif"
+            path.write_bytes(clips.encode_clip(result.clip, "gif"))
+    report = {
+        "device": str(device),
+        "precision": policy.precision,
+        "frames": len(clip.frames),
+        "size": list(clip.frames[0].size),
+        "steps": args.steps,
+        "still_step_ms": still * 1000,
+        "reliable_share": painting.motion.reliable_share(),
+        "runs": runs,
+    }
+    baseline = next((r for r in runs if r["temporal_weight"] == 0), None)
+    for entry in runs:
+        if baseline is not None:
+            for key in ("flicker", "style_distance", "content_distance"):
+                entry[f"{key}_vs_baseline"] = entry[key] / max(baseline[key], 1e-12)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(
+        f"{report['frames']} frames of {report['size'][0]}x{report['size'][1]}, {args.steps} steps, "
+        f"{report['precision']} on {device}; a still: {report['still_step_ms']:.1f} ms a step"
+    )
+    for entry in runs:
+        relative = (
+            f" ({entry['flicker_vs_baseline']:.2f}x, style {entry['style_distance_vs_baseline']:.3f}x, "
+            f"content {entry['content_distance_vs_baseline']:.3f}x)"
+            if baseline is not None
+            else ""
+        )
+        print(
+            f"temporal weight {entry['temporal_weight']:g}: flicker {entry['flicker']:.4f}, style "
+            f"{entry['style_distance']:.4f}, content {entry['content_distance']:.4f}{relative}; "
+            f"{entry['frame_step_ms']:.1f} ms a frame-step",
+            file=sys.stdout,
+        )
+    return 0
