@@ -72,3 +72,19 @@ def test_cooldowns_per_member_and_server():
     assert cooldowns.left(1, 10, 30, now=131.0) <= 0
     assert cooldowns.left(2, 10, 30, now=110.0) <= 0  # another server
     assert cooldowns.left(1, 11, 30, now=110.0) <= 0  # another member
+
+
+def test_a_servers_clip_limits_reach_the_job_and_are_checked():
+    from bot.guild_policy import GuildSettings, Request, SettingsError, describe, params_for
+
+    settings = GuildSettings(clip_frames=12, clip_seconds=3.0, clip_size=256)
+    params, _ = params_for(Request(), settings)
+    assert (params.clip_frames, params.clip_seconds, params.clip_size) == (12, 3.0, 256)
+    assert "up to 12 frames, the first 3 s, at most 256 px" in describe(settings)
+    for change, message in (
+        ({"clip_frames": 0}, "clip frames must be between 1 and 300"),
+        ({"clip_seconds": 0.1}, "clip seconds must be between 0.5 and 60"),
+        ({"clip_size": 2048}, "the clip size must be between 64 and the size cap (1024)"),
+    ):
+        with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            settings.replace(**change)

@@ -38,3 +38,34 @@ def test_remove_drain_and_running_counts():
     assert queue.in_order() == ["a1", "b0"]
     queue.finished("b")
     assert queue.drain() == ["b0", "a1"] and len(queue) == 0
+
+
+def test_a_clip_costs_its_frames_so_stills_are_not_starved():
+    """A member posting 4-frame clips gets one clip for every few stills of another member, not
+    one clip for every still (bot/executor/scheduler.py)."""
+    queue = FairQueue()
+    for i in range(3):
+        queue.push("clips", f"c{i}", cost=4)
+    for i in range(8):
+        queue.push("stills", f"s{i}")
+    expected = ["c0", "s0", "s1", "s2", "c1", "s3", "s4", "s5", "c2", "s6", "s7"]
+    served = []
+    while (item := queue.pop()) is not None:  # one worker: each job ends before the next starts
+        served.append(item)
+        queue.finished("clips" if item.startswith("c") else "stills", 4 if item[0] == "c" else 1)
+    assert served == expected
+
+
+def test_a_running_clip_counts_its_frames():
+    queue = FairQueue()
+    queue.push("clips", "c0", cost=6)
+    assert queue.pop() == "c0"
+    queue.push("clips", "c1", cost=6)
+    queue.push("stills", "s0")
+    queue.push("stills", "s1")
+    # two workers: while the clip runs, the stills member goes first, twice
+    assert queue.pop() == "s0"
+    assert queue.in_order() == ["s1", "c1"]
+    queue.finished("clips", 6)
+    queue.finished("stills")
+    assert queue.in_order() == ["s1", "c1"]  # the clip's member was served 6 turns' worth

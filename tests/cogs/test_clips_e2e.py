@@ -1,0 +1,93 @@
+"""Moving pictures in Discord: the real discord.py client against the fake Discord on 127.0.0.1,
+a real local worker pool."""
+
+from bot.engine import clips
+from bot.guild_policy import GuildSettings
+from tests.cogs.fake_discord import GUILD_ID
+from tests.cogs.harness import ALICE, BotHarness, ephemeral, noise_image, stylize_options, text_of
+from tests.cogs.harness import run_with_fake as run
+from tests.cogs.test_stylize_e2e import final_edit
+from tests.conftest import moving_clip, png_bytes
+
+
+def clip_attachments(fake, data: bytes, name: str, kind: str) -> list[dict]:
+    return [
+        fake.add_attachment(name, data, kind, 64, 48),
+        fake.add_attachment("style.png", png_bytes(noise_image(32, 32)), "image/png", 32, 32),
+    ]
+
+
+def test_a_gif_comes_back_as_an_animated_gif_with_previews(database_url):
+    gif = clips.encode_clip(moving_clip(frames=4, durations=[70, 110, 70, 110]), "gif")
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            attachments = clip_attachments(fake, gif, "dance.gif", "image/gif")
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=10, size=64, seed=3),
+                member_user=ALICE,
+                attachments=attachments,
+            )
+            await fake.wait_for(lambda f: final_edit(f, token))
+            return fake.edits(token)
+
+    edits = run(scenario)
+    result = edits[-1]
+    upload = result.files[0]
+    assert upload.filename == "stylized.gif"
+    back = clips.decode_clip(upload.data)
+    assert len(back.frames) == 4 and back.durations == [70, 110, 70, 110] and back.loop
+    text = text_of(result)
+    assert "Done in" in text and "seed 3" in text and "4 frames as a looping GIF" in text
+    assert any(any(f.filename == "preview.jpg" for f in e.files) for e in edits[:-1])
+    buttons = [c["custom_id"] for row in result.json["components"] for c in row["components"]]
+    assert any(b.split(":")[2] == "seed" for b in buttons)  # the result buttons, as for a still
+
+
+def test_a_video_clip_over_the_servers_limits_is_shortened_and_says_so(database_url):
+    video = clips.encode_clip(moving_clip(frames=12, durations=[100] * 12, loop=False), "mp4")
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            await harness.storage.settings.write(
+                GUILD_ID, GuildSettings(clip_frames=3, clip_seconds=0.6, clip_size=64)
+            )
+            attachments = clip_attachments(fake, video, "clip.mp4", "video/mp4")
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=4, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
+            await fake.wait_for(lambda f: final_edit(f, token))
+            return fake.edits(token)[-1]
+
+    result = run(scenario)
+    assert result.files[0].filename == "stylized.mp4"
+    assert clips.probe_clip(result.files[0].data).frames == 3
+    text = text_of(result)
+    assert "the first 0.6 s of 1.2 s" in text and "3 frames as an MP4" in text
+
+
+def test_a_video_as_the_style_is_refused_before_anything_is_queued(database_url):
+    video = clips.encode_clip(moving_clip(frames=3, loop=False), "mp4")
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            content = fake.add_attachment(
+                "c.png", png_bytes(noise_image(48, 48)), "image/png", 48, 48
+            )
+            style = fake.add_attachment("s.mp4", video, "video/mp4", 64, 48)
+            token = await fake.slash(
+                "stylize",
+                stylize_options([content, style]),
+                member_user=ALICE,
+                attachments=[content, style],
+            )
+            await fake.wait_for(lambda f: f.callbacks(token))
+            return fake.callbacks(token)
+
+    callbacks = run(scenario)
+    assert ephemeral(callbacks[0]) and "style image" in text_of(callbacks[0])
+    assert "not an image I can use" in text_of(callbacks[0])
