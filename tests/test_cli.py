@@ -393,6 +393,10 @@ def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
         ("limited", 64, 9),
     ]
     assert all(r["step_s"] > 0 and r["peak_memory_mb"] > r["baseline_mb"] > 0 for r in runs)
+    clip = report["bench_clip"]["result"]  # frames alone, then steady
+    assert clip["frames"] == 3 and clip["still_step_ms"] > 0
+    assert [r["temporal_weight"] for r in clip["runs"]][0] == 0
+    assert all(r["frame_step_ms"] > 0 and r["flicker"] >= 0 for r in clip["runs"])
     assert report["gpu_tests"]["ok"]
 
 

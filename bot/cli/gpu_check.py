@@ -7,7 +7,9 @@
    1024 px in the default precision;
 3. `bench-executor` with content images of mixed aspect ratios;
 4. `bench-tiling` at 2048 and 4096 px, whole and within an 8 GB limit (tiled);
-5. the tests marked `gpu`.
+5. `bench-clip`: a 16-frame clip at 384 px, frames alone and steady, seconds per frame against
+   a still of the same size;
+6. the tests marked `gpu`.
 Each part runs in its own process, so one crash does not hide the others. Exits 1 if any part
 failed. `--quick` runs the same parts at tiny sizes (how CI checks this command on the CPU).
 """
@@ -39,6 +41,9 @@ FULL = {
     "precisions": "fp32,tf32,bf16",
     "tiling_sizes": "2048,4096",
     "tiling_tile": None,
+    "clip_frames": 16,
+    "clip_size": 384,
+    "clip_steps": 50,
 }
 QUICK = {
     "stylize_size": 48,
@@ -53,6 +58,9 @@ QUICK = {
     "precisions": "fp32,bf16",
     "tiling_sizes": "160",
     "tiling_tile": "64",
+    "clip_frames": 3,
+    "clip_size": 32,
+    "clip_steps": 2,
 }
 SHAPES = "1x1,4x3,3x4,16x9,9x16"
 
@@ -324,11 +332,32 @@ def run(args: argparse.Namespace) -> int:
         "3",
         timeout=args.timeout,
     )
+    report["bench_clip"] = _stylebot(  # a moving picture: seconds per frame against a still
+        "bench-clip",
+        "--json",
+        "--device",
+        args.device,
+        "--frames",
+        str(sizes["clip_frames"]),
+        "--size",
+        str(sizes["clip_size"]),
+        "--steps",
+        str(sizes["clip_steps"]),
+        timeout=args.timeout,
+    )
     report["gpu_tests"] = _gpu_tests(args.timeout)
     report["seconds"] = round(time.perf_counter() - started, 1)
     failed = [
         part
-        for part in ("stylize", "bench", "bench_job", "bench_executor", "bench_tiling", "gpu_tests")
+        for part in (
+            "stylize",
+            "bench",
+            "bench_job",
+            "bench_executor",
+            "bench_tiling",
+            "bench_clip",
+            "gpu_tests",
+        )
         if not report[part]["ok"]
     ]
     report["ok"] = not failed

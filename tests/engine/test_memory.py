@@ -75,3 +75,24 @@ def test_largest_size_is_the_last_size_a_plan_exists_for():
         assert plan(side, other(side), budget, optimizer="lbfgs") is not None
         assert plan(side + 64, other(side + 64), budget, optimizer="lbfgs") is None
     assert largest_size(1000, 1, 1, optimizer="lbfgs") == 0
+
+
+def test_a_clips_plan_counts_its_frames_and_fits_its_passes_to_the_budget():
+    import pytest
+
+    from bot.engine.memory import CLIP_CHUNK, DoesNotFit, plan_clip
+    from bot.engine.params import StyleParams
+
+    params = StyleParams()
+    roomy = plan_clip(params, 384, 288, 24, None)
+    assert roomy.chunk == CLIP_CHUNK and roomy.history == 100 and roomy.tile is None
+    one_pass = plan_clip(params, 384, 288, 24, roomy.bytes)
+    assert one_pass == roomy
+    # less room: fewer frames per pass first, then a shorter history
+    tighter = plan_clip(params, 384, 288, 24, roomy.bytes * 2 // 3)
+    assert (tighter.chunk, tighter.history) < (roomy.chunk, roomy.history)
+    assert tighter.bytes <= roomy.bytes * 2 // 3
+    more_frames = plan_clip(params, 384, 288, 48, None)
+    assert more_frames.bytes > roomy.bytes  # every frame's optimiser state is held
+    with pytest.raises(DoesNotFit, match="send fewer frames"):
+        plan_clip(params, 384, 288, 24, 10 * 2**20)

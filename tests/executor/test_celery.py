@@ -7,6 +7,7 @@ printed (run with -s to see them); they are figures for the notes, not assertion
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import shutil
 import subprocess
@@ -72,6 +73,24 @@ def test_submit_progress_and_result(two_workers):
     # the bot has delivered the ending, then leave
     assert not client.keys(f"stylebot:input:{events[-1].job_id}:*")
     assert (kept, left) == (2, 0)
+
+
+def test_a_gif_comes_back_animated_through_celery(two_workers):
+    from bot.engine import clips
+    from tests.conftest import moving_clip
+
+    gif = clips.encode_clip(moving_clip(frames=3, durations=[60, 120, 60]), "gif")
+
+    async def scenario():
+        async with running(dispatcher(two_workers)) as executor:
+            job = make_job(content=gif, size=32, steps=2)
+            assert job.cost == 1  # make_job builds the Job itself; the bot's launcher sets cost
+            handle = await executor.submit(dataclasses.replace(job, cost=3))
+            return await handle.result()
+
+    done = run(scenario())
+    assert isinstance(done, JobDone) and done.format == "gif" and done.frames == 3
+    assert clips.decode_clip(done.image).durations == [60, 120, 60]
 
 
 def test_cancel_while_queued_and_while_running(two_workers):
