@@ -36,6 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated; 0 is the baseline (default: %(default)s)",
     )
     p.add_argument(
+        "--chunk",
+        type=int,
+        default=0,
+        help="frames per VGG-19 pass (default: as the memory plan allows, at most 16)",
+    )
+    p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)"
     )
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="(default: %(default)s)")
@@ -90,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine import clips
     from bot.engine.benchmark import synchronize
     from bot.engine.clip_painting import ClipPainting
-    from bot.engine.devices import parse_device, policy_for
+    from bot.engine.devices import memory_budget, parse_device, policy_for
+    from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, plan_clip
     from bot.engine.painting import Painting
     from bot.engine.quality import evaluate
     from bot.engine.vgg import load_vgg19
@@ -99,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         weights = [float(w) for w in args.temporal_weights.split(",")]
     except ValueError:
         raise UsageError("--temporal-weights takes numbers, e.g. 0,10") from None
-    if args.frames < 2 or args.steps < 2:
-        raise UsageError("--frames and --steps must be at least 2")
+    if args.frames < 2 or args.steps < 2 or args.chunk < 0:
+        raise UsageError("--frames and --steps must be at least 2, --chunk 0 or more")
     device = parse_device(args.device)
     policy = policy_for(device, args.precision)
     model = load_vgg19(args.weights, device=device)
@@ -117,7 +124,14 @@ def run(args: argparse.Namespace) -> int:
         params = base.replace(temporal_weight=weight)
         synchronize(device)
         started = time.perf_counter()
-        painting = ClipPainting(model, clip, [style], params, policy)
+        plan = MemoryPlan(0, LBFGS_HISTORY, None, args.chunk) if args.chunk else None
+        if plan is None:
+            budget = memory_budget(device, None)
+            width, height = clip.frames[0].size
+            plan = plan_clip(
+                params, width, height, len(clip.frames), budget, precision=policy.precision
+            )
+        painting = ClipPainting(model, clip, [style], params, policy, plan=plan)
         result = painting.run()
         synchronize(device)
         seconds = time.perf_counter() - started
