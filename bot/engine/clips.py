@@ -89,10 +89,18 @@ def clip_params(params: StyleParams) -> tuple[StyleParams, tuple[str, ...]]:
     return params.replace(pyramid_levels=1), tuple(notes)
 
 
+def can_read_video() -> bool:
+    """Whether PyAV is installed (the engine has it; a bot host may not: the `video` extra)."""
+    return _has_video()
+
+
 def frames_to_paint(data: bytes, params: StyleParams, limits: ImageLimits = ImageLimits()) -> int:
     """How many frames a job's content will be painted as: 1 for a still, at most `clip_frames`
     for a moving picture (what the job costs in the fair queue). Reads the header only; an
-    unreadable picture counts 1 (the decoder refuses it later, with the reason)."""
+    unreadable picture counts 1 (the decoder refuses it later, with the reason), a video that
+    this install cannot read `clip_frames`."""
+    if is_video(data) and not can_read_video():
+        return params.clip_frames
     try:
         info = probe_clip(data, limits)
     except ImageError:
@@ -161,7 +169,7 @@ def _open_video(data: bytes, name: str):
         import av
     except ImportError:  # an install without the video library: say so, do not crash
         raise UnsupportedImage(
-            f"the {name} is a video, and this install cannot read videos (PyAV is missing); send a GIF"
+            f"the {name} is a video, and this install cannot read videos: pip install 'stylebot[video]'"
         ) from None
     try:
         container = av.open(io.BytesIO(data), mode="r")

@@ -119,3 +119,28 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_a_bot_host_without_pyav_leaves_videos_to_the_worker(monkeypatch):
+    """The `video` extra is optional on a bot host: without it a video is not checked on the bot
+    (the worker decodes it), costs its server's most frames, and the CLI says what to install."""
+    import sys
+
+    from bot.cogs.utils.inputs import check_inputs
+    from tests.conftest import noise_image, png_bytes
+
+    video = clips.encode_clip(moving_clip(frames=4, loop=False), "mp4")
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    params = StyleParams(clip_frames=12)
+    assert not clips.can_read_video() and clips.frames_to_paint(video, params) == 12
+    check_inputs(
+        [video, png_bytes(noise_image(32, 32))],
+        ["content image", "style image"],
+        ImageLimits(),
+        params,
+    )  # no error: left to the worker
+    with pytest.raises(ImageError, match=r"pip install 'stylebot\[video\]'"):
+        clips.decode_clip(video)
+    # a GIF is still checked on the bot: Pillow reads it
+    gif = clips.encode_clip(moving_clip(frames=3), "gif")
+    assert clips.frames_to_paint(gif, params) == 3

@@ -67,6 +67,8 @@ def check_inputs(
     CPU work: run it in a thread."""
     min_side = min_input_side((*params.style_layers, *params.content_layers)) if params else 0
     for blob, name in zip(data, names, strict=True):
+        if params and name == names[0] and clips.is_video(blob) and not clips.can_read_video():
+            continue  # a bot host without PyAV: the worker decodes it (README, "Installing")
         if params and name == names[0] and clips.probe_clip(blob, limits, name=name) is not None:
             check_clip(blob, name, limits, params, min_side)
             continue
