@@ -89,8 +89,9 @@ def test_a_gif_over_the_upload_limit_becomes_an_mp4_and_then_smaller_frames():
     loop = moving_clip(frames=12, width=160, height=120, noisy=True)
     gif = clips.encode_clip(loop, "gif")
     mp4 = clips.encode_clip(loop, "mp4")
-    data, fmt, why = clips.encode_clip_to_fit(loop, len(mp4) + 10)
-    assert fmt == "mp4" and len(data) <= len(mp4) + 10 < len(gif)
+    between = (len(mp4) + len(gif)) // 2  # (an MP4's bytes vary a little from run to run)
+    data, fmt, why = clips.encode_clip_to_fit(loop, between)
+    assert fmt == "mp4" and len(data) <= between
     assert "the GIF was" in why and "over the upload limit" in why
     data, fmt, why = clips.encode_clip_to_fit(loop, len(mp4) // 3)
     assert len(data) <= len(mp4) // 3 and "made smaller" in why
