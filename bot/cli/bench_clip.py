@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--chunk",
         type=int,
         default=0,
-        help="frames per VGG-19 pass (default: as the memory plan allows, at most 16)",
+        help="frames per VGG-19 pass (default: as the memory plan allows, at most 16 on a GPU, 1 on a CPU)",
     )
     p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)"
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine.benchmark import synchronize
     from bot.engine.clip_painting import ClipPainting
     from bot.engine.devices import memory_budget, parse_device, policy_for
-    from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, plan_clip
+    from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, clip_chunk, plan_clip
     from bot.engine.painting import Painting
     from bot.engine.quality import evaluate
     from bot.engine.vgg import load_vgg19
@@ -129,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
             budget = memory_budget(device, None)
             width, height = clip.frames[0].size
             plan = plan_clip(
-                params, width, height, len(clip.frames), budget, precision=policy.precision
-            )
+                params, width, height, len(clip.frames), budget, precision=policy.precision,
+                max_chunk=clip_chunk(device.type),
+            )  # fmt: skip
         painting = ClipPainting(model, clip, [style], params, policy, plan=plan)
         result = painting.run()
         synchronize(device)

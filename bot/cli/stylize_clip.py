@@ -60,7 +60,7 @@ def run_clip(args: argparse.Namespace, data: bytes, params: StyleParams, styles:
     from bot.engine.clip_painting import ClipPainting
     from bot.engine.devices import memory_budget, parse_device, policy_for
     from bot.engine.imaging import ImageError, fit_size
-    from bot.engine.memory import DoesNotFit, plan_clip
+    from bot.engine.memory import DoesNotFit, clip_chunk, plan_clip
     from bot.engine.progress import Cancelled, Progress
     from bot.engine.vgg import load_vgg19
 
@@ -80,7 +80,7 @@ def run_clip(args: argparse.Namespace, data: bytes, params: StyleParams, styles:
     try:
         plan = plan_clip(
             params, width, height, len(clip.frames), memory_budget(device, limit),
-            precision=policy.precision,
+            precision=policy.precision, max_chunk=clip_chunk(device.type),
         )  # fmt: skip
     except DoesNotFit as exc:
         raise UsageError(str(exc)) from None

@@ -158,7 +158,14 @@ def plan(
     return None
 
 
-CLIP_CHUNK = 16  # frames per pass at most: a batch of 16 keeps an H200 full (docs/executor.md)
+CLIP_CHUNK = 16  # frames per pass at most on a GPU: a batch of 16 keeps an H200 full
+# (docs/executor.md); on a CPU one frame a pass: measured on a 2-core Xeon, 8 frames of 256 px
+# a pass took 730 ms a frame-step, one a pass 436 ms, a still 403-447 ms (docs/clips.md)
+
+
+def clip_chunk(device_type: str) -> int:
+    """The most frames of a clip per VGG-19 pass on this kind of device."""
+    return CLIP_CHUNK if device_type == "cuda" else 1
 
 
 def plan_clip(
@@ -170,11 +177,12 @@ def plan_clip(
     *,
     precision: str = "fp32",
     where: str = "device",
+    max_chunk: int = CLIP_CHUNK,
 ) -> MemoryPlan:
     """The memory plan of a moving picture: every frame's optimiser state held at once, and the
-    activations of `chunk` frames per pass, as many as fit (at most CLIP_CHUNK). Clips are not
-    tiled: one that does not fit with one frame per pass and a short history is refused, with
-    what to change."""
+    activations of `chunk` frames per pass, as many as fit (at most `max_chunk`: `clip_chunk`
+    of the device). Clips are not tiled: one that does not fit with one frame per pass and a
+    short history is refused, with what to change."""
     pixels = width * height
     histories = HISTORIES if params.optimizer == "lbfgs" else (LBFGS_HISTORY,)
     activations = ACTIVATION_BYTES_PER_PIXEL.get(precision, 3_000) * pixels
@@ -184,7 +192,7 @@ def plan_clip(
             * pixels
             * (optimiser_bytes_per_pixel(params.optimizer, history) + PER_PIXEL_STATE)
         )
-        for chunk in range(min(frames, CLIP_CHUNK), 0, -1):
+        for chunk in range(min(frames, max_chunk), 0, -1):
             need = state + chunk * activations
             if budget is None or need <= budget:
                 return MemoryPlan(need, history, None, chunk)

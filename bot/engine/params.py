@@ -82,7 +82,7 @@ WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"  # the variable that names a VGG-19 state
 MAX_SIZE = 4096
 # the temporal cost's weight by default: measured in docs/clips.md (half the flicker of frames
 # painted alone, at their style and content distances)
-DEFAULT_TEMPORAL_WEIGHT = 100.0
+DEFAULT_TEMPORAL_WEIGHT = 20.0
 MAX_CLIP_FRAMES = 300  # a moving picture's frames, at most (a server may allow fewer)
 MAX_CLIP_SECONDS = 60.0
 MAX_STEPS = 5000

@@ -27,7 +27,7 @@ from bot.engine.clip_painting import ClipPainting
 from bot.engine.clips import Clip
 from bot.engine.devices import memory_budget, parse_device, policy_for
 from bot.engine.imaging import ImageError
-from bot.engine.memory import DoesNotFit, MemoryPlan, plan_clip, plan_job
+from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_clip, plan_job
 from bot.engine.painting import Painting, out_of_memory
 from bot.engine.params import InvalidParams, StyleParams
 from bot.engine.progress import Cancelled, Progress
@@ -182,7 +182,8 @@ class JobRunner:
         try:
             if clip is not None:
                 plan = plan_clip(
-                    params, width, height, len(clip.frames), budget, precision=precision, where=self.where
+                    params, width, height, len(clip.frames), budget, precision=precision,
+                    where=self.where, max_chunk=clip_chunk(self.device.type),
                 )  # fmt: skip
             else:
                 plan = plan_job(

@@ -96,3 +96,11 @@ def test_a_clips_plan_counts_its_frames_and_fits_its_passes_to_the_budget():
     assert more_frames.bytes > roomy.bytes  # every frame's optimiser state is held
     with pytest.raises(DoesNotFit, match="send fewer frames"):
         plan_clip(params, 384, 288, 24, 10 * 2**20)
+
+
+def test_a_clip_takes_one_frame_a_pass_on_a_cpu_and_up_to_16_on_a_gpu():
+    from bot.engine.memory import clip_chunk, plan_clip
+    from bot.engine.params import StyleParams
+
+    assert (clip_chunk("cpu"), clip_chunk("cuda")) == (1, 16)
+    assert plan_clip(StyleParams(), 64, 48, 8, None, max_chunk=clip_chunk("cpu")).chunk == 1
