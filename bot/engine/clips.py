@@ -276,7 +276,8 @@ def _decode_video(data: bytes, horizon_ms: float, side: int, name: str) -> tuple
             frames.append(_shrunk(frame.to_image().convert("RGB"), side))
             stamps.append(when)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        end = float(stream.duration * stream.time_base) * 1000 if stream.duration else 0.0
+        base = stream.time_base
+        end = float(stream.duration * base) * 1000 if stream.duration and base else 0.0
     except Exception as exc:
         if not frames:
             raise CorruptImage(f"the {name} is damaged and cannot be decoded: {exc}") from None
