@@ -132,8 +132,8 @@ class GuildSettings:
             f"clip seconds must be between 0.5 and {MAX_CLIP_SECONDS:g}",
         )
         need(
-            MIN_SIZE <= self.clip_size <= self.max_size,
-            f"the clip size must be between {MIN_SIZE} and the size cap ({self.max_size})",
+            MIN_SIZE <= self.clip_size <= MAX_SIZE,
+            f"the clip size must be between {MIN_SIZE} and {MAX_SIZE}",
         )
         return self
 
@@ -235,7 +235,7 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
         preview_every=max(1, steps // 10),
         clip_frames=settings.clip_frames,
         clip_seconds=settings.clip_seconds,
-        clip_size=settings.clip_size,
+        clip_size=min(settings.clip_size, settings.max_size),  # the size cap holds for clips too
     ).validate()
     return params, summarize(params, request.n_styles, notes)
 
@@ -350,6 +350,6 @@ def describe(settings: GuildSettings) -> str:
             f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
             f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
             f"**Moving pictures:** up to {settings.clip_frames} frames, the first {settings.clip_seconds:g} s, "
-            f"at most {settings.clip_size} px",
+            f"at most {min(settings.clip_size, settings.max_size)} px",
         ]
     )
