@@ -237,29 +237,16 @@ class JobRunner:
                 plan.history,
                 plan.bytes / 2**30,
             )
+        model, styles = self._model(params.pooling), inputs.styles
+        common: dict[str, Any] = {
+            "on_progress": on_progress,
+            "should_cancel": should_cancel,
+            "style_cache": self.cache,
+            "plan": plan,
+        }
         if inputs.clip is not None:
-            return ClipPainting(
-                self._model(params.pooling),
-                inputs.clip,
-                inputs.styles,
-                params,
-                self.policy,
-                on_progress=on_progress,
-                should_cancel=should_cancel,
-                style_cache=self.cache,
-                plan=plan,
-            )
-        return Painting(
-            self._model(params.pooling),
-            inputs.content,
-            inputs.styles,
-            params,
-            self.policy,
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            style_cache=self.cache,
-            plan=plan,
-        )
+            return ClipPainting(model, inputs.clip, styles, params, self.policy, **common)
+        return Painting(model, inputs.content, styles, params, self.policy, **common)
 
     def finish(
         self, job: Job, painting: Painting | ClipPainting, notes: tuple[str, ...] = ()
