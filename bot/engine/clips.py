@@ -333,9 +333,12 @@ def encode_clip(clip: Clip, fmt: str, *, quality: int = 90) -> bytes:
     if clip.loop:
         options["loop"] = 0
     if fmt == "gif":
+        # one palette, no dithering: error diffusion differs from frame to frame wherever the
+        # picture moves, and shimmers (measured: warping error 0.0481 with Floyd-Steinberg,
+        # 0.0456 without, 0.0423 before encoding); a painting's own texture hides the banding
         palette = _shared_palette(clip.frames)
-        first = first.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
-        rest = [f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in rest]
+        first = first.quantize(palette=palette, dither=Image.Dither.NONE)
+        rest = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in rest]
         first.save(
             buffer, "GIF", **{**options, "append_images": rest, "optimize": False, "disposal": 1}
         )
