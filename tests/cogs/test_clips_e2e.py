@@ -17,11 +17,13 @@ def clip_attachments(fake, data: bytes, name: str, kind: str) -> list[dict]:
     ]
 
 
-def test_a_gif_comes_back_as_an_animated_gif_with_previews(database_url):
+def test_a_gif_comes_back_as_an_animated_gif_and_its_buttons_paint_it_again(database_url):
     gif = clips.encode_clip(moving_clip(frames=4, durations=[70, 110, 70, 110]), "gif")
 
     async def scenario(fake):
-        async with BotHarness(fake, database_url):
+        async with BotHarness(fake, database_url) as harness:
+            settings = await harness.storage.settings.read(GUILD_ID)
+            await harness.storage.settings.write(GUILD_ID, settings.replace(cooldown_seconds=0))
             attachments = clip_attachments(fake, gif, "dance.gif", "image/gif")
             token = await fake.slash(
                 "stylize",
@@ -30,9 +32,17 @@ def test_a_gif_comes_back_as_an_animated_gif_with_previews(database_url):
                 attachments=attachments,
             )
             await fake.wait_for(lambda f: final_edit(f, token))
-            return fake.edits(token)
+            result = fake.edits(token)[-1]
+            buttons = {
+                c["custom_id"].split(":")[2]: c["custom_id"]
+                for row in result.json["components"]
+                for c in row["components"]
+            }
+            pressed = await fake.press(buttons["seed"], fake.originals[token], member_user=ALICE)
+            await fake.wait_for(lambda f: final_edit(f, pressed))
+            return fake.edits(token), fake.edits(pressed)[-1]
 
-    edits = run(scenario)
+    edits, again = run(scenario)
     result = edits[-1]
     upload = result.files[0]
     assert upload.filename == "stylized.gif"
@@ -41,8 +51,9 @@ def test_a_gif_comes_back_as_an_animated_gif_with_previews(database_url):
     text = text_of(result)
     assert "Done in" in text and "seed 3" in text and "4 frames as a looping GIF" in text
     assert any(any(f.filename == "preview.jpg" for f in e.files) for e in edits[:-1])
-    buttons = [c["custom_id"] for row in result.json["components"] for c in row["components"]]
-    assert any(b.split(":")[2] == "seed" for b in buttons)  # the result buttons, as for a still
+    # 🎲 paints the kept clip again with a new seed: a moving picture again
+    assert again.files[0].filename == "stylized.gif" and "seed 3\n" not in text_of(again) + "\n"
+    assert len(clips.decode_clip(again.files[0].data).frames) == 4
 
 
 def test_a_video_clip_over_the_servers_limits_is_shortened_and_says_so(database_url):
