@@ -142,3 +142,27 @@ def test_bf16_reaches_the_quality_of_fp32(random_vgg, optimizer):
     )
     assert ours.style_distance == pytest.approx(reference.style_distance, rel=0.1)
     assert ours.content_distance == pytest.approx(reference.content_distance, rel=0.1)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_a_clip_under_the_cuda_policy_forced_on_the_cpu(random_vgg, optimizer, precision):
+    """A moving picture's frames in batches of several a pass (as on a GPU), channels_last
+    weights, autocast, the temporal cost and reads of the loss every few steps."""
+    from bot.engine.clip_painting import ClipPainting
+    from bot.engine.memory import MemoryPlan, clip_chunk
+    from tests.conftest import moving_clip
+
+    policy = on_cpu(
+        dataclasses.replace(policy_for(torch.device("cuda"), precision), sync_interval=0.05)
+    )
+    clip = moving_clip(frames=3, width=40, height=32)
+    painting = ClipPainting(
+        random_vgg, clip, [noise_image(32, 32)],
+        StyleParams(size=32, steps=6, optimizer=optimizer, seed=1, pyramid_levels=1), policy,
+        plan=MemoryPlan(0, 10, None, clip_chunk("cuda")),
+    )  # fmt: skip
+    result = painting.run()
+    assert painting.plan.chunk == 16 and result.precision == policy.precision
+    assert all(np.isfinite(v) for v in result.losses.values()) and "temporal" in result.losses
+    assert len(result.clip.frames) == 3 and result.flicker is not None
