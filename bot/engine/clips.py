@@ -103,7 +103,7 @@ def frames_to_paint(data: bytes, params: StyleParams, limits: ImageLimits = Imag
         return params.clip_frames
     try:
         info = probe_clip(data, limits)
-    except ImageError:
+    except Exception:  # an estimate never stops a job: the decoder says what is wrong, later
         return 1
     if info is None:
         return 1
