@@ -75,7 +75,7 @@ def _inputs(args: argparse.Namespace):
 
     if args.content:
         data = Path(args.content).read_bytes()
-        if clips.probe_clip(data) is not None:
+        if clips.is_moving(data):
             limits = clips.ClipLimits(max_frames=args.frames, max_seconds=60, max_side=args.size)
             clip = clips.decode_clip(data, clip_limits=limits)
         else:

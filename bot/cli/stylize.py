@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     params = _params(args)
     limits = ImageLimits()
     data = _read_bytes(args.content, "content image")
-    moving = not args.first_frame and clips.probe_clip(data, limits) is not None
+    moving = not args.first_frame and clips.is_moving(data)
     fmt = _check_output(args, output, moving)
     content = None if moving else imaging.decode(data, limits, name=f"content image {args.content}")
     styles = [_read_image(s, limits, "style image") for s in args.styles]

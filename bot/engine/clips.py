@@ -89,11 +89,6 @@ def clip_params(params: StyleParams) -> tuple[StyleParams, tuple[str, ...]]:
     return params.replace(pyramid_levels=1), tuple(notes)
 
 
-def can_read_video() -> bool:
-    """Whether PyAV is installed (the engine has it; a bot host may not: the `video` extra)."""
-    return _has_video()
-
-
 def frames_to_paint(data: bytes, params: StyleParams, limits: ImageLimits = ImageLimits()) -> int:
     """How many frames a job's content will be painted as: 1 for a still, at most `clip_frames`
     for a moving picture (what the job costs in the fair queue). Reads the header only; an
@@ -118,11 +113,25 @@ def is_video(data: bytes) -> bool:
     )
 
 
+def is_moving(data: bytes) -> bool:
+    """Whether `data` is a moving picture (a video, or an animation with a second frame), from
+    its header: cheaper than `probe_clip`, which times every frame. Never raises: what cannot be
+    read counts as a still, whose decoder says what is wrong."""
+    if is_video(data):
+        return True
+    try:
+        image = Image.open(io.BytesIO(data))
+        return image.format in ANIMATED_FORMATS and bool(getattr(image, "is_animated", False))
+    except Exception:
+        return False
+
+
 def probe_clip(
-    data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "content"
+    data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "content", timing: bool = True
 ) -> ClipInfo | None:
     """The header of a moving picture; None for a still picture (one frame). Raises ImageError
-    for what cannot be read or is too large."""
+    for what cannot be read or is too large. An animation's length takes a pass over its frames:
+    `timing=False` leaves it 0 (for a caller that decodes them anyway)."""
     if is_video(data):
         return _probe_video(data, limits, name)
     with warnings.catch_warnings():
@@ -136,7 +145,7 @@ def probe_clip(
         return None
     width, height = image.size
     _check_pixels(width, height, limits, name)
-    seconds = _animation_ms(image) / 1000
+    seconds = _animation_ms(image) / 1000 if timing else 0.0
     # a GIF without a NETSCAPE loop block plays once; APNG and WebP say 0 for "forever"
     loop = "loop" in image.info if image.format == "GIF" else image.info.get("loop", 0) == 0
     return ClipInfo(image.format or "?", width, height, frames, seconds, loop)
@@ -219,7 +228,7 @@ def decode_clip(
             f"the {name} is {len(data) / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.1f} MB"
         )
     side = max_side or clip_limits.max_side
-    info = probe_clip(data, limits, name=name)
+    info = probe_clip(data, limits, name=name, timing=False)  # the decoding times the frames
     if info is None:
         raise UnsupportedImage(f"the {name} is a still picture, not a moving one")
     # decode no further than the limit (a long video is not decoded to its end)
@@ -417,7 +426,7 @@ def encode_clip_to_fit(
         if prefer
         else (["gif", "mp4"] if clip.source in ANIMATED_FORMATS else ["mp4", "gif"])
     )
-    if not prefer and not _has_video():
+    if not prefer and not can_read_video():
         order = ["gif"]
     tried = []
     for fmt in order:
@@ -453,7 +462,8 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
 
 
-def _has_video() -> bool:
+def can_read_video() -> bool:
+    """Whether PyAV is installed (the engine has it; a bot host may not: the `video` extra)."""
     try:
         import av  # noqa: F401
     except ImportError:

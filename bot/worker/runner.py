@@ -165,7 +165,7 @@ class JobRunner:
         clip, notes = None, ()
         try:
             params = StyleParams.from_dict(job.params).validate()
-            if clips.probe_clip(job.content, limits, name="content") is not None:
+            if clips.is_moving(job.content):
                 params, notes = clips.clip_params(params)
                 clip = clips.decode_clip(
                     job.content, limits, clips.ClipLimits.of(params), name="content"

@@ -69,7 +69,7 @@ def check_inputs(
     for blob, name in zip(data, names, strict=True):
         if params and name == names[0] and clips.is_video(blob) and not clips.can_read_video():
             continue  # a bot host without PyAV: the worker decodes it (README, "Installing")
-        if params and name == names[0] and clips.probe_clip(blob, limits, name=name) is not None:
+        if params and name == names[0] and clips.is_moving(blob):
             check_clip(blob, name, limits, params, min_side)
             continue
         image = imaging.decode(blob, limits, name=name)
