@@ -41,9 +41,6 @@ class ClipLimits:
     def of(cls, params: StyleParams) -> ClipLimits:
         return cls(params.clip_frames, params.clip_seconds, params.clip_size)
 
-    def describe(self) -> str:
-        return f"{self.max_frames} frames, {self.max_seconds:g} s, {self.max_side} px"
-
 
 @dataclass(frozen=True)
 class ClipInfo:
@@ -53,7 +50,7 @@ class ClipInfo:
     width: int
     height: int
     frames: int  # 0 when a video does not say (then counted while decoding)
-    seconds: float
+    seconds: float  # 0 when not timed (probe_clip's timing=False)
     loop: bool
 
 
@@ -68,10 +65,6 @@ class Clip:
     @property
     def seconds(self) -> float:
         return sum(self.durations) / 1000
-
-    @property
-    def fps(self) -> float:
-        return len(self.frames) / max(self.seconds, 1e-3)
 
     def with_frames(self, frames: list[Image.Image]) -> Clip:
         """The same timing and looping, other pictures (the painted ones)."""
