@@ -457,8 +457,11 @@ def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
         rows = short["pairs"].values()
         assert short["average"][key] == pytest.approx(sum(r[key] for r in rows) / 2)
     assert long["average"]["style_distance"] < short["average"]["style_distance"]
+    gentle = evaluate(4, "--coarse-steps", "8", "--strength", "0.2")
+    assert gentle["config"]["strength"] == 0.2
+    assert gentle["average"]["content_distance"] < short["average"]["content_distance"]
     assert short["config"] == {
-        "size": 64, "steps": 4, "coarse_steps": 8, "levels": 2, "optimizer": "lbfgs",
+        "size": 64, "steps": 4, "coarse_steps": 8, "levels": 2, "strength": 1.0, "optimizer": "lbfgs",
         "init": "content", "tolerance": 0.0, "precision": "fp32", "seed": 0,
     }  # fmt: skip
     assert sorted(p.name for p in saved.iterdir()) == ["landscape.png", "portrait.png"]

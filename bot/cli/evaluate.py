@@ -58,6 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--levels", type=int, default=0, help="pyramid levels; 0: automatic (default: %(default)s)"
     )
+    g.add_argument(
+        "--strength",
+        type=float,
+        default=DEFAULTS.strength,
+        help="style strength, as stylize's: 1 is the default balance (default: %(default)s)",
+    )
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer)
     g.add_argument("--init", choices=INITS, default=DEFAULTS.init, help="(default: %(default)s)")
     g.add_argument(
@@ -181,6 +187,7 @@ def run_pairs(args: argparse.Namespace) -> int:
         steps=args.steps,
         coarse_steps=args.coarse_steps,
         pyramid_levels=args.levels,
+        strength=args.strength,
         optimizer=args.optimizer,
         init=args.init,
         tolerance=args.tolerance,
@@ -243,6 +250,7 @@ def run_pairs(args: argparse.Namespace) -> int:
         "steps": params.steps,
         "coarse_steps": params.coarse_steps,
         "levels": params.levels,
+        "strength": params.strength,
         "optimizer": str(params.optimizer),
         "init": str(params.init),
         "tolerance": params.tolerance,
