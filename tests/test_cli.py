@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -457,9 +458,34 @@ def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
         rows = short["pairs"].values()
         assert short["average"][key] == pytest.approx(sum(r[key] for r in rows) / 2)
     assert long["average"]["style_distance"] < short["average"]["style_distance"]
-    gentle = evaluate(4, "--coarse-steps", "8", "--strength", "0.2")
+    # a gentler strength, against the first run as the baseline: the bar per pair
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(short))
+    gentle = evaluate(4, "--coarse-steps", "8", "--strength", "0.2", "--against", str(baseline))
     assert gentle["config"]["strength"] == 0.2
     assert gentle["average"]["content_distance"] < short["average"]["content_distance"]
+    against = gentle["against"]
+    assert against["compared"] == 2
+    for name, change in against["pairs"].items():
+        mine, base = gentle["pairs"][name], short["pairs"][name]
+        style = mine["style_distance"] / base["style_distance"] - 1
+        content = mine["content_distance"] / base["content_distance"] - 1
+        assert change["style_change"] == pytest.approx(style)
+        assert change["content_change"] == pytest.approx(content)
+        assert change["within"] == (style <= 0 and content <= 0.02)
+    assert against["within"] == sum(p["within"] for p in against["pairs"].values())
+    printed = stylebot(
+        "evaluate", "--pairs", str(pairs), "--size", "64", "--steps", "4", "--levels", "2",
+        "--coarse-steps", "8", "--against", str(baseline),
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    # the baseline's own configuration again: no change (CPU runs repeat bit for bit)
+    assert re.search(r"style +[+-]0\.0% +content +[+-]0\.0% +within +portrait", printed.stdout)
+    assert "2 of 2 pairs within the bar" in printed.stdout
+    baseline.write_text("{}")
+    refused = stylebot("evaluate", "--pairs", str(pairs), "--against", str(baseline))
+    assert refused.returncode != 0
+    assert "is not the --json output of `stylebot evaluate --pairs`" in refused.stderr
     assert short["config"] == {
         "size": 64, "steps": 4, "coarse_steps": 8, "levels": 2, "strength": 1.0, "optimizer": "lbfgs",
         "init": "content", "tolerance": 0.0, "precision": "fp32", "seed": 0,

@@ -81,6 +81,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also score each picture as it stands when the work done reaches each W (full-size "
         "step equivalents; a coarse level's picture is enlarged): distance against work",
     )
+    g.add_argument(
+        "--against",
+        metavar="JSON",
+        help="an earlier run's --json output (the baseline): also print each pair's change of "
+        "both distances against it, and whether it is within the bar (style distance no "
+        "higher, content distance at most 2 %% higher)",
+    )
     g.add_argument("--save", metavar="FOLDER", help="also write each result, as <pair>.png")
     g.add_argument(
         "--sheet",
@@ -193,7 +200,10 @@ def run_pairs(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         seed=args.seed,
     ).validate()
+    baseline = read_baseline(args.against) if args.against else None
     pairs = find_pairs(Path(args.pairs))
+    if baseline is not None and not set(baseline) & set(pairs):
+        raise UsageError(f"--against: {args.against} has none of the pairs in {args.pairs}")
     checkpoints = parse_curve(args.curve)
     if args.sheet and not Path(args.sheet).resolve().parent.is_dir():
         raise UsageError(f"--sheet: the folder does not exist: {Path(args.sheet).parent}")
@@ -257,18 +267,18 @@ def run_pairs(args: argparse.Namespace) -> int:
         "precision": policy.precision,
         "seed": params.seed,
     }
+    against = compare(rows, baseline) if baseline is not None else None
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "weights": model.source.label,
-                    "config": config,
-                    "pairs": rows,
-                    "average": average,
-                    "curves": curves if checkpoints else {},
-                }
-            )
-        )
+        out = {
+            "weights": model.source.label,
+            "config": config,
+            "pairs": rows,
+            "average": average,
+            "curves": curves if checkpoints else {},
+        }
+        if against is not None:
+            out["against"] = against
+        print(json.dumps(out))
         return 0
     print(f"weights {model.source.label}; " + ", ".join(f"{k} {v}" for k, v in config.items()))
     print(f"{'work':>8} {'seconds':>9} {'style distance':>15} {'content distance':>17}  pair")
@@ -279,7 +289,68 @@ def run_pairs(args: argparse.Namespace) -> int:
         )
     if checkpoints:
         print_curves(curves)
+    if against is not None:
+        print_against(against)
     return 0
+
+
+# Issue 20's bar for a faster configuration: per pair, a style distance no higher than the
+# baseline's and a content distance at most this much higher.
+CONTENT_SLACK = 0.02
+
+
+def read_baseline(path: str) -> dict[str, dict[str, float]]:
+    """The pairs of an earlier `evaluate --pairs --json` output."""
+    try:
+        pairs = json.loads(Path(path).read_text())["pairs"]
+        return {
+            name: {k: float(row[k]) for k in ("style_distance", "content_distance")}
+            for name, row in pairs.items()
+        }
+    except OSError as exc:
+        raise UsageError(f"--against: cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UsageError(
+            f"--against: {path} is not the --json output of `stylebot evaluate --pairs`"
+        ) from None
+
+
+def compare(
+    rows: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]]
+) -> dict[str, object]:
+    """Each pair's change of both distances against the baseline (a fraction: -0.1 is 10 %
+    closer), whether it is within the bar, and how many pairs are; pairs missing from the
+    baseline are left out."""
+    per_pair: dict[str, dict[str, object]] = {}
+    for name, row in rows.items():
+        if name not in baseline:
+            continue
+        base = baseline[name]
+        style = row["style_distance"] / base["style_distance"] - 1.0
+        content = row["content_distance"] / base["content_distance"] - 1.0
+        per_pair[name] = {
+            "style_change": style,
+            "content_change": content,
+            "within": style <= 0.0 and content <= CONTENT_SLACK,
+        }
+    return {
+        "pairs": per_pair,
+        "within": sum(bool(p["within"]) for p in per_pair.values()),
+        "compared": len(per_pair),
+    }
+
+
+def print_against(against: dict) -> None:
+    print(
+        f"against the baseline (within: style no higher, content at most "
+        f"{CONTENT_SLACK:.0%} higher):"
+    )
+    for name, p in against["pairs"].items():
+        print(
+            f"  style {p['style_change']:+7.1%}  content {p['content_change']:+7.1%}  "
+            f"{'within' if p['within'] else 'OUTSIDE'}  {name}"
+        )
+    print(f"  {against['within']} of {against['compared']} pairs within the bar")
 
 
 def parse_curve(text: str | None) -> list[float]:
