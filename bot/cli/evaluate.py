@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from bot.cli import UsageError
@@ -326,8 +327,8 @@ def compare(
         if name not in baseline:
             continue
         base = baseline[name]
-        style = row["style_distance"] / base["style_distance"] - 1.0
-        content = row["content_distance"] / base["content_distance"] - 1.0
+        style = change(row["style_distance"], base["style_distance"])
+        content = change(row["content_distance"], base["content_distance"])
         per_pair[name] = {
             "style_change": style,
             "content_change": content,
@@ -338,6 +339,13 @@ def compare(
         "within": sum(bool(p["within"]) for p in per_pair.values()),
         "compared": len(per_pair),
     }
+
+
+def change(value: float, base: float) -> float:
+    """value / base - 1; a baseline of 0 (a perfect match) is matched only by 0."""
+    if base > 0:
+        return value / base - 1.0
+    return 0.0 if value <= 0 else math.inf
 
 
 def print_against(against: dict) -> None:
