@@ -34,6 +34,8 @@ class CommonSettings(BaseSettings):
     job_time_limit: float = Field(900.0, gt=0)
     max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_attachment_pixels: int = Field(40_000_000, ge=1024)
+    # a moving picture's frames x canvas pixels read at most (longer ones are cut, with a note)
+    max_clip_pixels: int = Field(1_000_000_000, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
     # GB (2^30 bytes) the jobs of one worker may use; a larger job is refused with the size
@@ -61,7 +63,9 @@ class CommonSettings(BaseSettings):
     @property
     def image_limits(self) -> ImageLimits:
         return ImageLimits(
-            max_bytes=self.max_attachment_bytes, max_pixels=self.max_attachment_pixels
+            max_bytes=self.max_attachment_bytes,
+            max_pixels=self.max_attachment_pixels,
+            max_clip_pixels=max(self.max_clip_pixels, self.max_attachment_pixels),
         )
 
     @property

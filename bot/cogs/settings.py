@@ -201,7 +201,7 @@ class SettingsCog(
             raise UserFacingError(problem)
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            (data,) = await fetch(self.bot, [(image.url, "style image")], None)
+            (data,), _ = await fetch(self.bot, [(image.url, "style image")], None)
             await self.bot.storage.presets.add(
                 guild, preset, data, limit=self.bot.settings.max_presets
             )

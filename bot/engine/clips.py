@@ -14,11 +14,19 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from PIL import Image, ImageSequence
+from PIL import Image
 
+from bot.engine.clip_header import (
+    MIN_GIF_FRAME_MS,
+    ClipHeader,
+    animation_header,
+    open_video,
+    video_header,
+)
 from bot.engine.imaging import CorruptImage, ImageError, TooManyPixels, UnsupportedImage, to_rgb
 from bot.engine.params import ImageLimits, StyleParams
 
@@ -26,7 +34,6 @@ ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # Pillow's names of the animated pict
 VIDEO_FORMATS = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm"}
 VIDEO_TYPES: frozenset[str] = frozenset(VIDEO_FORMATS.values())
 CLIP_ENCODINGS = ("gif", "webp", "png", "mp4")  # what a result can be written as
-MIN_FRAME_MS = 20  # browsers show shorter GIF frames for 100 ms: 20 ms is the shortest that plays
 
 
 @dataclass(frozen=True)
@@ -40,18 +47,6 @@ class ClipLimits:
     @classmethod
     def of(cls, params: StyleParams) -> ClipLimits:
         return cls(params.clip_frames, params.clip_seconds, params.clip_size)
-
-
-@dataclass(frozen=True)
-class ClipInfo:
-    """A moving picture's header: what the limits are checked against."""
-
-    format: str  # GIF, PNG, WEBP, MP4, MOV or WEBM
-    width: int
-    height: int
-    frames: int  # 0 when a video does not say (then counted while decoding)
-    seconds: float  # 0 when not timed (probe_clip's timing=False)
-    loop: bool
 
 
 @dataclass(frozen=True)
@@ -72,6 +67,20 @@ class Clip:
         return replace(self, frames=list(frames))
 
 
+@dataclass(frozen=True)
+class FramePlan:
+    """Which of an animation's frames are kept and how long each shows, known before decoding."""
+
+    keep: tuple[int, ...]  # the indices of the frames kept
+    durations: tuple[int, ...]  # ms each kept frame shows
+    changes: tuple[str, ...]  # what fitting did, for people
+
+    @property
+    def decode(self) -> int:
+        """Frames to decode: an animation's frames build on the ones before, up to the last kept."""
+        return self.keep[-1] + 1
+
+
 def clip_params(params: StyleParams) -> tuple[StyleParams, tuple[str, ...]]:
     """A moving picture's StyleParams: its size at most `clip_size`, one pyramid level
     (bot/engine/clip_painting.py). Returns (params, notes for the member)."""
@@ -90,12 +99,16 @@ def frames_to_paint(data: bytes, params: StyleParams, limits: ImageLimits = Imag
     if is_video(data) and not can_read_video():
         return params.clip_frames
     try:
-        info = probe_clip(data, limits)
+        header = probe_clip(data, limits)
     except Exception:  # an estimate never stops a job: the decoder says what is wrong, later
         return 1
-    if info is None:
+    if header is None:
         return 1
-    return min(info.frames or params.clip_frames, params.clip_frames)
+    clip_limits = ClipLimits.of(params)
+    if header.durations:
+        return len(plan_animation(header, clip_limits, limits).keep)
+    span = _video_span(header, clip_limits, limits)[0]
+    return max(1, min(params.clip_frames, math.ceil(span * header.rate)))
 
 
 def is_video(data: bytes) -> bool:
@@ -108,53 +121,34 @@ def is_video(data: bytes) -> bool:
 
 def is_moving(data: bytes) -> bool:
     """Whether `data` is a moving picture (a video, or an animation with a second frame), from
-    its header: cheaper than `probe_clip`, which times every frame. Never raises: what cannot be
-    read counts as a still, whose decoder says what is wrong."""
+    its header. Never raises: what cannot be read counts as a still, whose decoder says what is
+    wrong."""
     if is_video(data):
         return True
     try:
-        image = Image.open(io.BytesIO(data))
-        return image.format in ANIMATED_FORMATS and bool(getattr(image, "is_animated", False))
+        return animation_header(data, "picture") is not None
     except Exception:
         return False
 
 
 def probe_clip(
-    data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "content", timing: bool = True
-) -> ClipInfo | None:
-    """The header of a moving picture; None for a still picture (one frame). Raises ImageError
-    for what cannot be read or is too large. An animation's length takes a pass over its frames:
-    `timing=False` leaves it 0 (for a caller that decodes them anyway)."""
-    if is_video(data):
-        return _probe_video(data, limits, name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-            frames = getattr(image, "n_frames", 1)
-        except Exception:  # a still's own decoder (bot/engine/imaging.py) says what is wrong
-            return None
-    if frames <= 1 or image.format not in ANIMATED_FORMATS:
+    data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "content"
+) -> ClipHeader | None:
+    """The header of a moving picture (nothing decoded); None for a still picture (one frame).
+    Raises ImageError for what cannot be read, or whose frames or canvas are too large."""
+    header = video_header(data, name) if is_video(data) else animation_header(data, name)
+    if header is None:
         return None
-    width, height = image.size
-    _check_pixels(width, height, limits, name)
-    seconds = _animation_ms(image) / 1000 if timing else 0.0
-    # a GIF without a NETSCAPE loop block plays once; APNG and WebP say 0 for "forever"
-    loop = "loop" in image.info if image.format == "GIF" else image.info.get("loop", 0) == 0
-    return ClipInfo(image.format or "?", width, height, frames, seconds, loop)
-
-
-def _animation_ms(image: Image.Image) -> int:
-    total = 0
-    for frame in ImageSequence.Iterator(image):
-        total += _frame_ms(frame)
-    image.seek(0)
-    return total
-
-
-def _frame_ms(frame: Image.Image) -> int:
-    frame.load()  # WebP sets a frame's duration when it is loaded, not when it is sought
-    return max(MIN_FRAME_MS, int(frame.info.get("duration") or 100))
+    _check_pixels(header.width, header.height, limits, name)
+    if header.canvas != (header.width, header.height):
+        width, height = header.canvas
+        if width * height > limits.max_pixels:
+            raise TooManyPixels(
+                f"the {name} places a frame outside its {header.width}x{header.height} picture, "
+                f"on a {width}x{height} canvas = {width * height:,} pixels; at most "
+                f"{limits.max_pixels:,} are allowed"
+            )
+    return header
 
 
 def _check_pixels(width: int, height: int, limits: ImageLimits, name: str) -> None:
@@ -166,46 +160,6 @@ def _check_pixels(width: int, height: int, limits: ImageLimits, name: str) -> No
         )
 
 
-def _open_video(data: bytes, name: str):
-    try:
-        import av
-    except ImportError:  # an install without the video library: say so, do not crash
-        raise UnsupportedImage(
-            f"the {name} is a video, and this install cannot read videos: pip install 'stylebot[video]'"
-        ) from None
-    try:
-        container = av.open(io.BytesIO(data), mode="r")
-    except Exception as exc:
-        raise UnsupportedImage(f"the {name} is not a video we can read ({exc})") from None
-    if not container.streams.video:
-        container.close()
-        raise UnsupportedImage(f"the {name} has no video track")
-    return container
-
-
-def _video_format(container) -> str:
-    names = container.format.name.split(",")
-    if "webm" in names or "matroska" in names:
-        return "WEBM"
-    return "MOV" if "mov" in names and "mp4" not in names else "MP4"
-
-
-def _probe_video(data: bytes, limits: ImageLimits, name: str) -> ClipInfo:
-    container = _open_video(data, name)
-    try:
-        stream = container.streams.video[0]
-        width, height = stream.codec_context.width, stream.codec_context.height
-        _check_pixels(width, height, limits, name)
-        seconds = 0.0
-        if stream.duration is not None and stream.time_base:
-            seconds = float(stream.duration * stream.time_base)
-        elif container.duration:
-            seconds = container.duration / 1_000_000
-        return ClipInfo(_video_format(container), width, height, stream.frames or 0, seconds, False)
-    finally:
-        container.close()
-
-
 def decode_clip(
     data: bytes,
     limits: ImageLimits = ImageLimits(),
@@ -213,27 +167,68 @@ def decode_clip(
     *,
     max_side: int | None = None,
     name: str = "content",
+    should_stop: Callable[[], bool] | None = None,
 ) -> Clip:
-    """All the frames a clip's limits allow, fitted (`fit`), each no larger than `max_side`
-    (default: the limits' max_side) on its longest side. Raises ImageError."""
+    """The frames a clip's limits allow, fitted, each no larger than `max_side` (default: the
+    limits' max_side) on its longest side. The work is bounded before anything is decoded: the
+    header's frames x canvas pixels, at most `limits.max_clip_pixels`, and what is past the
+    limits is never decoded (an animation) or dropped as it is decoded (a video), so memory holds
+    at most `max_frames` frames. `should_stop` is asked between frames: True raises
+    ReadingStopped. Raises ImageError."""
     if len(data) > limits.max_bytes:
         raise ImageError(
             f"the {name} is {len(data) / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.1f} MB"
         )
-    side = max_side or clip_limits.max_side
-    info = probe_clip(data, limits, name=name, timing=False)  # the decoding times the frames
-    if info is None:
+    header = probe_clip(data, limits, name=name)
+    if header is None:
         raise UnsupportedImage(f"the {name} is a still picture, not a moving one")
-    # decode no further than the limit (a long video is not decoded to its end)
-    horizon_ms = clip_limits.max_seconds * 1000
-    if info.format in VIDEO_FORMATS:
-        frames, durations = _decode_video(data, horizon_ms, side, name)
+    side = max_side or clip_limits.max_side
+    stop = should_stop or (lambda: False)
+    if header.durations:
+        plan = plan_animation(header, clip_limits, limits)
+        frames = _decode_animation(data, header, plan, limits, side, name, stop)
+        durations, changes = list(plan.durations[: len(frames)]), plan.changes
     else:
-        frames, durations = _decode_animation(data, horizon_ms, side, name)
+        frames, durations, changes = _decode_video(
+            data, header, clip_limits, limits, side, name, stop
+        )
     if len(frames) < 1:
         raise CorruptImage(f"the {name} has no frames that can be decoded")
-    clip = Clip(frames, durations, info.loop, info.format)
-    return fit(clip, clip_limits, total_seconds=max(info.seconds, clip.seconds))
+    return Clip(frames, durations, header.loop, header.format, changes)
+
+
+class ReadingStopped(Exception):
+    """`decode_clip` was told to stop (the job was cancelled while its clip was read)."""
+
+
+def plan_animation(header: ClipHeader, clip_limits: ClipLimits, limits: ImageLimits) -> FramePlan:
+    """The frames kept from an animation, from its header: no more than `max_clip_pixels` of
+    canvas decoded, its first `max_seconds`, then its frame rate lowered to `max_frames`."""
+    durations = list(header.durations)
+    affordable = max(1, limits.max_clip_pixels // header.frame_cost)
+    notes, total = [], header.seconds
+    if affordable < len(durations) and sum(durations[:affordable]) < clip_limits.max_seconds * 1000:
+        durations = durations[:affordable]
+        total = sum(durations) / 1000  # cut already: what follows does not cut it again
+        notes.append(_too_much_to_read(total, header))
+    keep, kept_durations, changes = fit_timing(
+        durations, clip_limits, total_seconds=total, floor_ms=_floor(header.format)
+    )
+    return FramePlan(tuple(keep), tuple(kept_durations), (*notes, *changes))
+
+
+def _too_much_to_read(seconds: float, header: ClipHeader) -> str:
+    width, height = header.canvas
+    first = f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2f}"
+    return (
+        f"the first {first} s of {header.seconds:.1f} s: at {width}x{height} a frame, "
+        "more would take too long to read"
+    )
+
+
+def _floor(fmt: str) -> int:
+    """The shortest a frame may show: the GIF rule for GIFs, 1 ms for everything else."""
+    return MIN_GIF_FRAME_MS if fmt == "GIF" else 1
 
 
 def _shrunk(image: Image.Image, side: int) -> Image.Image:
@@ -241,83 +236,189 @@ def _shrunk(image: Image.Image, side: int) -> Image.Image:
         return image
     scale = side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
+    # reducing_gap: a large frame is first reduced by whole factors (fast), then resampled
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def _decode_animation(data: bytes, horizon_ms: float, side: int, name: str) -> tuple[list, list]:
-    frames, durations, shown = [], [], 0
+def _decode_animation(
+    data: bytes,
+    header: ClipHeader,
+    plan: FramePlan,
+    limits: ImageLimits,
+    side: int,
+    name: str,
+    stop: Callable[[], bool],
+) -> list[Image.Image]:
+    """The planned frames, each cut to the picture a browser shows (a GIF frame placed past the
+    logical screen grows Pillow's canvas, not the picture)."""
+    frames: list[Image.Image] = []
+    keep = set(plan.keep)
+    shown = (0, 0, header.width, header.height)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
-            for frame in ImageSequence.Iterator(image):
-                if shown >= horizon_ms:
-                    durations[-1] += _frame_ms(frame)  # counted, not decoded: `fit` cuts here
-                    continue
-                ms = _frame_ms(frame)
-                frames.append(_shrunk(to_rgb(frame.copy()), side))
-                durations.append(ms)
-                shown += ms
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            for index in range(plan.decode):
+                if stop():
+                    raise ReadingStopped
+                image.seek(index)
+                _check_pixels(*image.size, limits, name)  # the header said so; the decoder agrees
+                if index in keep:
+                    frame = to_rgb(image.copy())
+                    if frame.size != (header.width, header.height):
+                        frame = frame.crop(shown)
+                    frames.append(_shrunk(frame, side))
+        except (ReadingStopped, ImageError):
+            raise
+        except Image.DecompressionBombError:
+            raise TooManyPixels(
+                f"the {name} grows past {limits.max_pixels:,} pixels a frame while it is decoded"
+            ) from None
+        except Exception as exc:  # any decoder error is the member's bad input, with the reason
             if not frames:
                 raise CorruptImage(f"the {name} is damaged and cannot be decoded: {exc}") from None
-    return frames, durations
+    return frames
 
 
-def _decode_video(data: bytes, horizon_ms: float, side: int, name: str) -> tuple[list, list]:
-    container = _open_video(data, name)
-    stamps, frames = [], []
+def _video_frame(frame, side: int) -> Image.Image:
+    """A decoded video frame as RGB, shrunk to `side` by FFmpeg as it converts (one pass)."""
+    width, height = frame.width, frame.height
+    if max(width, height) > side:
+        scale = side / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    return frame.to_image(width=width, height=height, interpolation="AREA").convert("RGB")
+
+
+def _video_span(
+    header: ClipHeader, clip_limits: ClipLimits, limits: ImageLimits
+) -> tuple[float, tuple[str, ...]]:
+    """The seconds of a video to decode (from its start) and why it is cut: its first
+    `max_seconds`, fewer where its frames x pixels would pass `max_clip_pixels`."""
+    length = header.video_seconds
+    span = min(length, clip_limits.max_seconds) if length else clip_limits.max_seconds
+    affordable = max(1, limits.max_clip_pixels // header.frame_cost)
+    if span * header.rate > affordable:
+        span = affordable / header.rate
+        return span, (_too_much_to_read(span, header),)
+    if length > clip_limits.max_seconds + 1e-3:
+        return span, (f"the first {clip_limits.max_seconds:g} s of {length:.1f} s",)
+    return span, ()
+
+
+def _decode_video(
+    data: bytes,
+    header: ClipHeader,
+    clip_limits: ClipLimits,
+    limits: ImageLimits,
+    side: int,
+    name: str,
+    stop: Callable[[], bool],
+) -> tuple[list[Image.Image], list[int], tuple[str, ...]]:
+    """A video's frames over its span, dropped while decoding down to `max_frames` (evenly in
+    time: memory holds the frames kept, whatever the frame rate), each shown until the next."""
+    span, changes = _video_span(header, clip_limits, limits)
+    span_ms = span * 1000
+    slots = max(1, min(clip_limits.max_frames, math.ceil(span * header.rate)))
+    slot_ms, frame_ms = span_ms / slots, 1000 / header.rate
+    frames: list[Image.Image] = []
+    stamps: list[float] = []
+    within = pixels = 0  # frames decoded within the span, and their pixels
+    start, when, ended_by = None, 0.0, "stream"  # what ended the decoding: stream, span, budget
+    container = open_video(data, name)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
-            when = float(frame.time or 0.0) * 1000
-            if when >= horizon_ms:
-                stamps.append(when)  # where the last kept frame ends
+            if stop():
+                raise ReadingStopped
+            _check_pixels(frame.width, frame.height, limits, name)
+            stamp = float(frame.time or 0.0) * 1000
+            start = stamp if start is None else start
+            when, pixels = stamp - start, pixels + frame.width * frame.height
+            if when >= span_ms - 1e-6 or pixels > limits.max_clip_pixels:
+                ended_by = "span" if when >= span_ms - 1e-6 else "budget"
                 break
-            frames.append(_shrunk(frame.to_image().convert("RGB"), side))
-            stamps.append(when)
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        base = stream.time_base
-        end = float(stream.duration * base) * 1000 if stream.duration and base else 0.0
-    except Exception as exc:
+            within += 1
+            if len(frames) < slots and when >= len(frames) * slot_ms - frame_ms / 2:
+                frames.append(_video_frame(frame, side))
+                stamps.append(when)
+    except (ReadingStopped, ImageError):
+        raise
+    except Exception as exc:  # any decoder error is the member's bad input, with the reason
         if not frames:
             raise CorruptImage(f"the {name} is damaged and cannot be decoded: {exc}") from None
-        rate, end = Fraction(25), 0.0
+        ended_by = "stream"
     finally:
         container.close()
-    if len(stamps) == len(frames) and stamps:  # decoded to the end: the last frame lasts until
-        # the track ends (or one frame time, where the track does not say)
-        last = stamps[-1] + 1000 / float(rate)
-        stamps.append(end if end > stamps[-1] + MIN_FRAME_MS / 2 else last)
-    durations = [max(MIN_FRAME_MS, round(b - a)) for a, b in zip(stamps, stamps[1:], strict=False)]
-    return frames, durations
+    if not frames:
+        return [], [], changes
+    if ended_by == "span":
+        end = span_ms
+    elif ended_by == "budget":  # the header understated the work (a changing size or rate)
+        end, changes = when, (_too_much_to_read(when / 1000, header),)
+    else:  # the track ended: its last frame shows until the track's end, or one frame time
+        track_end = header.video_seconds * 1000
+        end = min(span_ms, track_end if track_end > when + 1 else when + frame_ms)
+    # rounded where they fall, not one by one: the lengths add up to the clip's length
+    bounds = [round(t) for t in (*stamps, end)]
+    durations = [max(1, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+    if len(frames) < within:
+        after = len(frames) / (sum(durations) / 1000)
+        changes = (*changes, _slower(after, header.rate))
+    return frames, durations, changes
+
+
+def fit_timing(
+    durations: list[int],
+    limits: ClipLimits,
+    *,
+    total_seconds: float | None = None,
+    floor_ms: int = MIN_GIF_FRAME_MS,
+) -> tuple[list[int], list[int], list[str]]:
+    """Which frames of a timing are kept within `limits`: its first `max_seconds`, then every
+    k-th frame (each kept frame shown as long as the k it stands for) until at most `max_frames`
+    are left. Returns (indices kept, their durations, changes for people)."""
+    indices, durations = list(range(len(durations))), list(durations)
+    changes = []
+    total = total_seconds if total_seconds is not None else sum(durations) / 1000
+    keep, shown = 0, 0
+    while keep < len(durations) and shown < limits.max_seconds * 1000:
+        shown += durations[keep]
+        keep += 1
+    if keep < len(durations) or total > limits.max_seconds + 1e-3:
+        indices, durations = indices[:keep], durations[:keep]
+        over = shown - limits.max_seconds * 1000
+        if over > 0:  # the last frame ends at the limit
+            durations[-1] = max(floor_ms, round(durations[-1] - over))
+        changes.append(f"the first {limits.max_seconds:g} s of {total:.1f} s")
+    if len(durations) > limits.max_frames:
+        before = len(durations) / (sum(durations) / 1000)
+        k = math.ceil(len(durations) / limits.max_frames)
+        durations = [sum(durations[i : i + k]) for i in range(0, len(durations), k)]
+        indices = indices[::k]
+        after = len(durations) / (sum(durations) / 1000)
+        changes.append(_slower(after, before))
+    return indices, durations, changes
+
+
+def _slower(after: float, before: float) -> str:
+    def rate(x: float) -> str:
+        return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+    return f"{rate(after)} frames a second instead of {rate(before)}"
 
 
 def fit(clip: Clip, limits: ClipLimits, *, total_seconds: float | None = None) -> Clip:
-    """The clip within `limits`: its first `max_seconds`, then every k-th frame (each kept frame
-    shown as long as the k it stands for) until at most `max_frames` are left."""
-    frames, durations = list(clip.frames), list(clip.durations)
-    changes = list(clip.changes)
-    total = total_seconds if total_seconds is not None else clip.seconds
-    keep, shown = 0, 0
-    while keep < len(frames) and shown < limits.max_seconds * 1000:
-        shown += durations[keep]
-        keep += 1
-    if keep < len(frames) or total > limits.max_seconds + 1e-3:
-        frames, durations = frames[:keep], durations[:keep]
-        over = shown - limits.max_seconds * 1000
-        if over > 0:  # the last frame ends at the limit
-            durations[-1] = max(MIN_FRAME_MS, round(durations[-1] - over))
-        changes.append(f"the first {limits.max_seconds:g} s of {total:.1f} s")
-    if len(frames) > limits.max_frames:
-        before = len(frames) / (sum(durations) / 1000)
-        k = math.ceil(len(frames) / limits.max_frames)
-        durations = [sum(durations[i : i + k]) for i in range(0, len(frames), k)]
-        frames = frames[::k]
-        after = len(frames) / (sum(durations) / 1000)
-        changes.append(f"{after:.3g} frames a second instead of {before:.3g}")
-    return replace(clip, frames=frames, durations=durations, changes=tuple(changes))
+    """The clip within `limits` (`fit_timing`), its frames kept."""
+    keep, durations, changes = fit_timing(
+        clip.durations, limits, total_seconds=total_seconds, floor_ms=_floor(clip.source)
+    )
+    return replace(
+        clip,
+        frames=[clip.frames[i] for i in keep],
+        durations=durations,
+        changes=(*clip.changes, *changes),
+    )
 
 
 def encode_clip(clip: Clip, fmt: str, *, quality: int = 90) -> bytes:

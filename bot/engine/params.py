@@ -340,6 +340,10 @@ class ImageLimits:
 
     max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 40_000_000
+    # what reading one moving picture may cost: its frames x the canvas they are decoded on, all
+    # frames together, in video pixels (an animation's count ANIMATION_PIXEL_COST times: see
+    # clip_header.py); about 1-3 s of one core. A clip over it is cut to its first frames.
+    max_clip_pixels: int = 1_000_000_000
     allowed_formats: tuple[str, ...] = field(default=tuple(IMAGE_FORMATS))
 
     def formats_text(self) -> str:

@@ -61,47 +61,55 @@ def check_attachment(
 
 def check_inputs(
     data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams | None
-) -> None:
-    """Decode every image completely (as the worker will) and check the content fits the layers at
-    the job's size. Raises imaging.ImageError or InvalidParams with a reason for the member.
-    CPU work: run it in a thread."""
-    min_side = min_input_side((*params.style_layers, *params.content_layers)) if params else 0
+) -> int:
+    """Decode every image completely (as the worker will: the content once) and check the
+    content fits the layers at the job's size. Returns the frames the content will be painted
+    as (the job's cost). Raises imaging.ImageError or InvalidParams with a reason for the member:
+    any decoder error is one. CPU work: run it in a thread."""
+    cost = 1
     for blob, name in zip(data, names, strict=True):
-        if params and name == names[0] and clips.is_video(blob) and not clips.can_read_video():
-            continue  # a bot host without PyAV: the worker decodes it (README, "Installing")
-        if params and name == names[0] and clips.is_moving(blob):
-            check_clip(blob, name, limits, params, min_side)
-            continue
+        try:
+            if params and name == names[0]:
+                cost = check_content(blob, name, limits, params)
+            else:
+                imaging.decode(blob, limits, name=name)
+        except (imaging.ImageError, InvalidParams):
+            raise
+        except Exception as exc:  # a decoder's own error (Pillow, PyAV): the member's bad input
+            raise imaging.CorruptImage(
+                f"the {name} is damaged and cannot be decoded ({exc.__class__.__name__})"
+            ) from None
+    return cost
+
+
+def check_content(blob: bytes, name: str, limits: ImageLimits, params: StyleParams) -> int:
+    """Decode the content as the worker will and check it fits the layers at the job's size (a
+    moving picture within the server's clip limits: fitted, not refused, for its length).
+    Returns the frames it will be painted as."""
+    if clips.is_video(blob) and not clips.can_read_video():
+        return clips.frames_to_paint(blob, params, limits)  # no PyAV here: the worker decodes it
+    if clips.is_moving(blob):
+        params, _ = clips.clip_params(params)
+        clip = clips.decode_clip(blob, limits, clips.ClipLimits.of(params), name=name)
+        width, height, frames = *clip.frames[0].size, len(clip.frames)
+    else:
         image = imaging.decode(blob, limits, name=name)
-        if (
-            params
-            and name == names[0]
-            and min(imaging.fit_size(*image.size, params.size)) < min_side
-        ):
-            raise InvalidParams(
-                f"the {name} is {image.width}x{image.height}: at {params.size} px it would be too thin "
-                f"(at least {min_side} px on the short side)"
-            )
-
-
-def check_clip(
-    blob: bytes, name: str, limits: ImageLimits, params: StyleParams, min_side: int
-) -> None:
-    """Decode a moving picture as the worker will (within the server's clip limits, fitted, not
-    refused, for its length) and check its frames fit the layers at the clip's size."""
-    params, _ = clips.clip_params(params)
-    clip = clips.decode_clip(blob, limits, clips.ClipLimits.of(params), name=name)
-    width, height = clip.frames[0].size
+        width, height, frames = *image.size, 1
+    min_side = min_input_side((*params.style_layers, *params.content_layers))
     if min(imaging.fit_size(width, height, params.size)) < min_side:
         raise InvalidParams(
             f"the {name} is {width}x{height}: at {params.size} px it would be too thin "
             f"(at least {min_side} px on the short side)"
         )
+    return frames
 
 
-async def fetch(bot: StyleBot, sources: list[Source], params: StyleParams | None) -> list[bytes]:
+async def fetch(
+    bot: StyleBot, sources: list[Source], params: StyleParams | None
+) -> tuple[list[bytes], int]:
     """The bytes of every source, downloaded from Discord's CDN where needed, then decoded off
-    the loop. Raises DownloadError, imaging.ImageError or InvalidParams, each for the member."""
+    the loop, and the frames the content will be painted as (`check_inputs`). Raises
+    DownloadError, imaging.ImageError or InvalidParams, each for the member."""
     config = bot.settings
     data = [
         source
@@ -116,7 +124,7 @@ async def fetch(bot: StyleBot, sources: list[Source], params: StyleParams | None
         )
         for source, what in sources
     ]
-    await asyncio.to_thread(
+    cost = await asyncio.to_thread(
         check_inputs, data, [what for _, what in sources], config.image_limits, params
     )
-    return data
+    return data, cost

@@ -21,7 +21,7 @@ from bot.cogs.utils.inputs import Source, fetch
 from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
 from bot.cogs.utils.reply import Reply
 from bot.engine import clips, imaging
-from bot.engine.params import InvalidParams, StyleParams
+from bot.engine.params import ImageLimits, InvalidParams, StyleParams
 from bot.executor.base import JobHandle
 from bot.executor.protocol import Job, JobStatus, SubmitError, new_job_id
 from bot.guild_policy import Summary
@@ -49,11 +49,11 @@ def job_of(record: JobRecord, images: list[bytes], cost: int = 1) -> Job:
     )
 
 
-async def job_cost(record: JobRecord, content: bytes) -> int:
-    """What a job weighs in the fair queue: the frames its content is painted as (a header read,
-    off the loop)."""
+async def job_cost(record: JobRecord, content: bytes, limits: ImageLimits) -> int:
+    """What a job weighs in the fair queue: the frames its content is painted as, for images
+    checked before (a header read, off the loop; nothing decoded)."""
     params = StyleParams.from_dict(record.params)
-    return await asyncio.to_thread(clips.frames_to_paint, content, params)
+    return await asyncio.to_thread(clips.frames_to_paint, content, params, limits)
 
 
 class Launcher:
@@ -70,7 +70,7 @@ class Launcher:
         """Fetch (source, what) pairs, the content first, decode them off the loop, and start the
         job; or refuse privately, having taken no slot. The interaction is deferred."""
         try:
-            data = await fetch(self.bot, sources, params)
+            data, cost = await fetch(self.bot, sources, params)
         except DownloadError as exc:
             await self.refuse_after_defer(
                 interaction, f"I could not use your images: {exc}. Please try again."
@@ -81,7 +81,7 @@ class Launcher:
                 interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}."
             )
             return
-        await self.start(interaction, data, params, summary)
+        await self.start(interaction, data, params, summary, cost=cost)
 
     async def start(
         self,
@@ -91,10 +91,12 @@ class Launcher:
         summary: Summary,
         *,
         content_owner: int | None = None,
+        cost: int | None = None,
     ) -> None:
         """Record, queue and follow a job whose images are checked; the interaction is deferred.
         `content_owner`: who uploaded the content, when it is not the member who asked (a
-        button press on someone else's result)."""
+        button press on someone else's result); `cost`: the frames the check found (else read
+        from the content's header)."""
         config = self.bot.settings
         reply = Reply.of(interaction, config.interaction_ttl)
         record = JobRecord(
@@ -115,7 +117,7 @@ class Launcher:
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
         await self.bot.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
         try:
-            cost = await job_cost(record, data[0])
+            cost = cost or await job_cost(record, data[0], config.image_limits)
             handle = await self.bot.executor.submit(job_of(record, data, cost))
         except SubmitError as exc:
             await self.bot.storage.jobs.set_state(
@@ -157,7 +159,9 @@ class Launcher:
             return None
         try:
             handle = await self.bot.executor.submit(
-                job_of(record, data, await job_cost(record, data[0]))
+                job_of(
+                    record, data, await job_cost(record, data[0], self.bot.settings.image_limits)
+                )
             )
         except SubmitError as exc:
             log.warning("job %s could not be queued again: %s", record.id, exc)
