@@ -8,6 +8,10 @@ run). An out-of-memory error splits the batch and tries the halves; a job that d
 alone fails with out_of_memory, and the others go on. A cancelled or failed job leaves at the
 end of the step in which it was seen; it never holds the others back.
 
+Jobs are read (their pictures decoded, a clip's frames too) on a reader thread, never in the
+loop that steps the others: a long clip delays no one's progress, and a job cancelled while it
+is read stops at its next frame and ends alone.
+
 The same Batcher serves the local pool's worker process; `add` may be called from any thread.
 """
 
@@ -53,7 +57,8 @@ class Batcher:
         self.name = name
         self.max_jobs = max(1, max_jobs)
         self.memory_budget = memory_budget  # bytes the active jobs may take; None: no limit
-        self._inbox: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()  # to be read
+        self._ready: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()  # read: to admit
         self._waiting: list[_Entry] = []
         self._active: list[_Entry] = []
         self._stopped = threading.Event()
@@ -75,6 +80,8 @@ class Batcher:
 
     def run(self) -> None:
         """The loop; returns after `stop()` (jobs still active are left as they are)."""
+        reader = threading.Thread(target=self._read_all, name="stylebot-reader", daemon=True)
+        reader.start()
         while not self._stopped.is_set():
             self._take_new(block=not self._active and not self._waiting)
             self._drop_cancelled()
@@ -84,19 +91,30 @@ class Batcher:
 
     # --- inside -----------------------------------------------------------------------------
 
+    def _read_all(self) -> None:
+        """The reader thread: each new job's pictures decoded and its memory planned, then
+        handed to the stepping loop; a job that cannot run (or is cancelled meanwhile) ends
+        here."""
+        while (entry := self._inbox.get()) is not None:
+            if entry.should_cancel():
+                entry.finish(JobCancelled(job_id=entry.job.id))
+                continue
+            try:
+                entry.inputs = self.runner.read(entry.job, entry.should_cancel)
+            except Exception as exc:
+                entry.finish(self.runner.ending(entry.job, exc))
+                continue
+            self._ready.put(entry)
+        self._ready.put(None)
+
     def _take_new(self, *, block: bool) -> None:
-        """New jobs join the waiting line once read (pictures decoded, memory planned); a job
-        that cannot run ends here."""
+        """Jobs read since the last round join the waiting line."""
         try:
-            entry = self._inbox.get(block=block)
+            entry = self._ready.get(block=block)
             while True:
                 if entry is not None:
-                    try:
-                        entry.inputs = self.runner.read(entry.job)
-                        self._waiting.append(entry)
-                    except Exception as exc:
-                        entry.finish(self.runner.ending(entry.job, exc))
-                entry = self._inbox.get_nowait()
+                    self._waiting.append(entry)
+                entry = self._ready.get_nowait()
         except queue.Empty:
             pass
 

@@ -148,7 +148,7 @@ class JobRunner:
         """Run `job` alone; progress goes to `emit`; the terminal event is returned, never raised
         (except the `reraise` kinds: an adapter's own signals, such as a task time limit)."""
         try:
-            inputs = self.read(job)
+            inputs = self.read(job, should_cancel)
             painting = self.start(job, inputs, emit, should_cancel)
             painting.run()
             return self.finish(job, painting, inputs.notes)
@@ -157,10 +157,12 @@ class JobRunner:
         except Exception as exc:
             return self.ending(job, exc)
 
-    def read(self, job: Job) -> JobInputs:
+    def read(self, job: Job, should_cancel: Callable[[], bool] | None = None) -> JobInputs:
         """Decode and check the job's pictures and plan its memory (bot/engine/memory.py): the
         whole picture, a shorter L-BFGS history or tiles. A job that fits in no way is refused
-        here, before anything runs, with the largest size that does."""
+        here, before anything runs, with the largest size that does. Reading a clip stops at
+        its next frame once `should_cancel` says so (Cancelled). Touches nothing on the device:
+        it may run on any thread."""
         limits = self.spec.limits
         clip, notes = None, ()
         try:
@@ -168,13 +170,19 @@ class JobRunner:
             if clips.is_moving(job.content):
                 params, notes = clips.clip_params(params)
                 clip = clips.decode_clip(
-                    job.content, limits, clips.ClipLimits.of(params), name="content"
+                    job.content,
+                    limits,
+                    clips.ClipLimits.of(params),
+                    name="content",
+                    should_stop=should_cancel,
                 )
                 content = clip.frames[0]
             else:
                 content = imaging.decode(job.content, limits, name="content image")
             styles = [imaging.decode(s, limits, name="style image") for s in job.styles]
             params.blend_weights(len(styles))
+        except clips.ReadingStopped:
+            raise Cancelled from None
         except (InvalidParams, ImageError, TypeError) as exc:
             raise Refused(FailureKind.BAD_INPUT, str(exc)) from None
         width, height = imaging.fit_size(*content.size, params.size)

@@ -203,3 +203,50 @@ async def _until_idle(handle, seconds: float):
             yield await asyncio.wait_for(events.__anext__(), left)
         except (TimeoutError, StopAsyncIteration):
             return
+
+
+def test_a_clip_being_read_holds_no_one_back_and_its_cancel_ends_only_it():
+    """Reading a member's clip (seconds of decoding) happens beside the stepping loop: the still
+    being painted keeps its progress coming, and a cancel during the reading ends the clip
+    alone, promptly, without killing the worker."""
+    import time
+
+    from bot.engine.params import ImageLimits
+    from tests import hostile_clips
+
+    slow_to_read = hostile_clips.gif_of_tiny_frames(4000, 2000)
+    # this worker reads 25 frames of 16 MP of it: seconds of work (not a timing: the cancel
+    # comes whenever it comes, and the reading must take it)
+    limits = ImageLimits(max_clip_pixels=4_000_000_000)
+
+    async def scenario():
+        executor = await started_executor(batch_size=2, image_limits=limits)
+        try:
+            still = await executor.submit(long_job(1))
+            await first(still, JobProgress)
+            seen: list[float] = []
+
+            async def watch():
+                async for event in still.events():
+                    if isinstance(event, JobProgress):
+                        seen.append(time.monotonic())
+
+            watcher = asyncio.create_task(watch())
+            clip = await executor.submit(make_job(2, content=slow_to_read, steps=3))
+            submitted = time.monotonic()
+            await asyncio.sleep(1.0)  # into the reading
+            await clip.cancel()
+            clip_ending = await clip.result()
+            ended = time.monotonic()
+            during = [t for t in seen if submitted < t < ended]
+            await still.cancel()
+            still_ending = await still.result()
+            watcher.cancel()
+            return clip_ending, still_ending, during, ended - submitted
+        finally:
+            await executor.shutdown()
+
+    clip_ending, still_ending, during, took = run(scenario())
+    assert isinstance(clip_ending, JobCancelled)  # not worker_crashed
+    assert isinstance(still_ending, JobCancelled)  # it was still running, on the same worker
+    assert len(during) >= 5, f"the still made {len(during)} steps in {took:.1f} s of reading"
