@@ -69,6 +69,13 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def paint_limit(own: float | None, cost: int, configured: float) -> float:
+    """The seconds a job may paint, on every backend: its own limit, at most the executor's
+    `configured` per unit of cost (a clip of 48 frames may run as long as 48 stills)."""
+    allowed = configured * max(1, cost)
+    return min(own, allowed) if own else allowed
+
+
 @dataclass(frozen=True, kw_only=True)
 class Job:
     user_id: int
@@ -84,10 +91,7 @@ class Job:
     cost: int = 1
 
     def limit_within(self, configured: float) -> float:
-        """The seconds this job may paint: its own limit, at most the executor's `configured`
-        per unit of cost (a clip of 48 frames may run as long as 48 stills)."""
-        allowed = configured * max(1, self.cost)
-        return min(self.time_limit, allowed) if self.time_limit else allowed
+        return paint_limit(self.time_limit, self.cost, configured)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -346,6 +350,7 @@ class TaskMessage:
     styles: int  # how many style images
     time_limit: float | None
     result_limit: int | None
+    cost: int = 1  # Job.cost: the frames it paints (its time limit grows with them)
 
     @classmethod
     def of(cls, job: Job) -> TaskMessage:
@@ -357,7 +362,11 @@ class TaskMessage:
             styles=len(job.styles),
             time_limit=job.time_limit,
             result_limit=job.result_limit,
+            cost=job.cost,
         )
+
+    def limit_within(self, configured: float) -> float:
+        return paint_limit(self.time_limit, self.cost, configured)
 
     def job(self, content: bytes, styles: tuple[bytes, ...]) -> Job:
         return Job(
@@ -369,6 +378,7 @@ class TaskMessage:
             params=self.params,
             time_limit=self.time_limit,
             result_limit=self.result_limit,
+            cost=self.cost,
         )
 
     def to_dict(self) -> dict[str, Any]:

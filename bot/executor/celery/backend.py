@@ -159,12 +159,15 @@ class CeleryBackend(Backend):
             )
 
     def _send(self, message: TaskMessage) -> None:
+        soft, hard = self.config.task_limits(message.limit_within(self.config.time_limit))
         self._app.send_task(
             TASK_NAME,
             args=[message.to_dict()],
             task_id=message.job_id,
             queue=self.config.queue,
             retry=False,
+            soft_time_limit=soft,
+            time_limit=hard,
         )
 
     async def _stop(self, job_id: str) -> None:

@@ -27,10 +27,16 @@ class CeleryConfig:
 
     @property
     def soft_time_limit(self) -> float:
-        """The worker's own backstop: the bot stops a job at time_limit; this is for a worker
-        whose bot has gone, or a job that did not answer the stop."""
-        return self.time_limit + 60
+        """The worker's own backstop for a job of cost 1 (`task_limits`)."""
+        return self.task_limits(self.time_limit)[0]
 
     @property
     def hard_time_limit(self) -> float:
-        return self.soft_time_limit + 30
+        return self.task_limits(self.time_limit)[1]
+
+    @staticmethod
+    def task_limits(job_limit: float) -> tuple[float, float]:
+        """(soft, hard) seconds for a task whose job may paint `job_limit` seconds
+        (Job.limit_within: the same rule as the bot's): the bot stops a job at its limit; these
+        are for a worker whose bot has gone, or a job that did not answer the stop."""
+        return job_limit + 60, job_limit + 90
