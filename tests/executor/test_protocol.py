@@ -65,3 +65,22 @@ def test_unknown_kinds_are_refused():
 
     with pytest.raises(ValueError):
         JobFailed(job_id="j", kind="shutdown", message="no such failure kind any more")
+
+
+def test_one_time_limit_rule_on_both_backends():
+    """A clip's cost reaches the Celery worker with the task: its limit there is the bot's (a
+    48-frame clip had 43,200 s on the bot's side and 900 s on the worker's), and the task's own
+    soft and hard limits follow it."""
+    from bot.executor.celery.config import CeleryConfig
+    from bot.executor.protocol import Job, TaskMessage
+
+    job = Job(user_id=1, guild_id=2, content=b"c", styles=(b"s",), params={}, cost=48)
+    message = TaskMessage.from_dict(TaskMessage.of(job).to_dict())  # as it travels
+    on_the_worker = message.job(b"c", (b"s",))
+    assert on_the_worker.cost == 48
+    assert on_the_worker.limit_within(900) == message.limit_within(900) == job.limit_within(900)
+    assert job.limit_within(900) == 43_200
+    soft, hard = CeleryConfig.task_limits(message.limit_within(900))
+    assert (soft, hard) == (43_260, 43_290)
+    own = Job(user_id=1, guild_id=2, content=b"c", styles=(), params={}, cost=48, time_limit=60)
+    assert TaskMessage.of(own).limit_within(900) == 60  # a job's own limit still binds
