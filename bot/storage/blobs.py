@@ -58,12 +58,23 @@ class BlobStore:
 
     async def use_images(self, conn: Any, job_id: str, images: list[bytes], until: float) -> None:
         """Inside the caller's transaction: `job_id` uses these images (content first) until
-        `until`; each is stored once, whoever sends the same picture again (a button press does)."""
-        for position, data in enumerate(images):
-            key = IMAGE + hashlib.sha256(data).hexdigest()
+        `until`; each is stored once, whoever sends the same picture again (a button press does).
+
+        A use and a drop of one image serialise: the upsert writes the image's row (DO UPDATE,
+        not DO NOTHING), so it holds that row's lock until the caller commits, and a concurrent
+        `drop_unused_images` waits for it, then sees the new use (rows locked in key order on
+        both sides: no deadlock)."""
+        keyed = [(IMAGE + hashlib.sha256(data).hexdigest(), data) for data in images]
+        for key, data in sorted(set(keyed)):
             await conn.execute(
-                self.db.upsert(blobs, {"key": key, "data": data, "expires_at": FOREVER}, "key", {})
+                self.db.upsert(
+                    blobs,
+                    {"key": key, "data": data, "expires_at": FOREVER},
+                    "key",
+                    {"expires_at": FOREVER},
+                )
             )
+        for position, (key, _) in enumerate(keyed):
             await conn.execute(
                 job_inputs.insert().values(
                     job_id=job_id, position=position, blob=key, expires_at=until
@@ -103,9 +114,26 @@ class BlobStore:
 
 
 async def drop_unused_images(conn: Any) -> int:
-    """Delete every job image that no job uses; how many."""
+    """Delete every job image that no job uses; how many. The images that look unused are
+    locked first (in key order; a use being written holds its image's lock until it commits),
+    then deleted by a second statement, whose fresh snapshot sees every use committed meanwhile
+    (PostgreSQL, READ COMMITTED; SQLite has one writer at a time)."""
     used = sa.select(job_inputs.c.blob)
+    candidates = (
+        (
+            await conn.execute(
+                sa.select(blobs.c.key)
+                .where(blobs.c.key.startswith(IMAGE), blobs.c.key.not_in(used))
+                .order_by(blobs.c.key)
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not candidates:
+        return 0
     result = await conn.execute(
-        blobs.delete().where(blobs.c.key.startswith(IMAGE), blobs.c.key.not_in(used))
+        blobs.delete().where(blobs.c.key.in_(candidates), blobs.c.key.not_in(used))
     )
     return result.rowcount or 0

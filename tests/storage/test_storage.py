@@ -1,6 +1,5 @@
 import asyncio
 import hashlib
-import os
 import time
 import uuid
 
@@ -15,29 +14,6 @@ from tests.asyncrun import run
 
 # the PostgreSQL database is one for all tests: its tests run one at a time, on one xdist worker
 pytestmark = pytest.mark.xdist_group("postgresql")
-
-POSTGRES_URL = os.environ.get(
-    "STYLEBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _postgres_reachable() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
-    if not _postgres_reachable():
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    return POSTGRES_URL
 
 
 def test_settings_survive_a_reopen(database_url):
