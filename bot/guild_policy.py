@@ -26,6 +26,7 @@ from bot.engine.params import (
     Optimizer,
     StyleParams,
 )
+from bot.text import join_within
 
 DEFAULTS = StyleParams()  # the engine owns every default a server does not change
 
@@ -222,7 +223,8 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
     params = StyleParams(
         size=min(wanted_size, settings.max_size),
         steps=steps,
-        strength=request.strength if request.strength is not None else settings.strength,
+        # + 0.0: a typed "-0" is 0 (it would read "strength -0")
+        strength=(request.strength if request.strength is not None else settings.strength) + 0.0,
         content_weight=settings.content_weight if raw else None,
         style_weight=settings.style_weight if raw else None,
         style_layer_weights=settings.style_layer_weights,
@@ -340,7 +342,8 @@ def describe(settings: GuildSettings) -> str:
             for n, w in zip(DEFAULT_STYLE_LAYERS, settings.style_layer_weights, strict=True)
         )
     )
-    channels = ", ".join(f"<#{c}>" for c in settings.allowed_channels) or "every channel"
+    # at most about ten mentions, the rest counted: the text fits a message however many there are
+    channels = join_within([f"<#{c}>" for c in settings.allowed_channels], 240) or "every channel"
     return "\n".join(
         [
             f"**Weights:** {weights}",

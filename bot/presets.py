@@ -30,6 +30,10 @@ class Preset:
     created_by: int | None = None
     created_at: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.strength is not None:  # a typed "-0" is 0 (it would read "strength -0")
+            object.__setattr__(self, "strength", self.strength + 0.0)
+
     @property
     def key(self) -> str:
         return preset_key(self.name)

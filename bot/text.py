@@ -42,3 +42,17 @@ def fit_lines(head: str, lines: list[str], limit: int = MESSAGE_LIMIT) -> str:
             return clip(text + f"\n… and {len(lines) - shown} more", limit)
         text += "\n" + line
     return clip(text, limit)
+
+
+def join_within(items: list[str], limit: int, sep: str = ", ") -> str:
+    """`items` joined by `sep`, as many as fit in `limit` characters with "… and N more" for the
+    rest (never longer than `limit`, however many and however long the items are)."""
+    text = ""
+    for shown, item in enumerate(items):
+        rest = len(items) - shown - 1
+        tail = f"{sep}… and {rest} more" if rest else ""
+        candidate = f"{text}{sep}{item}" if text else item
+        if len(candidate) + len(tail) > limit:
+            return clip(f"{text}{sep if text else ''}… and {len(items) - shown} more", limit)
+        text = candidate
+    return clip(text, limit)

@@ -91,3 +91,14 @@ def test_a_servers_clip_limits_reach_the_job_and_are_checked():
     # a size cap below the clip size holds for clips too
     capped, _ = params_for(Request(), settings.replace(max_size=128, size=128))
     assert capped.clip_size == 128
+
+
+def test_a_typed_minus_zero_reads_as_zero():
+    from bot.presets import Preset
+
+    _, summary = params_for(Request(strength=-0.0), GuildSettings())
+    assert "strength 0 " in summary.text + " " and "-0" not in summary.text
+    preset = Preset(name="calm", strength=-0.0)
+    assert preset.describe() == "**calm** · strength 0"
+    _, summary = params_for(preset.fill(Request()), GuildSettings())
+    assert "-0" not in summary.text

@@ -36,7 +36,7 @@ from bot.guild_policy import (
     describe,
     params_for,
 )
-from bot.text import fit_lines
+from bot.text import MESSAGE_LIMIT, clip, fit_lines, join_within
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -210,11 +210,6 @@ class StylizeCog(commands.Cog):
             if interaction.guild_id
             else []
         )
-        styles = (
-            "**Presets** (`/stylize content:… preset:…`): " + ", ".join(p.name for p in presets)
-            if presets
-            else "This server has no style presets yet."
-        )
         text = "\n".join(
             [
                 "**/stylize** repaints your *content* picture in the style of a *style* picture (neural style "
@@ -228,12 +223,21 @@ class StylizeCog(commands.Cog):
                 "",
                 "**This server:**",
                 describe(settings),
-                styles,
+                "{presets}",
                 "",
                 f"**You:** {running} of {config.per_user_jobs} jobs queued or running; {cooldown}.",
             ]
         )
-        await interaction.response.send_message(text, ephemeral=True)
+        head = "**Presets** (`/stylize content:… preset:…`): "
+        room = MESSAGE_LIMIT - len(text) + len("{presets}") - len(head)
+        styles = (
+            head + join_within([p.name for p in presets], room)
+            if presets
+            else "This server has no style presets yet."
+        )
+        await interaction.response.send_message(
+            clip(text.replace("{presets}", styles)), ephemeral=True
+        )
 
 
 def options_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, Summary]:

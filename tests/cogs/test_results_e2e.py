@@ -2,7 +2,7 @@
 
 import asyncio
 
-from tests.cogs.fake_discord import GUILD_ID, MANAGE_MESSAGES
+from tests.cogs.fake_discord import GUILD_ID, MANAGE_GUILD, MANAGE_MESSAGES
 from tests.cogs.harness import (
     ALICE,
     BOB,
@@ -284,3 +284,46 @@ def test_refused_commands_and_presses_store_no_new_images(database_url):
     # the long job sent the same two pictures again (stored once), the refused ones (another
     # content) left nothing, and Bob's press reused Alice's
     assert after == after_one
+
+
+def test_every_settings_text_fits_a_message_at_the_largest_values(database_url):
+    """25 presets of the longest name, 80 allowed channels, the longest numbers each setting
+    takes: /stylize-help, /stylize-settings show and set still fit Discord's 2,000 characters."""
+    from bot.guild_policy import MAX_COOLDOWN, GuildSettings
+    from bot.presets import MAX_PRESETS, NAME_MAX, Preset
+    from tests.conftest import noise_image, png_bytes
+
+    channels = tuple(990000000000000000 + i for i in range(80))
+    largest = GuildSettings(
+        strength=12.3456,
+        style_layer_weights=(0.123456, 0.234567, 0.345678, 0.456789, 0.567891),
+        cooldown_seconds=MAX_COOLDOWN,
+        allowed_channels=channels,
+    )
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            await harness.storage.settings.write(GUILD_ID, largest)
+            style = png_bytes(noise_image(16, 16))
+            for i in range(MAX_PRESETS):
+                name = f"{i:02d}" + "x" * (NAME_MAX - 2)
+                await harness.storage.presets.add(
+                    GUILD_ID, Preset(name=name, strength=-0.0), style, limit=MAX_PRESETS
+                )
+            helped = await fake.slash("stylize-help", [], member_user=ALICE, channel_id=channels[0])
+            shown = await fake.slash(
+                "stylize-settings",
+                [],
+                subcommand="show",
+                member_user=ALICE,
+                permissions=MANAGE_GUILD,
+                channel_id=channels[0],
+            )
+            await fake.wait_for(lambda f: f.callbacks(helped) and f.callbacks(shown))
+            return fake.callbacks(helped)[0], fake.callbacks(shown)[0]
+
+    helped, shown = run(scenario)
+    for reply in (helped, shown):
+        assert len(text_of(reply)) <= 2000, len(text_of(reply))
+        assert "and 70 more" in text_of(reply) or "more" in text_of(reply)
+    assert "00xx" in text_of(helped) and "strength -0" not in text_of(helped)
