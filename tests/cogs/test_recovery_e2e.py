@@ -210,3 +210,58 @@ def test_the_result_arrives_while_the_database_is_down(database_url, tmp_path):
 
     done = run(scenario)
     assert done[-1].files
+
+
+def test_an_ending_the_database_missed_is_written_when_it_is_back_and_never_redone(
+    database_url, tmp_path
+):
+    """The database is down when the job ends: the member gets the result, the ending waits in
+    memory and is written once the database is back; a bot started later on the same database
+    neither runs the job again nor tells its member it was lost (it did both: the row stayed
+    `running`)."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from bot.storage.db import jobs
+
+    async def state_of(storage, token):
+        async with storage.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(jobs.c.state, jobs.c.delivered).where(jobs.c.token == token)
+                )
+            ).one()
+        return row.state, bool(row.delivered)
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, cooldown_seconds=0) as harness:
+            attachments = picture_attachments(fake)
+            token = await fake.slash(
+                "stylize",
+                stylize_options(attachments, steps=40, size=64),
+                member_user=ALICE,
+                attachments=attachments,
+            )
+            await fake.wait_for(lambda f: any("/40 " in text_of(e) for e in f.edits(token)))
+            working = harness.storage.db.engine
+            harness.storage.db.engine = create_async_engine(
+                f"sqlite+aiosqlite:///{tmp_path}/no/such/folder/db"
+            )
+            try:
+                await fake.wait_for(
+                    lambda f: [e for e in f.edits(token) if "Done in" in text_of(e)]
+                )
+            finally:
+                await harness.storage.db.engine.dispose()
+                harness.storage.db.engine = working
+            while await state_of(harness.storage, token) != ("done", True):
+                await asyncio.sleep(0.1)  # the retry's backoff: at most a few seconds here
+        async with BotHarness(fake, database_url, cooldown_seconds=0) as later:
+            await asyncio.sleep(4.0)  # past instance_timeout (3 s): an orphan would be taken now
+            final = await state_of(later.storage, token)
+        return fake, token, final
+
+    fake, token, final = run(scenario)
+    texts = [text_of(m) for m in (*fake.edits(token), *fake.followups(token))]
+    assert sum("Done in" in t for t in texts) == 1
+    assert not any("lost" in t for t in texts) and final == ("done", True)

@@ -12,7 +12,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -50,6 +50,9 @@ FAILURE_TEXT = {
     FailureKind.INTERNAL: "Something went wrong: {message}.",
 }
 RESTARTING_TEXT = "The bot is restarting; please try again in a minute."
+# the end of a job is written to the jobs table until it is taken: first again after this
+# long, then twice as long each time, at most ENDING_RETRY_MAX apart
+ENDING_RETRY_FIRST, ENDING_RETRY_MAX = 0.5, 30.0
 RESULT_KEEP_SECONDS = 24 * 3600  # an undelivered picture waits this long for a delivery
 
 
@@ -151,6 +154,25 @@ class JobMessage:
         except Exception:
             log.exception("could not record the state of job %s", self.handle.id)
 
+    async def _record_ending(self, write: Callable[[], Awaitable[None]]) -> None:
+        """The job's last writes, retried with backoff until the database takes them (the ending
+        kept in memory meanwhile): a row left `running` would be adopted and run again by the
+        next bot, and a delivered job told twice."""
+        delay = ENDING_RETRY_FIRST
+        while True:
+            try:
+                await write()
+                return
+            except Exception as exc:
+                log.warning(
+                    "could not record the end of job %s (%s); trying again in %.0f s",
+                    self.handle.id,
+                    exc.__class__.__name__,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, ENDING_RETRY_MAX)
+
     # --- live updates -------------------------------------------------------------------------
 
     def _show(self, event: Event) -> None:
@@ -231,13 +253,13 @@ class JobMessage:
             message_id = await self.reply.deliver(self.client, text, file=file, view=view)
         delivered = message_id is not None
         if not delivered and isinstance(event, JobDone):
-            await self._record(
-                self.storage.blobs.put(
+            await self._record_ending(
+                lambda: self.storage.blobs.put(
                     result_key(self.handle.id), event.image, keep=RESULT_KEEP_SECONDS
                 )
             )
-        await self._record(
-            self.storage.jobs.set_state(
+        await self._record_ending(
+            lambda: self.storage.jobs.set_state(
                 self.handle.id, state, outcome=text, delivered=delivered, message_id=message_id
             )
         )
