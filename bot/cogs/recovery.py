@@ -38,6 +38,10 @@ INTERRUPTED_TEXT = (
     "Press Retry to run it again with the same pictures."
 )
 MAX_DELIVERY_ATTEMPTS = 50
+# a try at a late delivery holds its claim this long at most (it gives up at 80 % of it): no
+# other bot process delivers the same ending meanwhile
+DELIVERY_LEASE = 60.0
+REFUSED_AUDIT_SECONDS = 3600.0  # a refused job's row (no images, no token) is kept this long
 
 
 class RecoveryCog(commands.Cog):
@@ -65,9 +69,8 @@ class RecoveryCog(commands.Cog):
                     next_round = time.monotonic() + config.delivery_retry_interval
                     await self.recover_orphans()
                     await self.retry_deliveries()
-                    await (
-                        self.bot.storage.blobs.purge_expired()
-                    )  # no images kept longer than promised
+                    await self.bot.storage.blobs.purge_expired()  # no longer than promised
+                    await self.bot.storage.jobs.purge(refused_after=REFUSED_AUDIT_SECONDS)
                     await self.forget_left_guilds()
             except Exception:  # the database or Discord is down: the next round tries again
                 log.exception("recovery round failed")
@@ -133,18 +136,24 @@ class RecoveryCog(commands.Cog):
         for record in await storage.jobs.undelivered():
             if record.attempts >= MAX_DELIVERY_ATTEMPTS or record.outcome is None:
                 continue
-            if not await storage.jobs.claim_delivery(record):
+            if not await storage.jobs.claim_delivery(record, lease=DELIVERY_LEASE):
                 continue  # another bot process is delivering it
-            message_id = await self._deliver(record)
-            if message_id is not None:
-                await storage.jobs.set_state(
-                    record.id, record.state, delivered=True, message_id=message_id
-                )
-                log.info(
-                    "delivered the end of job %s after %d failed tries",
-                    record.id,
-                    record.attempts + 1,
-                )
+            try:
+                message_id = await asyncio.wait_for(self._deliver(record), DELIVERY_LEASE * 0.8)
+            except TimeoutError:
+                message_id = None
+            if message_id is None:
+                await storage.jobs.release_delivery(record.id)
+                continue
+            await storage.jobs.set_state(
+                record.id, record.state, delivered=True, message_id=message_id
+            )
+            # delivered: the result leaves both stores (the database's blob, the executor's copy)
+            await storage.blobs.delete(result_key(record.id))
+            await self.bot.executor.forget(record.id)
+            log.info(
+                "delivered the end of job %s after %d failed tries", record.id, record.attempts + 1
+            )
 
     async def _deliver(self, record: JobRecord) -> int | None:
         assert record.outcome is not None

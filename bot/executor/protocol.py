@@ -56,6 +56,7 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # the bot stopped while it ran; the member was told
+    REFUSED = "refused"  # the queue did not take it; the member was told privately (row purged)
 
     @property
     def finished(self) -> bool:

@@ -96,6 +96,42 @@ class JobStore:
         """The job's content and style images, in order; None once they are no longer kept."""
         return await self.blobs.images(job_id)
 
+    async def refused(self, job_id: str, outcome: str) -> None:
+        """The queue refused the job (its member was told privately): its images go now, its
+        token too; the row stays for `purge`'s audit window."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=JobStatus.REFUSED.value,
+                    outcome=outcome,
+                    delivered=True,
+                    token="",
+                    token_expires_at=0.0,
+                    updated_at=time.time(),
+                )
+            )
+            await self.blobs.drop_uses(conn, [job_id])
+
+    async def purge(self, *, refused_after: float) -> int:
+        """No token outlives its life (15 minutes) in the table, and a refused job's row goes
+        `refused_after` seconds after its refusal; the number of rows removed."""
+        now = time.time()
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.token_expires_at <= now, jobs.c.token != "")
+                .values(token="")
+            )
+            removed = await conn.execute(
+                jobs.delete().where(
+                    jobs.c.state == JobStatus.REFUSED.value,
+                    jobs.c.updated_at <= now - refused_after,
+                )
+            )
+        return removed.rowcount or 0
+
     async def drop_images(self, job_id: str) -> None:
         """A job that was refused keeps no images: its uses go, and every image no job uses."""
         async with self.db.engine.begin() as conn:
@@ -175,9 +211,12 @@ class JobStore:
             )
         return taken.rowcount == 1
 
-    async def claim_delivery(self, record: JobRecord) -> bool:
-        """This process tries the undelivered ending now, if no other process does: one try is
-        counted per claim, conditional on the count it was found with."""
+    async def claim_delivery(self, record: JobRecord, *, lease: float) -> bool:
+        """This process tries the undelivered ending now, if no other process does: a lease of
+        `lease` seconds (`updated_at` in the future: no other process claims the row before it
+        has passed, however long this try takes), one try counted per claim, conditional on the
+        count it was found with. `release_delivery` ends the lease of a try that failed."""
+        now = time.time()
         async with self.db.engine.begin() as conn:
             taken = await conn.execute(
                 jobs.update()
@@ -185,10 +224,20 @@ class JobStore:
                     jobs.c.id == record.id,
                     jobs.c.delivered.is_(False),
                     jobs.c.attempts == record.attempts,
+                    jobs.c.updated_at <= now,
                 )
-                .values(attempts=jobs.c.attempts + 1, updated_at=time.time())
+                .values(attempts=jobs.c.attempts + 1, updated_at=now + lease)
             )
         return taken.rowcount == 1
+
+    async def release_delivery(self, job_id: str) -> None:
+        """A claimed try failed: the next round of any process may try again."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.delivered.is_(False))
+                .values(updated_at=time.time())
+            )
 
     async def history(
         self, user_id: int, guild_id: int | None, *, limit: int = 10

@@ -55,3 +55,57 @@ def test_a_bot_killed_mid_job_delivers_the_result_after_its_restart(database_url
         edits, done = run(scenario)
     assert not any("was lost" in text_of(e) for e in edits)
     assert "300 steps" in text_of(done) and done.files
+
+
+def test_a_late_delivery_leaves_the_result_in_neither_store(database_url, tmp_path):
+    """Discord refuses the ending for a while; the retrier delivers it; then the result is gone
+    from Redis and from the database (both kept it 24 h)."""
+    import redis
+    import sqlalchemy as sa
+
+    from bot.storage import result_key
+    from bot.storage.db import blobs, jobs
+
+    config = celery_config()
+
+    async def scenario(fake):
+        async with BotHarness(
+            fake,
+            database_url,
+            executor="celery",
+            redis_url=REDIS_URL,
+            celery_queue=config.queue,
+            delivery_retry_interval=0.5,
+        ) as harness:
+            token = await stylize_pictures(fake, steps=40, size=64)
+            await fake.wait_for(lambda f: any("/40" in text_of(e) for e in f.edits(token)))
+            fake.refusing = True
+            await fake.wait_for(
+                lambda f: [m for m in f.channel_messages() if "Done in" in text_of(m)]
+            )
+            async with harness.storage.engine.connect() as conn:
+                job_id = (
+                    await conn.execute(sa.select(jobs.c.id).where(jobs.c.token == token))
+                ).scalar_one()
+            kept = await harness.storage.blobs.get([result_key(job_id)])
+            fake.refusing = False
+            await fake.wait_for(
+                lambda f: [e for e in f.edits(token) if "Done in" in text_of(e) and e.files]
+            )
+            while not (await harness.storage.jobs.get(job_id)).delivered:
+                await asyncio.sleep(0.05)
+            async with harness.storage.engine.connect() as conn:
+                left = (
+                    (await conn.execute(sa.select(blobs.c.key).where(blobs.c.key.like("job:%"))))
+                    .scalars()
+                    .all()
+                )
+            in_redis = redis.Redis.from_url(REDIS_URL).exists(
+                f"stylebot:result:{job_id}", f"stylebot:job:{job_id}"
+            )
+            return kept, job_id, left, in_redis
+
+    with running_workers(config, ["w1"], tmp_path):
+        kept, job_id, left, in_redis = run(scenario)
+    assert kept  # it waited in the database while Discord refused it
+    assert result_key(job_id) not in left and in_redis == 0

@@ -251,7 +251,7 @@ def test_refused_commands_and_presses_store_no_new_images(database_url):
     """Images are kept once per picture, and only for jobs that were accepted."""
     import sqlalchemy as sa
 
-    from bot.storage.db import blobs
+    from bot.storage.db import blobs, jobs
 
     async def stored(harness):
         async with harness.storage.engine.connect() as conn:
@@ -277,10 +277,16 @@ def test_refused_commands_and_presses_store_no_new_images(database_url):
             await harness.executor.cancel((await job_of(harness, long)).id)  # the worker is free
             pressed = await fake.press(buttons["seed"], message, member_user=BOB)
             await fake.wait_for(lambda f: done_edits(f, pressed))
-            return after_one, refused, await stored(harness)
+            async with harness.storage.engine.connect() as conn:
+                refused_rows = (
+                    await conn.execute(sa.select(jobs.c.token).where(jobs.c.state == "refused"))
+                ).all()
+            return after_one, refused, await stored(harness), refused_rows
 
-    after_one, refused, after = run(scenario)
+    after_one, refused, after, refused_rows = run(scenario)
     assert len(after_one) == 2 and all("Not now" in text_of(r[-1]) for r in refused)
+    # their rows are kept for the audit window only (jobs.purge), and keep no token even then
+    assert len(refused_rows) == 3 and all(r.token == "" for r in refused_rows)
     # the long job sent the same two pictures again (stored once), the refused ones (another
     # content) left nothing, and Bob's press reused Alice's
     assert after == after_one

@@ -408,3 +408,23 @@ def test_a_forged_task_message_names_no_key_the_worker_reads_or_deletes(two_work
             result.get(timeout=60)
     assert client.get("otherapp:session:42") == b"secret"
     client.delete("otherapp:session:42")
+
+
+def test_forgetting_a_delivered_job_drops_its_images_too():
+    """A job whose worker was killed with SIGKILL and never redelivered left its input images in
+    Redis for their TTL (24 h); once its ending is delivered, the bot drops them."""
+    from bot.executor.celery import keys
+    from bot.executor.protocol import new_job_id
+
+    job_id = new_job_id()
+    client = redis.Redis.from_url(REDIS_URL)
+    left_behind = keys.input_keys(job_id, 2)
+    for key in left_behind:
+        client.set(key, b"image", ex=600)
+
+    async def scenario():
+        async with running(dispatcher(celery_config())) as executor:
+            await executor.forget(job_id)
+
+    run(scenario())
+    assert client.exists(*left_behind) == 0

@@ -135,8 +135,12 @@ def test_jobs_and_their_inputs(database_url):
             assert record.id not in [j.id for j in await successor.jobs.orphaned(silent_for=-1)]
             assert record.id in [j.id for j in await storage.jobs.undelivered()]
             found = next(j for j in await storage.jobs.undelivered() if j.id == record.id)
-            assert await storage.jobs.claim_delivery(found)  # one try is counted per claim
-            assert not await storage.jobs.claim_delivery(found)  # another process: too late
+            assert await storage.jobs.claim_delivery(
+                found, lease=60
+            )  # one try is counted per claim
+            assert not await storage.jobs.claim_delivery(
+                found, lease=60
+            )  # another process: too late
             stored = await storage.jobs.get(record.id)
             assert (
                 stored.state is JobStatus.DONE
@@ -282,7 +286,7 @@ def test_two_bot_processes_adopt_an_orphan_and_deliver_an_ending_once(database_u
                 next(j for j in await s.jobs.undelivered() if j.id == record.id) for s in (a, b)
             ]
             claimed = await asyncio.gather(
-                a.jobs.claim_delivery(found[0]), b.jobs.claim_delivery(found[1])
+                a.jobs.claim_delivery(found[0], lease=60), b.jobs.claim_delivery(found[1], lease=60)
             )
             return adopted, claimed
         finally:

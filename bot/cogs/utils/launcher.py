@@ -120,10 +120,8 @@ class Launcher:
             cost = cost or await job_cost(record, data[0], config.image_limits)
             handle = await self.bot.executor.submit(job_of(record, data, cost))
         except SubmitError as exc:
-            await self.bot.storage.jobs.set_state(
-                record.id, JobStatus.FAILED, outcome=f"Not now: {exc}.", delivered=True
-            )
-            await self.bot.storage.jobs.drop_images(record.id)  # a refused job keeps no images
+            # a refused job keeps no images, and its row (and token) only for a short audit
+            await self.bot.storage.jobs.refused(record.id, f"Not now: {exc}.")
             await self.refuse_after_defer(interaction, f"Not now: {exc}.")
             return
         keep_cooldown(interaction)

@@ -120,11 +120,16 @@ class CeleryBackend(Backend):
 
     async def forget(self, job_id: str) -> None:
         """A delivered ending leaves Redis at once: its result and record are no longer needed
-        (a bot that restarts re-attaches only to jobs that were not delivered)."""
+        (a bot that restarts re-attaches only to jobs that were not delivered), nor its images
+        (a worker killed with SIGKILL, never redelivered, left them for their TTL)."""
         if self._redis is None:
             return
         try:
-            await self._redis.delete(keys.result_key(job_id), keys.job_key(job_id))
+            await self._redis.delete(
+                keys.result_key(job_id),
+                keys.job_key(job_id),
+                *keys.input_keys(job_id, keys.MAX_STYLES),
+            )
         except Exception as exc:  # Redis away: the keys expire with their TTL
             log.warning("could not drop the result of job %s from Redis: %s", job_id, exc)
 
