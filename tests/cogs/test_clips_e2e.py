@@ -102,3 +102,41 @@ def test_a_video_as_the_style_is_refused_before_anything_is_queued(database_url)
     callbacks = run(scenario)
     assert ephemeral(callbacks[0]) and "style image" in text_of(callbacks[0])
     assert "not an image I can use" in text_of(callbacks[0])
+
+
+def test_hostile_gifs_are_refused_privately_or_fitted_at_once(database_url):
+    """Through the real bot: a GIF whose frame lies past the pixel cap (600 bytes) is refused
+    privately with the reason, also where Pillow's own bomb check would raise (it was "unhandled
+    error in /stylize" and a public "Something went wrong"); a 230 KB GIF of 10,000 frames on a
+    6000x6000 screen is read within its budget, painted, and the caption says what was cut."""
+    from tests import hostile_clips
+
+    placed = hostile_clips.gif_with_a_frame_placed_at(64, 9999, 9999)
+    bomb = hostile_clips.gif_with_a_frame_placed_at(64, 65000, 65000)
+    many = hostile_clips.gif_of_tiny_frames(6000, 10_000)
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url, cooldown_seconds=0):
+            tokens = []
+            for name, data in (("placed.gif", placed), ("bomb.gif", bomb), ("many.gif", many)):
+                attachments = clip_attachments(fake, data, name, "image/gif")
+                tokens.append(
+                    await fake.slash(
+                        "stylize",
+                        stylize_options(attachments, steps=2, size=64),
+                        member_user=ALICE,
+                        attachments=attachments,
+                    )
+                )
+                if name != "many.gif":
+                    await fake.wait_for(lambda f, t=tokens[-1]: f.followups(t))
+            await fake.wait_for(lambda f: final_edit(f, tokens[-1]), timeout=120)
+            return [fake.followups(t) for t in tokens[:2]], fake.edits(tokens[-1])[-1], fake
+
+    (placed_replies, bomb_replies), many_result, fake = run(scenario, 180)
+    for replies in (placed_replies, bomb_replies):
+        assert ephemeral(replies[0]) and "pixels" in text_of(replies[0]), text_of(replies[0])
+        assert "Something went wrong" not in text_of(replies[0])
+    text = text_of(many_result)
+    assert "Done in" in text and "more would take too long to read" in text
+    assert "2 frames as a looping GIF" in text
