@@ -145,11 +145,8 @@ class RecoveryCog(commands.Cog):
             if message_id is None:
                 await storage.jobs.release_delivery(record.id)
                 continue
-            await storage.jobs.set_state(
-                record.id, record.state, delivered=True, message_id=message_id
-            )
             # delivered: the result leaves both stores (the database's blob, the executor's copy)
-            await storage.blobs.delete(result_key(record.id))
+            await storage.jobs.late_delivered(record.id, record.state, message_id)
             await self.bot.executor.forget(record.id)
             log.info(
                 "delivered the end of job %s after %d failed tries", record.id, record.attempts + 1

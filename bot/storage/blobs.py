@@ -43,10 +43,6 @@ class BlobStore:
             )
         )
 
-    async def delete(self, key: str) -> None:
-        async with self.db.engine.begin() as conn:
-            await conn.execute(blobs.delete().where(blobs.c.key == key))
-
     async def get(self, keys: list[str]) -> list[bytes] | None:
         """The bytes under every key, in order; None if any is missing or expired."""
         async with self.db.engine.connect() as conn:

@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.executor.protocol import JobStatus
-from bot.storage.blobs import BlobStore
-from bot.storage.db import Database, instances, jobs
+from bot.storage.blobs import BlobStore, result_key
+from bot.storage.db import Database, blobs, instances, jobs
 
 HOST = socket.gethostname()
 STARTED = time.time()  # about when this process started
@@ -229,6 +229,22 @@ class JobStore:
                 .values(attempts=jobs.c.attempts + 1, updated_at=now + lease)
             )
         return taken.rowcount == 1
+
+    async def late_delivered(self, job_id: str, state: JobStatus, message_id: int) -> None:
+        """A late delivery reached the member: the row says so and the kept result goes, in one
+        transaction."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(
+                    state=state.value,
+                    delivered=True,
+                    message_id=message_id,
+                    updated_at=time.time(),
+                )
+            )
+            await conn.execute(blobs.delete().where(blobs.c.key == result_key(job_id)))
 
     async def release_delivery(self, job_id: str) -> None:
         """A claimed try failed: the next round of any process may try again."""
