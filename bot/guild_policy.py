@@ -25,6 +25,7 @@ from bot.engine.params import (
     InvalidParams,
     Optimizer,
     StyleParams,
+    describe_schedule,
 )
 from bot.text import join_within
 
@@ -51,7 +52,7 @@ class GuildSettings:
     content_weight: float | None = None  # alpha; with style_weight replaces strength
     style_weight: float | None = None  # beta
     style_layer_weights: tuple[float, ...] | None = None  # lambda per default style layer
-    steps: int = DEFAULTS.steps
+    steps: int = DEFAULTS.steps  # 0: the size's schedule (512 px: 80 after a coarser level of 80)
     size: int = DEFAULTS.size
     optimizer: Optimizer = DEFAULTS.optimizer
     preserve_colors: ColorMode = DEFAULTS.preserve_colors
@@ -112,8 +113,9 @@ class GuildSettings:
             f"size must be between {MIN_SIZE} and the size cap ({self.max_size})",
         )
         need(
-            1 <= self.steps <= self.max_steps,
-            f"steps must be between 1 and the steps cap ({self.max_steps})",
+            0 <= self.steps <= self.max_steps,
+            f"steps must be between 1 and the steps cap ({self.max_steps}), or 0 for the "
+            "size's schedule",
         )
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         need(
@@ -216,13 +218,10 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
     wanted_steps = request.steps if request.steps is not None else settings.steps
     if wanted_size > settings.max_size:
         notes.append(f"size capped at {settings.max_size} px by this server")
-    if wanted_steps > settings.max_steps:
-        notes.append(f"steps capped at {settings.max_steps} by this server")
     raw = request.strength is None and settings.content_weight is not None
-    steps = min(wanted_steps, settings.max_steps)
     params = StyleParams(
         size=min(wanted_size, settings.max_size),
-        steps=steps,
+        steps=wanted_steps,  # 0: the size's schedule (StyleParams.final_steps)
         # + 0.0: a typed "-0" is 0 (it would read "strength -0")
         strength=(request.strength if request.strength is not None else settings.strength) + 0.0,
         content_weight=settings.content_weight if raw else None,
@@ -234,11 +233,11 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
         style_scale=request.style_scale
         if request.style_scale is not None
         else DEFAULTS.style_scale,
-        preview_every=max(1, steps // 10),
         clip_frames=settings.clip_frames,
         clip_seconds=settings.clip_seconds,
         clip_size=min(settings.clip_size, settings.max_size),  # the size cap holds for clips too
-    ).validate()
+    )
+    params = _within_steps_cap(params, settings, notes).validate()
     return params, summarize(params, request.n_styles, notes)
 
 
@@ -251,7 +250,7 @@ def summarize(
         if params.raw_weights
         else f"strength {params.strength:g}"
     )
-    text = f"{weights} · {params.size} px · {params.steps} steps"
+    text = f"{weights} · {params.size} px · {describe_schedule(params)}"
     if params.preserve_colors != "none":
         text += f" · colours: {params.preserve_colors}"
     if n_styles > 1:
@@ -315,12 +314,19 @@ def params_again(
     if changed.size > settings.max_size:
         notes.append(f"size capped at {settings.max_size} px by this server")
         changed = changed.replace(size=settings.max_size)
-    if changed.steps > settings.max_steps:
+    changed = _within_steps_cap(changed, settings, notes).validate()
+    return changed, summarize(changed, n_styles, notes)
+
+
+def _within_steps_cap(
+    params: StyleParams, settings: GuildSettings, notes: list[str]
+) -> StyleParams:
+    """At most the server's steps cap at the final size (the size's own schedule included: 300
+    at 1024 px), saying so; a preview every tenth of the final steps."""
+    if params.final_steps > settings.max_steps:
         notes.append(f"steps capped at {settings.max_steps} by this server")
-        changed = changed.replace(
-            steps=settings.max_steps, preview_every=max(1, settings.max_steps // 10)
-        )
-    return changed.validate(), summarize(changed, n_styles, notes)
+        params = params.replace(steps=settings.max_steps)
+    return params.replace(preview_every=max(1, params.final_steps // 10))
 
 
 def channel_allowed(settings: GuildSettings, channel_id: int | None) -> bool:
@@ -349,7 +355,7 @@ def describe(settings: GuildSettings) -> str:
             f"**Weights:** {weights}",
             f"**Style layer weights:** {layers}",
             f"**Size:** {settings.size} px (members may ask up to {settings.max_size})",
-            f"**Steps:** {settings.steps} (members may ask up to {settings.max_steps})",
+            f"**Steps:** {settings.steps or 'the size’s schedule'} (members may ask up to {settings.max_steps})",
             f"**Optimizer:** {settings.optimizer} · **Colour preservation:** {settings.preserve_colors}",
             f"**Cooldown:** {settings.cooldown_seconds} s per member · **Channels:** {channels}",
             f"**Moving pictures:** up to {settings.clip_frames} frames, the first {settings.clip_seconds:g} s, "

@@ -115,7 +115,8 @@ def test_a_tiled_run_from_the_command_line(pictures):
 def test_help_shows_each_default_once():
     text = stylebot("stylize", "--help").stdout
     flat = " ".join(text.split())  # argparse wraps lines
-    assert "(default: 300)" in flat and "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in flat
+    assert "512 px: 80 after a coarser level of 80" in flat and "(default: 0)" in flat
+    assert "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in flat
     for option in text.split("\n  -"):
         assert option.count("default") <= 1, option
 

@@ -17,7 +17,7 @@ def test_the_engine_owns_the_defaults():
         engine.strength,
         engine.optimizer,
     )
-    assert summary.notes == () and f"{engine.steps} steps" in summary.text
+    assert summary.notes == () and f"{engine.final_steps} steps" in summary.text
 
 
 def test_caps_clamp_and_say_so():

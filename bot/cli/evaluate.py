@@ -48,7 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--pairs", metavar="FOLDER", help="the folder of pairs")
     g.add_argument("--size", type=int, default=DEFAULTS.size, help="(default: %(default)s)")
     g.add_argument(
-        "--steps", type=int, default=DEFAULTS.steps, help="at the final size (default: %(default)s)"
+        "--steps",
+        type=int,
+        default=DEFAULTS.steps,
+        help="at the final size; 0: the size's schedule, as a job without steps (default: "
+        "%(default)s)",
     )
     g.add_argument(
         "--coarse-steps",
@@ -188,7 +192,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     from bot.engine.quality import trial
     from bot.engine.vgg import load_vgg19
 
-    if not 16 <= args.size <= MAX_SIZE or not 1 <= args.steps <= MAX_STEPS:
+    if not 16 <= args.size <= MAX_SIZE or not 0 <= args.steps <= MAX_STEPS:
         raise UsageError(f"--size takes 16 to {MAX_SIZE}, --steps 1 to {MAX_STEPS}")
     params = StyleParams(
         size=args.size,
@@ -258,7 +262,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     average = {k: sum(r[k] for r in rows.values()) / len(rows) for k in keys}
     config = {
         "size": params.size,
-        "steps": params.steps,
+        "steps": params.final_steps,
         "coarse_steps": params.coarse_steps,
         "levels": params.levels,
         "strength": params.strength,

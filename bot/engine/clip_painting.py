@@ -95,7 +95,7 @@ class ClipPainting:
         self.names = self.objectives[0].names
         self.reporter = Reporter(
             params,
-            [params.steps],
+            [params.final_steps],
             [len(frames) * self.dims[0] * self.dims[1]],
             policy,
             on_progress,
@@ -116,7 +116,7 @@ class ClipPainting:
     @property
     def work(self) -> float:
         """Planned work in still-step equivalents at this size: a step costs one per frame."""
-        return float(self.params.steps * self.frames)
+        return float(self.params.final_steps * self.frames)
 
     @property
     def work_done(self) -> float:
@@ -140,7 +140,7 @@ class ClipPainting:
         converged = self.reporter.after_step(self.xs[shown], terms, 1, self.steps_done)
         if converged:
             self.converged_at = self.steps_done
-        if converged or self.steps_done >= self.params.steps:
+        if converged or self.steps_done >= self.params.final_steps:
             self.finished = True
 
     def run(self, after_step: Callable[[], None] | None = None) -> Result:

@@ -15,7 +15,7 @@ from bot.engine.losses import (
     layer_style_cost,
     total_variation,
 )
-from bot.engine.params import LAYER_NAMES, STRENGTH_SCALE, StyleParams
+from bot.engine.params import LAYER_NAMES, StyleParams
 from bot.engine.tiling import TileSize, layer_stride, whole_picture
 from bot.engine.vgg import VGG19Features
 
@@ -111,7 +111,7 @@ class Objective:
         # style image has: a content layer by its cost for an all-zero image, a style layer by its
         # cost for the content image (the gap to close), at least 5 % of its cost for an all-zero
         # image (for a style that is the content itself).
-        beta = params.strength * STRENGTH_SCALE
+        beta = params.strength * params.style_balance  # the schedule's balance (params.py)
         share = 1.0 / len(self.content_layers)
         content_scale = {
             n: share / max(float(t.float().square().sum()) / (4.0 * t.numel()), 1e-30)

@@ -86,10 +86,22 @@ DEFAULT_TEMPORAL_WEIGHT = 20.0
 MAX_CLIP_FRAMES = 300  # a moving picture's frames, at most (a server may allow fewer)
 MAX_CLIP_SECONDS = 60.0
 MAX_STEPS = 5000
-# Coarse-to-fine by default (pyramid_levels 0) above this size, with levels down to about
-# AUTO_PYRAMID_COARSEST px: see README.md ("Coarse-to-fine") for the figures behind both.
-AUTO_PYRAMID_ABOVE = 512
+# Coarse-to-fine by default (pyramid_levels 0) from this size up, with levels down to about
+# AUTO_PYRAMID_COARSEST px: see docs/engine.md ("Time to quality") for the figures behind both.
+AUTO_PYRAMID_FROM = 512
 AUTO_PYRAMID_COARSEST = 256
+# Before issue 29, one level up to 512 px: the schedule whose look strength 1 keeps meaning
+REFERENCE_PYRAMID_ABOVE = 512
+
+# The schedule of a job that does not name its steps (steps 0): DEFAULT_STEPS at the final size,
+# or, where the automatic levels add a coarse level to the reference schedule (512 px: 256 then
+# 512 px), FAST_SCHEDULE_WORK full-size steps' work spread evenly over the levels (2 x 80).
+DEFAULT_STEPS = 300
+FAST_SCHEDULE_WORK = 100
+# What a coarse level added to the reference schedule does to the balance: it lands about 20 %
+# closer to the style, so each such level multiplies the style weight by this (measured at 512 px,
+# 2 x 80 steps, six pairs: docs/engine.md); strength 1 keeps meaning the reference's look
+COARSE_LEVEL_STRENGTH = 0.62
 
 
 # A pyramid level stops early when J fell by less than `tolerance` over this many of its steps.
@@ -99,20 +111,32 @@ CONVERGENCE_WINDOW = 10
 def describe_schedule(params: StyleParams) -> str:
     """The steps of a run for a person: "100 steps", or "100 steps after 1 coarser level of 60"."""
     coarser = params.levels - 1
+    steps = params.final_steps
     if not coarser:
-        return f"{params.steps} steps"
+        return f"{steps} steps"
     each = params.level_steps(params.levels)[0]
-    return f"{params.steps} steps after {coarser} coarser level{'s' * (coarser > 1)} of {each}"
+    return f"{steps} steps after {coarser} coarser level{'s' * (coarser > 1)} of {each}"
+
+
+def _halvings(size: int) -> int:
+    """Levels whose coarsest is at least AUTO_PYRAMID_COARSEST px (at most 5)."""
+    levels = 1
+    while levels < 5 and size >> levels >= AUTO_PYRAMID_COARSEST:
+        levels += 1
+    return levels
 
 
 def auto_pyramid_levels(size: int) -> int:
-    """Levels for `size` when none are asked for: 1 up to AUTO_PYRAMID_ABOVE px, then as many
-    halvings as keep the coarsest level at least AUTO_PYRAMID_COARSEST px (1024 px: 3 levels)."""
-    levels = 1
-    if size > AUTO_PYRAMID_ABOVE:
-        while levels < 5 and size >> levels >= AUTO_PYRAMID_COARSEST:
-            levels += 1
-    return levels
+    """Levels for `size` when none are asked for: 1 below AUTO_PYRAMID_FROM px, then as many
+    halvings as keep the coarsest level at least AUTO_PYRAMID_COARSEST px (512 px: 2 levels,
+    1024 px: 3)."""
+    return _halvings(size) if size >= AUTO_PYRAMID_FROM else 1
+
+
+def reference_levels(size: int) -> int:
+    """The levels the reference schedule had at `size` (one level up to 512 px): what strength 1
+    means is that schedule's look."""
+    return _halvings(size) if size > REFERENCE_PYRAMID_ABOVE else 1
 
 
 class InvalidParams(ValueError):
@@ -133,7 +157,7 @@ class StyleParams:
     """
 
     size: int = 512  # longest side of the output, pixels; the content's aspect ratio is kept
-    steps: int = 300  # optimiser steps at the final size
+    steps: int = 0  # optimiser steps at the final size; 0 = the size's schedule (final_steps)
     coarse_steps: int = 0  # steps of each coarser pyramid level; 0 = as many as `steps`
     strength: float = 1.0  # style strength in strength mode; 0 = content only
     content_weight: float | None = None  # alpha, raw mode
@@ -194,9 +218,31 @@ class StyleParams:
         """The pyramid levels this run has (pyramid_levels, or the automatic choice for 0)."""
         return self.pyramid_levels or auto_pyramid_levels(self.size)
 
+    @property
+    def final_steps(self) -> int:
+        """Steps at the final size: `steps`, or for 0 the size's schedule: DEFAULT_STEPS, or
+        FAST_SCHEDULE_WORK's worth over every level where coarse levels were added to the
+        reference schedule (512 px: 2 levels of 80)."""
+        if self.steps:
+            return self.steps
+        if self.levels <= reference_levels(self.size):
+            return DEFAULT_STEPS
+        work_of_a_step = sum(4.0**-i for i in range(self.levels))  # a coarse step: its pixels
+        return max(1, round(FAST_SCHEDULE_WORK / work_of_a_step))
+
+    @property
+    def style_balance(self) -> float:
+        """How much more the normalised style term counts than the content term at strength 1,
+        on this run's schedule: STRENGTH_SCALE, times COARSE_LEVEL_STRENGTH for each coarse
+        level beyond the reference schedule at this size, so that a strength keeps its look
+        whatever the schedule (docs/engine.md, "Strength on every schedule")."""
+        added = max(0, self.levels - reference_levels(self.size))
+        return STRENGTH_SCALE * COARSE_LEVEL_STRENGTH**added
+
     def level_steps(self, levels: int) -> list[int]:
         """Steps of each of `levels` pyramid levels, coarsest first."""
-        return [self.coarse_steps or self.steps] * (levels - 1) + [self.steps]
+        final = self.final_steps
+        return [self.coarse_steps or final] * (levels - 1) + [final]
 
     @property
     def lr(self) -> float:
@@ -213,7 +259,10 @@ class StyleParams:
         for name, value in self._numbers():
             need(math.isfinite(value), f"{name} must be a finite number, not {value}")
         need(16 <= self.size <= MAX_SIZE, f"size must be between 16 and {MAX_SIZE} pixels")
-        need(1 <= self.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
+        need(
+            0 <= self.steps <= MAX_STEPS,
+            f"steps must be between 1 and {MAX_STEPS} (0: the size's schedule)",
+        )
         need(
             0 <= self.coarse_steps <= MAX_STEPS,
             f"coarse steps must be between 1 and {MAX_STEPS} (0: as many as steps)",

@@ -17,6 +17,7 @@ The schema is versioned: `schema_version` holds the number of migrations applied
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -126,6 +127,22 @@ def _add_columns(table: str, *columns: tuple[str, str]):
     return step
 
 
+def _steps_300_to_schedule(conn: sa.Connection) -> None:
+    """Servers' stored default steps of 300 (the engine's default until issue 29, written with
+    every other change an admin made) become 0, the size's own schedule: such servers get the
+    fast default. An admin who chose 300 on purpose sets it again (CHANGELOG says so)."""
+    rows = conn.execute(sa.select(guild_settings.c.guild_id, guild_settings.c.settings)).all()
+    for guild_id, text in rows:
+        data = json.loads(text)
+        if data.get("steps") == 300:
+            data["steps"] = 0
+            conn.execute(
+                guild_settings.update()
+                .where(guild_settings.c.guild_id == guild_id)
+                .values(settings=json.dumps(data))
+            )
+
+
 # Each migration brings the schema from version i to i + 1. Never edit one that has shipped.
 # A step is a DDL statement, or a function run with a connection.
 MIGRATIONS: list[list[Any]] = [
@@ -144,6 +161,7 @@ MIGRATIONS: list[list[Any]] = [
     [_add_columns("jobs", ("content_owner", "BIGINT"))],  # who uploaded the content
     [sa.schema.CreateTable(job_inputs, if_not_exists=True)],  # images stored once, shared
     [_add_columns("jobs", ("result_limit", "BIGINT"))],  # the result's size limit, for recovery
+    [_steps_300_to_schedule],  # the fast default reaches servers that saved settings before it
 ]
 
 

@@ -187,7 +187,7 @@ def test_the_settings_panel_saves_through_the_same_policy(database_url):
             )  # fmt: skip
 
     panel, updated, after_select, denied, modal, saved, refused, final = run(scenario)
-    assert ephemeral(panel) and "**Steps:** 300" in text_of(panel)
+    assert ephemeral(panel) and "**Steps:** the size’s schedule" in text_of(panel)
     assert updated.json["type"] == 7 and "**Steps:** 500" in text_of(updated)
     assert after_select.steps == 500
     assert ephemeral(denied) and "Manage Server" in text_of(denied)

@@ -155,7 +155,11 @@ def test_stylize_help(database_url):
     (reply,) = run(scenario)
     text = text_of(reply)
     assert ephemeral(reply) and "/stylize" in text and "Example" in text
-    assert "**Steps:** 300" in text and "0 of 3 jobs" in text and "you can start one now" in text
+    assert (
+        "**Steps:** the size’s schedule" in text
+        and "0 of 3 jobs" in text
+        and "you can start one now" in text
+    )
 
 
 def test_stylize_history_links_the_members_own_results(database_url):

@@ -185,7 +185,7 @@ def test_style_scale_and_cache(random_vgg):
     "change, message",
     [
         (dict(size=8), "size"),
-        (dict(steps=0), "steps"),
+        (dict(steps=-1), "steps"),
         (dict(content_weight=1.0), "both"),
         (dict(style_layers=("relu9_9",)), "unknown layer"),
         (dict(style_layer_weights=(1.0,)), "style layer weights"),
@@ -210,10 +210,10 @@ def test_invalid_params_have_clear_messages(change, message):
 def test_large_sizes_go_coarse_to_fine_by_default(random_vgg):
     from bot.engine.devices import policy_for
     from bot.engine.painting import Painting
-    from bot.engine.params import AUTO_PYRAMID_ABOVE
+    from bot.engine.params import AUTO_PYRAMID_FROM
 
-    assert AUTO_PYRAMID_ABOVE == 512
-    expected = {256: 1, 512: 1, 576: 2, 768: 2, 1024: 3, 1536: 3, 2048: 4, 4096: 5}
+    assert AUTO_PYRAMID_FROM == 512
+    expected = {256: 1, 500: 1, 512: 2, 576: 2, 768: 2, 1024: 3, 1536: 3, 2048: 4, 4096: 5}
     assert {size: StyleParams(size=size).levels for size in expected} == expected
     assert StyleParams(size=2048, pyramid_levels=1).levels == 1  # asked for: kept
     with pytest.raises(InvalidParams, match="pyramid levels"):

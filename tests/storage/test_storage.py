@@ -383,3 +383,39 @@ def test_an_image_is_stored_once_and_only_while_a_job_uses_it(database_url):
     assert len(shared - before) == 2  # two jobs of the same two pictures: two images stored
     assert after_refusal == shared  # the refused job's own image went; the shared ones stay
     assert not ours & after_expiry and gone is None
+
+
+def test_a_server_that_saved_300_steps_gets_the_fast_default_after_the_migration(database_url):
+    """Every save wrote the old default of 300 steps with it: the migration of issue 29 makes
+    it 0 (the size's schedule); other values stay."""
+    import json
+
+    from bot.storage.db import guild_settings
+
+    async def scenario():
+        storage = await Storage.open(database_url)
+        try:
+            await storage.settings.write(4301, GuildSettings().replace(steps=300, size=256), by=1)
+            await storage.settings.write(4302, GuildSettings().replace(steps=120), by=1)
+            async with storage.engine.begin() as conn:  # as if the last migration had not run
+                await conn.execute(
+                    schema_version.delete().where(schema_version.c.version == len(MIGRATIONS))
+                )
+            await storage.migrate()
+            async with storage.engine.connect() as conn:
+                rows = dict(
+                    (await conn.execute(
+                        sa.select(guild_settings.c.guild_id, guild_settings.c.settings)
+                    )).all()
+                )  # fmt: skip
+            return (
+                json.loads(rows[4301]),
+                (await storage.settings.read(4302)).steps,
+            )
+        finally:
+            await storage.settings.reset(4301)
+            await storage.settings.reset(4302)
+            await storage.close()
+
+    migrated, kept = run(scenario())
+    assert migrated["steps"] == 0 and migrated["size"] == 256 and kept == 120

@@ -55,7 +55,12 @@ class SettingsPanel(discord.ui.View):
     def _show(self, settings: GuildSettings) -> None:
         # only what the caps allow (the modal changes the caps)
         self.steps.options = _options(
-            {str(v): f"{v} steps by default" for v in STEP_CHOICES if v <= settings.max_steps},
+            {
+                "0": "The size's schedule (fastest)",
+                **{
+                    str(v): f"{v} steps by default" for v in STEP_CHOICES if v <= settings.max_steps
+                },
+            },
             str(settings.steps),
         )
         self.size.options = _options(
