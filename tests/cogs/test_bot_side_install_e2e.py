@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.cogs.harness import run_with_fake, stylize_pictures, text_of
-from tests.cogs.test_recovery_e2e import bot_env
+from tests.cogs.processes import bot_env
 from tests.executor.celery_helpers import REDIS_URL, Worker, celery_config, reachable
 
 pytestmark = pytest.mark.skipif(not reachable(REDIS_URL), reason="needs Redis on 127.0.0.1:6379")

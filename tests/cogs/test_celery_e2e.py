@@ -5,7 +5,8 @@ import asyncio
 import pytest
 
 from tests.cogs.harness import BotHarness, stylize_pictures, text_of
-from tests.cogs.test_recovery_e2e import bot_env, kill_tree, run
+from tests.cogs.harness import run_with_fake as run
+from tests.cogs.processes import bot_env, kill_tree
 from tests.executor.celery_helpers import REDIS_URL, celery_config, reachable, running_workers
 
 pytestmark = pytest.mark.skipif(not reachable(REDIS_URL), reason="needs Redis on 127.0.0.1:6379")
