@@ -95,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
 
     from bot.engine import clips
     from bot.engine.benchmark import synchronize
-    from bot.engine.clip_painting import ClipPainting
     from bot.engine.devices import memory_budget, parse_device, policy_for
     from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, clip_chunk, plan_clip
     from bot.engine.painting import Painting
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 params, width, height, len(clip.frames), budget, precision=policy.precision,
                 max_chunk=clip_chunk(device.type),
             )  # fmt: skip
-        painting = ClipPainting(model, clip, [style], params, policy, plan=plan)
+        painting = Painting(model, clip, [style], params, policy, plan=plan)
         result = painting.run()
         synchronize(device)
         seconds = time.perf_counter() - started
@@ -159,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         "size": list(clip.frames[0].size),
         "steps": args.steps,
         "still_step_ms": still * 1000,
-        "reliable_share": painting.motion.reliable_share(),
+        "reliable_share": painting.temporal.motion.reliable_share() if painting.temporal else 0.0,
         "runs": runs,
     }
     baseline = next((r for r in runs if r["temporal_weight"] == 0), None)

@@ -1,4 +1,7 @@
-"""`stylebot stylize`: the engine from the command line, no Discord."""
+"""`stylebot stylize`: the engine from the command line, no Discord. A still content is painted
+into a still; a moving picture (a GIF, APNG, animated WebP or a video clip) has every frame
+painted, kept steady along the content's motion, and is written as a GIF, WebP, APNG or MP4 with
+its timing and looping."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bot.cli import HelpFormatter, UsageError, stylize_clip
+from bot.cli import HelpFormatter, UsageError
 from bot.engine import clips, imaging
 from bot.engine.params import (
     AUTO_PYRAMID_COARSEST,
@@ -33,6 +36,7 @@ from bot.engine.params import (
 log = logging.getLogger(__name__)
 DEFAULTS = StyleParams()
 OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+CLIP_OUTPUTS = {".gif": "gif", ".webp": "webp", ".png": "png", ".apng": "png", ".mp4": "mp4"}
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -245,8 +249,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar (the seed is still printed)"
     )
-    stylize_clip.add_arguments(p)
+    _add_clip_options(p)
     p.set_defaults(handler=run)
+
+
+def _add_clip_options(p: argparse.ArgumentParser) -> None:
+    defaults = DEFAULTS
+    g = p.add_argument_group(
+        "moving pictures (a GIF, APNG, animated WebP, MP4, WebM or MOV as the content)"
+    )
+    g.add_argument(
+        "--temporal-weight",
+        type=float,
+        default=defaults.temporal_weight,
+        help="how strongly each frame keeps to the one before it, moved along the content's "
+        "motion; 0 paints every frame alone (it flickers)",
+    )
+    g.add_argument(
+        "--clip-frames",
+        type=int,
+        default=defaults.clip_frames,
+        help="at most this many frames are painted: above it the frame rate is lowered",
+    )
+    g.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=defaults.clip_seconds,
+        help="a longer clip is cut to its first this many seconds",
+    )
+    g.add_argument(
+        "--clip-size",
+        type=int,
+        default=defaults.clip_size,
+        help="a moving picture is painted at most this many pixels on its longest side (--size "
+        "above it is lowered): a clip costs its frames in time and memory",
+    )
+    g.add_argument(
+        "--first-frame",
+        action="store_true",
+        help="paint only the first frame of a moving picture, as a still",
+    )
 
 
 def _params(args: argparse.Namespace) -> StyleParams:
@@ -271,78 +313,109 @@ def _read_image(path: str, limits: ImageLimits, what: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.cli.progress import ProgressBar
+    """Paint the content (a still, or every frame of a moving picture) and write it."""
     from bot.engine.devices import parse_device
-    from bot.engine.progress import Cancelled, Progress
-    from bot.engine.transfer import stylize
-    from bot.engine.vgg import load_vgg19
 
     output = Path(args.output)
     params = _params(args)
     limits = ImageLimits()
     data = _read_bytes(args.content, "content image")
-    moving = not args.first_frame and clips.is_moving(data)
-    fmt = _check_output(args, output, moving)
-    content = None if moving else imaging.decode(data, limits, name=f"content image {args.content}")
+    fmt = _check_output(args, output, not args.first_frame and clips.is_moving(data))
+    params, content, notes = clips.read_content(
+        data, params, limits, where=f" {args.content}", first_frame=args.first_frame
+    )
     styles = [_read_image(s, limits, "style image") for s in args.styles]
     params.blend_weights(len(styles))  # fails early on a wrong number of blend weights
-    if content is None:
-        return stylize_clip.run_clip(args, data, params, styles)
     device = parse_device(args.device)
-    out_w, out_h = imaging.fit_size(*content.size, params.size)
-    plan = _plan(args, params, device, out_w, out_h)
+    width, height = imaging.fit_size(*content.frames[0].size, params.size)
+    plan = _plan(args, params, device, width, height, len(content.frames))
+    result = _paint(args, params, content, styles, device, plan, notes, output, fmt)
+    if result is None:
+        return 130
+    data, _, _ = clips.encode_result(result.clip, fmt=fmt, quality=args.quality)
+    write_atomically(output, data)
+    if args.quiet:  # one line even when quiet: without the seed a run cannot be repeated
+        print(f"stylebot: seed {result.seed}", file=sys.stderr)
+        return 0
+    frames = len(result.frames)
+    what = (
+        f"{frames} frames, {width}x{height}) in {result.elapsed:.1f} s "
+        f"({result.elapsed / frames:.2f} s a frame), seed {result.seed}, flicker {result.flicker:.4f}"
+        if content.moving
+        else f"{width}x{height}) in {result.elapsed:.1f} s, seed {result.seed}"
+    )
+    print(
+        f"stylebot: wrote {output} ({what}"
+        + (f", converged at step {result.converged_at}" if result.converged_at else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _paint(
+    args: argparse.Namespace,
+    params: StyleParams,
+    content: clips.Clip,
+    styles: list,
+    device,
+    plan,
+    notes: tuple[str, ...],
+    output: Path,
+    fmt: str,
+):
+    """The Painting run with a progress bar (and --save-every's pictures); None if interrupted."""
+    from bot.cli.progress import ProgressBar
+    from bot.engine.devices import policy_for
+    from bot.engine.painting import Painting
+    from bot.engine.progress import Cancelled, Progress
+    from bot.engine.vgg import load_vgg19
+
     model = load_vgg19(
         args.weights, pooling=params.pooling, input_format=args.weights_format, device=device
     )
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
+        width, height = imaging.fit_size(*content.frames[0].size, params.size)
+        what = f"{width}x{height}"
+        if content.moving:
+            what = f"{len(content.frames)} frames of {what}, {content.seconds:.1f} s"
+        changes = f" ({'; '.join(notes)})" if notes else ""
         print(
-            f"stylebot: {out_w}x{out_h}, {describe_schedule(params)} on {device}; "
-            f"weights {model.source.label}{_describe(plan, params)}",
+            f"stylebot: {what}{changes}, {describe_schedule(params)} on {device}; "
+            f"weights {model.source.label}{_describe(plan, params, len(content.frames))}",
             file=sys.stderr,
         )
+    still_fmt = fmt if not content.moving else None
 
     def on_progress(progress: Progress) -> None:
         bar.update(progress)
-        if progress.preview is not None:
+        if progress.preview is not None and still_fmt is not None:
             path = output.with_name(f"{output.stem}-{progress.step:04d}{output.suffix}")
-            write_atomically(path, imaging.encode(progress.preview, fmt, quality=args.quality))
+            write_atomically(
+                path, imaging.encode(progress.preview, still_fmt, quality=args.quality)
+            )
 
     try:
         with Interrupt() as interrupt:  # Ctrl-C stops at the next step
-            result = stylize(
-                model,
-                content,
-                styles,
-                params,
-                on_progress=on_progress,
-                should_cancel=interrupt.requested,
-                precision=args.precision,
-                plan=plan,
-            )
+            painting = Painting(
+                model, content, styles, params, policy_for(device, args.precision),
+                on_progress=on_progress, should_cancel=interrupt.requested, plan=plan,
+            )  # fmt: skip
+            result = painting.run()
     except Cancelled:
         bar.close()
         print("stylebot: interrupted; nothing written", file=sys.stderr)
-        return 130
+        return None
     bar.close()
-    write_atomically(output, imaging.encode(result.image, fmt, quality=args.quality))
-    if args.quiet:  # one line even when quiet: without the seed a run cannot be repeated
-        print(f"stylebot: seed {result.seed}", file=sys.stderr)
-    else:
-        print(
-            f"stylebot: wrote {output} ({out_w}x{out_h}) in {result.elapsed:.1f} s, seed {result.seed}"
-            + (f", converged at step {result.converged_at}" if result.converged_at else ""),
-            file=sys.stderr,
-        )
-    return 0
+    return result
 
 
 def _check_output(args: argparse.Namespace, output: Path, moving: bool = False) -> str:
     """The output's format, once the output options are checked."""
-    fmt = (stylize_clip.CLIP_OUTPUTS if moving else OUTPUT_FORMATS).get(output.suffix.lower())
+    fmt = (CLIP_OUTPUTS if moving else OUTPUT_FORMATS).get(output.suffix.lower())
     if fmt is None and moving:
         raise UsageError(
-            f"the content is a moving picture: the output must end in {', '.join(stylize_clip.CLIP_OUTPUTS)} "
+            f"the content is a moving picture: the output must end in {', '.join(CLIP_OUTPUTS)} "
             f"(or give --first-frame for a still): {output}"
         )
     if fmt is None:
@@ -381,23 +454,28 @@ class Interrupt:
         self._asked = True
 
 
-def _plan(args: argparse.Namespace, params: StyleParams, device, width: int, height: int):
+def _plan(
+    args: argparse.Namespace, params: StyleParams, device, width: int, height: int, frames: int
+):
     """The memory plan (bot/engine/memory.py) within --memory-limit, with --tile-size forced."""
     from bot.engine.devices import memory_budget, policy_for
-    from bot.engine.memory import DoesNotFit, plan_job
+    from bot.engine.memory import DoesNotFit, clip_chunk, plan_frames
 
     limit = int(args.memory_limit * 2**30) if args.memory_limit else None
     budget = memory_budget(device, limit)
     precision = policy_for(device, args.precision).precision
     try:
-        return plan_job(params, width, height, budget, precision=precision, tile=args.tile_size)
+        return plan_frames(
+            params, width, height, frames, budget,
+            precision=precision, tile=args.tile_size, max_chunk=clip_chunk(device.type),
+        )  # fmt: skip
     except DoesNotFit as exc:
         advice = ": leave --tile-size out to have a size chosen" if args.tile_size else ""
         raise UsageError(f"{exc}{advice}") from None
 
 
-def _describe(plan, params: StyleParams) -> str:
-    parts = []
+def _describe(plan, params: StyleParams, frames: int) -> str:
+    parts = [f"{plan.chunk} frames a pass"] if frames > 1 else []
     if plan.tile is not None:
         parts.append(f"tiles of {plan.tile} px")
     if params.optimizer == "lbfgs" and plan.history != 100:

@@ -27,13 +27,23 @@ from bot.engine.clip_header import (
     open_video,
     video_header,
 )
-from bot.engine.imaging import CorruptImage, ImageError, TooManyPixels, UnsupportedImage, to_rgb
+from bot.engine.imaging import (
+    CorruptImage,
+    ImageError,
+    TooManyPixels,
+    UnsupportedImage,
+    decode,
+    encode,
+    encode_to_fit,
+    to_rgb,
+)
 from bot.engine.params import ImageLimits, StyleParams
 
 ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # Pillow's names of the animated pictures taken
 VIDEO_FORMATS = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm"}
 VIDEO_TYPES: frozenset[str] = frozenset(VIDEO_FORMATS.values())
 CLIP_ENCODINGS = ("gif", "webp", "png", "mp4")  # what a result can be written as
+STILL = "still"  # a Clip's source when it is a still picture (one frame)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,15 @@ class Clip:
     loop: bool  # plays forever (a GIF's loop), or once (a video)
     source: str  # the format it came in
     changes: tuple[str, ...] = field(default=())  # what fitting it to the limits did, for people
+
+    @classmethod
+    def still(cls, image: Image.Image) -> Clip:
+        """A still picture: a clip of one frame."""
+        return cls([image], [0], False, STILL)
+
+    @property
+    def moving(self) -> bool:
+        return self.source != STILL
 
     @property
     def seconds(self) -> float:
@@ -83,12 +102,35 @@ class FramePlan:
 
 def clip_params(params: StyleParams) -> tuple[StyleParams, tuple[str, ...]]:
     """A moving picture's StyleParams: its size at most `clip_size`, one pyramid level
-    (bot/engine/clip_painting.py). Returns (params, notes for the member)."""
+    (bot/engine/painting.py). Returns (params, notes for the member)."""
     notes = []
     if params.size > params.clip_size:
         notes.append(f"painted at {params.clip_size} px, the largest size for moving pictures here")
         params = params.replace(size=params.clip_size)
     return params.replace(pyramid_levels=1), tuple(notes)
+
+
+def read_content(
+    data: bytes,
+    params: StyleParams,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    where: str = "",
+    should_stop: Callable[[], bool] | None = None,
+    first_frame: bool = False,
+) -> tuple[StyleParams, Clip, tuple[str, ...]]:
+    """A job's content as the frames to paint, for a still and a moving picture alike: a still
+    is a clip of one frame; a moving picture's (unless `first_frame`) decoded within its limits,
+    with its StyleParams (`clip_params`). `where` follows the name in messages (a path). Returns
+    (params, clip, what was changed to fit, for the member). Raises ImageError, and
+    ReadingStopped once `should_stop` says so between frames."""
+    if first_frame or not is_moving(data):
+        return params, Clip.still(decode(data, limits, name=f"content image{where}")), ()
+    params, notes = clip_params(params)
+    clip = decode_clip(
+        data, limits, ClipLimits.of(params), name=f"content{where}", should_stop=should_stop
+    )
+    return params, clip, (*notes, *clip.changes)
 
 
 def frames_to_paint(data: bytes, params: StyleParams, limits: ImageLimits = ImageLimits()) -> int:
@@ -550,6 +592,26 @@ def encode_clip_to_fit(
         fmt,
         f"{why}, made smaller ({smaller[0].width}x{smaller[0].height}) to fit the upload limit",
     )
+
+
+def encode_result(
+    clip: Clip, *, fmt: str | None = None, limit_bytes: int | None = None, quality: int = 90
+) -> tuple[bytes, str, str | None]:
+    """A painted result as bytes, still or moving alike: in `fmt` when it is given, else as what
+    plays inline and fits `limit_bytes` (a still: PNG, else the format that fits; a moving
+    picture: `encode_clip_to_fit`). Returns (bytes, format, a sentence on a moving picture's
+    format for the caption, or None)."""
+    if not clip.moving:
+        image = clip.frames[0]
+        if fmt is not None:
+            return encode(image, fmt, quality=quality), fmt, None
+        if limit_bytes:
+            return (*encode_to_fit(image, limit_bytes), None)
+        return encode(image, "png"), "png", None
+    if fmt is not None:
+        return encode_clip(clip, fmt, quality=quality), fmt, None
+    data, fmt, why = encode_clip_to_fit(clip, limit_bytes or None)
+    return data, fmt, f"{len(clip.frames)} frames as {why}"
 
 
 def _size(n: int) -> str:

@@ -247,6 +247,28 @@ def plan_job(
     )
 
 
+def plan_frames(
+    params,
+    width: int,
+    height: int,
+    frames: int,
+    budget: int | None,
+    *,
+    precision: str = "fp32",
+    where: str = "device",
+    tile: int | None = None,
+    max_chunk: int = CLIP_CHUNK,
+) -> MemoryPlan:
+    """The memory plan of a job of `frames` frames of `width` x `height`: a still's (`plan_job`:
+    the whole picture, a shorter history or tiles) or a moving picture's (`plan_clip`)."""
+    if frames > 1:
+        return plan_clip(
+            params, width, height, frames, budget,
+            precision=precision, where=where, max_chunk=max_chunk,
+        )  # fmt: skip
+    return plan_job(params, width, height, budget, precision=precision, tile=tile, where=where)
+
+
 def size_text(nbytes: int) -> str:
     """Bytes as a person reads them: GB with one decimal, MB below 0.1 GB."""
     if nbytes >= 0.1 * 2**30:

@@ -7,6 +7,7 @@ from collections.abc import MutableMapping, Sequence
 
 import torch
 
+from bot.engine.flow import Motion, temporal_differences
 from bot.engine.losses import (
     content_cost,
     gram_cost,
@@ -243,3 +244,25 @@ class Objective:
             terms["tv"] = tv
         terms["total"] = total
         return total, terms
+
+
+class Temporal:
+    """The temporal cost of a moving picture, added to J over all its frames (Ruder, Dosovitskiy
+    and Brox, 2016): for each pair of neighbouring frames, the mean squared difference, where the
+    content's optical flow is reliable, between a frame and the frame before it moved along that
+    flow (bot/engine/flow.py), times `weight`. Each frame steps on its part of the gradient. With
+    weight 0 the frames are painted independently (the baseline that flickers)."""
+
+    def __init__(self, motion: Motion, weight: float):
+        self.motion, self.weight = motion, weight
+
+    def gradient(
+        self, xs: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor] | None, torch.Tensor]:
+        """Each frame's gradient of the cost (None when there is none) and its value."""
+        if self.weight <= 0 or not self.motion.before:
+            return None, torch.zeros(())
+        moving = torch.cat([x.detach() for x in xs]).float().requires_grad_(True)
+        cost = self.weight * temporal_differences(moving, self.motion).sum()
+        (grad,) = torch.autograd.grad(cost, moving)
+        return [grad[i : i + 1] for i in range(len(xs))], cost.detach()

@@ -181,7 +181,7 @@ class StyleParams:
     pyramid_levels: int = 0  # coarse-to-fine levels, each half the next; 0 = auto_pyramid_levels
     preview_every: int = 0  # send a preview image every K steps; 0 = never
     # moving pictures: the weight of the temporal cost that keeps each frame where the one before
-    # it moves to (bot/engine/clip_painting.py); 0 = every frame painted alone (flickers)
+    # it moves to (bot/engine/painting.py); 0 = every frame painted alone (flickers)
     temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT
     # moving pictures: how much of one is painted (bot/engine/clips.py): a longer clip is cut to
     # its first clip_seconds, then its frame rate lowered to at most clip_frames frames; it is

@@ -7,14 +7,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from PIL import Image
 
+from bot.engine.clips import Clip
 from bot.engine.devices import DevicePolicy
 from bot.engine.params import CONVERGENCE_WINDOW, InvalidParams, StyleParams
-from bot.engine.pyramid import finish_image
 
 
 class Cancelled(Exception):
@@ -41,7 +40,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class Result:
-    image: Image.Image
+    clip: Clip  # the painted frames with the content's timing (a still: a clip of one frame)
     seed: int
     steps: int
     elapsed: float
@@ -50,10 +49,16 @@ class Result:
     precision: str = "fp32"
     level_seconds: list[float] = field(default_factory=list)
     converged_at: int | None = None  # the final level stopped improving after this many steps
-    clip: Any = (
-        None  # a moving picture's painted frames (bot/engine/clips.py Clip); image: its first
-    )
     flicker: float | None = None  # a moving picture's warping error (bot/engine/flow.py)
+
+    @property
+    def frames(self) -> list[Image.Image]:
+        return self.clip.frames
+
+    @property
+    def image(self) -> Image.Image:
+        """The first frame (a still's picture)."""
+        return self.clip.frames[0]
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -75,14 +80,12 @@ class Reporter:
         policy: DevicePolicy,
         on_progress: ProgressCallback | None,
         should_cancel: Callable[[], bool] | None,
-        colour_reference: torch.Tensor,
     ):
         self.params, self.steps, self.policy = params, steps, policy
         self.work = [
             n * p for n, p in zip(steps, pixels, strict=True)
         ]  # each level's, in pixel-steps
         self.on_progress, self.should_cancel = on_progress, should_cancel
-        self.colour_reference = colour_reference
         self.total = sum(steps)
         self.started = self._last_read = time.perf_counter()
         self.step = 0  # steps taken, over all levels
@@ -90,10 +93,15 @@ class Reporter:
         self.convergence = Convergence(params.tolerance)
 
     def after_step(
-        self, x: torch.Tensor, terms: dict[str, torch.Tensor], level: int, level_step: int
+        self,
+        terms: dict[str, torch.Tensor],
+        level: int,
+        level_step: int,
+        preview: Callable[[], Image.Image],
     ) -> bool:
-        """Count a step (the `level_step`-th of pyramid level `level`); report progress, check for
-        cancel and NaN. Returns whether the level has converged (see `Convergence`)."""
+        """Count a step (the `level_step`-th of pyramid level `level`); report progress (with
+        `preview()` when one is due), check for cancel and NaN. Returns whether the level has
+        converged (see `Convergence`)."""
         self.step += 1
         params = self.params
         steps = self.steps[level - 1]
@@ -115,7 +123,7 @@ class Reporter:
                 ended = steps if converged else level_step  # a converged level counts as done
                 done = sum(self.work[: level - 1]) + self.work[level - 1] * ended / steps
                 eta = elapsed / done * (sum(self.work) - done) if done > 0 else None
-                preview = finish_image(x, params, self.colour_reference) if preview_due else None
+                picture = preview() if preview_due else None
                 self.on_progress(
                     Progress(
                         step=before + ended,
@@ -126,7 +134,7 @@ class Reporter:
                         elapsed=elapsed,
                         eta=eta,
                         fraction=done / sum(self.work),
-                        preview=preview,
+                        preview=picture,
                     )
                 )
         if self.should_cancel is not None and self.should_cancel():

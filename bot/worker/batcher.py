@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.engine.clip_painting import ClipPainting
 from bot.engine.painting import Painting, out_of_memory, step_together
 from bot.executor.protocol import Event, Job, JobCancelled, JobStarted, Terminal
 from bot.worker.runner import JobInputs, JobRunner
@@ -39,7 +38,7 @@ class _Entry:
     finish: Callable[[Terminal], None]
     should_cancel: Callable[[], bool]
     inputs: JobInputs | None = None  # read when it arrives: its pictures and memory plan
-    painting: Painting | ClipPainting | None = None  # set up when it is admitted
+    painting: Painting | None = None  # set up when it is admitted
 
 
 class Batcher:

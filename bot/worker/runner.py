@@ -23,11 +23,10 @@ import torch
 from PIL import Image
 
 from bot.engine import clips, colour, imaging
-from bot.engine.clip_painting import ClipPainting
 from bot.engine.clips import Clip
 from bot.engine.devices import memory_budget, parse_device, policy_for
 from bot.engine.imaging import ImageError
-from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_clip, plan_job
+from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_frames
 from bot.engine.painting import Painting, out_of_memory
 from bot.engine.params import InvalidParams, StyleParams
 from bot.engine.progress import Cancelled, Progress
@@ -86,10 +85,9 @@ class JobInputs:
     """A job's pictures decoded and checked, and its memory plan."""
 
     params: StyleParams
-    content: Image.Image
+    content: Clip  # the frames to paint (a still: one)
     styles: list[Image.Image]
     plan: MemoryPlan
-    clip: Clip | None = None  # a moving picture's frames (then `content` is its first)
     notes: tuple[str, ...] = ()  # what was changed to fit the limits, for the member
 
 
@@ -164,44 +162,29 @@ class JobRunner:
         its next frame once `should_cancel` says so (Cancelled). Touches nothing on the device:
         it may run on any thread."""
         limits = self.spec.limits
-        clip, notes = None, ()
         try:
-            params = StyleParams.from_dict(job.params).validate()
-            if clips.is_moving(job.content):
-                params, notes = clips.clip_params(params)
-                clip = clips.decode_clip(
-                    job.content,
-                    limits,
-                    clips.ClipLimits.of(params),
-                    name="content",
-                    should_stop=should_cancel,
-                )
-                content = clip.frames[0]
-            else:
-                content = imaging.decode(job.content, limits, name="content image")
+            params, content, notes = clips.read_content(
+                job.content,
+                StyleParams.from_dict(job.params).validate(),
+                limits,
+                should_stop=should_cancel,
+            )
             styles = [imaging.decode(s, limits, name="style image") for s in job.styles]
             params.blend_weights(len(styles))
         except clips.ReadingStopped:
             raise Cancelled from None
         except (InvalidParams, ImageError, TypeError) as exc:
             raise Refused(FailureKind.BAD_INPUT, str(exc)) from None
-        width, height = imaging.fit_size(*content.size, params.size)
-        budget, precision = self.memory_budget(), self.policy.precision
+        width, height = imaging.fit_size(*content.frames[0].size, params.size)
         try:
-            if clip is not None:
-                plan = plan_clip(
-                    params, width, height, len(clip.frames), budget, precision=precision,
-                    where=self.where, max_chunk=clip_chunk(self.device.type),
-                )  # fmt: skip
-            else:
-                plan = plan_job(
-                    params, width, height, budget, precision=precision, where=self.where
-                )
+            plan = plan_frames(
+                params, width, height, len(content.frames), self.memory_budget(),
+                precision=self.policy.precision, where=self.where,
+                max_chunk=clip_chunk(self.device.type),
+            )  # fmt: skip
         except DoesNotFit as exc:
             raise Refused(FailureKind.OUT_OF_MEMORY, str(exc)) from None
-        return JobInputs(
-            params, content, styles, plan, clip, (*notes, *(clip.changes if clip else ()))
-        )
+        return JobInputs(params, content, styles, plan, notes)
 
     def start(
         self,
@@ -209,9 +192,8 @@ class JobRunner:
         inputs: JobInputs,
         emit: Callable[[Event], None],
         should_cancel: Callable[[], bool],
-    ) -> Painting | ClipPainting:
-        """The job's Painting (a ClipPainting for a moving picture), its first level's targets
-        set up; progress goes to `emit`."""
+    ) -> Painting:
+        """The job's Painting, its first level's targets set up; progress goes to `emit`."""
 
         def on_progress(progress: Progress) -> None:
             preview = None
@@ -240,40 +222,30 @@ class JobRunner:
             log.info(
                 "job %s: %dx%d in tiles of %d px, L-BFGS history %d, about %.1f GB",
                 job.id,
-                *imaging.fit_size(*inputs.content.size, params.size),
+                *imaging.fit_size(*inputs.content.frames[0].size, params.size),
                 plan.tile,
                 plan.history,
                 plan.bytes / 2**30,
             )
-        model, styles = self._model(params.pooling), inputs.styles
-        common: dict[str, Any] = {
-            "on_progress": on_progress,
-            "should_cancel": should_cancel,
-            "style_cache": self.cache,
-            "plan": plan,
-        }
-        if inputs.clip is not None:
-            return ClipPainting(model, inputs.clip, styles, params, self.policy, **common)
-        return Painting(model, inputs.content, styles, params, self.policy, **common)
+        return Painting(
+            self._model(params.pooling),
+            inputs.content,
+            inputs.styles,
+            params,
+            self.policy,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            style_cache=self.cache,
+            plan=plan,
+        )
 
-    def finish(
-        self, job: Job, painting: Painting | ClipPainting, notes: tuple[str, ...] = ()
-    ) -> JobDone:
-        """The finished painting as the job's JobDone (encoded to fit the job's upload limit); a
-        moving picture as the format that plays inline and fits (bot/engine/clips.py), `notes`
+    def finish(self, job: Job, painting: Painting, notes: tuple[str, ...] = ()) -> JobDone:
+        """The finished painting as the job's JobDone, encoded to fit the job's upload limit (a
+        moving picture as the format that plays inline and fits: bot/engine/clips.py), `notes`
         and that choice told to the member."""
         result = painting.result()
-        frames = 0
-        if result.clip is not None:
-            data, fmt, why = clips.encode_clip_to_fit(result.clip, job.result_limit)
-            notes, frames = (
-                (*notes, f"{len(result.clip.frames)} frames as {why}"),
-                len(result.clip.frames),
-            )
-        elif job.result_limit:
-            data, fmt = imaging.encode_to_fit(result.image, job.result_limit)
-        else:
-            data, fmt = imaging.encode(result.image, "png"), "png"
+        data, fmt, why = clips.encode_result(result.clip, limit_bytes=job.result_limit)
+        notes = (*notes, why) if why else notes
         return JobDone(
             job_id=job.id,
             image=data,
@@ -288,7 +260,7 @@ class JobRunner:
             cache_hit=painting.style_cache_hits > 0,
             converged_at=result.converged_at,
             peak_memory_bytes=self._peak_memory(),
-            frames=frames,
+            frames=len(result.frames) if result.clip.moving else 0,
             flicker=result.flicker,
             notes=notes,
         )

@@ -149,15 +149,15 @@ def test_bf16_reaches_the_quality_of_fp32(random_vgg, optimizer):
 def test_a_clip_under_the_cuda_policy_forced_on_the_cpu(random_vgg, optimizer, precision):
     """A moving picture's frames in batches of several a pass (as on a GPU), channels_last
     weights, autocast, the temporal cost and reads of the loss every few steps."""
-    from bot.engine.clip_painting import ClipPainting
     from bot.engine.memory import MemoryPlan, clip_chunk
+    from bot.engine.painting import Painting
     from tests.conftest import moving_clip
 
     policy = on_cpu(
         dataclasses.replace(policy_for(torch.device("cuda"), precision), sync_interval=0.05)
     )
     clip = moving_clip(frames=3, width=40, height=32)
-    painting = ClipPainting(
+    painting = Painting(
         random_vgg, clip, [noise_image(32, 32)],
         StyleParams(size=32, steps=6, optimizer=optimizer, seed=1, pyramid_levels=1), policy,
         plan=MemoryPlan(0, 10, None, clip_chunk("cuda")),

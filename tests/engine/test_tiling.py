@@ -199,7 +199,7 @@ def test_a_short_history_is_used_and_a_tiled_painting_never_shares_a_batch(rando
         )
         for _ in range(2)
     ]
-    assert paintings[0]._optimiser.lbfgs.m == 5
+    assert paintings[0].optimisers[0].lbfgs.m == 5
     assert paintings[0].objective.tiled
     assert paintings[0].shape_key != paintings[1].shape_key
     with pytest.raises(AssertionError, match="tiled"):

@@ -1,11 +1,10 @@
-"""A moving picture painted: steadier than its frames painted alone, each frame alone exactly when
+"""A moving picture painted (a Painting of several frames): steadier than its frames painted alone, each frame alone exactly when
 the temporal weight is 0, the same gradient however many frames share a pass, cancellable."""
 
 import numpy as np
 import pytest
 import torch
 
-from bot.engine.clip_painting import ClipPainting
 from bot.engine.devices import policy_for
 from bot.engine.memory import MemoryPlan
 from bot.engine.painting import Painting
@@ -23,9 +22,9 @@ def params(**changes) -> StyleParams:
 def test_the_steady_mode_flickers_less_than_frames_painted_alone(random_vgg):
     clip = moving_clip(frames=5, loop=False)
     style = noise_image(48, 48)
-    alone = ClipPainting(random_vgg, clip, [style], params(temporal_weight=0), FP32).run()
-    steady = ClipPainting(random_vgg, clip, [style], params(), FP32).run()
-    steadier = ClipPainting(random_vgg, clip, [style], params(temporal_weight=100), FP32).run()
+    alone = Painting(random_vgg, clip, [style], params(temporal_weight=0), FP32).run()
+    steady = Painting(random_vgg, clip, [style], params(), FP32).run()
+    steadier = Painting(random_vgg, clip, [style], params(temporal_weight=100), FP32).run()
     print(
         f"warping error: alone {alone.flicker:.4f}, default {steady.flicker:.4f}, "
         f"weight 100 {steadier.flicker:.4f}"
@@ -40,7 +39,7 @@ def test_with_no_temporal_weight_each_frame_is_painted_as_a_still(random_vgg):
     clip = moving_clip(frames=3, loop=False)
     style = noise_image(48, 48)
     p = params(temporal_weight=0, steps=4)
-    frames = ClipPainting(random_vgg, clip, [style], p, FP32).run().clip.frames
+    frames = Painting(random_vgg, clip, [style], p, FP32).run().clip.frames
     for frame, content in zip(frames, clip.frames, strict=True):
         still = Painting(random_vgg, content, [style], p, FP32).run().image
         difference = np.abs(np.asarray(frame, np.float32) - np.asarray(still, np.float32))
@@ -54,11 +53,12 @@ def test_the_gradient_does_not_depend_on_the_frames_per_pass(random_vgg):
     style = noise_image(48, 48)
 
     def gradient(chunk):
-        painting = ClipPainting(
+        painting = Painting(
             random_vgg, clip, [style], params(), FP32, plan=MemoryPlan(0, 10, None, chunk)
         )
         painting.step_alone()  # away from the start, where the temporal cost is near 0
-        return painting.gradient()
+        grads, terms = painting.gradient()
+        return torch.cat(grads), terms
 
     (whole, terms), (parts, part_terms) = gradient(5), gradient(2)
     assert float((whole - parts).abs().max() / whole.abs().max()) < 1e-5
@@ -73,19 +73,19 @@ def test_a_clip_is_cancelled_between_steps(random_vgg):
         steps.append(1)
         return len(steps) >= 2
 
-    painting = ClipPainting(
+    painting = Painting(
         random_vgg, moving_clip(frames=3), [noise_image(48, 48)], params(), FP32,
         should_cancel=should_cancel,
     )  # fmt: skip
     with pytest.raises(Cancelled):
         painting.run()
-    assert painting.steps_done == 2 and not painting.done
+    assert painting.reporter.step == 2 and not painting.done
 
 
 def test_progress_counts_steps_and_previews_show_the_frames_in_turn(random_vgg):
     seen = []
     clip = moving_clip(frames=3)
-    ClipPainting(
+    Painting(
         random_vgg, clip, [noise_image(48, 48)], params(steps=6, preview_every=1), FP32,
         on_progress=seen.append,
     ).run()  # fmt: skip
