@@ -11,8 +11,8 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.engine.params import ImageLimits
-from bot.executor.celery.config import CeleryConfig
+from bot.engine.params import WEIGHTS_ENV, ImageLimits
+from bot.protocol.celery_config import CeleryConfig
 
 S = TypeVar("S", bound="CommonSettings")
 
@@ -159,6 +159,12 @@ class Settings(CommonSettings):
 
 # STYLEBOT_* variables that are not settings: the test suite's and .ci/run's own
 NOT_SETTINGS = frozenset({"STYLEBOT_TEST_POSTGRES_URL", "STYLEBOT_VENV"})
+
+
+def weights_from_environment() -> str | None:
+    """$STYLEBOT_VGG19_WEIGHTS, for the command line's engine commands (the bot and `stylebot
+    worker` read it as their settings' `vgg19_weights`): the engine reads no environment."""
+    return os.environ.get(WEIGHTS_ENV) or None
 
 
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -77,7 +77,7 @@ def test_lbfgs_on_cuda_takes_the_cpus_steps():
 def test_a_job_through_a_cuda_worker():
     from bot.executor.dispatch import ExecutorConfig
     from bot.executor.pool import LocalExecutor
-    from bot.executor.protocol import JobDone
+    from bot.protocol.messages import JobDone
     from tests.executor.helpers import make_job
 
     async def scenario():

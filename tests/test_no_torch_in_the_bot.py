@@ -1,8 +1,9 @@
 """The bot process runs where there is no GPU: importing every bot-side module leaves torch out.
 
 The bot side is every module of `bot` but the engine and the worker package, whose modules import
-torch at the top (and the CLI's progress bar for engine runs); of those, the bot imports only the engine's pure-data modules and the worker
-process's entry (to name it when it spawns a worker)."""
+torch at the top (and the CLI's progress bar for engine runs); of those, the bot imports only the
+engine's pure-data modules. A local worker is started by its entry's name (bot/protocol/entry.py),
+so the bot never imports bot/worker/."""
 
 import pkgutil
 import subprocess
@@ -12,7 +13,7 @@ import bot
 
 # and the terminal progress bar of `stylebot stylize`, which draws the engine's Progress
 TORCH_SIDE = ("bot.engine.", "bot.worker.", "bot.cli.progress")
-BOT_IMPORTS_FROM_THE_TORCH_SIDE = ["bot.engine.imaging", "bot.engine.params", "bot.worker.process"]
+BOT_IMPORTS_FROM_THE_TORCH_SIDE = ["bot.engine.imaging", "bot.engine.params"]
 
 
 def bot_side_modules() -> list[str]:
@@ -24,7 +25,7 @@ def test_the_bot_side_is_most_of_the_package():
     modules = bot_side_modules()
     for name in ("bot.app", "bot.cogs.stylize", "bot.cogs.utils.launcher", "bot.executor.pool"):
         assert name in modules
-    assert "bot.worker.runner" not in modules
+    assert "bot.worker.runner" not in modules and "bot.worker.process" not in modules
 
 
 def test_importing_the_bot_side_does_not_import_torch():

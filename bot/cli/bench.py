@@ -9,6 +9,7 @@ import platform
 import sys
 
 from bot.cli import CliError, UsageError, parse_sizes
+from bot.cli.common import add_model_options
 from bot.engine.params import PRECISIONS
 
 
@@ -32,19 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)"
     )
-    p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)"
-    )
-    p.add_argument(
-        "--precision",
-        default="auto",
-        help=f"comma-separated, each one of {', '.join(PRECISIONS)} (default: %(default)s)",
-    )
-    p.add_argument(
-        "--weights",
-        default="random",
-        help="VGG-19 weights; speed does not depend on them (default: %(default)s)",
-    )
+    add_model_options(p, weights="random", several_precisions=True)
     p.add_argument(
         "--no-job",
         dest="job",

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from bot.cli import UsageError
-from bot.engine.params import PRECISIONS, StyleParams
+from bot.cli.common import add_model_options
+from bot.engine.params import StyleParams
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,11 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="frames per VGG-19 pass (default: as the memory plan allows, at most 16 on a GPU, 1 on a CPU)",
     )
-    p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)"
-    )
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="(default: %(default)s)")
-    p.add_argument("--weights", default="random", help="VGG-19 weights (default: %(default)s)")
+    add_model_options(p, weights="random")
     p.add_argument("--out", help="a folder: each run's clip is written there as a GIF, to look at")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     p.set_defaults(handler=run)

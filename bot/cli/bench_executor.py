@@ -10,9 +10,10 @@ import statistics
 import time
 
 from bot.cli import CliError, UsageError
+from bot.cli.common import add_model_options
 from bot.engine import imaging
 from bot.engine.params import StyleParams
-from bot.executor.protocol import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
+from bot.protocol.messages import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
 
 
 # a long function (over 60 lines): one declaration per option, read as the command's manual
@@ -85,11 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="device for workers (repeatable; default: auto)",
     )
-    p.add_argument(
-        "--weights",
-        default="random",
-        help="VGG-19 weights; speed does not depend on them (default: %(default)s)",
-    )
+    add_model_options(p, weights="random", precision=None, device=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 

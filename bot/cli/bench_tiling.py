@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from bot.cli import CliError, UsageError, parse_sizes
-from bot.engine.params import PRECISIONS
+from bot.cli.common import add_model_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,11 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="tiles of this size in the limited runs (default: as large as the limit allows)",
     )
     p.add_argument("--steps", type=int, default=3, help="steps per run (default: %(default)s)")
-    p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)"
-    )
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="(default: %(default)s)")
-    p.add_argument("--weights", default="random", help="VGG-19 weights (default: %(default)s)")
+    add_model_options(p, weights="random")
     p.add_argument(
         "--timeout", type=float, default=3600, help="seconds per run (default: %(default)s)"
     )

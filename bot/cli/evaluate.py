@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from bot.cli import UsageError
+from bot.cli.common import add_model_options, weights_of
 from bot.cli.sheet import contact_sheet
 from bot.engine import imaging
 from bot.engine.params import (
@@ -17,7 +18,6 @@ from bot.engine.params import (
     MAX_STEPS,
     OPTIMIZERS,
     PRECISIONS,
-    WEIGHTS_ENV,
     ImageLimits,
     StyleParams,
 )
@@ -107,14 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="with --sheet: also show the <pair>.png that an earlier --save wrote to FOLDER "
         "(repeatable), before this run's result",
     )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help=f"VGG-19 state-dict file (default: ${WEIGHTS_ENV}, then the hub cache)",
-    )
-    p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)"
-    )
+    add_model_options(p, precision=None)  # --precision is the configuration's (above)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 
@@ -143,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         read_image(args.style, "style image"),
     )
     outputs = {path: read_image(path, "output") for path in args.outputs}
-    model = load_vgg19(args.weights, device=parse_device(args.device))
+    model = load_vgg19(weights_of(args), device=parse_device(args.device))
     scores = {path: evaluate(model, content, style, image) for path, image in outputs.items()}
     if args.json:
         print(
@@ -219,7 +212,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     if save is not None and not save.is_dir():
         raise UsageError(f"--save: no such folder: {save}")
     device = parse_device(args.device)
-    model = load_vgg19(args.weights, device=device)
+    model = load_vgg19(weights_of(args), device=device)
     policy = policy_for(device, args.precision)
     pictures: list[tuple[str, list]] = []
     rows: dict[str, dict[str, float]] = {}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 from bot.cli import CliError
+from bot.cli.common import weights_of
 from bot.engine.params import WEIGHTS_ENV
 
 FULL = {
@@ -245,7 +245,7 @@ def _gpu_tests(timeout: float) -> dict:
 # a long function (over 60 lines): the GPU check's parts in the order they run, one script
 def run(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else FULL
-    weights = args.weights or os.environ.get(WEIGHTS_ENV) or "random"
+    weights = weights_of(args) or "random"
     started = time.perf_counter()
     report: dict = {"device": args.device, "weights": weights, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="stylebot-gpu-check-") as folder:

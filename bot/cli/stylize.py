@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli import HelpFormatter, UsageError
+from bot.cli.common import add_model_options, weights_of
 from bot.engine import clips, imaging
 from bot.engine.params import (
     AUTO_PYRAMID_COARSEST,
@@ -26,8 +27,6 @@ from bot.engine.params import (
     INITS,
     OPTIMIZERS,
     POOLINGS,
-    PRECISIONS,
-    WEIGHTS_ENV,
     ImageLimits,
     StyleParams,
     describe_schedule,
@@ -204,23 +203,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--pooling", choices=POOLINGS, default=DEFAULTS.pooling, help="VGG-19 pooling")
     g = p.add_argument_group("model and device")
-    g.add_argument(
-        "--weights",
-        default=None,
-        help=f"VGG-19 state-dict file (default: ${WEIGHTS_ENV}, then the torchvision hub cache)",
-    )
+    add_model_options(g)
     g.add_argument(
         "--weights-format",
         choices=("torchvision", "caffe"),
         default="torchvision",
         help="input convention of the weights: torchvision (RGB, ImageNet mean/std) or caffe (BGR, 0-255)",
-    )
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    g.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32; bf16 runs VGG-19 under bf16 autocast",
     )
     g.add_argument(
         "--memory-limit",
@@ -371,7 +359,7 @@ def _paint(
     from bot.engine.vgg import load_vgg19
 
     model = load_vgg19(
-        args.weights, pooling=params.pooling, input_format=args.weights_format, device=device
+        weights_of(args), pooling=params.pooling, input_format=args.weights_format, device=device
     )
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:

@@ -21,8 +21,8 @@ import re
 import socket
 
 from bot.cli import CliError, HelpFormatter
-from bot.executor.protocol import CUDA_BATCH_SIZE, default_batch_size
 from bot.extras import require
+from bot.protocol.messages import CUDA_BATCH_SIZE, default_batch_size
 
 EXIT_SETTINGS, EXIT_ENVIRONMENT = 2, 3
 
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     require("celery", "stylebot worker")
     from bot.config import ConfigError, WorkerSettings, load_settings, unknown_variables
     from bot.executor.pool import WorkerStartError, check_device
-    from bot.executor.protocol import RunnerSpec
     from bot.logs import LogConfig, configure_logging
+    from bot.protocol.messages import RunnerSpec
 
     try:
         settings = load_settings(WorkerSettings)

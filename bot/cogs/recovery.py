@@ -24,8 +24,8 @@ from bot.cogs.utils.job_message import picture_name
 from bot.cogs.utils.launcher import job_of
 from bot.cogs.utils.reply import Reply
 from bot.cogs.utils.views import result_view, retry_view
-from bot.executor.protocol import JobStatus
 from bot.guild_policy import Summary
+from bot.protocol.messages import JobStatus
 from bot.storage import JobRecord, result_key
 
 if TYPE_CHECKING:

@@ -56,8 +56,8 @@ def torchvision_cache_path() -> str:
 
 
 def resolve_weights(spec: str | None = None) -> WeightsSource:
-    """Find the weights to load, without loading them."""
-    spec = spec or os.environ.get(WEIGHTS_ENV) or None
+    """Find the weights to load, without loading them: `spec` (a file, or "random"), else
+    torchvision's in the hub cache. The caller reads $STYLEBOT_VGG19_WEIGHTS (bot/config.py)."""
     if spec == RANDOM:
         return WeightsSource("random", None)
     if spec:

@@ -1,4 +1,6 @@
-"""The interface the bot sees (the dispatcher implements it), and the caller's handle on a job."""
+"""The interfaces of the bot's side: Executor (what the bot sees; the dispatcher implements it),
+the caller's handle on a job, and Backend and Listener (what runs the jobs the dispatcher
+releases: the local pool or Celery, and how it reports back)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 
-from bot.executor.protocol import Event, Job, Terminal
+from bot.protocol.messages import Event, Job, Terminal
 
 
 class Executor(abc.ABC):
@@ -64,12 +66,20 @@ class JobHandle:
     def done(self) -> bool:
         return self._result.done()
 
-    def _emit(self, event: Event) -> None:
+    def deliver(self, event: Event) -> None:
+        """An event of this job, from the dispatcher (on the event loop's thread)."""
         if self._result.done():
             return  # nothing follows a terminal event
         self._events.put_nowait(event)
         if event.terminal:
             self._result.set_result(event)  # type: ignore[arg-type]
+
+    def received(self) -> list[Event]:
+        """The events delivered and not yet taken by `events()`, taken now (without waiting)."""
+        taken = []
+        while not self._events.empty():
+            taken.append(self._events.get_nowait())
+        return taken
 
     async def events(self) -> AsyncIterator[Event]:
         """Every event from now on, ending with the terminal one. One consumer at a time."""
@@ -88,3 +98,63 @@ class JobHandle:
     async def forget(self) -> None:
         """Its ending reached the member: the executor may drop what it still keeps of it."""
         await self._executor.forget(self.id)
+
+
+class Listener(abc.ABC):
+    """What a backend reports to the dispatcher (on the event loop's thread)."""
+
+    @abc.abstractmethod
+    def on_event(self, job_id: str, event: Event) -> None:
+        """An event of a released job; exactly one terminal event ends it."""
+
+    @abc.abstractmethod
+    def on_capacity(self) -> None:
+        """The backend may take more jobs."""
+
+    @abc.abstractmethod
+    def on_unavailable(self, message: str) -> None:
+        """The backend can run nothing any more (every worker gave up)."""
+
+
+class Backend(abc.ABC):
+    """Runs the jobs the dispatcher releases to it."""
+
+    @abc.abstractmethod
+    async def start(self, listener: Listener) -> None: ...
+
+    @abc.abstractmethod
+    def free_slots(self) -> int:
+        """How many more jobs it can start now."""
+
+    @abc.abstractmethod
+    def run(self, job: Job) -> None:
+        """Start `job` (a slot is free); JobStarted and the rest come through the listener."""
+
+    @abc.abstractmethod
+    def stop(self, job_id: str) -> None:
+        """Ask a running job to stop; a terminal event follows, by force if it must."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop every worker (jobs are over or stopped by then)."""
+
+    def workers_ready(self) -> int:
+        """Workers able to take a job now or when their current one ends."""
+        return 0
+
+    def worker_restarts(self) -> int:
+        return 0
+
+    async def reattach(self, job_id: str) -> bool:
+        """Whether a job released by an earlier process still runs here and will report to the
+        listener. The local pool's jobs die with the bot, so by default: no."""
+        return False
+
+    async def forget(self, job_id: str) -> None:
+        """The ending of a finished job was taken over by the bot: drop what is kept of it
+        (nothing, unless the backend keeps endings for a bot that restarts)."""
+        return None
+
+    def unavailable(self) -> str | None:
+        """Why no job can be taken now (the backend's service is down), or None."""
+        return None

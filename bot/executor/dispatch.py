@@ -10,14 +10,15 @@ All state lives on the event loop's thread; backends call `on_event`, `on_capaci
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import logging
 from dataclasses import dataclass, field
 
 from bot.engine.params import ImageLimits
-from bot.executor.base import Executor, JobHandle
-from bot.executor.protocol import (
+from bot.executor.base import Backend, Executor, JobHandle, Listener
+from bot.executor.scheduler import FairQueue
+from bot.logs import LogConfig
+from bot.protocol.messages import (
     BackendBusy,
     Event,
     ExecutorClosed,
@@ -34,8 +35,6 @@ from bot.executor.protocol import (
     UserLimitReached,
     timed_out,
 )
-from bot.executor.scheduler import FairQueue
-from bot.logs import LogConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,66 +59,6 @@ class ExecutorConfig:
     log: LogConfig = field(
         default_factory=LogConfig
     )  # how workers log (the bot's level and format)
-
-
-class Listener(abc.ABC):
-    """What a backend reports to the dispatcher (on the event loop's thread)."""
-
-    @abc.abstractmethod
-    def on_event(self, job_id: str, event: Event) -> None:
-        """An event of a released job; exactly one terminal event ends it."""
-
-    @abc.abstractmethod
-    def on_capacity(self) -> None:
-        """The backend may take more jobs."""
-
-    @abc.abstractmethod
-    def on_unavailable(self, message: str) -> None:
-        """The backend can run nothing any more (every worker gave up)."""
-
-
-class Backend(abc.ABC):
-    """Runs the jobs the dispatcher releases to it."""
-
-    @abc.abstractmethod
-    async def start(self, listener: Listener) -> None: ...
-
-    @abc.abstractmethod
-    def free_slots(self) -> int:
-        """How many more jobs it can start now."""
-
-    @abc.abstractmethod
-    def run(self, job: Job) -> None:
-        """Start `job` (a slot is free); JobStarted and the rest come through the listener."""
-
-    @abc.abstractmethod
-    def stop(self, job_id: str) -> None:
-        """Ask a running job to stop; a terminal event follows, by force if it must."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Stop every worker (jobs are over or stopped by then)."""
-
-    def workers_ready(self) -> int:
-        """Workers able to take a job now or when their current one ends."""
-        return 0
-
-    def worker_restarts(self) -> int:
-        return 0
-
-    async def reattach(self, job_id: str) -> bool:
-        """Whether a job released by an earlier process still runs here and will report to the
-        listener. The local pool's jobs die with the bot, so by default: no."""
-        return False
-
-    async def forget(self, job_id: str) -> None:
-        """The ending of a finished job was taken over by the bot: drop what is kept of it
-        (nothing, unless the backend keeps endings for a bot that restarts)."""
-        return None
-
-    def unavailable(self) -> str | None:
-        """Why no job can be taken now (the backend's service is down), or None."""
-        return None
 
 
 @dataclass
@@ -218,6 +157,10 @@ class Dispatcher(Executor, Listener):
     async def forget(self, job_id: str) -> None:
         await self.backend.forget(job_id)
 
+    def job_ids(self) -> list[str]:
+        """The jobs queued or running here, oldest first."""
+        return list(self._jobs)
+
     def jobs_of(self, user_id: int) -> int:
         return sum(1 for s in self._jobs.values() if s.job.user_id == user_id)
 
@@ -272,7 +215,7 @@ class Dispatcher(Executor, Listener):
                 state.timer = self._loop.call_later(
                     self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT
                 )
-            state.handle._emit(event)
+            state.handle.deliver(event)
             return
         if isinstance(event, JobCancelled):
             if state.stop_reason == StopReason.TIMEOUT:
@@ -326,7 +269,7 @@ class Dispatcher(Executor, Listener):
             self._queue.finished(state.job.user_id, state.job.cost)
         self._jobs.pop(state.job.id, None)
         self.metrics.record(event)
-        state.handle._emit(event)
+        state.handle.deliver(event)
         self._pump()
 
     def _announce_positions(self) -> None:
@@ -336,6 +279,6 @@ class Dispatcher(Executor, Listener):
         for position, state in enumerate(self._queue.in_order(), start=1):
             if (state.position, state.no_worker) != (position, no_worker):
                 state.position, state.no_worker = position, no_worker
-                state.handle._emit(
+                state.handle.deliver(
                     JobQueued(job_id=state.job.id, position=position, no_worker=no_worker)
                 )

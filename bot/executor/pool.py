@@ -26,8 +26,11 @@ import threading
 import time
 from multiprocessing.process import BaseProcess
 
-from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
-from bot.executor.protocol import (
+from bot.executor.base import Backend, Listener
+from bot.executor.dispatch import Dispatcher, ExecutorConfig
+from bot.extras import require
+from bot.protocol.entry import LOCAL_WORKER, run_entry
+from bot.protocol.messages import (
     Cancel,
     Emit,
     FailureKind,
@@ -44,8 +47,6 @@ from bot.executor.protocol import (
     default_batch_size,
     event_from_dict,
 )
-from bot.extras import require
-from bot.worker.process import worker_main
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +191,8 @@ class LocalPool(Backend):
         to_worker, worker_inbox = self._ctx.Pipe(duplex=False)
         parent_inbox, from_worker = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=worker_main,
-            args=(worker.spec, to_worker, from_worker),
+            target=run_entry,
+            args=(LOCAL_WORKER, worker.spec, to_worker, from_worker),
             name=f"stylebot-worker-{worker.spec.name}",
             daemon=True,
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.executor.protocol import JobStatus
+from bot.protocol.messages import JobStatus
 from bot.storage.blobs import BlobStore, result_key
 from bot.storage.db import Database, blobs, instances, jobs
 

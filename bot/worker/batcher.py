@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.engine.painting import Painting, out_of_memory, step_together
-from bot.executor.protocol import Event, Job, JobCancelled, JobStarted, Terminal
+from bot.protocol.messages import Event, Job, JobCancelled, JobStarted, Terminal
 from bot.worker.runner import JobInputs, JobRunner
 
 log = logging.getLogger(__name__)

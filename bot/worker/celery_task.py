@@ -25,10 +25,10 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 
-from bot.executor.celery import keys
-from bot.executor.celery.app import make_celery
-from bot.executor.celery.config import TASK_NAME, CeleryConfig
-from bot.executor.protocol import (
+from bot.protocol import celery_keys as keys
+from bot.protocol.celery_app import make_celery
+from bot.protocol.celery_config import TASK_NAME, CeleryConfig
+from bot.protocol.messages import (
     Event,
     FailureKind,
     Job,

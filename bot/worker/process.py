@@ -1,12 +1,11 @@
 """The entry of a local pool's worker process: a Batcher over a JobRunner, behind a pair of pipes.
 
-The messages are dataclasses of bot/executor/protocol.py. Parent to worker: Run, Cancel, Stop.
+The messages are dataclasses of bot/protocol/messages.py. Parent to worker: Run, Cancel, Stop.
 Worker to parent: Ready, Fatal, Emit (an event of the job with that `seq`). A thread reads the
 parent's messages while the main thread steps the jobs (up to `batch_size` at once); a job whose
 `seq` was cancelled stops at its next step.
 
-The bot process imports this module to name the entry point, so torch is imported only inside
-`worker_main`, in the spawned process.
+The bot's side starts it by name (bot/protocol/entry.py): only the spawned process imports it.
 """
 
 from __future__ import annotations
@@ -17,8 +16,10 @@ import os
 import signal
 import threading
 
-from bot.executor.protocol import Cancel, Emit, Fatal, Job, Ready, Run, Stop, WorkerSpec
 from bot.logs import configure_logging
+from bot.protocol.messages import Cancel, Emit, Fatal, Job, Ready, Run, Stop, WorkerSpec
+from bot.worker.batcher import Batcher
+from bot.worker.runner import JobRunner
 
 log = logging.getLogger("stylebot.worker")
 
@@ -29,8 +30,6 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
     # SIGTERM keeps its default, so that a worker can always be terminated.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(dataclasses.replace(spec.log, who=f"worker {spec.name}"))
-    from bot.worker.batcher import Batcher
-    from bot.worker.runner import JobRunner
 
     parent = os.getppid()
     try:

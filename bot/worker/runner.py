@@ -32,7 +32,7 @@ from bot.engine.params import InvalidParams, StyleParams
 from bot.engine.progress import Cancelled, Progress
 from bot.engine.transfer import stylize
 from bot.engine.vgg import VGG19Features, load_vgg19
-from bot.executor.protocol import (
+from bot.protocol.messages import (
     Event,
     FailureKind,
     Job,

@@ -89,7 +89,7 @@ def test_bad_attachments_are_refused_privately_without_a_slot_or_a_cooldown(
             )
             followups = await fake.wait_for(lambda f: f.followups(token))
             await asyncio.sleep(0.2)
-            queued_jobs = dict(harness.executor._jobs)
+            queued_jobs = harness.executor.job_ids()
             # no cooldown was taken: the same member can start a good job at once
             good = picture_attachments(fake)
             again = await fake.slash(
@@ -104,7 +104,7 @@ def test_bad_attachments_are_refused_privately_without_a_slot_or_a_cooldown(
     followups, queued_jobs, original, callbacks = run(scenario)
     assert callbacks[0].json["type"] == 5  # acknowledged at once, before the download
     assert ephemeral(followups[0]) and reason in text_of(followups[0]), text_of(followups[0])
-    assert queued_jobs == {}
+    assert queued_jobs == []
     # the public "thinking" message became a short note, without the reason
     assert "did not start" in original["content"] and reason not in original["content"]
 
@@ -125,11 +125,11 @@ def test_forged_options_outside_the_declared_ranges_are_refused(
         async with BotHarness(fake, database_url) as harness:
             token = await stylize_pictures(fake, **{option: value})
             callbacks = await fake.wait_for(lambda f: f.callbacks(token))
-            return callbacks, dict(harness.executor._jobs)
+            return callbacks, harness.executor.job_ids()
 
     callbacks, jobs = run(scenario)
     assert ephemeral(callbacks[0]) and reason in text_of(callbacks[0])
-    assert jobs == {}
+    assert jobs == []
 
 
 def test_no_token_in_the_logs_at_any_level(database_url, caplog):

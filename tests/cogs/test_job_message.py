@@ -1,8 +1,8 @@
 """The texts of a job's message: its progress bar and its ending."""
 
 from bot.cogs.utils.job_message import ending, work_done
-from bot.executor.protocol import JobDone, JobProgress, JobStatus
 from bot.guild_policy import Summary
+from bot.protocol.messages import JobDone, JobProgress, JobStatus
 
 
 def done(**changes) -> JobDone:

@@ -159,7 +159,7 @@ def test_the_result_arrives_while_the_database_is_down(database_url, tmp_path):
             )
             try:
                 await harness.executor.cancel(
-                    next(iter(harness.executor._jobs))
+                    harness.executor.job_ids()[0]
                 )  # Bob's: Alice's starts
                 return await fake.wait_for(
                     lambda f: [e for e in f.edits(token) if "Done in" in text_of(e)]

@@ -112,14 +112,14 @@ def test_a_non_image_attachment_is_refused_and_nothing_is_queued(database_url):
                 fake.callbacks(token),
                 fake.edits(token),
                 fake.followups(token2),
-                harness.executor._jobs,
+                harness.executor.job_ids(),
                 fake.originals.get(token2),
             )
 
     callbacks, edits, followups, jobs, original = run(scenario)
     assert len(callbacks) == 1 and callbacks[0].json["type"] == 4 and ephemeral(callbacks[0])
     assert "not an image" in text_of(callbacks[0])
-    assert edits == [] and jobs == {}
+    assert edits == [] and jobs == []
     assert ephemeral(followups[0]) and "not an image we can read" in text_of(followups[0])
     # the public "thinking" message became a short note; the reason went to the member alone
     assert "did not start" in original["content"] and "image" not in original["content"]

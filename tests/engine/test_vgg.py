@@ -50,8 +50,9 @@ def test_weights_order(no_weights_anywhere, monkeypatch, tmp_path):
     assert resolve_weights(None).kind == "torchvision-cache"
     explicit = tmp_path / "mine.pth"
     explicit.write_bytes(b"x")
-    monkeypatch.setenv(vgg.WEIGHTS_ENV, str(explicit))
-    assert resolve_weights(None).path == str(explicit)
+    monkeypatch.setenv(vgg.WEIGHTS_ENV, str(explicit))  # the engine reads no environment
+    assert resolve_weights(None).kind == "torchvision-cache"
+    assert resolve_weights(str(explicit)).path == str(explicit)
     assert resolve_weights("random").kind == "random"
     with pytest.raises(WeightsNotFound, match="not found"):
         resolve_weights(str(tmp_path / "nope.pth"))

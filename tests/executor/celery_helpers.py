@@ -15,10 +15,10 @@ from pathlib import Path
 import psutil
 import redis
 
-from bot.executor.celery.app import make_celery
 from bot.executor.celery.backend import CeleryBackend
-from bot.executor.celery.config import CeleryConfig
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
+from bot.protocol.celery_app import make_celery
+from bot.protocol.celery_config import CeleryConfig
 
 # a database of its own; every test has a queue of its own (and every job its own keys), so tests
 # can run side by side and nothing needs emptying
@@ -105,7 +105,7 @@ class Worker:
 
 
 def wait_for_workers(config: CeleryConfig, names: list[str], timeout: float = 120) -> None:
-    from bot.executor.celery.keys import worker_key
+    from bot.protocol.celery_keys import worker_key
 
     client = redis.Redis.from_url(config.redis_url)
     deadline = time.monotonic() + timeout

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from bot.engine.params import StyleParams
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.executor.pool import LocalExecutor
-from bot.executor.protocol import Job
+from bot.protocol.messages import Job
 from tests.asyncrun import run
 from tests.conftest import PARALLEL, gradient_image, noise_image, png_bytes
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 from PIL import Image
 
-from bot.executor.protocol import (
+from bot.protocol.messages import (
     BackendBusy,
     JobCancelled,
     JobDone,
@@ -388,8 +388,8 @@ def _wait_until(predicate, timeout: float = 20) -> None:
 def test_a_forged_task_message_names_no_key_the_worker_reads_or_deletes(two_workers):
     """Whoever can write to the broker cannot make a worker read or delete another app's keys:
     every key comes from the job id, and a job id that is not the bot's is refused."""
-    from bot.executor.celery.app import make_celery
-    from bot.executor.celery.config import TASK_NAME
+    from bot.protocol.celery_app import make_celery
+    from bot.protocol.celery_config import TASK_NAME
 
     client = redis.Redis.from_url(REDIS_URL)
     client.set("otherapp:session:42", b"secret")
@@ -413,8 +413,8 @@ def test_a_forged_task_message_names_no_key_the_worker_reads_or_deletes(two_work
 def test_forgetting_a_delivered_job_drops_its_images_too():
     """A job whose worker was killed with SIGKILL and never redelivered left its input images in
     Redis for their TTL (24 h); once its ending is delivered, the bot drops them."""
-    from bot.executor.celery import keys
-    from bot.executor.protocol import new_job_id
+    from bot.protocol import celery_keys as keys
+    from bot.protocol.messages import new_job_id
 
     job_id = new_job_id()
     client = redis.Redis.from_url(REDIS_URL)

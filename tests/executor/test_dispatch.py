@@ -2,8 +2,9 @@
 
 import asyncio
 
-from bot.executor.dispatch import Backend, Dispatcher, ExecutorConfig, Listener
-from bot.executor.protocol import (
+from bot.executor.base import Backend, Listener
+from bot.executor.dispatch import Dispatcher, ExecutorConfig
+from bot.protocol.messages import (
     FailureKind,
     Job,
     JobCancelled,
@@ -76,7 +77,7 @@ def test_jobs_are_released_only_into_free_slots_and_positions_stay_true():
         first = await dispatcher.submit(job(1, "a" * 32))
         second = await dispatcher.submit(job(2, "b" * 32))
         assert backend.running == ["a" * 32]  # one slot: the second waits in the dispatcher's queue
-        events = [second._events.get_nowait() for _ in range(second._events.qsize())]
+        events = second.received()
         assert [type(e) for e in events] == [JobQueued] and events[0].position == 1
         backend.finish("a" * 32)
         assert isinstance(await first.result(), JobDone)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bot.executor.dispatch import ExecutorConfig
 from bot.executor.pool import LocalExecutor, WorkerStartError
-from bot.executor.protocol import (
+from bot.protocol.messages import (
     JobCancelled,
     JobDone,
     JobFailed,

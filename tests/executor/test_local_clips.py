@@ -3,7 +3,7 @@
 import time
 
 from bot.engine import clips
-from bot.executor.protocol import JobCancelled, JobDone, JobFailed, JobProgress
+from bot.protocol.messages import JobCancelled, JobDone, JobFailed, JobProgress
 from tests.conftest import moving_clip
 from tests.executor.helpers import first, make_job, run, started_executor
 

@@ -1,4 +1,4 @@
-from bot.executor.protocol import (
+from bot.protocol.messages import (
     FailureKind,
     Job,
     JobCancelled,
@@ -71,8 +71,8 @@ def test_one_time_limit_rule_on_both_backends():
     """A clip's cost reaches the Celery worker with the task: its limit there is the bot's (a
     48-frame clip had 43,200 s on the bot's side and 900 s on the worker's), and the task's own
     soft and hard limits follow it."""
-    from bot.executor.celery.config import CeleryConfig
-    from bot.executor.protocol import Job, TaskMessage
+    from bot.protocol.celery_config import CeleryConfig
+    from bot.protocol.messages import Job, TaskMessage
 
     job = Job(user_id=1, guild_id=2, content=b"c", styles=(b"s",), params={}, cost=48)
     message = TaskMessage.from_dict(TaskMessage.of(job).to_dict())  # as it travels

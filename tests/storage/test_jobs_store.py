@@ -8,7 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from bot.executor.protocol import JobStatus
+from bot.protocol.messages import JobStatus
 from bot.storage import JobRecord, Storage
 from bot.storage.db import Database, jobs
 from tests.asyncrun import run

@@ -6,8 +6,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from bot.executor.protocol import JobStatus
 from bot.guild_policy import GuildSettings, SettingsError
+from bot.protocol.messages import JobStatus
 from bot.storage import JobRecord, Storage
 from bot.storage.db import MIGRATIONS, Database, blobs, job_inputs, schema_version
 from tests.asyncrun import run

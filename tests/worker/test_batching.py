@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from bot.executor.protocol import JobCancelled, JobDone, JobFailed, JobProgress, JobStarted
+from bot.protocol.messages import JobCancelled, JobDone, JobFailed, JobProgress, JobStarted
 from tests.conftest import noise_image, png_bytes
 from tests.executor.helpers import first, long_job, make_job, run, started_executor
 
@@ -86,7 +86,7 @@ def test_out_of_memory_splits_the_batch_and_fails_only_a_job_that_does_not_fit_a
     import threading
 
     import bot.worker.batcher as batcher_module
-    from bot.executor.protocol import RunnerSpec
+    from bot.protocol.messages import RunnerSpec
     from bot.worker.batcher import Batcher
     from bot.worker.runner import JobRunner
 

@@ -19,7 +19,8 @@ import discord
 
 from bot.cogs.utils.reply import Reply
 from bot.cogs.utils.views import cancel_view, result_view
-from bot.executor.protocol import (
+from bot.guild_policy import Summary
+from bot.protocol.messages import (
     Event,
     FailureKind,
     JobCancelled,
@@ -32,7 +33,6 @@ from bot.executor.protocol import (
     StopReason,
     Terminal,
 )
-from bot.guild_policy import Summary
 from bot.storage import result_key
 from bot.text import bar, format_seconds
 

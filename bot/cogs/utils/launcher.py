@@ -23,8 +23,8 @@ from bot.cogs.utils.reply import Reply
 from bot.engine import clips, imaging
 from bot.engine.params import ImageLimits, InvalidParams, StyleParams
 from bot.executor.base import JobHandle
-from bot.executor.protocol import Job, JobStatus, SubmitError, new_job_id
 from bot.guild_policy import Summary
+from bot.protocol.messages import Job, JobStatus, SubmitError, new_job_id
 from bot.storage import JobRecord
 from bot.text import clip
 

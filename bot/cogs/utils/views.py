@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.cogs.utils import presses
-from bot.executor.protocol import JOB_ID
 from bot.guild_policy import ResultAction
+from bot.protocol.messages import JOB_ID
 
 if TYPE_CHECKING:
     from bot.app import StyleBot

@@ -1,8 +1,7 @@
-"""The distributed backend: GPU workers on other hosts, through Celery, with Redis as result
-backend, image store (claim check) and progress channel.
+"""The distributed backend, the bot's side: GPU workers on other hosts, through Celery, with Redis
+as result backend, image store (claim check) and progress channel.
 
-- config.py: CeleryConfig and the Celery app, with every setting that matters and why;
-- keys.py: the Redis keys and channel both sides use;
-- task.py: the worker side, an adapter around JobRunner (`stylebot worker` runs it);
-- backend.py: the bot side, a Backend for the dispatcher (the bot never imports torch).
+- backend.py: a Backend for the dispatcher (the bot never imports torch);
+- what both sides share (the keys, CeleryConfig, the app, the task message) is in bot/protocol/;
+  the worker's side is bot/worker/celery_task.py (`stylebot worker` runs it).
 """

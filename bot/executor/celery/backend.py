@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 import redis.asyncio
 
-from bot.executor.celery import keys
-from bot.executor.celery.app import make_celery
-from bot.executor.celery.config import TASK_NAME, CeleryConfig
-from bot.executor.dispatch import Backend, Listener
-from bot.executor.protocol import (
+from bot.executor.base import Backend, Listener
+from bot.protocol import celery_keys as keys
+from bot.protocol.celery_app import make_celery
+from bot.protocol.celery_config import TASK_NAME, CeleryConfig
+from bot.protocol.messages import (
     Event,
     FailureKind,
     Job,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from bot.executor.protocol import JOB_ID
+from bot.protocol.messages import JOB_ID
 
 PREFIX = "stylebot:"
 EVENTS = PREFIX + "events"

@@ -342,7 +342,7 @@ FromWorker = Ready | Fatal | Emit
 @dataclass(frozen=True, kw_only=True)
 class TaskMessage:
     """A Celery task's one argument: the job without its images. The worker derives every Redis
-    key from `job_id` (bot/executor/celery/keys.py): the images under their input keys."""
+    key from `job_id` (bot/protocol/celery_keys.py): the images under their input keys."""
 
     job_id: str
     user_id: int

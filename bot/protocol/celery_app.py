@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from bot.executor.celery.config import CeleryConfig
+from bot.protocol.celery_config import CeleryConfig
 
 
 def make_celery(config: CeleryConfig):

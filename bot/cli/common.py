@@ -1,0 +1,58 @@
+"""The options several commands share, declared once: the model's weights, the device and the
+precision (their choices and defaults live in bot/engine/params.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bot.config import weights_from_environment
+from bot.engine.params import PRECISIONS, WEIGHTS_ENV
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def weights_of(args: argparse.Namespace) -> str | None:
+    """--weights, else $STYLEBOT_VGG19_WEIGHTS, else None (the hub cache)."""
+    return args.weights or weights_from_environment()
+
+
+PRECISION_HELP = (
+    "auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32; bf16 runs VGG-19 under bf16 autocast"
+)
+
+
+def add_model_options(
+    group: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    weights: str | None = None,
+    precision: str | None = "auto",
+    several_precisions: bool = False,
+    device: bool = True,
+) -> None:
+    """--weights (default `weights`: None is $STYLEBOT_VGG19_WEIGHTS, then the hub cache;
+    "random" for benchmarks, whose speed does not depend on them), --device, and --precision
+    (left out for None; `several_precisions`: a comma-separated list, each one timed)."""
+    group.add_argument(
+        "--weights",
+        default=weights,
+        help=f"VGG-19 state-dict file (default: ${WEIGHTS_ENV}, then the torchvision hub cache)"
+        if weights is None
+        else "VGG-19 weights; speed does not depend on them (default: %(default)s)",
+    )
+    if device:  # (a command with devices of its own declares them)
+        group.add_argument("--device", default="auto", help=f"{DEVICES} (default: %(default)s)")
+    if precision is None:
+        return
+    if several_precisions:
+        group.add_argument(
+            "--precision",
+            default=precision,
+            help=f"comma-separated, each one of {', '.join(PRECISIONS)} (default: %(default)s)",
+        )
+    else:
+        group.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default=precision,
+            help=f"{PRECISION_HELP} (default: %(default)s)",
+        )
