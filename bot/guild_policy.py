@@ -326,7 +326,7 @@ def _within_steps_cap(
     if params.final_steps > settings.max_steps:
         notes.append(f"steps capped at {settings.max_steps} by this server")
         params = params.replace(steps=settings.max_steps)
-    return params.replace(preview_every=max(1, params.final_steps // 10))
+    return params.with_previews()
 
 
 def channel_allowed(settings: GuildSettings, channel_id: int | None) -> bool:

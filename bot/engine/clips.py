@@ -102,12 +102,16 @@ class FramePlan:
 
 def clip_params(params: StyleParams) -> tuple[StyleParams, tuple[str, ...]]:
     """A moving picture's StyleParams: its size at most `clip_size`, one pyramid level
-    (bot/engine/painting.py). Returns (params, notes for the member)."""
+    (bot/engine/painting.py), previews (if any) every tenth of that schedule's steps. Returns
+    (params, notes for the member)."""
     notes = []
     if params.size > params.clip_size:
         notes.append(f"painted at {params.clip_size} px, the largest size for moving pictures here")
         params = params.replace(size=params.clip_size)
-    return params.replace(pyramid_levels=1), tuple(notes)
+    params = params.replace(pyramid_levels=1)
+    if params.preview_every:  # its previews follow its own schedule (one level: 300 steps)
+        params = params.with_previews()
+    return params, tuple(notes)
 
 
 def read_content(

@@ -102,6 +102,7 @@ FAST_SCHEDULE_WORK = 100
 # closer to the style, so each such level multiplies the style weight by this (measured at 512 px,
 # 2 x 80 steps, six pairs: docs/engine.md); strength 1 keeps meaning the reference's look
 COARSE_LEVEL_STRENGTH = 0.62
+PREVIEWS_PER_RUN = 10  # a member's job shows a preview every tenth of its final steps
 
 
 # A pyramid level stops early when J fell by less than `tolerance` over this many of its steps.
@@ -238,6 +239,10 @@ class StyleParams:
         whatever the schedule (docs/engine.md, "Strength on every schedule")."""
         added = max(0, self.levels - reference_levels(self.size))
         return STRENGTH_SCALE * COARSE_LEVEL_STRENGTH**added
+
+    def with_previews(self) -> StyleParams:
+        """The same run with a preview every PREVIEWS_PER_RUN-th of its final steps."""
+        return self.replace(preview_every=max(1, self.final_steps // PREVIEWS_PER_RUN))
 
     def level_steps(self, levels: int) -> list[int]:
         """Steps of each of `levels` pyramid levels, coarsest first."""

@@ -92,3 +92,13 @@ def _vgg():
     from bot.engine.vgg import load_vgg19
 
     return load_vgg19("random")
+
+
+def test_a_moving_pictures_previews_follow_its_own_schedule_not_the_stills():
+    from bot.engine.clips import clip_params
+
+    still, _ = params_for(Request(), GuildSettings())  # 512 px: 80 final steps, a preview every 8
+    moving, _ = clip_params(still)  # one level at the clip size: 300 steps
+    assert still.preview_every == 8
+    assert moving.levels == 1 and moving.final_steps == 300 and moving.preview_every == 30
+    assert clip_params(still.replace(preview_every=0))[0].preview_every == 0  # none asked: none
