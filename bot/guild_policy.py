@@ -14,13 +14,10 @@ from enum import StrEnum
 from typing import Any
 
 from bot.engine.params import (
-    COLOR_MODES,
     DEFAULT_STYLE_LAYERS,
-    MAX_CLIP_FRAMES,
-    MAX_CLIP_SECONDS,
     MAX_SIZE,
     MAX_STEPS,
-    OPTIMIZERS,
+    MAX_STRENGTH,
     ColorMode,
     InvalidParams,
     Optimizer,
@@ -31,12 +28,12 @@ from bot.text import join_within
 
 DEFAULTS = StyleParams()  # the engine owns every default a server does not change
 
-# What a member may ask for in /stylize (the command's declared ranges; checked again here,
-# because Discord clients can send anything and discord.py does not re-check Range or Literal).
+# What a member may ask for in /stylize, where it is narrower than the engine's bounds
+# (bot/engine/params.py): the command's declared ranges, checked here (check_request) because
+# Discord clients can send anything and discord.py does not re-check a Range.
 MIN_SIZE = 64
 MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 2.0
-MAX_STRENGTH = 100.0
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**31 - 1  # what a member can type and read back
 MAX_COOLDOWN = 86400  # seconds between two /stylize of one member, at most
 
 
@@ -72,37 +69,13 @@ class GuildSettings:
         return dataclasses.replace(self, **changes).validate()
 
     def validate(self) -> GuildSettings:
+        """The server's own rules (caps, cooldown, the members' narrower sizes); the defaults it
+        gives every job are checked once, by the engine's StyleParams.validate."""
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise SettingsError(message)
 
-        numbers = [
-            ("strength", self.strength),
-            ("alpha", self.content_weight),
-            ("beta", self.style_weight),
-            *(("a layer weight", w) for w in self.style_layer_weights or ()),
-        ]
-        for name, value in numbers:
-            need(
-                value is None or math.isfinite(value),
-                f"{name} must be a finite number, not {value}",
-            )
-        need(0 <= self.strength <= MAX_STRENGTH, f"strength must be between 0 and {MAX_STRENGTH:g}")
-        need(
-            (self.content_weight is None) == (self.style_weight is None),
-            "set both alpha and beta, or neither",
-        )
-        need(self.content_weight is None or self.content_weight >= 0, "alpha must be 0 or more")
-        need(self.style_weight is None or self.style_weight >= 0, "beta must be 0 or more")
-        if self.style_layer_weights is not None:
-            need(
-                len(self.style_layer_weights) == len(DEFAULT_STYLE_LAYERS),
-                f"give {len(DEFAULT_STYLE_LAYERS)} layer weights, one for each of {', '.join(DEFAULT_STYLE_LAYERS)}",
-            )
-            need(
-                all(w >= 0 for w in self.style_layer_weights) and sum(self.style_layer_weights) > 0,
-                "layer weights must be 0 or more and not all 0",
-            )
         need(
             MIN_SIZE <= self.max_size <= MAX_SIZE,
             f"the size cap must be between {MIN_SIZE} and {MAX_SIZE}",
@@ -117,28 +90,41 @@ class GuildSettings:
             f"steps must be between 1 and the steps cap ({self.max_steps}), or 0 for the "
             "size's schedule",
         )
-        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         need(
-            self.preserve_colors in COLOR_MODES,
-            f"colour preservation must be one of {', '.join(COLOR_MODES)}",
+            MIN_SIZE <= self.clip_size <= MAX_SIZE,
+            f"the clip size must be between {MIN_SIZE} and {MAX_SIZE}",
+        )
+        need(
+            self.style_layer_weights is None
+            or len(self.style_layer_weights) == len(DEFAULT_STYLE_LAYERS),
+            f"give {len(DEFAULT_STYLE_LAYERS)} layer weights, one for each of "
+            f"{', '.join(DEFAULT_STYLE_LAYERS)}",
         )
         need(
             0 <= self.cooldown_seconds <= MAX_COOLDOWN,
             f"cooldown must be between 0 and {MAX_COOLDOWN} seconds",
         )
-        need(
-            1 <= self.clip_frames <= MAX_CLIP_FRAMES,
-            f"clip frames must be between 1 and {MAX_CLIP_FRAMES}",
-        )
-        need(
-            math.isfinite(self.clip_seconds) and 0.5 <= self.clip_seconds <= MAX_CLIP_SECONDS,
-            f"clip seconds must be between 0.5 and {MAX_CLIP_SECONDS:g}",
-        )
-        need(
-            MIN_SIZE <= self.clip_size <= MAX_SIZE,
-            f"the clip size must be between {MIN_SIZE} and {MAX_SIZE}",
-        )
+        try:
+            self.job_defaults().validate()
+        except InvalidParams as exc:
+            raise SettingsError(str(exc)) from None
         return self
+
+    def job_defaults(self) -> StyleParams:
+        """The parameters this server gives a job that asks for nothing."""
+        return StyleParams(
+            size=self.size,
+            steps=self.steps,
+            strength=self.strength,
+            content_weight=self.content_weight,
+            style_weight=self.style_weight,
+            style_layer_weights=self.style_layer_weights,
+            optimizer=self.optimizer,  # type: ignore[arg-type]
+            preserve_colors=self.preserve_colors,  # type: ignore[arg-type]
+            clip_frames=self.clip_frames,
+            clip_seconds=self.clip_seconds,
+            clip_size=self.clip_size,
+        )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -177,7 +163,9 @@ class Summary:
 
 
 def check_request(request: Request) -> None:
-    """InvalidParams, worded for a member, for values outside what /stylize declares."""
+    """InvalidParams, worded for a member, where a request leaves the narrower ranges that
+    /stylize declares (discord.py does not re-check a Range, and a client can send anything);
+    every other rule is the engine's (StyleParams.validate, in `params_for`)."""
 
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -185,23 +173,11 @@ def check_request(request: Request) -> None:
 
     r = request
     need(
-        r.strength is None or (math.isfinite(r.strength) and 0 <= r.strength <= MAX_STRENGTH),
-        f"strength must be between 0 and {MAX_STRENGTH:g}",
-    )
-    need(
         r.size is None or MIN_SIZE <= r.size <= MAX_SIZE,
         f"size must be between {MIN_SIZE} and {MAX_SIZE}",
     )
     need(r.steps is None or 1 <= r.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
-    need(
-        r.preserve_colors is None or r.preserve_colors in COLOR_MODES,
-        f"preserve colors must be one of {', '.join(COLOR_MODES)}",
-    )
     need(r.seed is None or 0 <= r.seed <= MAX_SEED, f"the seed must be between 0 and {MAX_SEED}")
-    need(
-        r.optimizer is None or r.optimizer in OPTIMIZERS,
-        f"optimizer must be one of {', '.join(OPTIMIZERS)}",
-    )
     low, high = MIN_STYLE_SCALE, MAX_STYLE_SCALE
     need(
         r.style_scale is None or (math.isfinite(r.style_scale) and low <= r.style_scale <= high),

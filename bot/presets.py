@@ -9,7 +9,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-from bot.engine.params import COLOR_MODES
+from bot.engine.params import COLOR_MODES, MAX_STRENGTH
 from bot.guild_policy import Request
 
 MAX_PRESETS = 25  # per server: also the most choices Discord's autocomplete shows
@@ -75,9 +75,9 @@ def checked(preset: Preset) -> Preset:
     if len(preset_key(name)) > KEY_MAX:  # "ﬃ" is one letter, and three when case is folded
         raise PresetError("that name is too long once its letters are compared; shorten it")
     if preset.strength is not None and not (
-        math.isfinite(preset.strength) and 0 <= preset.strength <= 100
+        math.isfinite(preset.strength) and 0 <= preset.strength <= MAX_STRENGTH
     ):
-        raise PresetError("a preset's strength is between 0 and 100")
+        raise PresetError(f"a preset's strength is between 0 and {MAX_STRENGTH:g}")
     if preset.preserve_colors not in (None, *COLOR_MODES):
         raise PresetError(f"colours must be one of {', '.join(COLOR_MODES)}")
     return replace(preset, name=name)

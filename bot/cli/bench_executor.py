@@ -12,7 +12,7 @@ import time
 from bot.cli import CliError, UsageError
 from bot.cli.common import add_model_options
 from bot.engine import imaging
-from bot.engine.params import StyleParams
+from bot.engine.params import StyleParams, fit_size
 from bot.protocol.messages import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
 
 
@@ -121,7 +121,7 @@ def content_images(size: int, shapes: list[tuple[int, int]]) -> list[bytes]:
 
     pictures = []
     for w, h in shapes:
-        width, height = imaging.fit_size(w, h, size)
+        width, height = fit_size(w, h, size)
         content, _ = test_images(max(width, height))
         pictures.append(imaging.encode(colour.to_image(content).resize((width, height)), "png"))
     return pictures

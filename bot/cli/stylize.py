@@ -30,6 +30,7 @@ from bot.engine.params import (
     ImageLimits,
     StyleParams,
     describe_schedule,
+    fit_size,
 )
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     styles = [_read_image(s, limits, "style image") for s in args.styles]
     params.blend_weights(len(styles))  # fails early on a wrong number of blend weights
     device = parse_device(args.device)
-    width, height = imaging.fit_size(*content.frames[0].size, params.size)
+    width, height = fit_size(*content.frames[0].size, params.size)
     plan = _plan(args, params, device, width, height, len(content.frames))
     result = _paint(args, params, content, styles, device, plan, notes, output, fmt)
     if result is None:
@@ -363,7 +364,7 @@ def _paint(
     )
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
-        width, height = imaging.fit_size(*content.frames[0].size, params.size)
+        width, height = fit_size(*content.frames[0].size, params.size)
         what = f"{width}x{height}"
         if content.moving:
             what = f"{len(content.frames)} frames of {what}, {content.seconds:.1f} s"

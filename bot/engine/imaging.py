@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bot.engine.params import MAX_ASPECT, ImageLimits
+from bot.engine.params import MAX_ASPECT, ImageLimits, fit_size
 
 ENCODE_FORMATS = ("png", "jpeg", "webp")
 
@@ -127,12 +127,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image).convert("RGB")
     return image.convert("RGB")
-
-
-def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(w, h) scaled so the longest side is `max_side`, aspect ratio kept, each side >= 1."""
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def resize(image: Image.Image, max_side: int) -> Image.Image:

@@ -22,14 +22,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bot.engine import imaging
 from bot.engine.clips import Clip
 from bot.engine.devices import DevicePolicy
 from bot.engine.flow import Motion, clip_motion, warping_error
 from bot.engine.lbfgs import LBFGS
 from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, tile_margin
 from bot.engine.objective import Objective, StyleCache, Temporal
-from bot.engine.params import InvalidParams, StyleParams, min_input_side
+from bot.engine.params import (
+    StyleParams,
+    check_thick_enough,
+    fit_size,
+    min_input_side,
+)
 from bot.engine.progress import NonFiniteLoss, ProgressCallback, Reporter, Result
 from bot.engine.pyramid import (
     finish_image,
@@ -105,14 +109,12 @@ class Painting:
         self.style_cache = style_cache
         self.plan = plan or MemoryPlan(0, LBFGS_HISTORY)
         self.seed = params.seed if params.seed is not None else random.randrange(2**31)
-        out_w, out_h = imaging.fit_size(*self.clip.frames[0].size, params.size)
+        check_thick_enough(params, *self.clip.frames[0].size, self.what)
+        out_w, out_h = fit_size(*self.clip.frames[0].size, params.size)
         self.min_side = min_input_side((*params.style_layers, *params.content_layers))
-        check_thick_enough((out_w, out_h), self.min_side, params.size, self.what)
         self.level_dims = [  # coarse levels too small for the layers are left out
             d
-            for d in (
-                imaging.fit_size(out_w, out_h, s) for s in pyramid_sizes(params.size, params.levels)
-            )
+            for d in (fit_size(out_w, out_h, s) for s in pyramid_sizes(params.size, params.levels))
             if min(d) >= self.min_side
         ]
         self.colour_references = [prepare(f, (out_w, out_h)) for f in self.clip.frames]
@@ -151,7 +153,7 @@ class Painting:
     @property
     def what(self) -> str:
         """How messages name the content."""
-        return "the clip's frames become" if self.frames > 1 else "the content image becomes"
+        return "content's frames" if self.clip.moving else "content image"
 
     @property
     def x(self) -> torch.Tensor:
@@ -285,9 +287,10 @@ class Painting:
         return image if image.size == final else image.resize(final, Image.Resampling.BICUBIC)
 
     def _preview(self) -> Image.Image:
-        """What a preview shows: the frames in turn, one preview after another."""
-        every = max(1, self.params.preview_every)
-        return self._picture(self.reporter.step // every % self.frames)
+        """What a preview shows: the frames in turn, one preview after another, at the current
+        level's size (a coarse level's preview is small: it is what there is)."""
+        frame = self.reporter.step // max(1, self.params.preview_every) % self.frames
+        return finish_image(self.xs[frame], self.params, self.colour_references[frame])
 
     def _motion(self, dims: tuple[int, int]) -> Motion:
         """The content's motion between neighbouring frames at the final size."""
@@ -335,15 +338,6 @@ class Painting:
             self.objective_tiles = len(objectives[0].tiles)
         self.objectives, self._content_ts, self.xs = objectives, content_ts, xs
         self.optimisers = [Optimiser(x, self.params, self.plan.history) for x in xs]
-
-
-def check_thick_enough(dims: tuple[int, int], min_side: int, size: int, what: str) -> None:
-    """InvalidParams when a picture at `dims` is too thin for the layers."""
-    if min(dims) < min_side:
-        raise InvalidParams(
-            f"at size {size} {what} {dims[0]}x{dims[1]}, too thin for the chosen layers: "
-            f"they need at least {min_side} pixels on the short side (use a larger size)"
-        )
 
 
 def next_level_start(

@@ -80,6 +80,13 @@ STRENGTH_SCALE = 10.0
 WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"  # the variable that names a VGG-19 state-dict file
 
 MAX_SIZE = 4096
+# The one set of bounds every job's parameters keep (StyleParams.validate); a Discord server's
+# members get narrower ones (bot/guild_policy.py narrows these, never repeats them)
+MIN_SIZE = 16  # the smallest output side the engine paints
+MAX_STRENGTH = 100.0
+MIN_CLIP_SECONDS = 0.5  # a server's clip length, at least
+STYLE_SCALE_RANGE = (0.05, 4.0)
+MAX_SEED = 2**63 - 1
 # the temporal cost's weight by default: measured in docs/clips.md (half the flicker of frames
 # painted alone, at their style and content distances)
 DEFAULT_TEMPORAL_WEIGHT = 20.0
@@ -263,7 +270,10 @@ class StyleParams:
 
         for name, value in self._numbers():
             need(math.isfinite(value), f"{name} must be a finite number, not {value}")
-        need(16 <= self.size <= MAX_SIZE, f"size must be between 16 and {MAX_SIZE} pixels")
+        need(
+            MIN_SIZE <= self.size <= MAX_SIZE,
+            f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels",
+        )
         need(
             0 <= self.steps <= MAX_STEPS,
             f"steps must be between 1 and {MAX_STEPS} (0: the size's schedule)",
@@ -272,7 +282,7 @@ class StyleParams:
             0 <= self.coarse_steps <= MAX_STEPS,
             f"coarse steps must be between 1 and {MAX_STEPS} (0: as many as steps)",
         )
-        need(self.strength >= 0, "strength must be 0 or more")
+        need(0 <= self.strength <= MAX_STRENGTH, f"strength must be between 0 and {MAX_STRENGTH:g}")
         need(
             (self.content_weight is None) == (self.style_weight is None),
             "give both the content weight (alpha) and the style weight (beta), or neither",
@@ -295,8 +305,8 @@ class StyleParams:
                 f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers",
             )
             need(
-                all(w >= 0 for w in self.style_layer_weights),
-                "style layer weights must be 0 or more",
+                all(w >= 0 for w in self.style_layer_weights) and sum(self.style_layer_weights) > 0,
+                "style layer weights must be 0 or more and not all 0",
             )
         need(self.tv_weight >= 0, "tv weight must be 0 or more")
         need(0 <= self.temporal_weight <= 1e6, "temporal weight must be between 0 and 1000000")
@@ -305,11 +315,12 @@ class StyleParams:
             f"clip frames must be between 1 and {MAX_CLIP_FRAMES}",
         )
         need(
-            0 < self.clip_seconds <= MAX_CLIP_SECONDS,
-            f"clip seconds must be above 0 and at most {MAX_CLIP_SECONDS}",
+            MIN_CLIP_SECONDS <= self.clip_seconds <= MAX_CLIP_SECONDS,
+            f"clip seconds must be between {MIN_CLIP_SECONDS:g} and {MAX_CLIP_SECONDS:g}",
         )
         need(
-            16 <= self.clip_size <= MAX_SIZE, f"clip size must be between 16 and {MAX_SIZE} pixels"
+            MIN_SIZE <= self.clip_size <= MAX_SIZE,
+            f"the clip size must be between {MIN_SIZE} and {MAX_SIZE} pixels",
         )
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         need(self.learning_rate is None or self.learning_rate > 0, "learning rate must be above 0")
@@ -324,7 +335,8 @@ class StyleParams:
             self.style_blend is None or sum(self.style_blend) > 0,
             "style blend weights must not all be 0",
         )
-        need(0.05 <= self.style_scale <= 4, "style scale must be between 0.05 and 4")
+        low, high = STYLE_SCALE_RANGE
+        need(low <= self.style_scale <= high, f"style scale must be between {low:g} and {high:g}")
         need(
             self.preserve_colors in COLOR_MODES,
             f"preserve colors must be one of {', '.join(COLOR_MODES)}",
@@ -333,7 +345,10 @@ class StyleParams:
         need(0 <= self.pyramid_levels <= 5, "pyramid levels must be between 1 and 5 (0: automatic)")
         need(self.size >> (self.levels - 1) >= 16, "too many pyramid levels for this size")
         need(self.preview_every >= 0, "preview every must be 0 or more")
-        need(self.seed is None or 0 <= self.seed < 2**63, "the seed must be between 0 and 2^63 - 1")
+        need(
+            self.seed is None or 0 <= self.seed <= MAX_SEED,
+            "the seed must be between 0 and 2^63 - 1",
+        )
         return self
 
     def _numbers(self) -> list[tuple[str, float]]:
@@ -402,6 +417,25 @@ class ImageLimits:
 
     def formats_text(self) -> str:
         return ", ".join("WebP" if f == "WEBP" else f for f in self.allowed_formats)
+
+
+def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(w, h) scaled so the longest side is `max_side`, aspect ratio kept, each side >= 1."""
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def check_thick_enough(params: StyleParams, width: int, height: int, what: str) -> None:
+    """InvalidParams when a picture of `width` x `height` (`what`: how a message names it),
+    painted at `params.size`, is too thin for the job's layers: the one rule, for the bot's check
+    before queueing and the engine's before painting."""
+    min_side = min_input_side((*params.style_layers, *params.content_layers))
+    out_w, out_h = fit_size(width, height, params.size)
+    if min(out_w, out_h) < min_side:
+        raise InvalidParams(
+            f"the {what} is {width}x{height}: at {params.size} px it becomes {out_w}x{out_h}, too "
+            f"thin for the chosen layers (at least {min_side} px on the short side; use a larger size)"
+        )
 
 
 def min_input_side(layers: Sequence[str]) -> int:

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bot.engine import colour, imaging
-from bot.engine.params import StyleParams
+from bot.engine import colour
+from bot.engine.params import StyleParams, fit_size
 
 
 def pyramid_sizes(max_side: int, levels: int) -> list[int]:
@@ -19,7 +19,7 @@ def pyramid_sizes(max_side: int, levels: int) -> list[int]:
 
 
 def style_dims(size: tuple[int, int], longest: int, min_side: int) -> tuple[int, int]:
-    width, height = imaging.fit_size(*size, longest)
+    width, height = fit_size(*size, longest)
     if min(width, height) < min_side:  # a thin style image is enlarged until the layers fit
         scale = min_side / min(width, height)
         width, height = max(min_side, round(width * scale)), max(min_side, round(height * scale))

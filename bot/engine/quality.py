@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from bot.engine import colour, imaging
+from bot.engine import colour
 from bot.engine.devices import DevicePolicy
 from bot.engine.losses import gram
 from bot.engine.painting import Painting
-from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleParams
+from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleParams, fit_size
 from bot.engine.vgg import VGG19Features
 
 
@@ -45,7 +45,7 @@ def evaluate(
     """Distances of `output` to `style` and to `content` (resized to the output's size), in fp32."""
     device = next(model.parameters()).device
     size = output.size
-    style_size = imaging.fit_size(*style.size, max(size))
+    style_size = fit_size(*style.size, max(size))
     x = colour.to_tensor(output).to(device)
     c = colour.to_tensor(content.resize(size, Image.Resampling.LANCZOS)).to(device)
     s = colour.to_tensor(style.resize(style_size, Image.Resampling.LANCZOS)).to(device)

@@ -28,7 +28,7 @@ from bot.engine.devices import memory_budget, parse_device, policy_for
 from bot.engine.imaging import ImageError
 from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_frames
 from bot.engine.painting import Painting, out_of_memory
-from bot.engine.params import InvalidParams, StyleParams
+from bot.engine.params import InvalidParams, StyleParams, fit_size
 from bot.engine.progress import Cancelled, Progress
 from bot.engine.transfer import stylize
 from bot.engine.vgg import VGG19Features, load_vgg19
@@ -175,7 +175,7 @@ class JobRunner:
             raise Cancelled from None
         except (InvalidParams, ImageError, TypeError) as exc:
             raise Refused(FailureKind.BAD_INPUT, str(exc)) from None
-        width, height = imaging.fit_size(*content.frames[0].size, params.size)
+        width, height = fit_size(*content.frames[0].size, params.size)
         try:
             plan = plan_frames(
                 params, width, height, len(content.frames), self.memory_budget(),
@@ -222,7 +222,7 @@ class JobRunner:
             log.info(
                 "job %s: %dx%d in tiles of %d px, L-BFGS history %d, about %.1f GB",
                 job.id,
-                *imaging.fit_size(*inputs.content.frames[0].size, params.size),
+                *fit_size(*inputs.content.frames[0].size, params.size),
                 plan.tile,
                 plan.history,
                 plan.bytes / 2**30,

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from bot.engine import colour, imaging
-from bot.engine.params import ImageLimits
+from bot.engine.params import ImageLimits, fit_size
 from tests.conftest import noise_image, png_bytes
 
 
@@ -110,8 +110,8 @@ def test_animated_image_uses_the_first_frame():
 
 
 def test_fit_size_keeps_the_aspect_ratio():
-    assert imaging.fit_size(400, 200, 100) == (100, 50)
-    assert imaging.fit_size(30, 90, 300) == (100, 300)
+    assert fit_size(400, 200, 100) == (100, 50)
+    assert fit_size(30, 90, 300) == (100, 300)
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])

@@ -12,7 +12,13 @@ from discord import app_commands
 from bot.cogs.utils.downloads import download
 from bot.engine import clips, imaging
 from bot.engine.clips import VIDEO_TYPES
-from bot.engine.params import IMAGE_TYPES, ImageLimits, InvalidParams, StyleParams, min_input_side
+from bot.engine.params import (
+    IMAGE_TYPES,
+    ImageLimits,
+    InvalidParams,
+    StyleParams,
+    check_thick_enough,
+)
 from bot.presets import preset_key
 
 if TYPE_CHECKING:
@@ -88,19 +94,9 @@ def check_content(blob: bytes, name: str, limits: ImageLimits, params: StylePara
     Returns the frames it will be painted as."""
     if clips.is_video(blob) and not clips.can_read_video():
         return clips.frames_to_paint(blob, params, limits)  # no PyAV here: the worker decodes it
-    if clips.is_moving(blob):
-        params, _ = clips.clip_params(params)
-        clip = clips.decode_clip(blob, limits, clips.ClipLimits.of(params), name=name)
-        width, height, frames = *clip.frames[0].size, len(clip.frames)
-    else:
-        image = imaging.decode(blob, limits, name=name)
-        width, height, frames = *image.size, 1
-    min_side = min_input_side((*params.style_layers, *params.content_layers))
-    if min(imaging.fit_size(width, height, params.size)) < min_side:
-        raise InvalidParams(
-            f"the {name} is {width}x{height}: at {params.size} px it would be too thin "
-            f"(at least {min_side} px on the short side)"
-        )
+    params, content, _ = clips.read_content(blob, params, limits)  # as the worker reads it
+    width, height, frames = *content.frames[0].size, len(content.frames)
+    check_thick_enough(params, width, height, name)
     return frames
 
 
