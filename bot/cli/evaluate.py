@@ -13,6 +13,7 @@ from bot.cli.common import add_model_options, weights_of
 from bot.cli.sheet import contact_sheet
 from bot.engine import imaging
 from bot.engine.params import (
+    IMAGE_EXTENSIONS,
     INITS,
     MAX_SIZE,
     MAX_STEPS,
@@ -23,7 +24,6 @@ from bot.engine.params import (
 )
 
 DEFAULTS = StyleParams()
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -169,7 +169,7 @@ def find_pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
     pairs = {}
     for pair in sorted(p for p in folder.iterdir() if p.is_dir()):
         found = {
-            role: [f for f in pair.glob(f"{role}.*") if f.suffix.lower() in EXTENSIONS]
+            role: [f for f in pair.glob(f"{role}.*") if f.suffix.lower() in IMAGE_EXTENSIONS]
             for role in ("content", "style")
         }
         if len(found["content"]) != 1 or len(found["style"]) != 1:

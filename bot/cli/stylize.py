@@ -62,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "content",
-        help="content image (PNG, JPEG, WebP, GIF, BMP, TIFF), or a moving picture (animated GIF, "
+        help=f"content image ({ImageLimits().formats_text()}), or a moving picture (animated GIF, "
         "APNG or WebP; MP4, WebM or MOV): then every frame is painted",
     )
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")

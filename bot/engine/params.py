@@ -400,6 +400,14 @@ IMAGE_FORMATS: dict[str, str] = {
     "TIFF": "image/tiff",
 }
 IMAGE_TYPES: frozenset[str] = frozenset(IMAGE_FORMATS.values())  # the MIME types of IMAGE_FORMATS
+# the file name endings of IMAGE_FORMATS (for folders of pictures)
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    ending
+    for fmt in IMAGE_FORMATS
+    for ending in {"JPEG": (".jpg", ".jpeg"), "TIFF": (".tif", ".tiff")}.get(
+        fmt, (f".{fmt.lower()}",)
+    )
+)
 MAX_ASPECT = 32  # the longest side may be at most this many times the shortest
 
 
