@@ -2,6 +2,7 @@
 the same image serialise (two connections on PostgreSQL)."""
 
 import asyncio
+import hashlib
 import time
 import uuid
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 
 from bot.protocol.messages import JobStatus
 from bot.storage import JobRecord, Storage
+from bot.storage.db import blobs, job_inputs
 from tests.asyncrun import run
 from tests.storage.conftest import POSTGRES_URL, postgres_reachable
 
@@ -82,3 +84,57 @@ def test_a_picture_sent_twice_in_one_job_is_stored_once(tmp_path):
             await storage.close()
 
     assert run(scenario()) == [b"same", b"same"]
+
+
+def test_an_image_is_stored_once_and_only_while_a_job_uses_it(database_url):
+    """Content-addressed images: two jobs of the same pictures share them; a refused job's
+    images go at once, unless another job uses them; expired uses free them."""
+
+    def record(styles=1):
+        return JobRecord(
+            id=uuid.uuid4().hex, user_id=1, guild_id=6161, channel_id=3, application_id=4,
+            token="t", token_expires_at=time.time() + 60, state=JobStatus.QUEUED,
+            params={}, summary="s", styles=styles,
+        )  # fmt: skip
+
+    async def images(storage):
+        async with storage.engine.connect() as conn:
+            keys = (await conn.execute(sa.select(blobs.c.key))).scalars().all()
+        return {k for k in keys if k.startswith("img:")}
+
+    async def scenario():
+        storage = await Storage.open(database_url)
+        try:
+            first, again, refused = record(), record(), record()
+            content, style, other = (f"{j.id}".encode() for j in (first, again, refused))
+            before = await images(storage)
+            await storage.jobs.add(first, [content, style], keep_inputs=60)
+            await storage.jobs.add(again, [content, style], keep_inputs=60)  # a button press
+            shared = await images(storage)
+            await storage.jobs.add(refused, [content, other], keep_inputs=60)
+            await storage.jobs.drop_images(refused.id)
+            after_refusal = await images(storage)
+            async with storage.engine.begin() as conn:
+                await conn.execute(
+                    job_inputs.update()
+                    .where(job_inputs.c.job_id.in_([first.id, again.id]))
+                    .values(expires_at=time.time() - 1)
+                )
+            await storage.blobs.purge_expired()
+            ours = {f"img:{hashlib.sha256(d).hexdigest()}" for d in (content, style, other)}
+            after_expiry = await images(storage)
+            return (
+                before,
+                shared,
+                after_refusal,
+                after_expiry,
+                ours,
+                await storage.jobs.images(again.id),
+            )
+        finally:
+            await storage.close()
+
+    before, shared, after_refusal, after_expiry, ours, gone = run(scenario())
+    assert len(shared - before) == 2  # two jobs of the same two pictures: two images stored
+    assert after_refusal == shared  # the refused job's own image went; the shared ones stay
+    assert not ours & after_expiry and gone is None

@@ -3,8 +3,8 @@
 import json
 
 from bot.engine import clips
+from tests.cli.helpers import stylebot
 from tests.conftest import moving_clip, noise_image
-from tests.test_cli import stylebot
 
 
 def test_a_gif_is_painted_into_a_gif_with_its_timing_and_looping(tmp_path):

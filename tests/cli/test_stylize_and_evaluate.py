@@ -3,28 +3,12 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
+from tests.cli.helpers import stylebot
 from tests.conftest import gradient_image, noise_image
-
-
-def stylebot(*args, env_weights="random", cwd=None, extra_env=None):
-    env = {k: v for k, v in os.environ.items() if k != "STYLEBOT_VGG19_WEIGHTS"}
-    if env_weights is not None:
-        env["STYLEBOT_VGG19_WEIGHTS"] = env_weights
-    env.update(extra_env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 @pytest.fixture
