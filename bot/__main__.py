@@ -8,6 +8,7 @@ import sys
 
 from bot.cli import (
     CliError,
+    add_command,
     bench,
     bench_clip,
     bench_executor,
@@ -48,6 +49,14 @@ def _version() -> str:
         return "unknown"
 
 
+ABOUT_DOWNLOAD = """fetch torchvision's ImageNet VGG-19 weights into the torch hub cache
+
+Downloads torchvision's ImageNet VGG-19 weights (548 MB, checked against their hash) into the torch
+hub cache ($TORCH_HOME/hub/checkpoints), unless they are there already, and prints their path.
+Needs the network.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stylebot", description="Neural style transfer: a Discord bot and a command line."
@@ -67,14 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         health,
     ):
         command.add_parser(subparsers)
-    p = subparsers.add_parser(
-        "download-weights",
-        help="fetch torchvision's ImageNet VGG-19 weights into the torch hub cache",
-        description="Downloads torchvision's ImageNet VGG-19 weights (548 MB, checked against "
-        "their hash) into the torch hub cache ($TORCH_HOME/hub/checkpoints), unless they are "
-        "there already, and prints their path. Needs the network.",
-    )
-    p.set_defaults(handler=_download)
+    add_command(subparsers, "download-weights", ABOUT_DOWNLOAD, _download)
     return parser
 
 

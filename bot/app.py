@@ -23,6 +23,7 @@ from bot.executor.base import Executor
 from bot.executor.factory import make_executor
 from bot.health import HealthServer
 from bot.logs import install_redaction
+from bot.metrics import BotMetrics
 from bot.storage import Storage
 
 if TYPE_CHECKING:
@@ -48,6 +49,23 @@ def point_client_at(api_base: str | None, gateway_url: str | None) -> None:
         gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+def discord_errors_trace(metrics: BotMetrics) -> aiohttp.TraceConfig:
+    """Counts the Discord API requests that fail (status 400 and above, or no answer) by route,
+    for every request discord.py makes: REST and interaction responses share its session."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_end(_session, _context, params: aiohttp.TraceRequestEndParams) -> None:
+        if params.response.status >= 400:
+            metrics.discord_error(params.method, params.url.path, params.response.status)
+
+    async def on_exception(_session, _context, params: aiohttp.TraceRequestExceptionParams):
+        metrics.discord_error(params.method, params.url.path, None)
+
+    trace.on_request_end.append(on_end)
+    trace.on_request_exception.append(on_exception)
+    return trace
+
+
 class StyleBot(commands.AutoShardedBot):
     def __init__(
         self,
@@ -59,10 +77,13 @@ class StyleBot(commands.AutoShardedBot):
     ):
         # the bot never joins voice: no warnings about voice libraries at every start
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        # what the bot counts (bot/metrics.py): the executor's, or its own for `stylebot sync`
+        self.metrics = executor.metrics if executor is not None else BotMetrics()
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents(guilds=True),
             help_command=None,
+            http_trace=discord_errors_trace(self.metrics),
         )
         install_redaction()
         self.settings = settings_

@@ -90,6 +90,10 @@ class CommonSettings(BaseSettings):
 class WorkerSettings(CommonSettings):
     """`stylebot worker`: no Discord token, no database."""
 
+    # serve Prometheus metrics of this worker's device (bot/metrics.py) here; off if unset
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so that Prometheus can reach it
+
 
 class Settings(CommonSettings):
     discord_token: SecretStr = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 class CliError(Exception):
@@ -47,3 +48,31 @@ def parse_sizes(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--sizes takes comma-separated whole numbers, not {text!r}") from None
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    about: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    listed: bool = True,
+    **defaults: object,
+) -> argparse.ArgumentParser:
+    """Declare one command: `about` is its one-line help, a blank line, then its description (the
+    help alone when it is not `listed` in `stylebot --help`); `handler` runs it. Every command
+    shows its options' defaults the same way (HelpFormatter)."""
+    summary, _, details = about.strip().partition("\n\n")
+    if listed:
+        p = subparsers.add_parser(
+            name,
+            help=" ".join(summary.split()),
+            description=" ".join(details.split()),
+            formatter_class=HelpFormatter,
+        )
+    else:  # without help= a command is left out of `stylebot --help`
+        p = subparsers.add_parser(
+            name, description=" ".join(summary.split()), formatter_class=HelpFormatter
+        )
+    p.set_defaults(handler=handler, **defaults)
+    return p

@@ -8,20 +8,21 @@ import json
 import platform
 import sys
 
-from bot.cli import CliError, UsageError, parse_sizes
+from bot.cli import CliError, UsageError, add_command, parse_sizes
 from bot.cli.common import add_model_options
 from bot.engine.params import PRECISIONS
 
+ABOUT = """measure ms per step, FLOPs, GFLOP/s against the matmul roofline, peak memory, and the default job's
+time
+
+Times the VGG-19 forward and backward pass alone, a whole L-BFGS step, and the whole default job
+(its pyramid levels, steps and early stop) at each size and precision. Exits 1 if any measurement
+failed.
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "bench",
-        help="measure ms per step, FLOPs, GFLOP/s against the matmul roofline, peak memory, and "
-        "the default job's time",
-        description="Times the VGG-19 forward and backward pass alone, a whole L-BFGS step, and the whole "
-        "default job (its pyramid levels, steps and early stop) at each size and precision. Exits "
-        "1 if any measurement failed.",
-    )
+    p = add_command(subparsers, "bench", ABOUT, run)
     p.add_argument(
         "--sizes",
         default="256,512",
@@ -41,7 +42,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="skip timing the whole default job at each size (its levels, steps and early stop)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

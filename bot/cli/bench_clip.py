@@ -10,20 +10,20 @@ import sys
 import time
 from pathlib import Path
 
-from bot.cli import UsageError
+from bot.cli import UsageError, add_command
 from bot.cli.common import add_model_options
 from bot.engine.params import StyleParams
 
+ABOUT = """measure a moving picture's flicker, quality and seconds per frame, steady and not
+
+Paints one clip at each temporal weight (0: every frame alone, the baseline) and prints the warping
+error, the mean style and content distances of the frames and the seconds per frame, with a still
+of the same size for comparison. Without --content, a pan across a synthetic picture.
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "bench-clip",
-        help="measure a moving picture's flicker, quality and seconds per frame, steady and not",
-        description="Paints one clip at each temporal weight (0: every frame alone, the baseline) "
-        "and prints the warping error, the mean style and content distances of the frames and the "
-        "seconds per frame, with a still of the same size for comparison. Without --content, a "
-        "pan across a synthetic picture.",
-    )
+    p = add_command(subparsers, "bench-clip", ABOUT, run)
     p.add_argument(
         "--content", help="a moving picture, or a still to pan across (default: synthetic)"
     )
@@ -45,7 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(p, weights="random")
     p.add_argument("--out", help="a folder: each run's clip is written there as a GIF, to look at")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
-    p.set_defaults(handler=run)
 
 
 def pan(picture, frames: int, size: int):
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine import clips
     from bot.engine.benchmark import synchronize
     from bot.engine.devices import memory_budget, parse_device, policy_for
-    from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, clip_chunk, plan_clip
+    from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, clip_chunk, plan_job
     from bot.engine.painting import Painting
     from bot.engine.quality import evaluate
     from bot.engine.vgg import load_vgg19
@@ -124,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         if plan is None:
             budget = memory_budget(device, None)
             width, height = clip.frames[0].size
-            plan = plan_clip(
-                params, width, height, len(clip.frames), budget, precision=policy.precision,
+            plan = plan_job(
+                params, width, height, budget, frames=len(clip.frames), precision=policy.precision,
                 max_chunk=clip_chunk(device.type),
             )  # fmt: skip
         painting = Painting(model, clip, [style], params, policy, plan=plan)

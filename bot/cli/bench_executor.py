@@ -9,22 +9,23 @@ import json
 import statistics
 import time
 
-from bot.cli import CliError, UsageError
+from bot.cli import CliError, UsageError, add_command
 from bot.cli.common import add_model_options
 from bot.engine import imaging
 from bot.engine.params import StyleParams, fit_size
 from bot.protocol.messages import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
 
-
 # a long function (over 60 lines): one declaration per option, read as the command's manual
+ABOUT = """jobs per minute through the local pool or Celery workers, waits, latency, event-loop lag
+
+Queues JOBS jobs at once from several members, with content images of the given shapes, and waits
+for all of them; then runs --latency-jobs short jobs one at a time on idle workers to measure
+submit-to-start latency. Exits 1 if any job did not finish.
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "bench-executor",
-        help="jobs per minute through the local pool or Celery workers, waits, latency, event-loop lag",
-        description="Queues JOBS jobs at once from several members, with content images of the given shapes, "
-        "and waits for all of them; then runs --latency-jobs short jobs one at a time on idle workers "
-        "to measure submit-to-start latency. Exits 1 if any job did not finish.",
-    )
+    p = add_command(subparsers, "bench-executor", ABOUT, run)
     p.add_argument(
         "--executor",
         choices=("local", "celery"),
@@ -88,7 +89,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_options(p, weights="random", precision=None, device=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=run)
 
 
 async def _lag_monitor(stop: asyncio.Event, samples: list[float], period: float = 0.01) -> None:
@@ -172,9 +172,7 @@ async def _measure(args, config, contents, style, shapes) -> dict:
         await _wait_for_celery_workers(executor, args.start_workers)
     start_seconds = time.perf_counter() - started
     workers = executor.backend.workers_ready()
-    params = StyleParams(
-        size=args.size, steps=args.steps, preview_every=max(1, args.steps // 10)
-    ).to_dict()
+    params = StyleParams(size=args.size, steps=args.steps, preview_every=max(1, args.steps // 10))
     samples: list[float] = []
     stop = asyncio.Event()
     monitor = asyncio.create_task(_lag_monitor(stop, samples))
@@ -206,7 +204,7 @@ async def _measure(args, config, contents, style, shapes) -> dict:
 
         results = await asyncio.gather(*(drain(h) for h in handles))
         wall = time.perf_counter() - began
-        short = StyleParams(size=32, steps=1).to_dict()
+        short = StyleParams(size=32, steps=1)
         for i in range(args.latency_jobs):  # one at a time, on idle workers
             sent = time.perf_counter()
             handle = await executor.submit(

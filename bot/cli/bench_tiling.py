@@ -14,18 +14,19 @@ import json
 import subprocess
 import sys
 
-from bot.cli import CliError, UsageError, parse_sizes
+from bot.cli import CliError, UsageError, add_command, parse_sizes
 from bot.cli.common import add_model_options
+
+ABOUT = """measure peak memory and seconds per step of large pictures, whole and tiled
+
+Runs a job of each size whole and within --memory-limit (tiled where it does not fit), each in a
+fresh process, and prints the plan, seconds per step and peak memory side by side. Exits 1 if a run
+failed.
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "bench-tiling",
-        help="measure peak memory and seconds per step of large pictures, whole and tiled",
-        description="Runs a job of each size whole and within --memory-limit (tiled where it "
-        "does not fit), each in a fresh process, and prints the plan, seconds per step and peak "
-        "memory side by side. Exits 1 if a run failed.",
-    )
+    p = add_command(subparsers, "bench-tiling", ABOUT, run)
     p.add_argument(
         "--sizes", default="2048,4096", help="comma-separated square sizes (default: %(default)s)"
     )
@@ -50,7 +51,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--one", nargs=2, metavar=("SIDE", "MODE"), help=argparse.SUPPRESS)
-    p.set_defaults(handler=run)
 
 
 def _plan(mode: str, side: int, device, precision: str, limit: int, tile: int | None):

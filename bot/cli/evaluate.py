@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from bot.cli import UsageError
+from bot.cli import UsageError, add_command
 from bot.cli.common import add_model_options, weights_of
 from bot.cli.sheet import contact_sheet
 from bot.engine import imaging
@@ -26,14 +26,16 @@ from bot.engine.params import (
 DEFAULTS = StyleParams()
 
 
+ABOUT = """how close OUTPUTs are to STYLE (Gram distance) and to CONTENT (feature distance)
+
+Prints, for each output, the style distance (relative Frobenius distance of the Gram matrices,
+averaged over relu1_1..relu5_1) and the content distance (relative squared distance at relu4_2),
+computed with the loaded VGG-19. Lower is closer.
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "evaluate",
-        help="how close OUTPUTs are to STYLE (Gram distance) and to CONTENT (feature distance)",
-        description="Prints, for each output, the style distance (relative Frobenius distance of the Gram "
-        "matrices, averaged over relu1_1..relu5_1) and the content distance (relative squared "
-        "distance at relu4_2), computed with the loaded VGG-19. Lower is closer.",
-    )
+    p = add_command(subparsers, "evaluate", ABOUT, run)
     p.add_argument("content", nargs="?", help="the content image the outputs were made from")
     p.add_argument("style", nargs="?", help="the style image the outputs were made from")
     p.add_argument("outputs", nargs="*", metavar="output", help="stylized pictures to score")
@@ -109,7 +111,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_options(p, precision=None)  # --precision is the configuration's (above)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=run)
 
 
 def read_image(path: str, what: str):

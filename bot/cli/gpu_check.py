@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.cli import CliError
+from bot.cli import CliError, add_command
 from bot.cli.common import weights_of
 from bot.engine.params import WEIGHTS_ENV
 
@@ -65,14 +65,20 @@ QUICK = {
 SHAPES = "1x1,4x3,3x4,16x9,9x16"
 
 
+ABOUT_GPU_CHECK = """run the GPU checks and benchmarks on this machine and print one JSON summary
+
+Runs stylize per optimiser and precision, bench at 512-2048 px, bench-executor with mixed shapes,
+bench-tiling at 2048 and 4096 px within 8 GB and the tests marked gpu; prints one JSON object;
+exits 1 if any part failed. About 3 minutes on one H200.
+"""
+
+
+ABOUT_GPU_CHECK_STYLIZE = """Part of gpu-check (internal): stylize per optimiser and precision.
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "gpu-check",
-        help="run the GPU checks and benchmarks on this machine and print one JSON summary",
-        description="Runs stylize per optimiser and precision, bench at 512-2048 px, bench-executor with mixed "
-        "shapes, bench-tiling at 2048 and 4096 px within 8 GB and the tests marked gpu; prints one JSON object; exits 1 if any part failed. "
-        "About 3 minutes on one H200.",
-    )
+    p = add_command(subparsers, "gpu-check", ABOUT_GPU_CHECK, run)
     p.add_argument("--device", default="cuda", help="the device to check (default: %(default)s)")
     p.add_argument(
         "--weights",
@@ -89,10 +95,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=300,
         help="seconds each part may take (default: %(default)s)",
     )
-    p.set_defaults(handler=run)
-    p = subparsers.add_parser(
-        "gpu-check-stylize",  # internal: no help=, so the top-level help does not list it
-        description="Part of gpu-check (internal): stylize per optimiser and precision.",
+    p = add_command(
+        subparsers, "gpu-check-stylize", ABOUT_GPU_CHECK_STYLIZE, run_stylize_matrix, listed=False
     )
     p.add_argument("--device", required=True)
     p.add_argument("--weights", required=True)
@@ -100,7 +104,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--precisions", required=True)
     p.add_argument("--folder", required=True, help="where the pictures are written")
-    p.set_defaults(handler=run_stylize_matrix)
 
 
 # a long function (over 60 lines): the GPU check's matrix of runs and their figures, read in order

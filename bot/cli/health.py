@@ -7,17 +7,17 @@ import json
 import urllib.error
 import urllib.request
 
-from bot.cli import CliError
+from bot.cli import CliError, add_command
+
+ABOUT = """exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)
+
+Asks the bot's health server on 127.0.0.1 (GET /healthz) and exits 0 when the gateway is connected
+and a worker is ready, 1 otherwise with the reason: Docker's HEALTHCHECK.
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "health",
-        help="exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)",
-        description="Asks the bot's health server on 127.0.0.1 (GET /healthz) and exits 0 when "
-        "the gateway is connected and a worker is ready, 1 otherwise with the reason: Docker's "
-        "HEALTHCHECK.",
-    )
+    p = add_command(subparsers, "health", ABOUT, run)
     p.add_argument(
         "--port",
         type=int,
@@ -25,7 +25,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the bot's STYLEBOT_HEALTH_PORT (default: %(default)s)",
     )
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

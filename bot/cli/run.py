@@ -12,20 +12,29 @@ import argparse
 import asyncio
 import logging
 
-from bot.cli import CliError
+from bot.cli import CliError, add_command
 
 EXIT_SETTINGS, EXIT_WORKERS, EXIT_DATABASE, EXIT_UNREACHABLE, EXIT_TOKEN = 2, 3, 4, 5, 6
 
 
+ABOUT_RUN = """run the Discord bot (settings from STYLEBOT_* variables and .env)
+
+Runs the Discord bot until SIGTERM or Ctrl-C: starts the workers (or connects to Celery), opens the
+database, logs in and syncs the slash commands when they changed. Every failure at start ends in
+one line and an exit code: 2 settings, 3 VGG-19 weights or workers, 4 the database, 5 Discord
+unreachable, 6 the token refused.
+"""
+
+
+ABOUT_SYNC = """send the slash commands to Discord now (run does it only when they changed)
+
+Logs in, sends the slash commands and context menus to Discord (to STYLEBOT_DEV_GUILD only, when it
+is set), and stops. Starts no workers.
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "run",
-        help="run the Discord bot (settings from STYLEBOT_* variables and .env)",
-        description="Runs the Discord bot until SIGTERM or Ctrl-C: starts the workers (or "
-        "connects to Celery), opens the database, logs in and syncs the slash commands when they "
-        "changed. Every failure at start ends in one line and an exit code: 2 settings, 3 VGG-19 "
-        "weights or workers, 4 the database, 5 Discord unreachable, 6 the token refused.",
-    )
+    p = add_command(subparsers, "run", ABOUT_RUN, run)
     p.add_argument(
         "--log-level",
         default=None,
@@ -38,14 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("text", "json"),
         help="overrides STYLEBOT_LOG_FORMAT: text (colour on a terminal only) or json (one object a line)",
     )
-    p.set_defaults(handler=run)
-    p = subparsers.add_parser(
-        "sync",
-        help="send the slash commands to Discord now (run does it only when they changed)",
-        description="Logs in, sends the slash commands and context menus to Discord (to "
-        "STYLEBOT_DEV_GUILD only, when it is set), and stops. Starts no workers.",
+    add_command(
+        subparsers, "sync", ABOUT_SYNC, run, log_level=None, log_format=None, sync_only=True
     )
-    p.set_defaults(handler=run, log_level=None, log_format=None, sync_only=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bot.cli import HelpFormatter, UsageError
+from bot.cli import UsageError, add_command
 from bot.cli.common import add_model_options, weights_of
 from bot.engine import clips, imaging
 from bot.engine.params import (
@@ -52,14 +52,15 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+ABOUT = """paint CONTENT in the style of STYLE (one or more style images)
+
+Neural style transfer (Gatys et al.) on VGG-19 features.
+"""
+
+
 # a long function (over 60 lines): one declaration per option, read as the command's manual
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "stylize",
-        help="paint CONTENT in the style of STYLE (one or more style images)",
-        description="Neural style transfer (Gatys et al.) on VGG-19 features.",
-        formatter_class=HelpFormatter,
-    )
+    p = add_command(subparsers, "stylize", ABOUT, run)
     p.add_argument(
         "content",
         help=f"content image ({ImageLimits().formats_text()}), or a moving picture (animated GIF, "
@@ -239,7 +240,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-q", "--quiet", action="store_true", help="no progress bar (the seed is still printed)"
     )
     _add_clip_options(p)
-    p.set_defaults(handler=run)
 
 
 def _add_clip_options(p: argparse.ArgumentParser) -> None:
@@ -448,14 +448,14 @@ def _plan(
 ):
     """The memory plan (bot/engine/memory.py) within --memory-limit, with --tile-size forced."""
     from bot.engine.devices import memory_budget, policy_for
-    from bot.engine.memory import DoesNotFit, clip_chunk, plan_frames
+    from bot.engine.memory import DoesNotFit, clip_chunk, plan_job
 
     limit = int(args.memory_limit * 2**30) if args.memory_limit else None
     budget = memory_budget(device, limit)
     precision = policy_for(device, args.precision).precision
     try:
-        return plan_frames(
-            params, width, height, frames, budget,
+        return plan_job(
+            params, width, height, budget, frames=frames,
             precision=precision, tile=args.tile_size, max_chunk=clip_chunk(device.type),
         )  # fmt: skip
     except DoesNotFit as exc:

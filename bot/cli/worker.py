@@ -20,22 +20,23 @@ import os
 import re
 import socket
 
-from bot.cli import CliError, HelpFormatter
+from bot.cli import CliError, add_command
 from bot.extras import require
 from bot.protocol.messages import CUDA_BATCH_SIZE, default_batch_size
 
 EXIT_SETTINGS, EXIT_ENVIRONMENT = 2, 3
 
 
+ABOUT = """run a Celery worker for one GPU (the bot with STYLEBOT_EXECUTOR=celery sends it jobs)
+
+Takes jobs from the Celery queue (STYLEBOT_REDIS_URL, STYLEBOT_BROKER_URL) and runs them on one
+device until SIGTERM, which lets the running jobs end. Exits 2 on bad settings and 3 when the
+device or the VGG-19 weights cannot be used.
+"""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "worker",
-        help="run a Celery worker for one GPU (the bot with STYLEBOT_EXECUTOR=celery sends it jobs)",
-        description="Takes jobs from the Celery queue (STYLEBOT_REDIS_URL, STYLEBOT_BROKER_URL) and "
-        "runs them on one device until SIGTERM, which lets the running jobs end. Exits 2 on bad "
-        "settings and 3 when the device or the VGG-19 weights cannot be used.",
-        formatter_class=HelpFormatter,
-    )
+    p = add_command(subparsers, "worker", ABOUT, run)
     p.add_argument(
         "--device",
         default="auto",
@@ -59,12 +60,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "job time limit is then enforced by the job itself)",
     )
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this worker's Prometheus metrics here (GET /metrics); overrides "
+        "STYLEBOT_METRICS_PORT (default: off)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=None,
+        help="the address the metrics listen on; overrides STYLEBOT_METRICS_HOST (default "
+        "127.0.0.1; 0.0.0.0 in a container)",
+    )
+    p.add_argument(
         "--log-level",
         default=None,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="overrides STYLEBOT_LOG_LEVEL (default INFO)",
     )
-    p.set_defaults(handler=run)
 
 
 # a long function (over 60 lines): checks, then the Celery worker's start, in the order a host reads them
@@ -93,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     batch = args.batch_size or default_batch_size(device)
     if batch < 1:
         raise CliError("--batch-size must be at least 1", EXIT_SETTINGS)
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        raise CliError("--metrics-port must be between 1 and 65535", EXIT_SETTINGS)
     level = args.log_level or settings.log_level
     name = args.name or f"{socket.gethostname()}/{device}"
     configure_logging(
@@ -117,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         ),
         config=settings.celery,
         batch_size=batch,
+        metrics_port=args.metrics_port or settings.metrics_port,
+        metrics_host=args.metrics_host or settings.metrics_host,
     )
     app = make_worker_app(identity)
     app.worker_main(

@@ -11,12 +11,13 @@ import discord
 from discord import app_commands
 
 from bot.cogs.utils.checks import give_back_cooldown
-from bot.cogs.utils.failures import message_for, reply_ephemeral
+from bot.cogs.utils.failures import message_for, refusal_for, reply_ephemeral
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
+SETTINGS_GROUP = "stylize-settings"  # an admin's command: its errors are no refused jobs
 
 
 async def on_tree_error(
@@ -24,9 +25,12 @@ async def on_tree_error(
 ) -> None:
     give_back_cooldown(interaction)  # whatever stopped the command, no job started
     message = message_for(error)
-    if message is None:
+    command = interaction.command.qualified_name if interaction.command else "?"
+    if message is not None:
+        if not command.startswith(SETTINGS_GROUP):  # a member's job that did not start
+            interaction.client.metrics.refused(refusal_for(error))  # type: ignore[attr-defined]
+    else:
         error_id = uuid.uuid4().hex[:8]
-        command = interaction.command.qualified_name if interaction.command else "?"
         log.error("unhandled error in /%s (error id %s)", command, error_id, exc_info=error)
         message = (
             f"Something went wrong on our side (error id `{error_id}`). Please try again later."

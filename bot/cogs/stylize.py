@@ -36,6 +36,7 @@ from bot.guild_policy import (
     describe,
     params_for,
 )
+from bot.metrics import Refusal
 from bot.text import MESSAGE_LIMIT, clip, fit_lines, join_within
 
 if TYPE_CHECKING:
@@ -153,13 +154,14 @@ class StylizeCog(commands.Cog):
                 interaction,
                 f"This server has no preset called `{name}`: choose one from the list "
                 "that `preset:` offers.",
+                Refusal.NO_PRESET,
             )
             return None
         chosen, image = found
         try:
             params, summary = options_for(chosen.fill(request), settings)
         except UserFacingError as exc:
-            await self.bot.launcher.refuse_after_defer(interaction, str(exc))
+            await self.bot.launcher.refuse_after_defer(interaction, str(exc), Refusal.BAD_INPUT)
             return None
         return params, replace(summary, text=f"preset {chosen.name} · {summary.text}"), image
 

@@ -168,17 +168,10 @@ def clip_chunk(device_type: str) -> int:
     return CLIP_CHUNK if device_type == "cuda" else 1
 
 
-def plan_clip(
-    params,
-    width: int,
-    height: int,
-    frames: int,
-    budget: int | None,
-    *,
-    precision: str = "fp32",
-    where: str = "device",
-    max_chunk: int = CLIP_CHUNK,
-) -> MemoryPlan:
+def _plan_clip(
+    params, width: int, height: int, frames: int, budget: int | None, precision: str, where: str,
+    max_chunk: int,
+) -> MemoryPlan:  # fmt: skip
     """The memory plan of a moving picture: every frame's optimiser state held at once, and the
     activations of `chunk` frames per pass, as many as fit (at most `max_chunk`: `clip_chunk`
     of the device). Clips are not tiled: one that does not fit with one frame per pass and a
@@ -213,14 +206,20 @@ def plan_job(
     height: int,
     budget: int | None,
     *,
+    frames: int = 1,
     precision: str = "fp32",
     tile: int | None = None,
     where: str = "device",
+    max_chunk: int = CLIP_CHUNK,
 ) -> MemoryPlan:
-    """The one memory plan of a job (its StyleParams at its output size) within `budget` bytes:
-    its optimiser, its layers' tile margin, the precision it runs at. Raises DoesNotFit, naming
-    the largest size that fits on this `where` ("GPU", "worker", "device"), when nothing does;
-    with `tile` forced, when tiles of that size do not fit."""
+    """The one memory plan of a job of `frames` frames (its StyleParams at its output size)
+    within `budget` bytes: its optimiser, its layers' tile margin, the precision it runs at. A
+    still may take a shorter history or tiles; a moving picture holds every frame's optimiser
+    state and passes up to `max_chunk` frames at once (`clip_chunk` of the device), untiled.
+    Raises DoesNotFit, naming what to change on this `where` ("GPU", "worker", "device"), when
+    nothing fits; with `tile` forced, when tiles of that size do not fit."""
+    if frames > 1:
+        return _plan_clip(params, width, height, frames, budget, precision, where, max_chunk)
     margin = tile_margin((*params.style_layers, *params.content_layers))
     found = plan(
         width,
@@ -245,28 +244,6 @@ def plan_job(
         f"a {width}x{height} picture does not fit in the {size_text(budget)} this {where} "
         f"allows, not even in tiles (whole, it needs about {size_text(need)}): {advice}"
     )
-
-
-def plan_frames(
-    params,
-    width: int,
-    height: int,
-    frames: int,
-    budget: int | None,
-    *,
-    precision: str = "fp32",
-    where: str = "device",
-    tile: int | None = None,
-    max_chunk: int = CLIP_CHUNK,
-) -> MemoryPlan:
-    """The memory plan of a job of `frames` frames of `width` x `height`: a still's (`plan_job`:
-    the whole picture, a shorter history or tiles) or a moving picture's (`plan_clip`)."""
-    if frames > 1:
-        return plan_clip(
-            params, width, height, frames, budget,
-            precision=precision, where=where, max_chunk=max_chunk,
-        )  # fmt: skip
-    return plan_job(params, width, height, budget, precision=precision, tile=tile, where=where)
 
 
 def size_text(nbytes: int) -> str:

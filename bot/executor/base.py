@@ -9,11 +9,14 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 
-from bot.protocol.messages import Event, Job, Terminal
+from bot.metrics import BotMetrics, QueueState
+from bot.protocol.messages import Event, Job, Terminal, WorkerStats
 
 
 class Executor(abc.ABC):
     """Runs jobs somewhere; the bot sees only this."""
+
+    metrics: BotMetrics  # what it counts, for /metrics (bot/metrics.py)
 
     @abc.abstractmethod
     async def start(self) -> None: ...
@@ -35,6 +38,10 @@ class Executor(abc.ABC):
     async def forget(self, job_id: str) -> None:
         """The job's ending reached the member (or the bot's own database keeps it for a later
         try): whatever the backend still holds of it may go. Best effort."""
+
+    @abc.abstractmethod
+    def queue_state(self) -> QueueState:
+        """The queue and the workers now, for the metrics (on the event loop)."""
 
     @abc.abstractmethod
     def jobs_of(self, user_id: int) -> int:
@@ -114,6 +121,10 @@ class Listener(abc.ABC):
     @abc.abstractmethod
     def on_unavailable(self, message: str) -> None:
         """The backend can run nothing any more (every worker gave up)."""
+
+    def on_stats(self, worker: str, stats: WorkerStats) -> None:
+        """A worker's totals since it started, for the metrics of its device (bot/metrics.py)."""
+        return None
 
 
 class Backend(abc.ABC):

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from bot.engine.params import ImageLimits
 from bot.executor.base import Backend, Executor, JobHandle, Listener
 from bot.executor.scheduler import FairQueue
 from bot.logs import LogConfig
+from bot.metrics import BotMetrics, QueueState
 from bot.protocol.messages import (
     BackendBusy,
     Event,
@@ -25,7 +27,6 @@ from bot.protocol.messages import (
     FailureKind,
     Job,
     JobCancelled,
-    JobDone,
     JobFailed,
     JobQueued,
     JobStarted,
@@ -33,6 +34,7 @@ from bot.protocol.messages import (
     StopReason,
     Terminal,
     UserLimitReached,
+    WorkerStats,
     timed_out,
 )
 
@@ -61,30 +63,6 @@ class ExecutorConfig:
     )  # how workers log (the bot's level and format)
 
 
-@dataclass
-class Metrics:
-    """Counters for operators (see bot/health.py)."""
-
-    outcomes: dict[str, int] = field(
-        default_factory=dict
-    )  # "done", "failed:timeout", "cancelled", ...
-    job_seconds: float = 0.0  # running time of finished jobs, summed
-    steps: int = 0  # optimiser steps of finished jobs, summed
-    peak_memory_bytes: dict[str, int] = field(default_factory=dict)  # device -> the last job's peak
-
-    def record(self, event: Terminal) -> None:
-        if isinstance(event, JobDone):
-            key = "done"
-            self.job_seconds += event.seconds
-            self.steps += event.steps
-            self.peak_memory_bytes[event.device] = event.peak_memory_bytes
-        elif isinstance(event, JobFailed):
-            key = f"failed:{event.kind.value}"
-        else:
-            key = f"cancelled:{event.reason.value}"
-        self.outcomes[key] = self.outcomes.get(key, 0) + 1
-
-
 class _JobState:
     def __init__(self, job: Job, handle: JobHandle):
         self.job = job
@@ -94,17 +72,19 @@ class _JobState:
         self.no_worker = False  # as last told: no worker was online
         self.stop_reason: StopReason | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.submitted = time.monotonic()
+        self.waited: float | None = None  # seconds until a worker started it
 
 
 class Dispatcher(Executor, Listener):
-    def __init__(self, backend: Backend, config: ExecutorConfig):
+    def __init__(self, backend: Backend, config: ExecutorConfig, metrics: BotMetrics | None = None):
         self.backend = backend
         self.config = config
+        self.metrics = metrics or BotMetrics()
         self._queue: FairQueue[_JobState] = FairQueue()
         self._jobs: dict[str, _JobState] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        self.metrics = Metrics()
 
     @property
     def queue_length(self) -> int:
@@ -210,6 +190,9 @@ class Dispatcher(Executor, Listener):
             return
         if not event.terminal:
             if isinstance(event, JobStarted) and self._loop is not None:
+                if state.waited is None:
+                    state.waited = time.monotonic() - state.submitted
+                    self.metrics.started(state.job, state.waited)
                 if state.timer is not None:
                     state.timer.cancel()
                 state.timer = self._loop.call_later(
@@ -226,6 +209,19 @@ class Dispatcher(Executor, Listener):
 
     def on_capacity(self) -> None:
         self._pump()
+
+    def on_stats(self, worker: str, stats: WorkerStats) -> None:
+        self.metrics.devices.apply(worker, stats)
+
+    def queue_state(self) -> QueueState:
+        """The queue and the workers now, for the metrics (read on the event loop)."""
+        return QueueState(
+            queued=len(self._queue),
+            members_waiting=self._queue.users_waiting,
+            running=self.running,
+            workers_ready=self.backend.workers_ready(),
+            worker_restarts=self.backend.worker_restarts(),
+        )
 
     def on_unavailable(self, message: str) -> None:
         if self._closing:
@@ -268,7 +264,7 @@ class Dispatcher(Executor, Listener):
         if state.released:
             self._queue.finished(state.job.user_id, state.job.cost)
         self._jobs.pop(state.job.id, None)
-        self.metrics.record(event)
+        self.metrics.ended(state.job, event)
         state.handle.deliver(event)
         self._pump()
 

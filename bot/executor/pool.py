@@ -35,6 +35,7 @@ from bot.protocol.messages import (
     Emit,
     FailureKind,
     Fatal,
+    FromWorker,
     Job,
     JobCancelled,
     JobFailed,
@@ -44,6 +45,7 @@ from bot.protocol.messages import (
     Stop,
     ToWorker,
     WorkerSpec,
+    WorkerStats,
     default_batch_size,
     event_from_dict,
 )
@@ -237,7 +239,7 @@ class LocalPool(Backend):
         except RuntimeError:  # the loop is closed: nobody is listening any more
             pass
 
-    def _on_message(self, worker: _Worker, process, message: Ready | Fatal | Emit) -> None:
+    def _on_message(self, worker: _Worker, process, message: FromWorker) -> None:
         if worker.process is not process:
             return  # from a worker that has since been replaced
         if isinstance(message, Ready):
@@ -257,6 +259,9 @@ class LocalPool(Backend):
             )
             self._start_failures[worker.spec.name] = message.message
             worker.stopping = True
+        elif isinstance(message, WorkerStats):
+            if self._listener is not None:
+                self._listener.on_stats(worker.spec.name, message)
         elif isinstance(message, Emit):
             running = worker.running.get(message.seq)
             if running is None:

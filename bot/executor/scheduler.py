@@ -30,6 +30,11 @@ class FairQueue(Generic[T]):
     def __len__(self) -> int:
         return sum(len(q) for q in self._by_user.values())
 
+    @property
+    def users_waiting(self) -> int:
+        """How many users have an item waiting (a user without one has no queue here)."""
+        return len(self._by_user)
+
     def push(self, user: Hashable, item: T, cost: int = 1) -> None:
         self._tick += 1
         self._costs[id(item)] = max(1, cost)

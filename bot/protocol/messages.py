@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from bot.engine.params import ImageLimits
+from bot.engine.params import ImageLimits, StyleParams
 from bot.logs import LogConfig
 
 CUDA_BATCH_SIZE = 16  # measured on an H200: see docs/executor.md, "Batching"
@@ -83,7 +83,7 @@ class Job:
     guild_id: int | None
     content: bytes
     styles: tuple[bytes, ...]
-    params: dict[str, Any]  # StyleParams.to_dict()
+    params: StyleParams  # checked by the worker (StyleParams.validate) before it paints
     id: str = field(default_factory=new_job_id)
     time_limit: float | None = None  # seconds of running time; None: the executor's limit
     result_limit: int | None = None  # bytes the result may take (an upload limit); None: always PNG
@@ -97,11 +97,14 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["styles"] = list(self.styles)
+        data["params"] = self.params.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
-        return cls(**{**data, "styles": tuple(data["styles"])})
+        """Raises InvalidParams for parameters this version does not know."""
+        params = StyleParams.from_dict(data["params"])
+        return cls(**{**data, "styles": tuple(data["styles"]), "params": params})
 
     def to_json(self) -> str:
         return json.dumps(_encode_bytes(self.to_dict()))
@@ -296,7 +299,7 @@ class WorkerSpec:
 
 
 # Parent to worker: Run, Cancel, Stop. Worker to parent: Ready, Fatal, Emit (an event of the job
-# with that `seq`).
+# with that `seq`), WorkerStats (every STATS_INTERVAL seconds while it changes).
 
 
 @dataclass(frozen=True)
@@ -332,8 +335,26 @@ class Emit:
     event: dict[str, Any]  # Event.to_dict()
 
 
+STATS_INTERVAL = 2.0  # seconds between a worker's WorkerStats
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerStats:
+    """What a worker has painted since it started (totals), and its memory now: for the metrics
+    of its device (bot/metrics.py). A local worker sends it to the bot; a `stylebot worker`
+    serves it on its own port."""
+
+    device: str
+    busy_seconds: float = 0.0  # time spent stepping jobs
+    batches: int = 0  # batched steps: one VGG-19 pass over the jobs of one shape
+    job_steps: int = 0  # optimiser steps of jobs (a batch of 5 stepping once: 5)
+    batch_size: int = 1  # the most jobs it steps together
+    memory_bytes: int = 0  # in use now (CUDA: allocated by torch; CPU: resident size)
+    memory_peak_bytes: int = 0  # the most since it started
+
+
 ToWorker = Run | Cancel | Stop
-FromWorker = Ready | Fatal | Emit
+FromWorker = Ready | Fatal | Emit | WorkerStats
 
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -347,7 +368,7 @@ class TaskMessage:
     job_id: str
     user_id: int
     guild_id: int | None
-    params: dict[str, Any]
+    params: dict[str, Any]  # StyleParams.to_dict(): parsed by `job`, on the worker
     styles: int  # how many style images
     time_limit: float | None
     result_limit: int | None
@@ -359,7 +380,7 @@ class TaskMessage:
             job_id=job.id,
             user_id=job.user_id,
             guild_id=job.guild_id,
-            params=job.params,
+            params=job.params.to_dict(),
             styles=len(job.styles),
             time_limit=job.time_limit,
             result_limit=job.result_limit,
@@ -370,13 +391,15 @@ class TaskMessage:
         return paint_limit(self.time_limit, self.cost, configured)
 
     def job(self, content: bytes, styles: tuple[bytes, ...]) -> Job:
+        """The job with its images; raises InvalidParams for parameters this worker's version
+        does not know (a bot newer than its workers)."""
         return Job(
             id=self.job_id,
             user_id=self.user_id,
             guild_id=self.guild_id,
             content=content,
             styles=styles,
-            params=self.params,
+            params=StyleParams.from_dict(self.params),
             time_limit=self.time_limit,
             result_limit=self.result_limit,
             cost=self.cost,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ class Batcher:
         # (a job may wait here for memory); None: the caller reports it
         self.name = name
         self.max_jobs = max(1, max_jobs)
+        runner.stats.batch_size = self.max_jobs
         self.memory_budget = memory_budget  # bytes the active jobs may take; None: no limit
         self._inbox: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()  # to be read
         self._ready: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()  # read: to admit
@@ -175,6 +177,7 @@ class Batcher:
 
     def _step(self, group: list[_Entry]) -> None:
         self.largest_batch = max(self.largest_batch, len(group))
+        began = time.perf_counter()
         try:
             failed = step_together([e.painting for e in group])  # type: ignore[misc]
         except Exception as exc:
@@ -189,6 +192,7 @@ class Batcher:
             self._step(group[:half])
             self._step(group[half:])
             return
+        self.runner.stats.stepped(len(group), time.perf_counter() - began)
         by_painting = {id(e.painting): e for e in group}
         for painting, exc in failed:
             self._end(by_painting[id(painting)], exc)

@@ -24,7 +24,10 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
+from prometheus_client import start_http_server
 
+from bot.engine.params import InvalidParams
+from bot.metrics import DeviceMetrics, process_registry
 from bot.protocol import celery_keys as keys
 from bot.protocol.celery_app import make_celery
 from bot.protocol.celery_config import TASK_NAME, CeleryConfig
@@ -46,6 +49,7 @@ from bot.protocol.messages import (
 )
 from bot.worker.batcher import Batcher
 from bot.worker.runner import JobRunner
+from bot.worker.stats import report_every
 
 log = logging.getLogger("stylebot.worker")
 
@@ -59,6 +63,8 @@ class WorkerIdentity:
     spec: RunnerSpec
     config: CeleryConfig
     batch_size: int = 1  # > 1: task threads hand their jobs to one in-process Batcher
+    metrics_port: int | None = None  # serve the device's Prometheus metrics here (bot/metrics.py)
+    metrics_host: str = "127.0.0.1"
 
 
 class WorkerProcess:
@@ -79,6 +85,23 @@ class WorkerProcess:
             threading.Thread(target=self.batcher.run, name="batcher", daemon=True).start()
         self._presence = threading.Thread(target=self._announce, name="presence", daemon=True)
         self._presence.start()
+        if identity.metrics_port:
+            self._serve_metrics(identity.metrics_host, identity.metrics_port)
+
+    def _serve_metrics(self, host: str, port: int) -> None:
+        """The device's metrics on their own port, the same names a local pool reports through
+        the bot, refreshed every STATS_INTERVAL seconds from the runner's stats (in the process
+        that paints: the prefork child, or this one with a batcher)."""
+        registry = process_registry()
+        devices = DeviceMetrics(registry)
+        name = self.identity.name
+        try:
+            start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:  # the port taken: the worker paints on, without its metrics
+            log.error("metrics: cannot listen on %s:%d (%s); serving none", host, port, exc)
+            return
+        report_every(self.runner.stats, lambda stats: devices.apply(name, stats), threading.Event())
+        log.info("metrics on http://%s:%d/metrics", host, port)
 
     def run(self, job: Job, emit, should_cancel, timeout_error) -> Terminal:
         """The job alone in this thread, or through the Batcher with the other task threads'."""
@@ -200,8 +223,12 @@ def _take(process: WorkerProcess, message: TaskMessage, inputs: list[str]) -> Jo
             kind=FailureKind.INTERNAL,
             message="the job's pictures expired before a worker could take it; try again",
         )
+    try:
+        job = message.job(images[0], tuple(images[1:]))
+    except InvalidParams as exc:  # the bot is a newer version than this worker
+        return JobFailed(job_id=job_id, kind=FailureKind.BAD_INPUT, message=str(exc))
     r.hset(record, mapping={"state": "running", "worker": process.identity.name})
-    return message.job(images[0], tuple(images[1:]))
+    return job
 
 
 class JobWatch:

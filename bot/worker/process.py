@@ -16,10 +16,24 @@ import os
 import signal
 import threading
 
+from bot.engine.params import InvalidParams
 from bot.logs import configure_logging
-from bot.protocol.messages import Cancel, Emit, Fatal, Job, Ready, Run, Stop, WorkerSpec
+from bot.protocol.messages import (
+    Cancel,
+    Emit,
+    FailureKind,
+    Fatal,
+    Job,
+    JobFailed,
+    Ready,
+    Run,
+    Stop,
+    WorkerSpec,
+    WorkerStats,
+)
 from bot.worker.batcher import Batcher
 from bot.worker.runner import JobRunner
+from bot.worker.stats import report_every
 
 log = logging.getLogger("stylebot.worker")
 
@@ -48,6 +62,10 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
         with sending:
             outbox.send(Emit(seq, event.to_dict()))
 
+    def send_stats(stats: WorkerStats) -> None:
+        with sending:
+            outbox.send(stats)
+
     def listen() -> None:
         while True:
             try:
@@ -60,8 +78,16 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
                 cancelled.add(message.seq)
             elif isinstance(message, Run):
                 seq = message.seq
+                try:
+                    job = Job.from_dict(message.job)
+                except InvalidParams as exc:  # the bot is another version than this worker
+                    job_id = message.job.get("id", "")
+                    send(
+                        seq, JobFailed(job_id=job_id, kind=FailureKind.BAD_INPUT, message=str(exc))
+                    )
+                    continue
                 batcher.add(
-                    Job.from_dict(message.job),
+                    job,
                     emit=lambda event, seq=seq: send(seq, event),
                     finish=lambda event, seq=seq: send(seq, event),
                     should_cancel=lambda seq=seq: seq in cancelled or os.getppid() != parent,
@@ -69,4 +95,7 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
         batcher.stop()
 
     threading.Thread(target=listen, name="stylebot-inbox", daemon=True).start()
+    stopped = threading.Event()
+    report_every(runner.stats, send_stats, stopped)
     batcher.run()
+    stopped.set()

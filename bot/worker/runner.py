@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import resource
 import time
 import uuid
@@ -26,7 +27,7 @@ from bot.engine import clips, colour, imaging
 from bot.engine.clips import Clip
 from bot.engine.devices import memory_budget, parse_device, policy_for
 from bot.engine.imaging import ImageError
-from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_frames
+from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_job
 from bot.engine.painting import Painting, out_of_memory
 from bot.engine.params import InvalidParams, StyleParams, fit_size
 from bot.engine.progress import Cancelled, Progress
@@ -43,6 +44,7 @@ from bot.protocol.messages import (
     RunnerSpec,
     Terminal,
 )
+from bot.worker.stats import PaintingStats
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,8 @@ class JobRunner:
         self.where = "GPU" if self.device.type == "cuda" else "worker"  # for messages
         self.cache = StyleTargetCache(spec.cache_size)
         self._warm_up()
+        # what it paints, for the metrics (bot/worker/stats.py); a Batcher sets its batch size
+        self.stats = PaintingStats(str(self.device), 1, self.memory_now)
 
     def _warm_up(self) -> None:
         """A short run at the shapes members send most, through the same path as a job (model,
@@ -148,7 +152,7 @@ class JobRunner:
         try:
             inputs = self.read(job, should_cancel)
             painting = self.start(job, inputs, emit, should_cancel)
-            painting.run()
+            painting.run(after_step=self.stats.timed())
             return self.finish(job, painting, inputs.notes)
         except reraise:
             raise
@@ -165,7 +169,7 @@ class JobRunner:
         try:
             params, content, notes = clips.read_content(
                 job.content,
-                StyleParams.from_dict(job.params).validate(),
+                job.params.validate(),
                 limits,
                 should_stop=should_cancel,
             )
@@ -177,8 +181,8 @@ class JobRunner:
             raise Refused(FailureKind.BAD_INPUT, str(exc)) from None
         width, height = fit_size(*content.frames[0].size, params.size)
         try:
-            plan = plan_frames(
-                params, width, height, len(content.frames), self.memory_budget(),
+            plan = plan_job(
+                params, width, height, self.memory_budget(), frames=len(content.frames),
                 precision=self.policy.precision, where=self.where,
                 max_chunk=clip_chunk(self.device.type),
             )  # fmt: skip
@@ -276,7 +280,7 @@ class JobRunner:
             return JobFailed(job_id=job.id, kind=FailureKind.BAD_INPUT, message=str(exc))
         if out_of_memory(exc):
             self.release_memory()
-            size = f"{job.params['size']} px" if job.params.get("size") else "this size"
+            size = f"{job.params.size} px"
             return JobFailed(
                 job_id=job.id,
                 kind=FailureKind.OUT_OF_MEMORY,
@@ -301,6 +305,22 @@ class JobRunner:
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+    def memory_now(self) -> tuple[int, int]:
+        """Bytes in use now and the peak since the last job started (CUDA: allocated by torch;
+        CPU: this process's resident size, and its peak since it started). Any thread."""
+        if self.device.type == "cuda":
+            return int(torch.cuda.memory_allocated(self.device)), self._peak_memory()
+        return resident_bytes(), self._peak_memory()
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux: /proc/self/statm; elsewhere its peak)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class Refused(Exception):

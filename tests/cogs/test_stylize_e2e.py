@@ -259,6 +259,18 @@ def test_commands_are_synced_only_when_they_changed(database_url):
     assert run(scenario) == (1, 1, 2)
 
 
+def metric_samples(text: str) -> dict[tuple, float]:
+    """The samples of a /metrics text, parsed by prometheus_client's own parser:
+    {(name, (label, value), ...): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def test_health_and_metrics_for_operators(database_url):
     import socket
     import subprocess
@@ -268,10 +280,43 @@ def test_health_and_metrics_for_operators(database_url):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
 
+    async def scrape(session) -> dict[tuple, float]:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=")
+            return metric_samples(await response.text())
+
+    def busy(samples) -> float:
+        return sum(v for k, v in samples.items() if k[0] == "stylebot_device_busy_seconds_total")
+
     async def scenario(fake):
-        async with BotHarness(fake, database_url, health_port=port):
-            token = await stylize_pictures(fake, steps=2, size=64)
-            await fake.wait_for(lambda f: final_edit(f, token))
+        async with (
+            BotHarness(fake, database_url, health_port=port, delivery_retry_interval=0.5),
+            aiohttp.ClientSession() as session,
+        ):
+            token = await stylize_pictures(fake, steps=40, size=64)
+            await fake.wait_for(lambda f: any("/40" in text_of(e) for e in f.edits(token)))
+            fake.refusing = True  # the progress edits fail: Discord API errors
+            for _ in range(200):
+                if any(k[0] == "stylebot_discord_api_errors_total" for k in await scrape(session)):
+                    break
+                await asyncio.sleep(0.05)
+            fake.refusing = False
+            # the result: in the job's message, or (an edit refused) a channel message
+            await fake.wait_for(
+                lambda f: final_edit(f, token) or [m for m in f.channel_messages() if m.files],
+                timeout=60,
+            )
+            content = picture_attachments(fake)[0]
+            unknown = await fake.slash(
+                "stylize",
+                [
+                    {"name": "content", "type": 11, "value": content["id"]},
+                    {"name": "preset", "type": 3, "value": "No Such Preset"},
+                ],
+                member_user=BOB,
+                attachments=[content],
+            )
+            await fake.wait_for(lambda f: f.followups(unknown))
             health = await asyncio.to_thread(
                 subprocess.run,
                 [sys.executable, "-m", "bot", "health", "--port", str(port)],
@@ -279,11 +324,12 @@ def test_health_and_metrics_for_operators(database_url):
                 text=True,
                 timeout=60,
             )
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{port}/metrics") as response,
-            ):
-                metrics = await response.text()
+            samples = await scrape(session)
+            for _ in range(100):  # the worker's stats arrive every STATS_INTERVAL seconds
+                if busy(samples) > 0:
+                    break
+                await asyncio.sleep(0.1)
+                samples = await scrape(session)
         after = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "bot", "health", "--port", str(port)],
@@ -291,12 +337,34 @@ def test_health_and_metrics_for_operators(database_url):
             text=True,
             timeout=60,
         )
-        return health, metrics, after
+        return health, samples, after
 
-    health, metrics, after = run(scenario)
+    health, samples, after = run(scenario)
     assert health.returncode == 0 and "'ready': True" in health.stdout
-    assert 'stylebot_jobs_total{outcome="done",detail=""} 1' in metrics
-    assert "stylebot_queue_length 0" in metrics and "stylebot_workers_ready 1" in metrics
-    assert "stylebot_step_seconds_count 2" in metrics
-    assert 'stylebot_job_memory_peak_bytes{device="cpu"}' in metrics
+    still = (("kind", "still"), ("size", "256"))
+    assert (
+        samples[("stylebot_jobs_total", ("kind", "still"), ("outcome", "done"), ("reason", ""))]
+        == 1
+    )
+    assert samples[("stylebot_job_wait_seconds_count", *still)] == 1
+    assert samples[("stylebot_job_duration_seconds_count", *still)] == 1
+    assert samples[("stylebot_optimizer_steps_total", ("kind", "still"))] == 40
+    assert samples[("stylebot_refusals_total", ("reason", "no_preset"))] == 1
+    assert samples[("stylebot_queue_length",)] == 0 and samples[("stylebot_workers_ready",)] == 1
+    assert samples[("stylebot_members_waiting",)] == 0 and samples[("stylebot_jobs_running",)] == 0
+    failed = [k for k in samples if k[0] == "stylebot_discord_api_errors_total"]
+    assert failed and all(dict(k[1:])["status"] == "404" for k in failed)
+    routes = {dict(k[1:])["route"] for k in failed}
+    assert routes <= {
+        "PATCH /webhooks/{id}/{token}/messages/@original",
+        "POST /channels/{id}/messages",
+    }
+    assert "PATCH /webhooks/{id}/{token}/messages/@original" in routes
+    (device,) = [k[1:] for k in samples if k[0] == "stylebot_job_steps_total"]
+    assert dict(device)["device"] == "cpu"
+    assert samples[("stylebot_job_steps_total", *device)] >= 40
+    assert samples[("stylebot_batches_total", *device)] >= 40
+    assert samples[("stylebot_batch_size_jobs", *device)] >= 1
+    assert samples[("stylebot_device_memory_peak_bytes", *device)] > 0
+    assert busy(samples) > 0
     assert after.returncode == 1 and "no bot answers" in after.stderr  # the bot has stopped

@@ -80,27 +80,30 @@ def test_largest_size_is_the_last_size_a_plan_exists_for():
 def test_a_clips_plan_counts_its_frames_and_fits_its_passes_to_the_budget():
     import pytest
 
-    from bot.engine.memory import CLIP_CHUNK, DoesNotFit, plan_clip
+    from bot.engine.memory import CLIP_CHUNK, DoesNotFit, plan_job
     from bot.engine.params import StyleParams
 
     params = StyleParams()
-    roomy = plan_clip(params, 384, 288, 24, None)
+    roomy = plan_job(params, 384, 288, frames=24, budget=None)
     assert roomy.chunk == CLIP_CHUNK and roomy.history == 100 and roomy.tile is None
-    one_pass = plan_clip(params, 384, 288, 24, roomy.bytes)
+    one_pass = plan_job(params, 384, 288, frames=24, budget=roomy.bytes)
     assert one_pass == roomy
     # less room: fewer frames per pass first, then a shorter history
-    tighter = plan_clip(params, 384, 288, 24, roomy.bytes * 2 // 3)
+    tighter = plan_job(params, 384, 288, frames=24, budget=roomy.bytes * 2 // 3)
     assert (tighter.chunk, tighter.history) < (roomy.chunk, roomy.history)
     assert tighter.bytes <= roomy.bytes * 2 // 3
-    more_frames = plan_clip(params, 384, 288, 48, None)
+    more_frames = plan_job(params, 384, 288, frames=48, budget=None)
     assert more_frames.bytes > roomy.bytes  # every frame's optimiser state is held
     with pytest.raises(DoesNotFit, match="send fewer frames"):
-        plan_clip(params, 384, 288, 24, 10 * 2**20)
+        plan_job(params, 384, 288, frames=24, budget=10 * 2**20)
 
 
 def test_a_clip_takes_one_frame_a_pass_on_a_cpu_and_up_to_16_on_a_gpu():
-    from bot.engine.memory import clip_chunk, plan_clip
+    from bot.engine.memory import clip_chunk, plan_job
     from bot.engine.params import StyleParams
 
     assert (clip_chunk("cpu"), clip_chunk("cuda")) == (1, 16)
-    assert plan_clip(StyleParams(), 64, 48, 8, None, max_chunk=clip_chunk("cpu")).chunk == 1
+    assert (
+        plan_job(StyleParams(), 64, 48, frames=8, budget=None, max_chunk=clip_chunk("cpu")).chunk
+        == 1
+    )

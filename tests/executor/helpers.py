@@ -30,7 +30,7 @@ def make_job(
         guild_id=10,
         content=content,
         styles=(style,),
-        params=StyleParams(size=size, steps=steps, **params).to_dict(),
+        params=StyleParams(size=size, steps=steps, **params),
     )
 
 

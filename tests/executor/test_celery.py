@@ -428,3 +428,44 @@ def test_forgetting_a_delivered_job_drops_its_images_too():
 
     run(scenario())
     assert client.exists(*left_behind) == 0
+
+
+def test_a_worker_serves_the_metrics_of_its_device_on_its_own_port(tmp_path):
+    """`STYLEBOT_METRICS_PORT`: the prefork child that paints serves its device's metrics, which
+    prometheus_client's parser reads; the steps of a job show up within a few seconds."""
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = celery_config()
+    with running_workers(config, ["wm"], tmp_path, STYLEBOT_METRICS_PORT=str(port)):
+
+        async def scenario():
+            async with running(dispatcher(config)) as executor:
+                return await (await executor.submit(make_job(1, steps=12))).result()
+
+        assert isinstance(run(scenario(), timeout=120), JobDone)
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+            found = {
+                (s.name, s.labels.get("worker")): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            if (
+                found.get(("stylebot_job_steps_total", "wm"), 0) >= 12
+                or time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.5)
+    assert found[("stylebot_job_steps_total", "wm")] >= 12
+    assert found[("stylebot_batches_total", "wm")] >= 12
+    assert found[("stylebot_device_busy_seconds_total", "wm")] > 0
+    assert found[("stylebot_device_memory_peak_bytes", "wm")] > 0
+    assert ("process_start_time_seconds", None) in found

@@ -2,6 +2,7 @@
 
 import asyncio
 
+from bot.engine.params import StyleParams
 from bot.executor.base import Backend, Listener
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.protocol.messages import (
@@ -66,7 +67,7 @@ class RemoteBackend(Backend):
 
 
 def job(user: int, job_id: str) -> Job:
-    return Job(id=job_id, user_id=user, guild_id=None, content=b"", styles=(), params={})
+    return Job(id=job_id, user_id=user, guild_id=None, content=b"", styles=(), params=StyleParams())
 
 
 def test_jobs_are_released_only_into_free_slots_and_positions_stay_true():

@@ -1,3 +1,4 @@
+from bot.engine.params import StyleParams
 from bot.protocol.messages import (
     FailureKind,
     Job,
@@ -18,7 +19,7 @@ def test_job_round_trips_through_json():
         guild_id=None,
         content=b"\x89PNG\x00",
         styles=(b"a", b"\xff"),
-        params={"size": 32, "style_layers": ["relu1_1"]},
+        params=StyleParams(size=32, style_layers=("relu1_1",)),
     )
     assert Job.from_json(job.to_json()) == job
     assert Job.from_dict(job.to_dict()) == job
@@ -74,7 +75,7 @@ def test_one_time_limit_rule_on_both_backends():
     from bot.protocol.celery_config import CeleryConfig
     from bot.protocol.messages import Job, TaskMessage
 
-    job = Job(user_id=1, guild_id=2, content=b"c", styles=(b"s",), params={}, cost=48)
+    job = Job(user_id=1, guild_id=2, content=b"c", styles=(b"s",), params=StyleParams(), cost=48)
     message = TaskMessage.from_dict(TaskMessage.of(job).to_dict())  # as it travels
     on_the_worker = message.job(b"c", (b"s",))
     assert on_the_worker.cost == 48
@@ -82,5 +83,7 @@ def test_one_time_limit_rule_on_both_backends():
     assert job.limit_within(900) == 43_200
     soft, hard = CeleryConfig.task_limits(message.limit_within(900))
     assert (soft, hard) == (43_260, 43_290)
-    own = Job(user_id=1, guild_id=2, content=b"c", styles=(), params={}, cost=48, time_limit=60)
+    own = Job(
+        user_id=1, guild_id=2, content=b"c", styles=(), params=StyleParams(), cost=48, time_limit=60
+    )
     assert TaskMessage.of(own).limit_within(900) == 60  # a job's own limit still binds

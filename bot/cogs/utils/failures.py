@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from bot.cogs.utils.checks import ChannelNotAllowed, OnCooldown
+from bot.metrics import Refusal
 from bot.text import clip
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,15 @@ async def reply_ephemeral(interaction: discord.Interaction, message: str) -> Non
             await interaction.response.send_message(message, ephemeral=True)
     except discord.HTTPException:
         log.warning("could not tell a member: %s", message)
+
+
+def refusal_for(error: app_commands.AppCommandError) -> Refusal:
+    """The metrics' reason for a known error of message_for's."""
+    if isinstance(error, OnCooldown | app_commands.CommandOnCooldown):
+        return Refusal.COOLDOWN
+    if isinstance(error, UserFacingError):
+        return Refusal.BAD_INPUT
+    return Refusal.CHECK
 
 
 def message_for(error: app_commands.AppCommandError) -> str | None:

@@ -24,6 +24,7 @@ from bot.engine import clips, imaging
 from bot.engine.params import ImageLimits, InvalidParams, StyleParams
 from bot.executor.base import JobHandle
 from bot.guild_policy import Summary
+from bot.metrics import Refusal, submit_refusal
 from bot.protocol.messages import Job, JobStatus, SubmitError, new_job_id
 from bot.storage import JobRecord
 from bot.text import clip
@@ -43,7 +44,7 @@ def job_of(record: JobRecord, images: list[bytes], cost: int = 1) -> Job:
         guild_id=record.guild_id,
         content=images[0],
         styles=tuple(images[1:]),
-        params=record.params,
+        params=StyleParams.from_dict(record.params),
         result_limit=record.result_limit or DEFAULT_UPLOAD_LIMIT,
         cost=cost,
     )
@@ -73,12 +74,16 @@ class Launcher:
             data, cost = await fetch(self.bot, sources, params)
         except DownloadError as exc:
             await self.refuse_after_defer(
-                interaction, f"I could not use your images: {exc}. Please try again."
+                interaction,
+                f"I could not use your images: {exc}. Please try again.",
+                Refusal.DOWNLOAD,
             )
             return
         except (imaging.ImageError, InvalidParams) as exc:
             await self.refuse_after_defer(
-                interaction, f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}."
+                interaction,
+                f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}.",
+                Refusal.BAD_INPUT,
             )
             return
         await self.start(interaction, data, params, summary, cost=cost)
@@ -122,7 +127,7 @@ class Launcher:
         except SubmitError as exc:
             # a refused job keeps no images, and its row (and token) only for a short audit
             await self.bot.storage.jobs.refused(record.id, f"Not now: {exc}.")
-            await self.refuse_after_defer(interaction, f"Not now: {exc}.")
+            await self.refuse_after_defer(interaction, f"Not now: {exc}.", submit_refusal(exc))
             return
         keep_cooldown(interaction)
         self.follow(reply, handle, summary)
@@ -180,13 +185,16 @@ class Launcher:
             )
         )
 
-    async def refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
+    async def refuse_after_defer(
+        self, interaction: discord.Interaction, message: str, reason: Refusal
+    ) -> None:
         """No job starts: the public "thinking" message becomes a short public note, and the
         reason goes to the member alone. (After a public defer Discord shows the first follow-up
         publicly and refuses one after the original is deleted: the original is edited first.)
         Should the private follow-up fail, the note itself carries the reason. The member's
         cooldown is given back."""
         give_back_cooldown(interaction)
+        self.bot.metrics.refused(reason)
         note = f"❌ <@{interaction.user.id}>, your job did not start"
         try:
             await interaction.edit_original_response(content=f"{note}: see why just below.")
