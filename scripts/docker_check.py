@@ -7,6 +7,8 @@ Checks, each printed as one line (exit 1 if any failed):
 - `--target bot` has no torch and stays under 500 MB; the worker has torch;
 - a `/stylize` through the bot container and a worker container (`--device cpu`, random weights)
   ends with the picture;
+- both serve Prometheus metrics that prometheus_client's parser reads: the bot's /metrics counts
+  the job, the worker's own port (STYLEBOT_METRICS_PORT) its steps;
 - `docker stop` of each exits 0 within its grace;
 - `stylebot stylize -o` into a mounted folder writes a file that every user of the host can read.
 
@@ -27,6 +29,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -109,9 +113,11 @@ async def a_job_through_both_containers() -> None:
     bot, worker = f"stylebot-check-bot-{tag}", f"stylebot-check-worker-{tag}"
     common = ["--network", "host", "-e", f"STYLEBOT_REDIS_URL={REDIS_URL}"]
     common += ["-e", f"STYLEBOT_CELERY_QUEUE={queue}"]
+    health_port, metrics_port = free_port(), free_port()
     try:
         docker(
             "run", "-d", "--name", worker, *common, "-e", "STYLEBOT_VGG19_WEIGHTS=random",
+            "-e", f"STYLEBOT_METRICS_PORT={metrics_port}", "-e", "STYLEBOT_METRICS_HOST=127.0.0.1",
             WORKER, "stylebot", "worker", "--device", "cpu", "--name", "docker-check",
         )  # fmt: skip
         docker(
@@ -120,7 +126,7 @@ async def a_job_through_both_containers() -> None:
             "-e", f"STYLEBOT_DISCORD_API_BASE={fake.api_base}",
             "-e", f"STYLEBOT_DISCORD_GATEWAY_URL={fake.gateway_url}",
             "-e", "STYLEBOT_ATTACHMENT_HOSTS=127.0.0.1",
-            "-e", f"STYLEBOT_HEALTH_PORT={free_port()}",
+            "-e", f"STYLEBOT_HEALTH_PORT={health_port}",
             BOT,
         )  # fmt: skip
         await asyncio.wait_for(fake.identified.wait(), 120)
@@ -129,6 +135,7 @@ async def a_job_through_both_containers() -> None:
             lambda f: [e for e in f.edits(token) if "Done in" in text_of(e)], timeout=300
         )
         check(bool(done[-1].files), f"/stylize through both containers: {text_of(done[-1])[:70]}")
+        await both_serve_metrics(health_port, metrics_port)
         stop(bot, 60)
         stop(worker, 120)
     except Exception as exc:
@@ -138,6 +145,41 @@ async def a_job_through_both_containers() -> None:
     finally:
         docker("rm", "-f", bot, worker)
         await fake.stop()
+
+
+async def scrape(port: int) -> dict[tuple, float]:
+    """A /metrics on this machine, parsed by prometheus_client: {(name, worker label): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as answer,
+    ):
+        text = await answer.text()
+    return {
+        (s.name, s.labels.get("outcome") or s.labels.get("worker")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def both_serve_metrics(health_port: int, metrics_port: int) -> None:
+    try:
+        bot = await scrape(health_port)
+        for _ in range(20):  # the worker's totals are refreshed every 2 s
+            worker = await scrape(metrics_port)
+            if worker.get(("stylebot_job_steps_total", "docker-check"), 0) >= 5:
+                break
+            await asyncio.sleep(0.5)
+    except (aiohttp.ClientError, ValueError) as exc:
+        check(False, f"metrics of both containers: {exc.__class__.__name__} {exc}")
+        return
+    done = bot.get(("stylebot_jobs_total", "done"), 0)
+    steps = worker.get(("stylebot_job_steps_total", "docker-check"), 0)
+    check(
+        done == 1 and steps >= 5,
+        f"metrics: the bot's /metrics counts {done:.0f} job done, the worker's port {steps:.0f} steps",
+    )
 
 
 def a_file_written_to_a_mounted_folder() -> None:
