@@ -11,6 +11,7 @@ import time
 
 from bot.cli import CliError, UsageError, add_command
 from bot.cli.common import add_model_options
+from bot.cli.job_mix import DEFAULT_SIZE, MIXES, describe, draw
 from bot.engine import imaging
 from bot.engine.params import StyleParams, fit_size
 from bot.protocol.messages import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
@@ -18,8 +19,10 @@ from bot.protocol.messages import Job, JobDone, JobFailed, JobProgress, JobStart
 # a long function (over 60 lines): one declaration per option, read as the command's manual
 ABOUT = """jobs per minute through the local pool or Celery workers, waits, latency, event-loop lag
 
-Queues JOBS jobs at once from several members, with content images of the given shapes, and waits
-for all of them; then runs --latency-jobs short jobs one at a time on idle workers to measure
+Queues JOBS jobs at once from several members, with content images of the given shapes (or a
+named --mix of members' shapes and sizes), and waits for all of them; reports jobs a minute, the
+waits and job times, and, for the local pool, the share of time the workers painted and the jobs
+per batch; then runs --latency-jobs short jobs one at a time on idle workers to measure
 submit-to-start latency. Exits 1 if any job did not finish.
 """
 
@@ -68,8 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size",
         type=int,
-        default=128,
-        help="output size (longest side) of each job (default: %(default)s)",
+        default=None,
+        help="output size (longest side) of each job (default: 128); with --mix, the size of "
+        "its default jobs (default: 512), its other sizes in proportion",
     )
     p.add_argument(
         "--shapes",
@@ -77,7 +81,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated aspect ratios of the content images, used in turn, e.g. "
         "1x1,4x3,3x4,16x9 (default: %(default)s)",
     )
-    p.add_argument("--steps", type=int, default=20, help="steps of each job (default: %(default)s)")
+    p.add_argument(
+        "--mix",
+        choices=tuple(MIXES),
+        default=None,
+        help="instead of --size and --shapes: each job's shape and size drawn from this mix of "
+        "members' pictures (bot/cli/job_mix.py; members: phone photos 4:3 and 3:4, 16:9, 9:16, "
+        "squares, screenshots, odd crops, mostly 512 px)",
+    )
+    p.add_argument(
+        "--mix-seed", type=int, default=0, help="the seed of the mix's order (default: %(default)s)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=20,
+        help="steps of each job; 0: its size's schedule, as a member's job without steps "
+        "(default: %(default)s)",
+    )
     p.add_argument(
         "--workers", type=int, default=2, help="workers per device (default: %(default)s)"
     )
@@ -115,16 +136,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def content_images(size: int, shapes: list[tuple[int, int]]) -> list[bytes]:
+def content_image(width: int, height: int) -> bytes:
     from bot.engine import colour
     from bot.engine.benchmark import test_images
 
-    pictures = []
-    for w, h in shapes:
-        width, height = fit_size(w, h, size)
-        content, _ = test_images(max(width, height))
-        pictures.append(imaging.encode(colour.to_image(content).resize((width, height)), "png"))
-    return pictures
+    content, _ = test_images(max(width, height))
+    return imaging.encode(colour.to_image(content).resize((width, height)), "png")
+
+
+def job_pictures(args: argparse.Namespace) -> list[tuple[bytes, tuple[int, int], int]]:
+    """Each job's content, its size as uploaded, and the job's size: from --mix, or --shapes at
+    --size in turn."""
+    if args.mix:
+        mixed = draw(args.mix, args.jobs, args.mix_seed, default_size=args.size or DEFAULT_SIZE)
+        shapes = sorted({(m.width, m.height) for m in mixed})
+        pictures = {s: content_image(*s) for s in shapes}
+        return [(pictures[(m.width, m.height)], (m.width, m.height), m.size) for m in mixed]
+    args.size = args.size or 128
+    shapes = [fit_size(w, h, args.size) for w, h in parse_shapes(args.shapes)]
+    pictures = {s: content_image(*s) for s in set(shapes)}
+    return [
+        (pictures[s], s, args.size) for s in (shapes[i % len(shapes)] for i in range(args.jobs))
+    ]
 
 
 async def measure(args: argparse.Namespace) -> dict:
@@ -132,9 +165,8 @@ async def measure(args: argparse.Namespace) -> dict:
     from bot.engine.benchmark import test_images
     from bot.executor.dispatch import ExecutorConfig
 
-    shapes = parse_shapes(args.shapes)
-    contents = content_images(args.size, shapes)
-    style = imaging.encode(colour.to_image(test_images(args.size)[1]), "png")
+    pictures = job_pictures(args)
+    style = imaging.encode(colour.to_image(test_images(max(p[2] for p in pictures))[1]), "png")
     config = ExecutorConfig(
         weights=args.weights,
         workers_per_device=args.workers,
@@ -145,7 +177,7 @@ async def measure(args: argparse.Namespace) -> dict:
     )
     workers = _start_celery_workers(args) if args.executor == "celery" else []
     try:
-        return await _measure(args, config, contents, style, shapes)
+        return await _measure(args, config, pictures, style)
     finally:
         for worker in workers:
             worker.terminate()
@@ -154,7 +186,7 @@ async def measure(args: argparse.Namespace) -> dict:
 
 
 # a long function (over 60 lines): one benchmark scenario, start to report, read in order
-async def _measure(args, config, contents, style, shapes) -> dict:
+async def _measure(args, config, pictures, style) -> dict:
     from bot.executor.dispatch import Dispatcher
 
     if args.executor == "celery":
@@ -172,7 +204,7 @@ async def _measure(args, config, contents, style, shapes) -> dict:
         await _wait_for_celery_workers(executor, args.start_workers)
     start_seconds = time.perf_counter() - started
     workers = executor.backend.workers_ready()
-    params = StyleParams(size=args.size, steps=args.steps, preview_every=max(1, args.steps // 10))
+    every = max(1, args.steps // 10) if args.steps else StyleParams().preview_every
     samples: list[float] = []
     stop = asyncio.Event()
     monitor = asyncio.create_task(_lag_monitor(stop, samples))
@@ -186,12 +218,13 @@ async def _measure(args, config, contents, style, shapes) -> dict:
                 Job(
                     user_id=i % args.users,
                     guild_id=None,
-                    content=contents[i % len(contents)],
+                    content=content,
                     styles=(style,),
-                    params=params,
+                    params=StyleParams(size=size, steps=args.steps, preview_every=every),
+                    shape=shape,  # as the bot measures it (bot/cogs/utils/inputs.py)
                 )
             )
-            for i in range(args.jobs)
+            for i, (content, shape, size) in enumerate(pictures)
         ]
 
         async def drain(handle) -> Terminal:
@@ -204,11 +237,12 @@ async def _measure(args, config, contents, style, shapes) -> dict:
 
         results = await asyncio.gather(*(drain(h) for h in handles))
         wall = time.perf_counter() - began
+        painted = await _painted(executor, wall, local=args.executor == "local")
         short = StyleParams(size=32, steps=1)
         for i in range(args.latency_jobs):  # one at a time, on idle workers
             sent = time.perf_counter()
             handle = await executor.submit(
-                Job(user_id=i, guild_id=None, content=contents[0], styles=(style,), params=short)
+                Job(user_id=i, guild_id=None, content=pictures[0][0], styles=(style,), params=short)
             )
             async for event in handle.events():
                 if isinstance(event, JobStarted):
@@ -229,8 +263,13 @@ async def _measure(args, config, contents, style, shapes) -> dict:
             f"{r.kind}: {r.message}" if isinstance(r, JobFailed) else f"cancelled: {r.reason}"
             for r in failed
         ],
-        "size": args.size,
-        "shapes": [f"{w}x{h}" for w, h in shapes],
+        "size": args.size if not args.mix else None,
+        "mix": describe(args.mix, args.size or DEFAULT_SIZE) if args.mix else None,
+        "shapes": (
+            sorted({f"{w}x{h}" for _, (w, h), _ in pictures})
+            if args.mix
+            else [s.strip() for s in args.shapes.split(",") if s.strip()]
+        ),
         "steps": args.steps,
         "worker_start_seconds": start_seconds,
         "wall_seconds": wall,
@@ -249,6 +288,31 @@ async def _measure(args, config, contents, style, shapes) -> dict:
         "loop_lag_worst_ms": max(samples, default=0.0) * 1000,
         "loop_lag_p99_ms": percentile(samples, 0.99) * 1000,
         "cache_hits": sum(1 for r in done if r.cache_hit),
+        **painted,
+    }
+
+
+async def _painted(executor, wall: float, *, local: bool) -> dict:
+    """The share of `wall` the local workers spent stepping jobs, and their jobs per batch, from
+    the totals they report (bot/worker/stats.py, after the last job's report has arrived); None
+    for Celery workers, whose totals are on their own ports."""
+    from bot.protocol.messages import STATS_INTERVAL
+
+    if not local:
+        return {"busy_share": None, "jobs_per_batch": None}
+    await asyncio.sleep(STATS_INTERVAL + 0.5)
+    registry = executor.metrics.registry
+
+    def total(name: str) -> float:
+        return sum(
+            s.value for family in registry.collect() for s in family.samples if s.name == name
+        )
+
+    workers = max(1, executor.backend.workers_ready())
+    batches = total("stylebot_batches_total")
+    return {
+        "busy_share": total("stylebot_device_busy_seconds_total") / (wall * workers),
+        "jobs_per_batch": total("stylebot_job_steps_total") / batches if batches else None,
     }
 
 
@@ -256,11 +320,11 @@ def run(args: argparse.Namespace) -> int:
     if (
         args.jobs < 1
         or args.users < 1
-        or args.steps < 1
+        or args.steps < 0
         or args.workers < 1
         or args.latency_jobs < 0
     ):
-        raise UsageError("--jobs, --users, --steps and --workers must be at least 1")
+        raise UsageError("--jobs, --users and --workers must be at least 1, --steps at least 0")
     try:
         sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
     except ValueError:
@@ -305,11 +369,20 @@ def _print(report: dict) -> None:
         f"{report['executor']}: {report['workers']} worker(s), batch {report['batch_size']}, "
         f"ready in {report['worker_start_seconds']:.1f} s"
     )
+    what = f"{report['size']} px ({', '.join(report['shapes'])})"
+    if report["mix"]:
+        what = f"the mix {report['mix']}"
     print(
-        f"{report['done']}/{report['jobs']} jobs of {report['size']} px ({', '.join(report['shapes'])}) x "
-        f"{report['steps']} steps in {report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
+        f"{report['done']}/{report['jobs']} jobs of {what} x {report['steps']} steps in "
+        f"{report['wall_seconds']:.1f} s: {report['jobs_per_minute']:.1f} jobs/min; "
         f"{report['cache_hits']} style-cache hits"
     )
+    if report["busy_share"] is not None:
+        per_batch = report["jobs_per_batch"]
+        print(
+            f"workers painting {100 * report['busy_share']:.0f} % of the time; "
+            f"{per_batch or 0:.1f} jobs per batch (of {report['batch_size']})"
+        )
     print(
         f"wait before start p50 {report['wait_p50_seconds']:.1f} s, p95 {report['wait_p95_seconds']:.1f} s; "
         f"job time p50 {report['job_p50_seconds']:.1f} s, p95 {report['job_p95_seconds']:.1f} s"

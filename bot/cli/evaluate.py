@@ -83,6 +83,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--precision", choices=PRECISIONS, default="fp32", help="(default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     g.add_argument(
+        "--shape-buckets",
+        action="store_true",
+        help="paint each still at its shape bucket and deliver it at its own shape, as a worker "
+        "that batches jobs does (bot/engine/buckets.py); compare with a run without",
+    )
+    g.add_argument(
         "--curve",
         metavar="W,W,...",
         help="also score each picture as it stands when the work done reaches each W (full-size "
@@ -221,7 +227,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     for name, (content_path, style_path) in pairs.items():
         content = read_image(str(content_path), "content image")
         style = read_image(str(style_path), "style image")
-        result = trial(model, content, style, params, policy, checkpoints)
+        result = trial(model, content, style, params, policy, checkpoints, args.shape_buckets)
         if save is not None:
             (save / f"{name}.png").write_bytes(imaging.encode(result.image, "png"))
         if args.sheet:
@@ -265,6 +271,7 @@ def run_pairs(args: argparse.Namespace) -> int:
         "tolerance": params.tolerance,
         "precision": policy.precision,
         "seed": params.seed,
+        "shape_buckets": args.shape_buckets,
     }
     against = compare(rows, baseline) if baseline is not None else None
     if args.json:

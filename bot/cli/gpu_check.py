@@ -5,7 +5,8 @@
    itself once, as a person runs it;
 2. `bench` at 512, 1024 and 2048 px in fp32, TF32 and bf16, and the whole default job at 512 and
    1024 px in the default precision;
-3. `bench-executor` with content images of mixed aspect ratios;
+3. `bench-executor` with the `members` mix of shapes and sizes (bot/cli/job_mix.py), batching
+   off and on: jobs a minute, waits, the share of time the GPU paints, jobs per batch;
 4. `bench-tiling` at 2048 and 4096 px, whole and within an 8 GB limit (tiled);
 5. `bench-clip`: a 16-frame clip at 384 px, frames alone and steady, seconds per frame against
    a still of the same size;
@@ -34,9 +35,9 @@ FULL = {
     "bench_sizes": "512,1024,2048",
     "bench_steps": 5,
     "job_sizes": "512,1024",
-    "executor_jobs": 24,
+    "executor_jobs": 64,
     "executor_size": 512,
-    "executor_steps": 100,
+    "executor_steps": 0,  # the default job: its size's schedule
     "batch_sizes": "1,16",
     "precisions": "fp32,tf32,bf16",
     "tiling_sizes": "2048,4096",
@@ -52,7 +53,7 @@ QUICK = {
     "bench_steps": 2,
     "job_sizes": "32",
     "executor_jobs": 3,
-    "executor_size": 32,
+    "executor_size": 96,  # the mix's smallest jobs are half of it
     "executor_steps": 3,
     "batch_sizes": "1,2",
     "precisions": "fp32,bf16",
@@ -62,12 +63,12 @@ QUICK = {
     "clip_size": 32,
     "clip_steps": 2,
 }
-SHAPES = "1x1,4x3,3x4,16x9,9x16"
+MIX = "members"
 
 
 ABOUT_GPU_CHECK = """run the GPU checks and benchmarks on this machine and print one JSON summary
 
-Runs stylize per optimiser and precision, bench at 512-2048 px, bench-executor with mixed shapes,
+Runs stylize per optimiser and precision, bench at 512-2048 px, bench-executor with a mix of shapes,
 bench-tiling at 2048 and 4096 px within 8 GB and the tests marked gpu; prints one JSON object;
 exits 1 if any part failed. About 3 minutes on one H200.
 """
@@ -312,8 +313,8 @@ def run(args: argparse.Namespace) -> int:
         str(sizes["executor_size"]),
         "--steps",
         str(sizes["executor_steps"]),
-        "--shapes",
-        SHAPES,
+        "--mix",
+        MIX,
         "--batch-sizes",
         sizes["batch_sizes"],  # batching off and on, side by side
         "--latency-jobs",

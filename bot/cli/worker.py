@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             limits=settings.image_limits,
             memory_limit=settings.memory_limit_bytes,
+            shape_buckets=settings.shape_buckets and batch > 1,
         ),
         config=settings.celery,
         batch_size=batch,

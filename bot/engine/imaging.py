@@ -103,6 +103,21 @@ def probe(
     return width, height, fmt
 
 
+EXIF_ORIENTATION = 0x0112
+TURNED = (5, 6, 7, 8)  # EXIF orientations that turn the picture a quarter (decode swaps its sides)
+
+
+def upright_size(data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[int, int]:
+    """The size `decode` gives the picture (its EXIF orientation applied), from its header only.
+    Raises ImageError as `probe` does."""
+    width, height, _ = probe(data, limits)
+    try:
+        orientation = Image.open(io.BytesIO(data)).getexif().get(EXIF_ORIENTATION)
+    except Exception:  # noqa: BLE001 (a damaged EXIF block: decode ignores it too)
+        orientation = None
+    return (height, width) if orientation in TURNED else (width, height)
+
+
 def _reason(exc: Exception) -> str:
     return (
         "unrecognised data"

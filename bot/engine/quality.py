@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from bot.engine import colour
+from bot.engine import buckets, colour
 from bot.engine.devices import DevicePolicy
 from bot.engine.losses import gram
 from bot.engine.painting import Painting
@@ -88,13 +88,15 @@ def trial(
     params: StyleParams,
     policy: DevicePolicy,
     checkpoints: Sequence[float] = (),
+    shape_buckets: bool = False,
 ) -> Trial:
     """Paint `content` in the style of `style` with `params`, as a job does, and score the result
     against the pair (in fp32, whatever precision painted it).
 
     `checkpoints` (full-size step equivalents) also score the picture as it stands when the work
     done first reaches each, enlarged to the final size at a coarse level: the curve of distance
-    against work. Scoring time is left out of `seconds`."""
+    against work. Scoring time is left out of `seconds`. `shape_buckets`: painted at its shape
+    bucket, as a batching worker paints it (bot/engine/buckets.py), and delivered at its shape."""
 
     def score(image: Image.Image) -> Quality:
         return evaluate(
@@ -121,7 +123,9 @@ def trial(
             scoring += time.perf_counter() - begun
 
     started = time.perf_counter()
-    painting = Painting(model, content, [style], params, policy)
+    width, height = fit_size(*content.size, params.size)
+    canvas = buckets.canvas_for(width, height, 1, shape_buckets)
+    painting = Painting(model, content, [style], params, policy, canvas=canvas)
     result = painting.run(after_step)
     seconds = time.perf_counter() - started - scoring
     quality = score(result.image)

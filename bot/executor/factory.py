@@ -19,6 +19,7 @@ def make_executor(settings: Settings) -> Dispatcher:
         workers_per_device=settings.workers_per_device,
         threads_per_worker=settings.worker_threads,
         batch_size=settings.batch_size,
+        shape_buckets=settings.shape_buckets,
         memory_limit=settings.memory_limit_bytes,
         max_queued=settings.max_queued,
         per_user_limit=settings.per_user_jobs,

@@ -153,6 +153,7 @@ class LocalPool(Backend):
         )
         for device in devices:
             for i in range(self.config.workers_per_device):
+                batch = self.config.batch_size or default_batch_size(device)
                 runner = RunnerSpec(
                     device=device,
                     weights=self.config.weights,
@@ -160,8 +161,8 @@ class LocalPool(Backend):
                     threads=threads if device == "cpu" else None,
                     limits=self.config.image_limits,
                     memory_limit=self.config.memory_limit,
+                    shape_buckets=self.config.shape_buckets and batch > 1,
                 )
-                batch = self.config.batch_size or default_batch_size(device)
                 self._workers.append(
                     _Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log, batch))
                 )
@@ -394,6 +395,9 @@ class LocalPool(Backend):
 
     def workers_ready(self) -> int:
         return sum(1 for w in self._workers if w.ready and not w.stopping)
+
+    def batches(self) -> bool:
+        return any(w.spec.batch_size > 1 for w in self._workers)
 
     def worker_restarts(self) -> int:
         return self._restarts

@@ -90,6 +90,9 @@ class Job:
     # what the job weighs in the fair queue and in its time limit: a still 1, a moving picture
     # its frames (bot/executor/scheduler.py)
     cost: int = 1
+    # a still's content size as the worker will decode it (from its header): the dispatcher
+    # releases jobs of one shape bucket together where workers batch; None: unknown, or a clip
+    shape: tuple[int, int] | None = None
 
     def limit_within(self, configured: float) -> float:
         return paint_limit(self.time_limit, self.cost, configured)
@@ -104,7 +107,15 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         """Raises InvalidParams for parameters this version does not know."""
         params = StyleParams.from_dict(data["params"])
-        return cls(**{**data, "styles": tuple(data["styles"]), "params": params})
+        shape = data.get("shape")
+        return cls(
+            **{
+                **data,
+                "styles": tuple(data["styles"]),
+                "params": params,
+                "shape": tuple(shape) if shape else None,
+            }
+        )
 
     def to_json(self) -> str:
         return json.dumps(_encode_bytes(self.to_dict()))
@@ -288,6 +299,9 @@ class RunnerSpec:
     threads: int | None = None  # torch threads (CPU); None: torch's default
     limits: ImageLimits = ImageLimits()  # what the decoder accepts (the bot's configured limits)
     memory_limit: int | None = None  # bytes this worker's jobs may use (STYLEBOT_GPU_MEMORY_LIMIT)
+    # paint stills at their shape bucket (bot/engine/buckets.py), so that batches fill: on for a
+    # worker that steps several jobs together, off where each job runs alone
+    shape_buckets: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ end of the step in which it was seen; it never holds the others back.
 
 Jobs are read (their pictures decoded, a clip's frames too) on a reader thread, never in the
 loop that steps the others: a long clip delays no one's progress, and a job cancelled while it
-is read stops at its next frame and ends alone.
+is read stops at its next frame and ends alone. A finished job's pixels are taken off the device
+in the loop, and its result encoded (PNG, GIF, MP4: tens to hundreds of ms) on an encoder thread
+while the loop steps the others.
 
 The same Batcher serves the local pool's worker process; `add` may be called from any thread.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.engine.painting import Painting, out_of_memory, step_together
+from bot.engine.progress import Result
 from bot.protocol.messages import Event, Job, JobCancelled, JobStarted, Terminal
 from bot.worker.runner import JobInputs, JobRunner
 
@@ -62,6 +65,8 @@ class Batcher:
         self._ready: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()  # read: to admit
         self._waiting: list[_Entry] = []
         self._active: list[_Entry] = []
+        # finished: (entry, its result, whether its style targets came from the cache)
+        self._finished: queue.SimpleQueue[tuple[_Entry, Result, bool] | None] = queue.SimpleQueue()
         self._stopped = threading.Event()
         self.largest_batch = 0  # for tests and benchmarks
 
@@ -83,12 +88,16 @@ class Batcher:
         """The loop; returns after `stop()` (jobs still active are left as they are)."""
         reader = threading.Thread(target=self._read_all, name="stylebot-reader", daemon=True)
         reader.start()
+        encoder = threading.Thread(target=self._encode_all, name="stylebot-encoder", daemon=True)
+        encoder.start()
         while not self._stopped.is_set():
             self._take_new(block=not self._active and not self._waiting)
             self._drop_cancelled()
             self._admit()
             if self._active:
                 self._round()
+        self._finished.put(None)
+        encoder.join()  # the results already painted are delivered
 
     # --- inside -----------------------------------------------------------------------------
 
@@ -107,6 +116,17 @@ class Batcher:
                 continue
             self._ready.put(entry)
         self._ready.put(None)
+
+    def _encode_all(self) -> None:
+        """The encoder thread: each finished job's result encoded and its ending delivered."""
+        while (finished := self._finished.get()) is not None:
+            entry, result, cache_hit = finished
+            notes = entry.inputs.notes if entry.inputs else ()
+            try:
+                ending = self.runner.done(entry.job, result, cache_hit, notes)
+            except Exception as exc:
+                ending = self.runner.ending(entry.job, exc)
+            entry.finish(ending)
 
     def _take_new(self, *, block: bool) -> None:
         """Jobs read since the last round join the waiting line."""
@@ -164,13 +184,13 @@ class Batcher:
             if entry.painting is None:
                 continue  # it ended in this round
             if entry.painting.done:
-                try:
-                    notes = entry.inputs.notes if entry.inputs else ()
-                    ending = self.runner.finish(entry.job, entry.painting, notes)
+                painting, entry.painting = entry.painting, None
+                try:  # the pixels leave the device here; the encoding waits for no one
+                    result = painting.result()
                 except Exception as exc:
-                    ending = self.runner.ending(entry.job, exc)
-                entry.painting = None
-                entry.finish(ending)
+                    entry.finish(self.runner.ending(entry.job, exc))
+                else:
+                    self._finished.put((entry, result, painting.style_cache_hits > 0))
             else:
                 still.append(entry)
         self._active = still

@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bot.engine import clips, colour, imaging
+from bot.engine import buckets, clips, colour, imaging
 from bot.engine.clips import Clip
 from bot.engine.devices import memory_budget, parse_device, policy_for
 from bot.engine.imaging import ImageError
 from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_job
 from bot.engine.painting import Painting, out_of_memory
 from bot.engine.params import InvalidParams, StyleParams, fit_size
-from bot.engine.progress import Cancelled, Progress
+from bot.engine.progress import Cancelled, Progress, Result
 from bot.engine.transfer import stylize
 from bot.engine.vgg import VGG19Features, load_vgg19
 from bot.protocol.messages import (
@@ -90,6 +90,7 @@ class JobInputs:
     content: Clip  # the frames to paint (a still: one)
     styles: list[Image.Image]
     plan: MemoryPlan
+    canvas: tuple[int, int]  # the shape it is painted at (its shape bucket's, or its own)
     notes: tuple[str, ...] = ()  # what was changed to fit the limits, for the member
 
 
@@ -180,15 +181,17 @@ class JobRunner:
         except (InvalidParams, ImageError, TypeError) as exc:
             raise Refused(FailureKind.BAD_INPUT, str(exc)) from None
         width, height = fit_size(*content.frames[0].size, params.size)
+        frames = len(content.frames)
+        width, height = buckets.canvas_for(width, height, frames, self.spec.shape_buckets)
         try:
             plan = plan_job(
-                params, width, height, self.memory_budget(), frames=len(content.frames),
+                params, width, height, self.memory_budget(), frames=frames,
                 precision=self.policy.precision, where=self.where,
                 max_chunk=clip_chunk(self.device.type),
             )  # fmt: skip
         except DoesNotFit as exc:
             raise Refused(FailureKind.OUT_OF_MEMORY, str(exc)) from None
-        return JobInputs(params, content, styles, plan, notes)
+        return JobInputs(params, content, styles, plan, (width, height), notes)
 
     def start(
         self,
@@ -241,13 +244,19 @@ class JobRunner:
             should_cancel=should_cancel,
             style_cache=self.cache,
             plan=plan,
+            canvas=inputs.canvas,
         )
 
     def finish(self, job: Job, painting: Painting, notes: tuple[str, ...] = ()) -> JobDone:
-        """The finished painting as the job's JobDone, encoded to fit the job's upload limit (a
-        moving picture as the format that plays inline and fits: bot/engine/clips.py), `notes`
-        and that choice told to the member."""
-        result = painting.result()
+        """The finished painting as the job's JobDone (`done`)."""
+        return self.done(job, painting.result(), painting.style_cache_hits > 0, notes)
+
+    def done(
+        self, job: Job, result: Result, cache_hit: bool, notes: tuple[str, ...] = ()
+    ) -> JobDone:
+        """A finished painting's result as the job's JobDone, encoded to fit the job's upload
+        limit (a moving picture as the format that plays inline and fits: bot/engine/clips.py),
+        `notes` and that choice told to the member. CPU work only: any thread."""
         data, fmt, why = clips.encode_result(result.clip, limit_bytes=job.result_limit)
         notes = (*notes, why) if why else notes
         return JobDone(
@@ -261,7 +270,7 @@ class JobRunner:
             seconds=result.elapsed,
             device=self.device_name,
             weights=self.weights_label,
-            cache_hit=painting.style_cache_hits > 0,
+            cache_hit=cache_hit,
             converged_at=result.converged_at,
             peak_memory_bytes=self._peak_memory(),
             frames=len(result.frames) if result.clip.moving else 0,

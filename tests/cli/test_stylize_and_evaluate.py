@@ -238,6 +238,19 @@ def test_bench_executor_prints_json_with_mixed_shapes():
     )
 
 
+def test_bench_executor_sends_a_mix_of_members_pictures_and_reports_the_painting_share():
+    done = stylebot(
+        "bench-executor", "--mix", "members", "--size", "96", "--jobs", "4", "--steps", "2",
+        "--workers", "1", "--batch-sizes", "2", "--latency-jobs", "0", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["done"] == 4 and "96 px 85%" in report["mix"]
+    assert all("x" in shape for shape in report["shapes"])  # the uploads' sizes
+    assert 0 < report["busy_share"] <= 1.05  # the worker's own totals over the wall time
+    assert 1 <= report["jobs_per_batch"] <= 2
+
+
 def test_bench_executor_through_celery_workers_it_starts():
     import redis
 
@@ -373,6 +386,7 @@ def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
     assert job["side"] == 32 and job["job_s"] > 0 and job["job_work"] > 0
     runs = report["bench_executor"]["result"]["runs"]  # batching off and on, side by side
     assert [(r["batch_size"], r["done"]) for r in runs] == [(1, 3), (2, 3)]
+    assert all(r["mix"].startswith("4032x3024") and r["busy_share"] > 0 for r in runs)
     runs = report["bench_tiling"]["result"]["runs"]  # whole, then in tiles of 64 px
     assert [(r["mode"], r["tile"], r["tiles"]) for r in runs] == [
         ("whole", None, 0),
@@ -474,6 +488,7 @@ def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
     assert short["config"] == {
         "size": 64, "steps": 4, "coarse_steps": 8, "levels": 2, "strength": 1.0, "optimizer": "lbfgs",
         "init": "content", "tolerance": 0.0, "precision": "fp32", "seed": 0,
+        "shape_buckets": False,
     }  # fmt: skip
     assert sorted(p.name for p in saved.iterdir()) == ["landscape.png", "portrait.png"]
     # content, style, the earlier run's result and this run's, for each of the two pairs; each

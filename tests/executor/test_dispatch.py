@@ -127,3 +127,39 @@ def test_a_time_limit_stops_the_job_and_fails_it_as_a_timeout():
 
     result = run(scenario())
     assert isinstance(result, JobFailed) and result.kind is FailureKind.TIMEOUT
+
+
+class BatchingBackend(RemoteBackend):
+    """A worker of two slots that steps jobs of one shape together."""
+
+    def free_slots(self) -> int:
+        return 2 - len(self.running)
+
+    def batches(self) -> bool:
+        return True
+
+
+def test_a_batching_backend_gets_jobs_of_the_running_shape_first_and_positions_stay_fair():
+    from dataclasses import replace
+
+    def shaped(user: int, job_id: str, shape: tuple[int, int]) -> Job:
+        return replace(job(user, job_id), shape=shape)
+
+    async def scenario():
+        backend = BatchingBackend(set())
+        dispatcher = Dispatcher(backend, ExecutorConfig())
+        await dispatcher.start()
+        await dispatcher.submit(shaped(1, "a-photo", (4032, 3024)))  # runs at once
+        await dispatcher.submit(shaped(2, "b-tall", (1080, 1920)))  # runs at once
+        backend.finish("b-tall")  # a's 4:3 job runs on: one slot free again
+        await dispatcher.submit(shaped(3, "c-tall", (1080, 1920)))
+        await dispatcher.submit(shaped(4, "d-tall", (1080, 1920)))
+        await dispatcher.submit(shaped(5, "e-photo", (800, 600)))  # 4:3 too: a's bucket
+        first_free = list(backend.running)
+        backend.finish("c-tall")
+        return first_free, list(backend.running)
+
+    first_free, after = run(scenario())
+    assert first_free == ["a-photo", "c-tall"]  # c came into a free slot
+    # e joins a's bucket before d, whom the fair rule alone would serve first (d came earlier)
+    assert after == ["a-photo", "e-photo"]

@@ -69,3 +69,48 @@ def test_a_running_clip_counts_its_frames():
     queue.finished("clips", 6)
     queue.finished("stills")
     assert queue.in_order() == ["s1", "c1"]  # the clip's member was served 6 turns' worth
+
+
+def square(item: str) -> bool:
+    """The preference of the tests below: jobs named "...sq" join a running batch."""
+    return item.endswith("sq")
+
+
+def test_a_job_that_joins_a_batch_goes_first_among_users_with_as_little_running():
+    queue = FairQueue()
+    queue.push("a", "a0-wide")
+    queue.push("b", "b0-sq")
+    queue.push("c", "c0-wide")
+    assert queue.pop(prefer=square) == "b0-sq"  # a is passed over once
+    # then the fair order again: b has one running now, a and c none
+    assert [queue.pop(prefer=square) for _ in range(2)] == ["a0-wide", "c0-wide"]
+
+
+def test_the_preference_never_passes_a_user_with_less_work_running():
+    queue = FairQueue()
+    queue.push("b", "b0-sq")
+    assert queue.pop() == "b0-sq"  # b has a job running
+    queue.push("b", "b1-sq")
+    queue.push("a", "a0-wide")
+    assert queue.pop(prefer=square) == "a0-wide"
+
+
+def test_a_user_is_passed_over_at_most_max_passed_times():
+    from bot.executor.scheduler import MAX_PASSED
+
+    queue = FairQueue()
+    queue.push("a", "a0-wide")
+    served = []
+    for i in range(MAX_PASSED + 3):  # a stream of newcomers whose jobs join the batch
+        queue.push(f"n{i}", f"n{i}-sq")
+        served.append(queue.pop(prefer=square))
+        if served[-1] == "a0-wide":
+            break
+    assert served == [f"n{i}-sq" for i in range(MAX_PASSED)] + ["a0-wide"]
+
+
+def test_without_a_preferred_job_the_fair_order_holds():
+    queue = FairQueue()
+    for user in "abc":
+        queue.push(user, f"{user}0-wide")
+    assert [queue.pop(prefer=square) for _ in range(3)] == ["a0-wide", "b0-wide", "c0-wide"]

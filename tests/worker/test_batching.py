@@ -250,3 +250,40 @@ def test_a_clip_being_read_holds_no_one_back_and_its_cancel_ends_only_it():
     assert isinstance(clip_ending, JobCancelled)  # not worker_crashed
     assert isinstance(still_ending, JobCancelled)  # it was still running, on the same worker
     assert len(during) >= 5, f"the still made {len(during)} steps in {took:.1f} s of reading"
+
+
+def test_a_batching_worker_paints_near_shapes_in_one_bucket_and_delivers_each_at_its_shape():
+    """STYLEBOT_SHAPE_BUCKETS: two stills of 64x42 and 64x43 share the 64x40 bucket
+    (bot/engine/buckets.py): one VGG-19
+    pass a step for both (the worker's own counts, bot/worker/stats.py), each result at the
+    member's shape."""
+    from tests.conftest import gradient_image
+
+    contents = [
+        png_bytes(gradient_image(96, 63, seed=1)),
+        png_bytes(gradient_image(96, 65, seed=2)),
+    ]
+
+    async def scenario():
+        executor = await started_executor(batch_size=2, shape_buckets=True)
+        try:
+            handles = [
+                await executor.submit(make_job(u, steps=6, size=64, content=c, pyramid_levels=1))
+                for u, c in enumerate(contents)
+            ]
+            results = [await h.result() for h in handles]
+            labels = {"worker": "cpu#0", "device": "cpu"}
+            registry = executor.metrics.registry
+            for _ in range(100):  # the worker's totals arrive every STATS_INTERVAL seconds
+                steps = registry.get_sample_value("stylebot_job_steps_total", labels) or 0
+                if steps >= 12:
+                    break
+                await asyncio.sleep(0.1)
+            return results, steps, registry.get_sample_value("stylebot_batches_total", labels)
+        finally:
+            await executor.shutdown()
+
+    results, steps, batches = run(scenario())
+    assert [(r.width, r.height) for r in results] == [(64, 42), (64, 43)]
+    assert steps == 12
+    assert batches is not None and batches < 12  # steps of the two jobs shared passes

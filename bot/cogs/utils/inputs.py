@@ -4,6 +4,7 @@ Discord's metadata first (nothing downloaded), then the download, then a full de
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
@@ -98,6 +99,26 @@ def check_content(blob: bytes, name: str, limits: ImageLimits, params: StylePara
     width, height, frames = *content.frames[0].size, len(content.frames)
     check_thick_enough(params, width, height, name)
     return frames
+
+
+@dataclass(frozen=True)
+class ContentMeasure:
+    """What the dispatcher weighs a job's content by, from its header (nothing decoded)."""
+
+    cost: int = 1  # the frames it is painted as: its weight in the fair queue
+    shape: tuple[int, int] | None = None  # a still's upright size: its shape bucket
+
+
+def measure_content(content: bytes, params: StyleParams, limits: ImageLimits) -> ContentMeasure:
+    """The content's cost and, for a still, its size (headers only; CPU work for a thread). What
+    cannot be read counts as a still of unknown size: the decoder says what is wrong, later."""
+    cost = clips.frames_to_paint(content, params, limits)
+    if cost > 1 or clips.is_moving(content):
+        return ContentMeasure(cost)
+    try:
+        return ContentMeasure(cost, imaging.upright_size(content, limits))
+    except imaging.ImageError:
+        return ContentMeasure(cost)
 
 
 async def fetch(

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.cogs.utils.checks import give_back_cooldown, keep_cooldown
 from bot.cogs.utils.downloads import DownloadError
-from bot.cogs.utils.inputs import Source, fetch
+from bot.cogs.utils.inputs import ContentMeasure, Source, fetch, measure_content
 from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
 from bot.cogs.utils.reply import Reply
-from bot.engine import clips, imaging
+from bot.engine import imaging
 from bot.engine.params import ImageLimits, InvalidParams, StyleParams
 from bot.executor.base import JobHandle
 from bot.guild_policy import Summary
@@ -35,9 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def job_of(record: JobRecord, images: list[bytes], cost: int = 1) -> Job:
-    """The executor's job for a recorded one, with its images (the content first) and its cost
-    (`job_cost`)."""
+UNMEASURED = ContentMeasure()  # a still of unknown size
+
+
+def job_of(record: JobRecord, images: list[bytes], measure: ContentMeasure = UNMEASURED) -> Job:
+    """The executor's job for a recorded one, with its images (the content first) and what its
+    content weighs (`job_measure`)."""
     return Job(
         id=record.id,
         user_id=record.user_id,
@@ -46,15 +50,16 @@ def job_of(record: JobRecord, images: list[bytes], cost: int = 1) -> Job:
         styles=tuple(images[1:]),
         params=StyleParams.from_dict(record.params),
         result_limit=record.result_limit or DEFAULT_UPLOAD_LIMIT,
-        cost=cost,
+        cost=measure.cost,
+        shape=measure.shape,
     )
 
 
-async def job_cost(record: JobRecord, content: bytes, limits: ImageLimits) -> int:
-    """What a job weighs in the fair queue: the frames its content is painted as, for images
-    checked before (a header read, off the loop; nothing decoded)."""
+async def job_measure(record: JobRecord, content: bytes, limits: ImageLimits) -> ContentMeasure:
+    """What a recorded job's content weighs (`measure_content`), for images checked before: a
+    header read, off the loop."""
     params = StyleParams.from_dict(record.params)
-    return await asyncio.to_thread(clips.frames_to_paint, content, params, limits)
+    return await asyncio.to_thread(measure_content, content, params, limits)
 
 
 class Launcher:
@@ -122,8 +127,10 @@ class Launcher:
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
         await self.bot.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
         try:
-            cost = cost or await job_cost(record, data[0], config.image_limits)
-            handle = await self.bot.executor.submit(job_of(record, data, cost))
+            measure = await job_measure(record, data[0], config.image_limits)
+            if cost:  # the frames the complete check found
+                measure = replace(measure, cost=cost)
+            handle = await self.bot.executor.submit(job_of(record, data, measure))
         except SubmitError as exc:
             # a refused job keeps no images, and its row (and token) only for a short audit
             await self.bot.storage.jobs.refused(record.id, f"Not now: {exc}.")
@@ -163,7 +170,9 @@ class Launcher:
         try:
             handle = await self.bot.executor.submit(
                 job_of(
-                    record, data, await job_cost(record, data[0], self.bot.settings.image_limits)
+                    record,
+                    data,
+                    await job_measure(record, data[0], self.bot.settings.image_limits),
                 )
             )
         except SubmitError as exc:
