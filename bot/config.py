@@ -175,13 +175,17 @@ def weights_from_environment() -> str | None:
     return os.environ.get(WEIGHTS_ENV) or None
 
 
-def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One warning per STYLEBOT_* name in the environment or .env that no setting reads (a typo
-    would otherwise be ignored in silence), naming the closest known one."""
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, cls: type[BaseSettings] | None = None
+) -> list[str]:
+    """One warning per STYLEBOT_* name in the environment or .env that no setting of `cls` (the
+    bot's Settings, or WorkerSettings for `stylebot worker`) reads (a typo would otherwise be
+    ignored in silence), naming the closest known one."""
     names = set(os.environ if environ is None else environ)
     if environ is None and os.path.isfile(".env"):
         names |= set(dotenv_values(".env"))
-    known = {"STYLEBOT_" + name.upper() for name in Settings.model_fields} | NOT_SETTINGS
+    fields = (cls or Settings).model_fields
+    known = {"STYLEBOT_" + name.upper() for name in fields} | NOT_SETTINGS
     warnings = []
     for name in sorted(n for n in names if n.upper().startswith("STYLEBOT_")):
         if name.upper() in known:

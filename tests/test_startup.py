@@ -191,3 +191,11 @@ def test_sigterm_while_the_workers_start_is_a_stop(folder):
     assert process.returncode == 0, stderr
     assert "SIGTERM: stopping" in stderr and stderr.rstrip().endswith("stopped"), stderr
     assert "error" not in stderr.lower() and not (folder / "stylebot.db").exists()
+
+
+def test_a_workers_own_settings_are_known_to_the_worker_and_not_to_the_bot():
+    from bot.config import WorkerSettings, unknown_variables
+
+    environ = {"STYLEBOT_METRICS_PORT": "9101", "STYLEBOT_METRICS_HOST": "0.0.0.0"}
+    assert unknown_variables(environ, cls=WorkerSettings) == []
+    assert len(unknown_variables(environ)) == 2  # the bot serves its metrics on its health port

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             who=f"worker {name}",
         )
     )
-    for warning in unknown_variables():
+    for warning in unknown_variables(cls=WorkerSettings):
         logging.getLogger("stylebot.worker").warning("%s", warning)
     from bot.worker.celery_task import WorkerIdentity, make_worker_app  # imports torch
 
