@@ -20,13 +20,13 @@ from bot.protocol.messages import (
     FailureKind,
     Job,
     JobCancelled,
-    JobDone,
     JobFailed,
     QueueFull,
     StopReason,
     UserLimitReached,
     WorkerStats,
 )
+from tests.executor.helpers import job_done
 
 
 def samples(text: bytes | str) -> dict[tuple, float]:
@@ -102,18 +102,7 @@ def test_the_bots_metrics_parse_and_carry_only_bounded_labels():
     metrics.started(clip, 40.0)
     metrics.ended(
         still,
-        JobDone(
-            job_id=still.id,
-            image=b"",
-            format="png",
-            width=512,
-            height=384,
-            seed=1,
-            steps=160,
-            seconds=3.0,
-            device="cpu",
-            weights="random",
-        ),
+        job_done(still.id, width=512, height=384, steps=160, seconds=3.0),
     )
     metrics.ended(clip, JobFailed(job_id=clip.id, kind=FailureKind.TIMEOUT, message="late"))
     metrics.ended(clip, JobCancelled(job_id=clip.id, reason=StopReason.CANCELLED))

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from bot.engine.params import StyleParams
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.executor.pool import LocalExecutor
-from bot.protocol.messages import Job
+from bot.protocol.messages import Job, JobDone
 from tests.asyncrun import run
 from tests.conftest import PARALLEL, gradient_image, noise_image, png_bytes
 
@@ -68,3 +68,13 @@ async def first(handle, kind):
         if event.terminal:
             raise AssertionError(f"job ended with {event} before a {kind.__name__}")
     raise AssertionError("no events")
+
+
+def job_done(job_id: str, **fields) -> JobDone:
+    """A JobDone of a small PNG, with `fields` changed."""
+    return JobDone(
+        **{
+            "job_id": job_id, "image": b"png", "format": "png", "width": 1, "height": 1,
+            "seed": 0, "steps": 1, "seconds": 0.1, "device": "gpu", "weights": "w", **fields,
+        }
+    )  # fmt: skip

@@ -16,6 +16,7 @@ from bot.protocol.messages import (
     JobStarted,
 )
 from tests.asyncrun import run
+from tests.executor.helpers import job_done
 
 
 class RemoteBackend(Backend):
@@ -50,18 +51,7 @@ class RemoteBackend(Backend):
         self.running.remove(job_id)
         self.listener.on_event(
             job_id,
-            JobDone(
-                job_id=job_id,
-                image=b"png",
-                format="png",
-                width=1,
-                height=1,
-                seed=0,
-                steps=1,
-                seconds=0.1,
-                device="gpu",
-                weights="w",
-            ),
+            job_done(job_id),
         )
         self.listener.on_capacity()
 
