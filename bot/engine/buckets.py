@@ -59,12 +59,6 @@ def canvas_for(width: int, height: int, frames: int, enabled: bool) -> tuple[int
     return canvas(width, height) if enabled and frames == 1 else (width, height)
 
 
-def stretch(width: int, height: int) -> float:
-    """How much the bucket stretches (> 0) or squeezes (< 0) the picture's short side."""
-    painted = canvas(width, height)
-    return min(painted) / min(width, height) - 1
-
-
 def batch_key(
     params: StyleParams, shape: tuple[int, int] | None, bucketed: bool = True
 ) -> Hashable | None:

@@ -67,7 +67,7 @@ class ExecutorConfig:
 
 
 class _JobState:
-    def __init__(self, job: Job, handle: JobHandle, bucketed: bool = False):
+    def __init__(self, job: Job, handle: JobHandle, bucketed: bool):
         self.job = job
         self.handle = handle
         self.released = False
@@ -82,10 +82,10 @@ class _JobState:
 
 
 class Dispatcher(Executor, Listener):
-    def __init__(self, backend: Backend, config: ExecutorConfig, metrics: BotMetrics | None = None):
+    def __init__(self, backend: Backend, config: ExecutorConfig):
         self.backend = backend
         self.config = config
-        self.metrics = metrics or BotMetrics()
+        self.metrics = BotMetrics()
         self._queue: FairQueue[_JobState] = FairQueue()
         self._jobs: dict[str, _JobState] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -11,7 +11,6 @@ from bot.engine.buckets import (
     canvas,
     canvas_for,
     side_step,
-    stretch,
 )
 from bot.engine.devices import policy_for
 from bot.engine.painting import Painting
@@ -23,6 +22,11 @@ from tests.engine.test_painting import TOLERANCE, alone, together
 # screenshots, and odd crops
 PHOTOS = [(4032, 3024), (3024, 4032), (1920, 1080), (1080, 1920), (1000, 1000), (1170, 2532),
           (1200, 800), (640, 427), (700, 500), (2048, 1536)]  # fmt: skip
+
+
+def stretch(width: int, height: int) -> float:
+    """How much the bucket stretches (> 0) or squeezes (< 0) the picture's short side."""
+    return min(canvas(width, height)) / min(width, height) - 1
 
 
 @pytest.mark.parametrize("size", [256, 512, 768, 1024])

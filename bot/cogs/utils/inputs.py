@@ -66,18 +66,28 @@ def check_attachment(
     return None
 
 
+@dataclass(frozen=True)
+class ContentMeasure:
+    """What the dispatcher weighs a job's content by: found by the bot's check of a new job, or
+    read from the header of one checked before."""
+
+    cost: int = 1  # the frames it is painted as: its weight in the fair queue
+    shape: tuple[int, int] | None = None  # a still's upright size: its shape bucket
+
+
 def check_inputs(
     data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams | None
-) -> int:
+) -> ContentMeasure:
     """Decode every image completely (as the worker will: the content once) and check the
-    content fits the layers at the job's size. Returns the frames the content will be painted
-    as (the job's cost). Raises imaging.ImageError or InvalidParams with a reason for the member:
-    any decoder error is one. CPU work: run it in a thread."""
-    cost = 1
+    content fits the layers at the job's size. Returns what the content weighs: the frames it
+    will be painted as (the job's cost) and a still's size. Raises imaging.ImageError or
+    InvalidParams with a reason for the member: any decoder error is one. CPU work: run it in a
+    thread."""
+    measure = ContentMeasure()
     for blob, name in zip(data, names, strict=True):
         try:
             if params and name == names[0]:
-                cost = check_content(blob, name, limits, params)
+                measure = check_content(blob, name, limits, params)
             else:
                 imaging.decode(blob, limits, name=name)
         except (imaging.ImageError, InvalidParams):
@@ -86,27 +96,21 @@ def check_inputs(
             raise imaging.CorruptImage(
                 f"the {name} is damaged and cannot be decoded ({exc.__class__.__name__})"
             ) from None
-    return cost
+    return measure
 
 
-def check_content(blob: bytes, name: str, limits: ImageLimits, params: StyleParams) -> int:
+def check_content(
+    blob: bytes, name: str, limits: ImageLimits, params: StyleParams
+) -> ContentMeasure:
     """Decode the content as the worker will and check it fits the layers at the job's size (a
     moving picture within the server's clip limits: fitted, not refused, for its length).
-    Returns the frames it will be painted as."""
-    if clips.is_video(blob) and not clips.can_read_video():
-        return clips.frames_to_paint(blob, params, limits)  # no PyAV here: the worker decodes it
+    Returns the frames it will be painted as, and a still's size as decoded."""
+    if clips.is_video(blob) and not clips.can_read_video():  # no PyAV here: the worker decodes it
+        return ContentMeasure(clips.frames_to_paint(blob, params, limits))
     params, content, _ = clips.read_content(blob, params, limits)  # as the worker reads it
     width, height, frames = *content.frames[0].size, len(content.frames)
     check_thick_enough(params, width, height, name)
-    return frames
-
-
-@dataclass(frozen=True)
-class ContentMeasure:
-    """What the dispatcher weighs a job's content by, from its header (nothing decoded)."""
-
-    cost: int = 1  # the frames it is painted as: its weight in the fair queue
-    shape: tuple[int, int] | None = None  # a still's upright size: its shape bucket
+    return ContentMeasure(frames, (width, height) if frames == 1 else None)
 
 
 def measure_content(content: bytes, params: StyleParams, limits: ImageLimits) -> ContentMeasure:
@@ -123,9 +127,9 @@ def measure_content(content: bytes, params: StyleParams, limits: ImageLimits) ->
 
 async def fetch(
     bot: StyleBot, sources: list[Source], params: StyleParams | None
-) -> tuple[list[bytes], int]:
+) -> tuple[list[bytes], ContentMeasure]:
     """The bytes of every source, downloaded from Discord's CDN where needed, then decoded off
-    the loop, and the frames the content will be painted as (`check_inputs`). Raises
+    the loop, and what the content weighs (`check_inputs`: its frames, a still's size). Raises
     DownloadError, imaging.ImageError or InvalidParams, each for the member."""
     config = bot.settings
     data = [
@@ -141,7 +145,7 @@ async def fetch(
         )
         for source, what in sources
     ]
-    cost = await asyncio.to_thread(
+    measure = await asyncio.to_thread(
         check_inputs, data, [what for _, what in sources], config.image_limits, params
     )
-    return data, cost
+    return data, measure

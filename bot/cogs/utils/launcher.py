@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -76,7 +75,7 @@ class Launcher:
         """Fetch (source, what) pairs, the content first, decode them off the loop, and start the
         job; or refuse privately, having taken no slot. The interaction is deferred."""
         try:
-            data, cost = await fetch(self.bot, sources, params)
+            data, measure = await fetch(self.bot, sources, params)
         except DownloadError as exc:
             await self.refuse_after_defer(
                 interaction,
@@ -91,7 +90,7 @@ class Launcher:
                 Refusal.BAD_INPUT,
             )
             return
-        await self.start(interaction, data, params, summary, cost=cost)
+        await self.start(interaction, data, params, summary, measure=measure)
 
     async def start(
         self,
@@ -101,12 +100,12 @@ class Launcher:
         summary: Summary,
         *,
         content_owner: int | None = None,
-        cost: int | None = None,
+        measure: ContentMeasure | None = None,
     ) -> None:
         """Record, queue and follow a job whose images are checked; the interaction is deferred.
         `content_owner`: who uploaded the content, when it is not the member who asked (a
-        button press on someone else's result); `cost`: the frames the check found (else read
-        from the content's header)."""
+        button press on someone else's result); `measure`: what the check found of the
+        content (else read from its header)."""
         config = self.bot.settings
         reply = Reply.of(interaction, config.interaction_ttl)
         record = JobRecord(
@@ -127,9 +126,7 @@ class Launcher:
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
         await self.bot.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
         try:
-            measure = await job_measure(record, data[0], config.image_limits)
-            if cost:  # the frames the complete check found
-                measure = replace(measure, cost=cost)
+            measure = measure or await job_measure(record, data[0], config.image_limits)
             handle = await self.bot.executor.submit(job_of(record, data, measure))
         except SubmitError as exc:
             # a refused job keeps no images, and its row (and token) only for a short audit
