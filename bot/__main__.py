@@ -33,8 +33,8 @@ def _download(args: argparse.Namespace) -> int:
         reason = getattr(exc, "reason", None) or exc.strerror or exc
         raise CliError(
             f"could not download the VGG-19 weights ({reason}). Run this where there is network, or "
-            f"copy {TORCHVISION_URL.rsplit('/', 1)[-1]} to {torchvision_cache_path()}, or name a "
-            "state-dict file with STYLEBOT_VGG19_WEIGHTS",
+            f"copy {TORCHVISION_URL.rsplit('/', 1)[-1]} to {torchvision_cache_path()}. The bundled "
+            "original VGG-19 needs no download: leave STYLEBOT_VGG19_WEIGHTS unset",
             3,
         ) from None
     return 0
@@ -49,11 +49,12 @@ def _version() -> str:
         return "unknown"
 
 
-ABOUT_DOWNLOAD = """fetch torchvision's ImageNet VGG-19 weights into the torch hub cache
+ABOUT_DOWNLOAD = """fetch torchvision's ImageNet VGG-19 weights into the torch hub cache (optional)
 
-Downloads torchvision's ImageNet VGG-19 weights (548 MB, checked against their hash) into the torch
-hub cache ($TORCH_HOME/hub/checkpoints), unless they are there already, and prints their path.
-Needs the network.
+Not needed: the engine extra brings the original VGG-19 (Caffe's), the default. This downloads
+torchvision's ImageNet VGG-19 weights (548 MB, checked against their hash) into the torch hub cache
+($TORCH_HOME/hub/checkpoints), unless they are there already, and prints their path; then
+`--weights torchvision` (or STYLEBOT_VGG19_WEIGHTS=torchvision) uses them. Needs the network.
 """
 
 
@@ -117,11 +118,13 @@ def _engine_error_code(exc: Exception) -> int | None:
     from bot.engine.devices import DeviceError
     from bot.engine.imaging import ImageError
     from bot.engine.params import InvalidParams
-    from bot.engine.vgg import WeightsError
+    from bot.engine.weights import WeightsError
 
     if isinstance(exc, InvalidParams | DeviceError):
         return 2
-    if isinstance(exc, ImageError | WeightsError):
+    if isinstance(exc, WeightsError):  # as `stylebot run` and `stylebot worker` exit for them
+        return 3
+    if isinstance(exc, ImageError):
         return 1
     return None
 

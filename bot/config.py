@@ -28,9 +28,9 @@ class CommonSettings(BaseSettings):
         env_prefix="STYLEBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    vgg19_weights: str | None = (
-        None  # as for the engine: a file, else the torch hub cache; "random" for tests
-    )
+    # as for the engine (bot/engine/weights.py): unset is the bundled original VGG-19;
+    # `torchvision`, a state-dict file, caffe:FILE; "random" for tests
+    vgg19_weights: str | None = None
     job_time_limit: float = Field(900.0, gt=0)
     max_attachment_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_attachment_pixels: int = Field(40_000_000, ge=1024)

@@ -10,7 +10,9 @@ Checks, each printed as one line (exit 1 if any failed):
 - both serve Prometheus metrics that prometheus_client's parser reads: the bot's /metrics counts
   the job, the worker's own port (STYLEBOT_METRICS_PORT) its steps;
 - `docker stop` of each exits 0 within its grace;
-- `stylebot stylize -o` into a mounted folder writes a file that every user of the host can read.
+- `stylebot stylize -o` into a mounted folder writes a file that every user of the host can read,
+  with no network and no weights named (the image holds the original VGG-19), and the worker image
+  credits the weights.
 
 Needs a Docker daemon (on a machine without a container registry, ../shared/tools/docker-standin-base
 starts one and prints a base to pass with --base), Redis on 127.0.0.1:6379 (database 13) and the
@@ -83,6 +85,12 @@ def image_facts() -> None:
     check(
         torch.returncode == 0,
         f"the worker image ({size / 1e9:.1f} GB) has torch {torch.stdout.strip()}",
+    )
+    notice = docker("run", "--rm", WORKER, "cat", "/app/NOTICE").stdout
+    label = docker("image", "inspect", WORKER, "--format", "{{json .Config.Labels}}").stdout
+    check(
+        "CC BY 4.0" in notice and "Simonyan" in notice and "CC-BY-4.0" in label,
+        "the worker image credits the VGG-19 weights (NOTICE and its licence label)",
     )
 
 
@@ -183,14 +191,16 @@ async def both_serve_metrics(health_port: int, metrics_port: int) -> None:
 
 
 def a_file_written_to_a_mounted_folder() -> None:
+    """Also: with no network and no weights named, the worker image paints with the bundled
+    original VGG-19 (nothing to download)."""
     with tempfile.TemporaryDirectory() as folder:
         os.chmod(folder, 0o777)  # the container's user (uid 10001) writes here
         gradient_image(64, 48).save(Path(folder) / "content.png")
         noise_image(32, 32).save(Path(folder) / "style.png")
         done = docker(
-            "run", "--rm", "-v", f"{folder}:/work", "-e", "STYLEBOT_VGG19_WEIGHTS=random", WORKER,
+            "run", "--rm", "--network", "none", "-v", f"{folder}:/work", WORKER,
             "stylebot", "stylize", "/work/content.png", "/work/style.png", "-o", "/work/out.png",
-            "--size", "48", "--steps", "2", "--device", "cpu", "-q",
+            "--size", "48", "--steps", "2", "--device", "cpu",
         )  # fmt: skip
         out = Path(folder) / "out.png"
         mode = out.stat().st_mode & 0o777 if out.exists() else 0
@@ -198,6 +208,10 @@ def a_file_written_to_a_mounted_folder() -> None:
             done.returncode == 0 and mode & 0o044 == 0o044,
             f"stylize -o in a mounted folder: mode {mode:o} (readable by the host's users)"
             + ("" if done.returncode == 0 else f"; {done.stderr.strip()[-200:]}"),
+        )
+        check(
+            "the original VGG-19" in done.stderr,
+            "offline, with no weights named, the worker image paints with the bundled VGG-19",
         )
 
 

@@ -44,12 +44,13 @@ def test_missing_weights_create_nothing(folder):
         env={
             "STYLEBOT_DISCORD_TOKEN": "x",
             "STYLEBOT_DEVICES": "cpu",
+            "STYLEBOT_VGG19_WEIGHTS": "torchvision",
             "TORCH_HOME": str(folder / "torch-home"),
         },
         cwd=folder,
     )
     assert done.returncode == 3, done.stderr
-    assert "stylebot download-weights" in done.stderr and "STYLEBOT_VGG19_WEIGHTS" in done.stderr
+    assert "stylebot download-weights" in done.stderr and "bundled original" in done.stderr
     assert len(error_lines(done)) == 1
     assert not (folder / "stylebot.db").exists()
 

@@ -9,7 +9,7 @@ import platform
 import sys
 
 from bot.cli import CliError, UsageError, add_command, parse_sizes
-from bot.cli.common import add_model_options
+from bot.cli.common import add_model_options, weights_of
 from bot.engine.params import PRECISIONS
 
 ABOUT = """measure ms per step, FLOPs, GFLOP/s against the matmul roofline, peak memory, and the default job's
@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)"
     )
-    add_model_options(p, weights="random", several_precisions=True)
+    add_model_options(p, several_precisions=True)
     p.add_argument(
         "--no-job",
         dest="job",
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--precision takes {', '.join(PRECISIONS)}; --steps at least 2; --warmup 0 or more"
         )
-    model = load_vgg19(args.weights, device=device)
+    model = load_vgg19(weights_of(args), device=device)
     results, failures = [], []
     for precision in precisions:
         policy = dataclasses.replace(policy_for(device, precision), sync_interval=0.0)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bot.cli import UsageError, add_command
-from bot.cli.common import add_model_options
+from bot.cli.common import add_model_options, weights_of
 from bot.engine.params import StyleParams
 
 ABOUT = """measure a moving picture's flicker, quality and seconds per frame, steady and not
@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="frames per VGG-19 pass (default: as the memory plan allows, at most 16 on a GPU, 1 on a CPU)",
     )
-    add_model_options(p, weights="random")
+    add_model_options(p)
     p.add_argument("--out", help="a folder: each run's clip is written there as a GIF, to look at")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--frames and --steps must be at least 2, --chunk 0 or more")
     device = parse_device(args.device)
     policy = policy_for(device, args.precision)
-    model = load_vgg19(args.weights, device=device)
+    model = load_vgg19(weights_of(args), device=device)
     clip, style = _inputs(args)
     base = StyleParams(size=args.size, steps=args.steps, seed=0, pyramid_levels=1)
     Painting(model, clip.frames[0], [style], base.replace(steps=2), policy).run()  # warm-up

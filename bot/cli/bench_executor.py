@@ -10,7 +10,7 @@ import statistics
 import time
 
 from bot.cli import CliError, UsageError, add_command
-from bot.cli.common import add_model_options
+from bot.cli.common import add_model_options, weights_of
 from bot.cli.job_mix import DEFAULT_SIZE, MIXES, describe, draw
 from bot.engine import imaging
 from bot.engine.params import StyleParams, fit_size
@@ -108,7 +108,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="device for workers (repeatable; default: auto)",
     )
-    add_model_options(p, weights="random", precision=None, device=False)
+    add_model_options(p, precision=None, device=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -168,7 +168,7 @@ async def measure(args: argparse.Namespace) -> dict:
     pictures = job_pictures(args)
     style = imaging.encode(colour.to_image(test_images(max(p[2] for p in pictures))[1]), "png")
     config = ExecutorConfig(
-        weights=args.weights,
+        weights=weights_of(args),
         workers_per_device=args.workers,
         devices=tuple(args.device) if args.device else None,
         per_user_limit=args.jobs,
@@ -405,7 +405,7 @@ def _start_celery_workers(args: argparse.Namespace) -> list:
 
     count = args.start_workers
     threads = args.worker_threads or max(1, (os.cpu_count() or 1) // max(1, count))
-    env = {**os.environ, "STYLEBOT_VGG19_WEIGHTS": args.weights}
+    env = {**os.environ, "STYLEBOT_VGG19_WEIGHTS": weights_of(args)}
     return [
         subprocess.Popen(
             [sys.executable, "-m", "bot", "worker", "--device", "cpu", "--name", f"bench-{i}",

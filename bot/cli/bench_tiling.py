@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from bot.cli import CliError, UsageError, add_command, parse_sizes
-from bot.cli.common import add_model_options
+from bot.cli.common import add_model_options, weights_of
 
 ABOUT = """measure peak memory and seconds per step of large pictures, whole and tiled
 
@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="tiles of this size in the limited runs (default: as large as the limit allows)",
     )
     p.add_argument("--steps", type=int, default=3, help="steps per run (default: %(default)s)")
-    add_model_options(p, weights="random")
+    add_model_options(p)
     p.add_argument(
         "--timeout", type=float, default=3600, help="seconds per run (default: %(default)s)"
     )
@@ -90,7 +90,7 @@ def _run_one(args: argparse.Namespace) -> int:
         )
         result["skipped"] = f"needs about {size_text(need)} whole: more than this {where} holds"
     else:
-        model = load_vgg19(args.weights, device=device)
+        model = load_vgg19(weights_of(args), device=device)
         result |= measure_painting(model, side, args.steps, policy, found)
     print(json.dumps(result))
     return 0
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             command = [
                 sys.executable, "-m", "bot", "bench-tiling", "--one", str(side), mode,
                 "--memory-limit", str(args.memory_limit), "--steps", str(args.steps),
-                "--device", args.device, "--precision", args.precision, "--weights", args.weights,
+                "--device", args.device, "--precision", args.precision, "--weights", weights_of(args),
                 *(["--tile-size", str(args.tile_size)] if args.tile_size else []),
             ]  # fmt: skip
             try:

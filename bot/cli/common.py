@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 
 from bot.config import weights_from_environment
+from bot.engine.params import ORIGINAL_WEIGHTS as ORIGINAL
 from bot.engine.params import PRECISIONS, WEIGHTS_ENV
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
+WEIGHTS_HELP = (
+    "VGG-19 weights: original (Caffe's VGG-19, bundled), torchvision (its ImageNet weights, after "
+    "`stylebot download-weights`), a state-dict FILE in torchvision's convention, or caffe:FILE"
+)
 
 
-def weights_of(args: argparse.Namespace) -> str | None:
-    """--weights, else $STYLEBOT_VGG19_WEIGHTS, else None (the hub cache)."""
-    return args.weights or weights_from_environment()
+def weights_of(args: argparse.Namespace) -> str:
+    """--weights, else $STYLEBOT_VGG19_WEIGHTS, else the bundled original VGG-19."""
+    return args.weights or weights_from_environment() or ORIGINAL
 
 
 PRECISION_HELP = (
@@ -24,20 +29,18 @@ PRECISION_HELP = (
 def add_model_options(
     group: argparse.ArgumentParser | argparse._ArgumentGroup,
     *,
-    weights: str | None = None,
     precision: str | None = "auto",
     several_precisions: bool = False,
     device: bool = True,
 ) -> None:
-    """--weights (default `weights`: None is $STYLEBOT_VGG19_WEIGHTS, then the hub cache;
-    "random" for benchmarks, whose speed does not depend on them), --device, and --precision
-    (left out for None; `several_precisions`: a comma-separated list, each one timed)."""
+    """--weights (read with weights_of: $STYLEBOT_VGG19_WEIGHTS, then the bundled original),
+    --device, and --precision (left out for None; `several_precisions`: a comma-separated list,
+    each one timed)."""
     group.add_argument(
         "--weights",
-        default=weights,
-        help=f"VGG-19 state-dict file (default: ${WEIGHTS_ENV}, then the torchvision hub cache)"
-        if weights is None
-        else "VGG-19 weights; speed does not depend on them (default: %(default)s)",
+        default=None,
+        help=f"{WEIGHTS_HELP} (default: ${WEIGHTS_ENV}, else the bundled original VGG-19; random: "
+        "random weights, for tests)",
     )
     if device:  # (a command with devices of its own declares them)
         group.add_argument("--device", default="auto", help=f"{DEVICES} (default: %(default)s)")

@@ -84,8 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights",
         default=None,
-        help=f"VGG-19 weights for the stylize runs (default: ${WEIGHTS_ENV}, else random: then the "
-        "quality figures say nothing about real pictures)",
+        help=f"VGG-19 weights for the stylize runs (default: ${WEIGHTS_ENV}, else the bundled "
+        "original VGG-19; random: the quality figures then say nothing about real pictures)",
     )
     p.add_argument(
         "--quick", action="store_true", help="tiny sizes: checks this command itself, e.g. on a CPU"
@@ -249,7 +249,7 @@ def _gpu_tests(timeout: float) -> dict:
 # a long function (over 60 lines): the GPU check's parts in the order they run, one script
 def run(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else FULL
-    weights = weights_of(args) or "random"
+    weights = weights_of(args)
     started = time.perf_counter()
     report: dict = {"device": args.device, "weights": weights, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="stylebot-gpu-check-") as folder:

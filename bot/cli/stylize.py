@@ -207,12 +207,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("model and device")
     add_model_options(g)
     g.add_argument(
-        "--weights-format",
-        choices=("torchvision", "caffe"),
-        default="torchvision",
-        help="input convention of the weights: torchvision (RGB, ImageNet mean/std) or caffe (BGR, 0-255)",
-    )
-    g.add_argument(
         "--memory-limit",
         type=float,
         default=None,
@@ -359,9 +353,7 @@ def _paint(
     from bot.engine.progress import Cancelled, Progress
     from bot.engine.vgg import load_vgg19
 
-    model = load_vgg19(
-        weights_of(args), pooling=params.pooling, input_format=args.weights_format, device=device
-    )
+    model = load_vgg19(weights_of(args), pooling=params.pooling, device=device)
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
         width, height = fit_size(*content.frames[0].size, params.size)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import socket
 
@@ -84,6 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     require("celery", "stylebot worker")
     from bot.config import ConfigError, WorkerSettings, load_settings, unknown_variables
+    from bot.engine.weights import WeightsError, resolve_weights
     from bot.executor.pool import WorkerStartError, check_device
     from bot.logs import LogConfig, configure_logging
     from bot.protocol.messages import RunnerSpec
@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_SETTINGS) from None
     weights = settings.vgg19_weights
-    if weights not in (None, "random") and not os.path.exists(weights):
-        raise CliError(f"STYLEBOT_VGG19_WEIGHTS: no such file: {weights}", EXIT_ENVIRONMENT)
+    try:
+        resolve_weights(weights)  # found, not loaded: the worker process loads them
+    except WeightsError as exc:
+        raise CliError(f"STYLEBOT_VGG19_WEIGHTS: {exc}", EXIT_ENVIRONMENT) from None
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
         raise CliError(
             f"unknown device {args.device!r}; use auto, cuda:N, cpu or mps", EXIT_SETTINGS

@@ -77,7 +77,8 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 # content term at strength 1.0. See `StyleParams.strength` and README.md.
 STRENGTH_SCALE = 10.0
 
-WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"  # the variable that names a VGG-19 state-dict file
+WEIGHTS_ENV = "STYLEBOT_VGG19_WEIGHTS"  # the variable that names the VGG-19 weights
+ORIGINAL_WEIGHTS = "original"  # the bundled original VGG-19, the default (bot/engine/weights.py)
 
 MAX_SIZE = 4096
 # The one set of bounds every job's parameters keep (StyleParams.validate); a Discord server's

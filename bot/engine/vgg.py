@@ -1,92 +1,31 @@
-"""VGG-19 feature extractor with named layers, and where its weights come from.
-
-Weights are looked for in this order:
-  1. a state-dict file named by the caller (`--weights PATH`) or by STYLEBOT_VGG19_WEIGHTS;
-  2. torchvision's VGG19_Weights.IMAGENET1K_V1 already in the torch hub cache;
-  3. nothing: WeightsNotFound, whose message names both ways to supply them.
-The value "random" gives randomly initialised weights, for tests only, and says so loudly.
-"""
+"""VGG-19 feature extractor with named layers, its input convention inside (the weights and
+their convention come from bot/engine/weights.py)."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from bot.engine.params import LAYER_NAMES, VGG19_BLOCKS, WEIGHTS_ENV
+from bot.engine.params import LAYER_NAMES, VGG19_BLOCKS
+from bot.engine.weights import (
+    TORCHVISION_URL,
+    InputFormat,
+    WeightsError,
+    WeightsSource,
+    read_features,
+    resolve_weights,
+    torchvision_cache_path,
+)
 
 log = logging.getLogger(__name__)
-
-RANDOM = "random"
-TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-InputFormat = Literal["torchvision", "caffe"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-class WeightsError(Exception):
-    """VGG-19 weights are missing or unusable; the message says what to do."""
-
-
-class WeightsNotFound(WeightsError):
-    pass
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    kind: Literal["file", "torchvision-cache", "random"]
-    path: str | None
-
-    @property
-    def label(self) -> str:
-        if self.kind == "random":
-            return "RANDOM weights (tests only: the output is not style transfer)"
-        return f"{self.kind}: {self.path}"
-
-
-def torchvision_cache_path() -> str:
-    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(TORCHVISION_URL))
-
-
-def resolve_weights(spec: str | None = None) -> WeightsSource:
-    """Find the weights to load, without loading them: `spec` (a file, or "random"), else
-    torchvision's in the hub cache. The caller reads $STYLEBOT_VGG19_WEIGHTS (bot/config.py)."""
-    if spec == RANDOM:
-        return WeightsSource("random", None)
-    if spec:
-        path = os.path.expanduser(spec)
-        if not os.path.isfile(path):
-            raise WeightsNotFound(f"VGG-19 weights file not found: {path}")
-        return WeightsSource("file", path)
-    cached = torchvision_cache_path()
-    if os.path.isfile(cached):
-        return WeightsSource("torchvision-cache", cached)
-    raise WeightsNotFound(
-        "VGG-19 weights not found. Either run `stylebot download-weights` where there is network "
-        f"(it saves torchvision's ImageNet weights to {cached}), or name a state-dict file with the "
-        f"{WEIGHTS_ENV} environment variable (or --weights PATH for stylize, evaluate and bench)."
-    )
-
-
-def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a bad file
-        raise WeightsError(
-            f"cannot read VGG-19 weights from {path}: not a PyTorch state-dict file ({exc.__class__.__name__})"
-        ) from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise WeightsError(f"cannot read VGG-19 weights from {path}: the file holds no state dict")
-    return {k.removeprefix("module."): v for k, v in data.items()}
 
 
 def _build_layers(pooling: str) -> nn.Sequential:
@@ -153,12 +92,13 @@ def load_vgg19(
     weights: str | None = None,
     *,
     pooling: str = "max",
-    input_format: InputFormat = "torchvision",
     device: torch.device | str = "cpu",
 ) -> VGG19Features:
-    """Load VGG-19's features (no classifier), frozen, on `device`."""
+    """Load VGG-19's features (no classifier), frozen, on `device`: the weights that `weights`
+    names (bot/engine/weights.py; None is the bundled original) with their input convention."""
     source = resolve_weights(weights)
     layers = _build_layers(pooling)
+    input_format = source.input_format
     if source.kind == "random":
         log.warning("VGG-19 has RANDOM weights: for tests only, the output is not style transfer")
         torch.manual_seed(0)
@@ -168,12 +108,7 @@ def load_vgg19(
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
     else:
-        state = _read_state_dict(source.path or "")
-        features = {
-            k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
-        }
-        if not features:
-            raise WeightsError(f"{source.path} holds no VGG-19 `features.*` weights")
+        features, input_format = read_features(source)
         expected = layers.state_dict()
         missing = sorted(set(expected) - set(features), key=_natural)
         if missing:

@@ -51,7 +51,7 @@ class ExecutorConfig:
     per_user_limit: int = 3  # queued plus running jobs per user
     time_limit: float = 900.0  # seconds a job may run
     cancel_grace: float = 5.0  # seconds a worker has to confirm a stop before it is killed
-    weights: str | None = None  # as for load_vgg19; None: STYLEBOT_VGG19_WEIGHTS, then the cache
+    weights: str | None = None  # as for load_vgg19; None: the bundled original VGG-19
     cache_size: int = 16  # style targets kept per worker
     start_timeout: float = 300.0  # seconds a worker may take to load VGG-19
     threads_per_worker: int | None = None  # CPU threads per worker; None: cores / CPU workers

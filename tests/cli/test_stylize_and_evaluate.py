@@ -164,12 +164,29 @@ def test_missing_weights_say_what_to_do(pictures, tmp_path):
         str(style),
         "-o",
         str(folder / "o.png"),
-        env_weights=None,
+        env_weights="torchvision",
         extra_env={"TORCH_HOME": str(tmp_path / "empty-torch-home")},
     )
-    assert done.returncode == 1
-    assert "stylebot download-weights" in done.stderr and "--weights" in done.stderr
+    assert done.returncode == 3  # as `stylebot run` exits for missing weights
+    assert "stylebot download-weights" in done.stderr and "bundled original" in done.stderr
     assert "Traceback" not in done.stderr
+    done = stylebot(
+        "stylize", str(content), str(style), "-o", "x.png", "--weights", "caffe:nope.pth"
+    )
+    assert done.returncode == 3 and "nope.pth" in done.stderr
+
+
+def test_nothing_named_paints_with_the_original_vgg19(pictures):
+    """A new user names no weights: the bundled original VGG-19, said in the header."""
+    folder, content, style = pictures
+    out = folder / "original.png"
+    done = stylebot(
+        "stylize", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "2",
+        env_weights=None,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "weights the original VGG-19 (Caffe's, bundled; BGR 0-255)" in done.stderr
+    assert "RANDOM" not in done.stderr and out.exists()
 
 
 def test_usage_errors_exit_2():

@@ -220,7 +220,7 @@ def test_missing_weights_stop_the_start_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.delenv("STYLEBOT_VGG19_WEIGHTS", raising=False)
 
     async def scenario():
-        executor = LocalExecutor(ExecutorConfig(devices=("cpu",)))
+        executor = LocalExecutor(ExecutorConfig(devices=("cpu",), weights="torchvision"))
         with pytest.raises(WorkerStartError, match="download-weights"):
             await executor.start()
         return executor.backend.worker_pids()
