@@ -8,6 +8,7 @@ import sys
 
 from bot.cli import (
     CliError,
+    Parser,
     add_command,
     bench,
     bench_clip,
@@ -59,7 +60,7 @@ torchvision's ImageNet VGG-19 weights (548 MB, checked against their hash) into 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="stylebot", description="Neural style transfer: a Discord bot and a command line."
     )
     parser.add_argument("--version", action="version", version=f"stylebot {_version()}")

@@ -36,7 +36,7 @@ class CommonSettings(BaseSettings):
     max_attachment_pixels: int = Field(40_000_000, ge=1024)
     # a moving picture's frames x canvas pixels read at most (longer ones are cut, with a note)
     max_clip_pixels: int = Field(1_000_000_000, ge=1024)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # in any case
     log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
     # GB (2^30 bytes) the jobs of one worker may use; a larger job is refused with the size
     # that fits. Default: 80 % of the GPU memory free after loading (no limit on the CPU)
@@ -89,6 +89,11 @@ class CommonSettings(BaseSettings):
             max_memory_mb=self.worker_max_memory_mb,
             queue=self.celery_queue,
         )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 class WorkerSettings(CommonSettings):
@@ -169,6 +174,13 @@ class Settings(CommonSettings):
 NOT_SETTINGS = frozenset({"STYLEBOT_TEST_POSTGRES_URL", "STYLEBOT_VENV"})
 
 
+def health_port_from_environment() -> int | None:
+    """$STYLEBOT_HEALTH_PORT, for `stylebot health` (which reads no other setting); None if unset
+    or not a number."""
+    value = os.environ.get("STYLEBOT_HEALTH_PORT", "").strip()
+    return int(value) if value.isdigit() else None
+
+
 def weights_from_environment() -> str | None:
     """$STYLEBOT_VGG19_WEIGHTS, for the command line's engine commands (the bot and `stylebot
     worker` read it as their settings' `vgg19_weights`): the engine reads no environment."""
@@ -211,4 +223,6 @@ def load_settings(cls: type[S] = Settings, **overrides) -> S:
                 problems.append(
                     f"{name}: {error['msg']}"
                 )  # pydantic never echoes a SecretStr's value here
+        # a misspelt name is often why a setting is missing: say so here too
+        problems += unknown_variables(cls=cls)
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None

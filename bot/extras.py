@@ -15,14 +15,19 @@ EXTRA_OF = {
 }
 
 
+def install_hint(extra: str) -> str:
+    """How to add an extra: stylebot is installed from its checkout (it is not on the package
+    index), so the command runs in that folder."""
+    return f"pip install -e '.[{extra}]' in the stylebot folder (README, \"Installing\")"
+
+
 class MissingExtra(RuntimeError):
     """An optional part of the install is needed and missing; the message says what to install."""
 
     def __init__(self, module: str, needed_for: str):
         extra = EXTRA_OF[module]
         super().__init__(
-            f"{needed_for} needs {module}, which is not installed: "
-            f"pip install 'stylebot[{extra}]' (README, \"Installing\")"
+            f"{needed_for} needs {module}, which is not installed: {install_hint(extra)}"
         )
         self.module = module
 

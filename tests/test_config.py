@@ -36,3 +36,25 @@ def test_errors_name_the_variable_and_never_the_token(monkeypatch, tmp_path):
     assert "STYLEBOT_WORKERS_PER_DEVICE" in str(info.value) and "secret-token-value" not in str(
         info.value
     )
+
+
+def test_a_misspelt_token_variable_gets_did_you_mean_when_loading_fails(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STYLEBOT_DISCORD_TOKEN", raising=False)
+    monkeypatch.setenv("STYLEBOT_DISCORD_TOKN", "secret-token-value")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "STYLEBOT_DISCORD_TOKEN is not set" in message
+    assert (
+        "STYLEBOT_DISCORD_TOKN is not a setting and is ignored; did you mean STYLEBOT_DISCORD_TOKEN?"
+        in message
+    )
+    assert "secret-token-value" not in message
+
+
+def test_log_level_in_any_case(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STYLEBOT_DISCORD_TOKEN", "x")
+    monkeypatch.setenv("STYLEBOT_LOG_LEVEL", "debug")
+    assert load_settings().log_level == "DEBUG"

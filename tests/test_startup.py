@@ -1,6 +1,7 @@
 """What a newcomer meets when something is missing: one line, its own exit code, nothing on disk."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -200,3 +201,11 @@ def test_a_workers_own_settings_are_known_to_the_worker_and_not_to_the_bot():
     environ = {"STYLEBOT_METRICS_PORT": "9101", "STYLEBOT_METRICS_HOST": "0.0.0.0"}
     assert unknown_variables(environ, cls=WorkerSettings) == []
     assert len(unknown_variables(environ)) == 2  # the bot serves its metrics on its health port
+
+
+def test_health_asks_the_port_the_bot_was_given(folder):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = stylebot("health", env={"STYLEBOT_HEALTH_PORT": str(port)}, cwd=folder, timeout=60)
+    assert done.returncode == 1 and f"127.0.0.1:{port}/healthz" in done.stderr

@@ -42,6 +42,58 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, as a person at a terminal wants its errors: one short usage line (not the whole
+    option list) and the error; choices as plain words; an unknown option named by the command
+    it was given to, with that command's usage; hidden commands never offered."""
+
+    def error(self, message: str):  # type: ignore[override]
+        positionals = " ".join(
+            action.metavar if isinstance(action.metavar, str) else action.dest
+            for action in self._get_positional_actions()
+            if action.help != argparse.SUPPRESS
+            and not isinstance(action, argparse._SubParsersAction)
+        )
+        usage = f"usage: {self.prog} [options]{' ' + positionals if positionals else ''}"
+        if any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            usage = f"usage: {self.prog} COMMAND [options]"
+        self.exit(
+            2,
+            f"{usage}\n{self.prog}: error: {message}\n(`{self.prog} --help` lists every option)\n",
+        )
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subcommand:  # said here, with this command's usage, not the root's
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    _subcommand = False
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        if isinstance(action, argparse._SubParsersAction):  # listed commands only
+            shown = [choice.dest for choice in action._choices_actions]
+        else:
+            shown = [str(choice) for choice in choices]
+        raise argparse.ArgumentError(
+            action, f"invalid choice: {value!s} (choose from {', '.join(shown)})"
+        )
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """--log-level, in any case (debug, DEBUG)."""
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="overrides STYLEBOT_LOG_LEVEL (default INFO)",
+    )
+
+
 def parse_sizes(text: str) -> list[int]:
     """A --sizes value: comma-separated whole numbers (UsageError otherwise)."""
     try:
@@ -75,4 +127,6 @@ def add_command(
             name, description=" ".join(summary.split()), formatter_class=HelpFormatter
         )
     p.set_defaults(handler=handler, **defaults)
+    if isinstance(p, Parser):
+        p._subcommand = True
     return p

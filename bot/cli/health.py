@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 from bot.cli import CliError, add_command
+from bot.config import health_port_from_environment
 
 ABOUT = """exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)
 
@@ -21,14 +22,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--port",
         type=int,
-        default=8080,
-        help="the bot's STYLEBOT_HEALTH_PORT (default: %(default)s)",
+        default=None,
+        help="the port of the bot's health server (default: $STYLEBOT_HEALTH_PORT, else 8080, the "
+        "bot image's)",
     )
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    url = f"http://{args.host}:{args.port}/healthz"
+    url = f"http://{args.host}:{args.port or health_port_from_environment() or 8080}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (a local URL we build)
             body = response.read().decode()

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import logging
 
-from bot.cli import CliError, add_command
+from bot.cli import CliError, add_command, add_log_level
 
 EXIT_SETTINGS, EXIT_WORKERS, EXIT_DATABASE, EXIT_UNREACHABLE, EXIT_TOKEN = 2, 3, 4, 5, 6
 
@@ -35,12 +35,7 @@ is set), and stops. Starts no workers.
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "run", ABOUT_RUN, run)
-    p.add_argument(
-        "--log-level",
-        default=None,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="overrides STYLEBOT_LOG_LEVEL (default INFO)",
-    )
+    add_log_level(p)
     p.add_argument(
         "--log-format",
         default=None,

@@ -313,17 +313,18 @@ def run(args: argparse.Namespace) -> int:
     width, height = fit_size(*content.frames[0].size, params.size)
     plan = _plan(args, params, device, width, height, len(content.frames))
     result = _paint(args, params, content, styles, device, plan, notes, output, fmt)
-    if result is None:
-        return 130
+    if isinstance(result, int):  # stopped: its exit code
+        return result
     data, _, _ = clips.encode_result(result.clip, fmt=fmt, quality=args.quality)
     write_atomically(output, data)
-    if args.quiet:  # one line even when quiet: without the seed a run cannot be repeated
-        print(f"stylebot: seed {result.seed}", file=sys.stderr)
+    if args.quiet:  # one line even when quiet: what was written, and the seed to repeat it
+        print(f"stylebot: wrote {output}, seed {result.seed}", file=sys.stderr)
         return 0
     frames = len(result.frames)
     what = (
         f"{frames} frames, {width}x{height}) in {result.elapsed:.1f} s "
-        f"({result.elapsed / frames:.2f} s a frame), seed {result.seed}, flicker {result.flicker:.4f}"
+        f"({result.elapsed / frames:.2f} s a frame), seed {result.seed}, flicker {result.flicker:.4f} "
+        "(mean change of a pixel between neighbouring frames along the motion, 0-1)"
         if content.moving
         else f"{width}x{height}) in {result.elapsed:.1f} s, seed {result.seed}"
     )
@@ -346,7 +347,8 @@ def _paint(
     output: Path,
     fmt: str,
 ):
-    """The Painting run with a progress bar (and --save-every's pictures); None if interrupted."""
+    """The Painting run with a progress bar (and --save-every's pictures); the exit code if
+    Ctrl-C or SIGTERM stopped it."""
     from bot.cli.progress import ProgressBar
     from bot.engine.devices import policy_for
     from bot.engine.painting import Painting
@@ -376,8 +378,9 @@ def _paint(
                 path, imaging.encode(progress.preview, still_fmt, quality=args.quality)
             )
 
+    interrupt = Interrupt()
     try:
-        with Interrupt() as interrupt:  # Ctrl-C stops at the next step
+        with interrupt:  # Ctrl-C or SIGTERM stops at the next step
             painting = Painting(
                 model, content, styles, params, policy_for(device, args.precision),
                 on_progress=on_progress, should_cancel=interrupt.requested, plan=plan,
@@ -385,8 +388,8 @@ def _paint(
             result = painting.run()
     except Cancelled:
         bar.close()
-        print("stylebot: interrupted; nothing written", file=sys.stderr)
-        return None
+        print(f"stylebot: {interrupt.what}; nothing written", file=sys.stderr)
+        return interrupt.code
     bar.close()
     return result
 
@@ -415,24 +418,36 @@ def _check_output(args: argparse.Namespace, output: Path, moving: bool = False) 
 
 
 class Interrupt:
-    """Ctrl-C while a run paints: asks it to stop (`requested`), instead of a traceback."""
+    """Ctrl-C or SIGTERM while a run paints: asks it to stop (`requested`), instead of a
+    traceback or a silent death; `what` says which, and `code` is the shell's for it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self._asked = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def requested(self) -> bool:
-        return self._asked
+        return self.signum is not None
+
+    @property
+    def what(self) -> str:
+        return "stopped (SIGTERM)" if self.signum == signal.SIGTERM else "interrupted"
+
+    @property
+    def code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
 
     def __enter__(self) -> Interrupt:
-        self._previous = signal.signal(signal.SIGINT, self._on_signal)
+        self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        self._asked = True
+        self.signum = signum
 
 
 def _plan(

@@ -19,7 +19,7 @@ import logging
 import re
 import socket
 
-from bot.cli import CliError, add_command
+from bot.cli import CliError, add_command, add_log_level
 from bot.extras import require
 from bot.protocol.messages import CUDA_BATCH_SIZE, default_batch_size
 
@@ -71,12 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the address the metrics listen on; overrides STYLEBOT_METRICS_HOST (default "
         "127.0.0.1; 0.0.0.0 in a container)",
     )
-    p.add_argument(
-        "--log-level",
-        default=None,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="overrides STYLEBOT_LOG_LEVEL (default INFO)",
-    )
+    add_log_level(p)
 
 
 # a long function (over 60 lines): checks, then the Celery worker's start, in the order a host reads them

@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass
 
 from bot.engine.imaging import CorruptImage, UnsupportedImage
+from bot.extras import install_hint
 
 # What decoding a frame costs, in video pixels: Pillow paints every animation frame onto the whole
 # canvas in RGB, about ten times the time of a video decoder's pixel (measured on one core: about
@@ -189,7 +190,7 @@ def open_video(data: bytes, name: str):
         import av  # optional (the `video` extra): only a video needs it
     except ImportError:  # an install without the video library: say so, do not crash
         raise UnsupportedImage(
-            f"the {name} is a video, and this install cannot read videos: pip install 'stylebot[video]'"
+            f"the {name} is a video, and this install cannot read videos: {install_hint('video')}"
         ) from None
     try:
         container = av.open(io.BytesIO(data), mode="r")

@@ -37,7 +37,7 @@ from bot.engine.imaging import (
     encode_to_fit,
     to_rgb,
 )
-from bot.engine.params import ImageLimits, StyleParams
+from bot.engine.params import ImageLimits, StyleParams, fit_size
 
 ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # Pillow's names of the animated pictures taken
 VIDEO_FORMATS = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm"}
@@ -129,12 +129,22 @@ def read_content(
     (params, clip, what was changed to fit, for the member). Raises ImageError, and
     ReadingStopped once `should_stop` says so between frames."""
     if first_frame or not is_moving(data):
-        return params, Clip.still(decode(data, limits, name=f"content image{where}")), ()
+        clip = Clip.still(decode(data, limits, name=f"content image{where}"))
+        return params, clip, _enlarged(clip, params)
     params, notes = clip_params(params)
     clip = decode_clip(
         data, limits, ClipLimits.of(params), name=f"content{where}", should_stop=should_stop
     )
-    return params, clip, (*notes, *clip.changes)
+    return params, clip, (*notes, *clip.changes, *_enlarged(clip, params))
+
+
+def _enlarged(clip: Clip, params: StyleParams) -> tuple[str, ...]:
+    """Says so when the content is smaller than the size it is painted at (it is enlarged)."""
+    width, height = clip.frames[0].size
+    if max(width, height) >= params.size:
+        return ()
+    out_w, out_h = fit_size(width, height, params.size)
+    return (f"enlarged from {width}x{height} to {out_w}x{out_h}",)
 
 
 def frames_to_paint(data: bytes, params: StyleParams, limits: ImageLimits = ImageLimits()) -> int:

@@ -437,7 +437,12 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 def check_thick_enough(params: StyleParams, width: int, height: int, what: str) -> None:
     """InvalidParams when a picture of `width` x `height` (`what`: how a message names it),
     painted at `params.size`, is too thin for the job's layers: the one rule, for the bot's check
-    before queueing and the engine's before painting."""
+    before queueing and the engine's before painting. A picture under MIN_SIZE on a side is
+    refused whatever the size: enlarging a speck (a 1x1 picture to 512x512) paints nothing."""
+    if min(width, height) < MIN_SIZE:
+        raise InvalidParams(
+            f"the {what} is {width}x{height}: too small to paint (at least {MIN_SIZE} px on each side)"
+        )
     min_side = min_input_side((*params.style_layers, *params.content_layers))
     out_w, out_h = fit_size(width, height, params.size)
     if min(out_w, out_h) < min_side:

@@ -88,6 +88,9 @@ class Reporter:
         self.on_progress, self.should_cancel = on_progress, should_cancel
         self.total = sum(steps)
         self.started = self._last_read = time.perf_counter()
+        # (time, work done) at the first report: the ETA counts from there, so that the first
+        # step's warm-up (the style's features, allocations, kernels chosen) is not taken as the pace
+        self._pace_from: tuple[float, float] | None = None
         self.step = 0  # steps taken, over all levels
         self.losses: dict[str, float] = {}
         self.convergence = Convergence(params.tolerance)
@@ -122,7 +125,7 @@ class Reporter:
                 elapsed = now - self.started
                 ended = steps if converged else level_step  # a converged level counts as done
                 done = sum(self.work[: level - 1]) + self.work[level - 1] * ended / steps
-                eta = elapsed / done * (sum(self.work) - done) if done > 0 else None
+                eta = self._eta(now, done)
                 picture = preview() if preview_due else None
                 self.on_progress(
                     Progress(
@@ -140,6 +143,16 @@ class Reporter:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled()
         return converged
+
+    def _eta(self, now: float, done: float) -> float | None:
+        """Seconds left at the pace since the first report; None until there is a pace."""
+        if self._pace_from is None:
+            self._pace_from = (now, done)
+            return None
+        since, done_then = self._pace_from
+        if done <= done_then:
+            return None
+        return (now - since) / (done - done_then) * (sum(self.work) - done)
 
 
 class Convergence:

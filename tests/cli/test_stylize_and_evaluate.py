@@ -3,6 +3,10 @@
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
@@ -72,12 +76,10 @@ def test_several_styles_and_jpeg_output(pictures):
     )
     assert done.returncode == 0, done.stderr
     assert Image.open(out).format == "JPEG"
-    assert (
-        "ETA" not in done.stderr and "wrote" not in done.stderr
-    )  # quiet: the random-weights warning and the seed
+    assert "ETA" not in done.stderr  # quiet: the random-weights warning, what it wrote, the seed
     lines = done.stderr.strip().splitlines()
     assert [line for line in lines if "RANDOM" not in line] == [lines[-1]] and lines[-1].startswith(
-        "stylebot: seed "
+        f"stylebot: wrote {out}, seed "
     )
 
 
@@ -515,3 +517,39 @@ def test_evaluate_runs_a_configuration_over_a_folder_of_pairs(tmp_path):
     refused = stylebot("evaluate", "--pairs", str(pairs))
     assert refused.returncode != 0
     assert "empty needs one content.* and one style.* picture" in refused.stderr
+
+
+def test_sigterm_stops_stylize_and_says_so(pictures):
+    folder, content, style = pictures
+    out = folder / "never.png"
+    env = {k: v for k, v in os.environ.items() if k != "STYLEBOT_VGG19_WEIGHTS"}
+    env["STYLEBOT_VGG19_WEIGHTS"] = "random"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "stylize", str(content), str(style), "-o", str(out),
+         "--size", "48", "--steps", "5000", "--device", "cpu"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        header = ""  # the header comes once the model is loaded (after the RANDOM warning)
+        while not header.startswith("stylebot: "):
+            header = process.stderr.readline()
+            assert header, "stylize ended before painting"
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+    assert "stylebot: stopped (SIGTERM); nothing written" in rest
+    assert "Traceback" not in rest and not out.exists()
+
+
+def test_quiet_still_says_what_it_wrote(pictures):
+    folder, content, style = pictures
+    out = folder / "quiet.png"
+    done = stylebot(
+        "stylize", str(content), str(style), "-o", str(out), "--size", "32", "--steps", "1", "-q"
+    )
+    assert done.returncode == 0
+    assert done.stderr.strip().splitlines()[-1].startswith(f"stylebot: wrote {out}, seed ")

@@ -8,7 +8,7 @@ from PIL import Image
 from bot.engine import clips
 from bot.engine.imaging import ImageError
 from bot.engine.params import ImageLimits, StyleParams
-from tests.conftest import moving_clip
+from tests.conftest import gradient_image, moving_clip, png_bytes
 
 
 @pytest.mark.parametrize("fmt", ["gif", "webp", "png", "mp4"])
@@ -140,8 +140,16 @@ def test_a_bot_host_without_pyav_leaves_videos_to_the_worker(monkeypatch):
         ImageLimits(),
         params,
     )  # no error: left to the worker
-    with pytest.raises(ImageError, match=r"pip install 'stylebot\[video\]'"):
+    with pytest.raises(ImageError, match=r"pip install -e '\.\[video\]'"):
         clips.decode_clip(video)
     # a GIF is still checked on the bot: Pillow reads it
     gif = clips.encode_clip(moving_clip(frames=3), "gif")
     assert clips.frames_to_paint(gif, params) == 3
+
+
+def test_an_enlarged_content_is_said():
+    read_content = clips.read_content
+    small = png_bytes(gradient_image(60, 40))
+    _, _, notes = read_content(small, StyleParams(size=120))
+    assert notes == ("enlarged from 60x40 to 120x80",)
+    assert read_content(small, StyleParams(size=60))[2] == ()

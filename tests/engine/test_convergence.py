@@ -120,3 +120,24 @@ def test_the_bar_counts_work_not_steps(random_vgg):
         (2 + k) / 6 for k in range(1, 5)
     ])  # fmt: skip
     assert seen[7].step == 8 and seen[7].level == 1 and seen[8].level == 2
+
+
+def test_the_eta_leaves_the_first_steps_warm_up_out(monkeypatch):
+    """A first step of 60 s (the style's features, allocations) and 1 s a step after it: the ETA
+    after step 4 of 10 is 6 s, not 6 x 63 / 4."""
+    import torch
+
+    from bot.engine import progress
+    from bot.engine.devices import policy_for
+
+    clock = iter([0.0, 60.0, 61.0, 62.0, 63.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    seen = []
+    reporter = progress.Reporter(
+        StyleParams(size=32, steps=10), [10], [1], policy_for(torch.device("cpu"), "fp32"),
+        on_progress=seen.append, should_cancel=None,
+    )  # fmt: skip
+    for step in range(1, 5):
+        reporter.after_step({"total": torch.tensor(1.0)}, 1, step, preview=lambda: None)
+    assert seen[0].eta is None  # no pace yet after the first step
+    assert [round(p.eta, 6) for p in seen[1:]] == [8.0, 7.0, 6.0]

@@ -160,7 +160,13 @@ def test_thin_images(random_vgg):
     )
     assert result.image.size == (32, 20) and seen[-1].total == 2
     with pytest.raises(InvalidParams, match="too thin"):
-        stylize(random_vgg, gradient_image(100, 10), [noise_image(32, 32)], SMALL)
+        stylize(random_vgg, gradient_image(200, 16), [noise_image(32, 32)], SMALL)
+
+
+def test_a_speck_is_refused_not_enlarged(random_vgg):
+    for width, height in ((1, 1), (15, 400)):
+        with pytest.raises(InvalidParams, match=f"is {width}x{height}: too small to paint"):
+            stylize(random_vgg, gradient_image(width, height), [noise_image(32, 32)], SMALL)
 
 
 def test_strength_zero_keeps_the_content(random_vgg):
