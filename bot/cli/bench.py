@@ -9,7 +9,7 @@ import platform
 import sys
 
 from bot.cli import CliError, UsageError, add_command, parse_sizes
-from bot.cli.common import add_model_options, weights_of
+from bot.cli.common import add_model_options, precision_for, weights_of
 from bot.engine.params import PRECISIONS
 
 ABOUT = """measure ms per step, FLOPs, GFLOP/s against the matmul roofline, peak memory, and the default job's
@@ -64,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
             f"--precision takes {', '.join(PRECISIONS)}; --steps at least 2; --warmup 0 or more"
         )
     model = load_vgg19(weights_of(args), device=device)
-    results, failures = [], []
-    for precision in precisions:
+    results, failures, chosen = [], [], {}
+    for asked in precisions:
+        precision, why = precision_for(device, asked, model)
+        if asked == "auto":
+            chosen = {"auto": precision, "why": why}
         policy = dataclasses.replace(policy_for(device, precision), sync_interval=0.0)
         roofline = matmul_gflops(policy)
         for side in sizes:
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         else f"{device.type} ({platform.processor() or platform.machine()})",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "auto": chosen or None,  # what `auto` chose here, and why
         "sizes": results,
         "failures": failures,
     }
@@ -109,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_table(report: dict) -> None:
     print(f"device {report['device']}, torch {report['torch']}, {report['threads']} threads")
+    if report["auto"]:
+        print(f"auto is {report['auto']['auto']} here: {report['auto']['why']}")
     print(
         f"{'size':>6} {'precision':>9} {'fwd+bwd ms':>11} {'step ms':>9} {'GFLOP':>8} {'GFLOP/s':>9} "
         f"{'matmul GFLOP/s':>15} {'of roofline':>12} {'peak MB':>9}"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bot.cli import UsageError, add_command
-from bot.cli.common import add_model_options, weights_of
+from bot.cli.common import add_model_options, precision_for, weights_of
 from bot.engine.params import StyleParams
 
 ABOUT = """measure a moving picture's flicker, quality and seconds per frame, steady and not
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 2 or args.steps < 2 or args.chunk < 0:
         raise UsageError("--frames and --steps must be at least 2, --chunk 0 or more")
     device = parse_device(args.device)
-    policy = policy_for(device, args.precision)
     model = load_vgg19(weights_of(args), device=device)
+    policy = policy_for(device, precision_for(device, args.precision, model)[0])
     clip, style = _inputs(args)
     base = StyleParams(size=args.size, steps=args.steps, seed=0, pyramid_levels=1)
     Painting(model, clip.frames[0], [style], base.replace(steps=2), policy).run()  # warm-up

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli import UsageError, add_command
-from bot.cli.common import add_model_options, weights_of
+from bot.cli.common import add_model_options, precision_for, weights_of
 from bot.engine import clips, imaging
 from bot.engine.params import (
     AUTO_PYRAMID_COARSEST,
@@ -356,6 +356,7 @@ def _paint(
     from bot.engine.vgg import load_vgg19
 
     model = load_vgg19(weights_of(args), pooling=params.pooling, device=device)
+    precision, why = precision_for(device, args.precision, model)
     bar = ProgressBar(enabled=not args.quiet)
     if not args.quiet:
         width, height = fit_size(*content.frames[0].size, params.size)
@@ -364,7 +365,8 @@ def _paint(
             what = f"{len(content.frames)} frames of {what}, {content.seconds:.1f} s"
         changes = f" ({'; '.join(notes)})" if notes else ""
         print(
-            f"stylebot: {what}{changes}, {describe_schedule(params)} on {device}; "
+            f"stylebot: {what}{changes}, {describe_schedule(params)} on {device} in {precision} "
+            f"({why}); "
             f"weights {model.source.label}{_describe(plan, params, len(content.frames))}",
             file=sys.stderr,
         )
@@ -382,7 +384,7 @@ def _paint(
     try:
         with interrupt:  # Ctrl-C or SIGTERM stops at the next step
             painting = Painting(
-                model, content, styles, params, policy_for(device, args.precision),
+                model, content, styles, params, policy_for(device, precision),
                 on_progress=on_progress, should_cancel=interrupt.requested, plan=plan,
             )  # fmt: skip
             result = painting.run()
@@ -459,6 +461,7 @@ def _plan(
 
     limit = int(args.memory_limit * 2**30) if args.memory_limit else None
     budget = memory_budget(device, limit)
+    # auto on a CPU is measured later, with the model: planned here as fp32, the larger of the two
     precision = policy_for(device, args.precision).precision
     try:
         return plan_job(

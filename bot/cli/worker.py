@@ -77,7 +77,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 # a long function (over 60 lines): checks, then the Celery worker's start, in the order a host reads them
 def run(args: argparse.Namespace) -> int:
     require("celery", "stylebot worker")
-    from bot.config import ConfigError, WorkerSettings, load_settings, unknown_variables
+    from bot.config import (
+        ConfigError,
+        WorkerSettings,
+        load_settings,
+        precision_cache_file,
+        unknown_variables,
+    )
     from bot.engine.weights import WeightsError, resolve_weights
     from bot.executor.pool import WorkerStartError, check_device
     from bot.logs import LogConfig, configure_logging
@@ -127,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
             limits=settings.image_limits,
             memory_limit=settings.memory_limit_bytes,
             shape_buckets=settings.shape_buckets and batch > 1,
+            precision=settings.precision,
+            precision_cache=str(precision_cache_file()),
         ),
         config=settings.celery,
         batch_size=batch,

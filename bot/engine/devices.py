@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -71,14 +72,22 @@ def detect_devices() -> tuple[str, ...]:
     return ("cpu",)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """AMX tiles: bf16 matmul several times faster than fp32.
+def resolve_precision(
+    device: torch.device, precision: str, model: torch.nn.Module, cache_file: Path | None
+) -> tuple[str, str]:
+    """The precision a run gets, and why (for the header, the ready line, bench): `auto` on a
+    CPU is measured on this machine (bot/engine/cpu_precision.py, kept in `cache_file`), TF32 on
+    CUDA, fp32 elsewhere; anything else is what was asked for."""
+    if precision != "auto":
+        return precision, "asked for"
+    if device.type == "cuda":
+        return "tf32", "auto on CUDA"
+    if device.type == "cpu":
+        from bot.engine.cpu_precision import choose
 
-    Measured on an AVX512-BF16 Xeon without AMX (torch 2.14, VGG-19 forward+backward at 256 px):
-    bf16 autocast took 700 ms against 420 ms in fp32, so AVX512-BF16 alone does not count.
-    """
-    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(is_amx and is_amx())
+        choice = choose(model, cache_file)
+        return choice.precision, choice.why
+    return "fp32", f"auto on {device.type}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,8 +150,8 @@ def policy_for(device: torch.device | str, precision: str = "auto") -> DevicePol
     CUDA: channels_last, TF32 by default (`auto`), bf16 autocast on request, the loss read back
     every 0.2 s so the host queues steps ahead of the GPU. cuDNN autotuning stays off: members
     send every aspect ratio, and autotuning makes the first step at each new shape slow.
-    CPU: fp32 contiguous, or bf16 autocast with channels_last where AMX makes it pay (`auto`).
-    MPS: fp32.
+    CPU: fp32 contiguous, or bf16 autocast with channels_last. `auto` here is fp32: a run that
+    wants the measured choice resolves it first (`resolve_precision`). MPS: fp32.
     """
     if precision not in PRECISIONS:
         raise DeviceError(f"precision must be one of {', '.join(PRECISIONS)}")
@@ -156,7 +165,7 @@ def policy_for(device: torch.device | str, precision: str = "auto") -> DevicePol
             sync_interval=0.2,
         )
     if device.type == "cpu":
-        bf16 = precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
+        bf16 = precision == "bf16"
         return DevicePolicy(
             device=device, channels_last=bf16, autocast_dtype=torch.bfloat16 if bf16 else None
         )

@@ -40,7 +40,8 @@ class Pooling(StrEnum):
 
 
 class Precision(StrEnum):
-    """auto: TF32 on CUDA, bf16 on CPUs with AMX, else fp32 (see bot/engine/devices.py)."""
+    """auto: TF32 on CUDA; on a CPU bf16 where measured clearly faster here, else fp32
+    (bot/engine/cpu_precision.py); fp32 elsewhere."""
 
     auto = "auto"
     fp32 = "fp32"

@@ -52,6 +52,8 @@ class ExecutorConfig:
     time_limit: float = 900.0  # seconds a job may run
     cancel_grace: float = 5.0  # seconds a worker has to confirm a stop before it is killed
     weights: str | None = None  # as for load_vgg19; None: the bundled original VGG-19
+    precision: str = "auto"  # the workers' (auto: measured on a CPU, kept in precision_cache)
+    precision_cache: str | None = None
     cache_size: int = 16  # style targets kept per worker
     start_timeout: float = 300.0  # seconds a worker may take to load VGG-19
     threads_per_worker: int | None = None  # CPU threads per worker; None: cores / CPU workers

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.config import Settings
+from bot.config import Settings, precision_cache_file
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.executor.pool import LocalExecutor
 from bot.extras import require
@@ -25,6 +25,8 @@ def make_executor(settings: Settings) -> Dispatcher:
         per_user_limit=settings.per_user_jobs,
         time_limit=settings.job_time_limit,
         weights=settings.vgg19_weights,
+        precision=settings.precision,
+        precision_cache=str(precision_cache_file()),
         image_limits=settings.image_limits,
         log=LogConfig(
             level=getattr(logging, settings.log_level), json=settings.log_format == "json"

@@ -162,6 +162,8 @@ class LocalPool(Backend):
                     limits=self.config.image_limits,
                     memory_limit=self.config.memory_limit,
                     shape_buckets=self.config.shape_buckets and batch > 1,
+                    precision=self.config.precision,
+                    precision_cache=self.config.precision_cache,
                 )
                 self._workers.append(
                     _Worker(WorkerSpec(f"{device}#{i}", runner, self.config.log, batch))
@@ -246,8 +248,9 @@ class LocalPool(Backend):
         if isinstance(message, Ready):
             worker.ready, worker.device = True, message.device
             log.info(
-                "worker %s ready on %s with %s", worker.spec.name, worker.device, message.weights
-            )
+                "worker %s ready on %s with %s; precision %s",
+                worker.spec.name, worker.device, message.weights, message.precision,
+            )  # fmt: skip
             _resolve(worker.ready_future, True)
             self._capacity()
         elif isinstance(message, Fatal):

@@ -302,6 +302,10 @@ class RunnerSpec:
     # paint stills at their shape bucket (bot/engine/buckets.py), so that batches fill: on for a
     # worker that steps several jobs together, off where each job runs alone
     shape_buckets: bool = False
+    precision: str = (
+        "auto"  # STYLEBOT_PRECISION: auto is measured on a CPU (bot/engine/cpu_precision.py)
+    )
+    precision_cache: str | None = None  # the file that keeps a CPU's measured answer
 
 
 @dataclass(frozen=True)
@@ -336,6 +340,7 @@ class Stop:
 class Ready:
     device: str
     weights: str
+    precision: str = ""  # the precision its jobs run in, and why (bot/engine/devices.py)
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,11 @@ def make_worker_app(identity: WorkerIdentity):
     @start_signal.connect(weak=False)
     def _load(**_: Any) -> None:
         process = StylizeTask.process = WorkerProcess(identity)
-        log.info("ready: %s, weights %s", process.runner.device_name, process.runner.weights_label)
+        runner = process.runner
+        log.info(
+            "ready: %s, weights %s, precision %s",
+            runner.device_name, runner.weights_label, runner.precision_label,
+        )  # fmt: skip
 
     @app.task(name=TASK_NAME, bind=True, base=StylizeTask)
     def stylize(self: StylizeTask, message: dict[str, Any]) -> dict[str, Any]:

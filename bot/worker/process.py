@@ -51,7 +51,7 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
     except Exception as exc:  # weights missing or broken, bad device: the parent reports it
         outbox.send(Fatal(str(exc) or exc.__class__.__name__))
         return
-    outbox.send(Ready(runner.device_name, runner.weights_label))
+    outbox.send(Ready(runner.device_name, runner.weights_label, runner.precision_label))
     batcher = Batcher(
         runner, max_jobs=spec.batch_size, memory_budget=runner.memory_budget(), name=spec.name
     )

@@ -18,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from PIL import Image
 
 from bot.engine import buckets, clips, colour, imaging
 from bot.engine.clips import Clip
-from bot.engine.devices import memory_budget, parse_device, policy_for
+from bot.engine.devices import memory_budget, parse_device, policy_for, resolve_precision
 from bot.engine.imaging import ImageError
 from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_job
 from bot.engine.painting import Painting, out_of_memory
@@ -102,9 +103,12 @@ class JobRunner:
             torch.set_num_threads(spec.threads)
         self.spec = spec
         self.device = parse_device(spec.device)
-        self.policy = policy_for(self.device, "auto")
         self.models = {"max": load_vgg19(spec.weights, pooling="max", device=self.device)}
         self.weights_label = self.models["max"].source.label
+        cache = Path(spec.precision_cache) if spec.precision_cache else None
+        precision, why = resolve_precision(self.device, spec.precision, self.models["max"], cache)
+        self.policy = policy_for(self.device, precision)
+        self.precision_label = f"{precision} ({why})"
         self.device_name = str(self.device)
         if self.device.type == "cuda":
             self.device_name = f"{self.device} ({torch.cuda.get_device_name(self.device)})"

@@ -45,11 +45,9 @@ def test_the_cuda_policy():
     assert not strict.tf32 and strict.precision == "fp32"
 
 
-def test_the_cpu_policy_uses_bf16_only_where_amx_makes_it_pay(monkeypatch):
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
-    assert policy_for(CPU).precision == "fp32" and not policy_for(CPU).channels_last
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
-    fast = policy_for(CPU)
+def test_the_cpu_policies():
+    assert policy_for(CPU).precision == "fp32" and not policy_for(CPU).channels_last  # unmeasured
+    fast = policy_for(CPU, "bf16")
     assert fast.precision == "bf16" and fast.channels_last
     assert policy_for(CPU, "fp32").precision == "fp32"
     with pytest.raises(DeviceError, match="precision"):

@@ -368,3 +368,23 @@ def test_the_worker_decodes_with_the_configured_limits():
         and result.kind == "bad_input"
         and "at most 1,000" in result.message
     )
+
+
+def test_a_worker_says_its_precision_and_why(tmp_path, caplog):
+    """auto on a CPU: the answer kept on disk for this machine is used (here a forced one: no
+    measurement runs), and the ready line names it."""
+    import json
+
+    from bot.engine.cpu_precision import machine_key
+
+    kept = tmp_path / "cpu-precision.json"
+    answer = {"precision": "bf16", "why": "forced by the test", "fp32_ms": 2.0, "bf16_ms": 1.0}
+    kept.write_text(json.dumps({machine_key(1): answer}))
+
+    async def scenario():
+        executor = await started_executor(threads_per_worker=1, precision_cache=str(kept))
+        await executor.shutdown()
+
+    with caplog.at_level("INFO", logger="bot.executor.pool"):
+        run(scenario())
+    assert f"precision bf16 (forced by the test; kept in {kept})" in caplog.text
