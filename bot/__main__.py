@@ -23,6 +23,7 @@ from bot.cli import (
 )
 from bot.extras import MissingExtra, from_import_error
 from bot.logs import LogConfig, configure_logging
+from bot.threads import quiet_openmp
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_openmp()  # before any command imports torch (bot/threads.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

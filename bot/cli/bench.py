@@ -9,6 +9,7 @@ import platform
 import sys
 
 from bot.cli import CliError, UsageError, add_command, parse_sizes
+from bot.cli.bench_load import under_load
 from bot.cli.common import add_model_options, precision_for, weights_of
 from bot.engine.params import PRECISIONS
 
@@ -41,6 +42,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="skip timing the whole default job at each size (its levels, steps and early stop)",
     )
+    p.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time each step again while N busy processes compete for the cores, and print "
+        "the slowdown against the share of the CPU they take (goal: at most 1.3 times it)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -50,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from bot.engine.benchmark import matmul_gflops, measure, time_default_job
     from bot.engine.devices import parse_device, policy_for
     from bot.engine.vgg import load_vgg19
+    from bot.threads import apply_budget, available_cores, default_budget
 
     device = parse_device(args.device)
     sizes = parse_sizes(args.sizes)
@@ -59,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
         or any(p not in PRECISIONS for p in precisions)
         or args.steps < 2
         or args.warmup < 0
+        or args.load < 0
     ):
         raise UsageError(
-            f"--precision takes {', '.join(PRECISIONS)}; --steps at least 2; --warmup 0 or more"
+            f"--precision takes {', '.join(PRECISIONS)}; --steps at least 2; --warmup and --load 0 "
+            "or more"
         )
+    apply_budget(default_budget())  # as a worker runs: its thread budget (bot/threads.py)
     model = load_vgg19(weights_of(args), device=device)
     results, failures, chosen = [], [], {}
     for asked in precisions:
@@ -74,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
         for side in sizes:
             try:
                 result = measure(model, side, args.steps, args.warmup, policy)
+                if args.load:
+                    result["under_load"] = under_load(
+                        lambda: measure(model, side, args.steps, args.warmup, policy)["step_ms"],  # noqa: B023
+                        args.load, torch.get_num_threads(), available_cores(),
+                    )  # fmt: skip
                 if args.job:
                     result |= time_default_job(model, side, policy)
             except (
@@ -125,6 +143,15 @@ def _print_table(report: dict) -> None:
             f"{r['gflop_per_step']:>8.1f} {r['gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
             f"{r['roofline_ratio']:>12.2f} {r['peak_memory_mb']:>9.0f}"
         )
+    for r in report["sizes"]:
+        if load := r.get("under_load"):
+            print(
+                f"{r['side']:>6} {r['precision']:>9} with {load['load']} busy processes: "
+                f"{load['step_ms_alone']:.0f} -> {load['step_ms_loaded']:.0f} ms a step, "
+                f"{load['slowdown']:.2f}x slower where the CPU share lost explains "
+                f"{load['share_lost']:.2f}x ({load['of_share_lost']:.2f} of it; goal at most 1.3: "
+                f"{'met' if load['within_goal'] else 'NOT met'})"
+            )
     jobs = [r for r in report["sizes"] if "job_s" in r]
     if jobs:
         print("the default job at each size, from the pictures to the result:")

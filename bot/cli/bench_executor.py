@@ -15,6 +15,7 @@ from bot.cli.job_mix import DEFAULT_SIZE, MIXES, describe, draw
 from bot.engine import imaging
 from bot.engine.params import StyleParams, fit_size
 from bot.protocol.messages import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
+from bot.threads import available_cores
 
 # a long function (over 60 lines): one declaration per option, read as the command's manual
 ABOUT = """jobs per minute through the local pool or Celery workers, waits, latency, event-loop lag
@@ -404,7 +405,7 @@ def _start_celery_workers(args: argparse.Namespace) -> list:
     import sys
 
     count = args.start_workers
-    threads = args.worker_threads or max(1, (os.cpu_count() or 1) // max(1, count))
+    threads = args.worker_threads or max(1, available_cores() // max(1, count))
     env = {**os.environ, "STYLEBOT_VGG19_WEIGHTS": weights_of(args)}
     return [
         subprocess.Popen(

@@ -354,7 +354,9 @@ def _paint(
     from bot.engine.painting import Painting
     from bot.engine.progress import Cancelled, Progress
     from bot.engine.vgg import load_vgg19
+    from bot.threads import apply_budget, default_budget
 
+    apply_budget(default_budget())  # torch, OpenCV, codecs: the cores this process may use
     model = load_vgg19(weights_of(args), pooling=params.pooling, device=device)
     precision, why = precision_for(device, args.precision, model)
     bar = ProgressBar(enabled=not args.quiet)

@@ -48,7 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="its name in Redis and in Celery (default: HOST/DEVICE); unique per worker",
     )
     p.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch, OpenCV and the video codecs (default: the cores this process may use)",
     )
     p.add_argument(
         "--batch-size",

@@ -38,6 +38,7 @@ from bot.engine.imaging import (
     to_rgb,
 )
 from bot.engine.params import ImageLimits, StyleParams, fit_size
+from bot.threads import codec_threads
 
 ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # Pillow's names of the animated pictures taken
 VIDEO_FORMATS = {"MP4": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm"}
@@ -384,6 +385,7 @@ def _decode_video(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = codec_threads()  # the process's budget (bot/threads.py)
         for frame in container.decode(stream):
             if stop():
                 raise ReadingStopped
@@ -541,6 +543,7 @@ def _write_mp4(path: str, clip: Clip, even: tuple[int, int], crf: str) -> None:
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, 1000)
         stream.codec_context.options = {"crf": crf, "preset": "medium"}
+        stream.codec_context.thread_count = codec_threads()
         at, lengths = 0, {}  # pts -> ms: each packet says how long its frame shows (the last's
         # length is kept only so; the others' follow from the next frame's time)
         for image, ms in zip(clip.frames, clip.durations, strict=True):

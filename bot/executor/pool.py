@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
 import queue
 import signal
 import subprocess
@@ -49,6 +48,7 @@ from bot.protocol.messages import (
     default_batch_size,
     event_from_dict,
 )
+from bot.threads import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class LocalPool(Backend):
         devices = self.config.devices or await asyncio.to_thread(detect_devices)
         cpu_workers = sum(1 for d in devices if d == "cpu") * self.config.workers_per_device
         threads = self.config.threads_per_worker or (
-            max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else None
+            max(1, available_cores() // cpu_workers) if cpu_workers else None
         )
         for device in devices:
             for i in range(self.config.workers_per_device):

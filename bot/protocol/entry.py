@@ -14,5 +14,8 @@ LOCAL_WORKER = "bot.worker.process:worker_main"  # a local pool's worker: a pipe
 
 def run_entry(entry: str, *args: object) -> None:
     """Call the function `entry` ("module:function") with `args`, in this (spawned) process."""
+    from bot.threads import quiet_openmp
+
+    quiet_openmp()  # before the worker's module imports torch
     module, _, function = entry.partition(":")
     getattr(importlib.import_module(module), function)(*args)

@@ -45,6 +45,7 @@ from bot.protocol.messages import (
     RunnerSpec,
     Terminal,
 )
+from bot.threads import apply_budget, default_budget
 from bot.worker.stats import PaintingStats
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,7 @@ class JobRunner:
     """Loads VGG-19 once (per pooling), warms it up, then runs jobs."""
 
     def __init__(self, spec: RunnerSpec):
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
+        apply_budget(spec.threads or default_budget())  # torch, OpenCV, codecs (bot/threads.py)
         self.spec = spec
         self.device = parse_device(spec.device)
         self.models = {"max": load_vgg19(spec.weights, pooling="max", device=self.device)}
