@@ -7,7 +7,7 @@ from PIL import Image
 
 from bot.engine import colour, imaging
 from bot.engine.params import ImageLimits, fit_size
-from tests.conftest import noise_image, png_bytes
+from tests.conftest import gradient_image, noise_image, png_bytes
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -138,3 +138,25 @@ def test_colour_space_round_trip():
 
     rgb = torch.rand(1, 3, 5, 5)
     assert torch.allclose(colour.ycbcr_to_rgb(colour.rgb_to_ycbcr(rgb)), rgb, atol=1e-5)
+
+
+def test_a_pngs_orientation_comes_from_its_header_and_decode_agrees():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = png_bytes(gradient_image(40, 20), "PNG", exif=exif)  # the eXIf chunk precedes IDAT
+    assert imaging.upright_size(turned) == (20, 40)
+    assert imaging.decode(turned).size == (20, 40)
+
+
+def test_upright_size_never_decodes_the_pixels(monkeypatch):
+    """A 6000x6000 PNG of a few KB: its size from the header, not 137 MB of pixels."""
+    from PIL import PngImagePlugin
+
+    big = png_bytes(Image.new("RGB", (6000, 6000), (200, 30, 30)))
+    assert len(big) < 200_000
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    assert imaging.upright_size(big) == (6000, 6000)
