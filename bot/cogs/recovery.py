@@ -37,6 +37,12 @@ INTERRUPTED_TEXT = (
     "⚠️ The bot restarted while this job was {where}, and the job was lost. "
     "Press Retry to run it again with the same pictures."
 )
+# an orphan whose stored job this version cannot read (another version wrote it): Retry would
+# read it the same way, so the member is asked to start again
+UNREADABLE_TEXT = (
+    "⚠️ The bot restarted while this job was waiting or painting, and this version of the bot "
+    "cannot resume it. Please send /stylize again."
+)
 MAX_DELIVERY_ATTEMPTS = 50
 # a try at a late delivery holds its claim this long at most (it gives up at 80 % of it): no
 # other bot process delivers the same ending meanwhile
@@ -103,33 +109,54 @@ class RecoveryCog(commands.Cog):
             log.info("removed the settings, presets and jobs of server %s (left)", guild_id)
 
     async def recover_orphans(self) -> None:
+        """Each orphan on its own: one that cannot be resumed (its stored parameters written by
+        another version, a broken row) ends with a message to its member, and the round goes on."""
         storage = self.bot.storage
         for record in await storage.jobs.orphaned(silent_for=self.bot.settings.instance_timeout):
             if not await storage.jobs.adopt(record):
                 continue  # another bot process adopted it in the same moment
-            handle = await self.bot.executor.reattach(job_of(record, [b""]))
-            if handle is not None:  # its results can still arrive (a distributed executor)
-                log.info("re-attached to job %s", record.id)
-            elif record.state == JobStatus.QUEUED:  # it never started: queue it again
-                handle = await self.bot.launcher.requeue(record)
-            if handle is not None:
-                self.bot.launcher.follow(Reply.of_record(record), handle, Summary(record.summary))
-                continue
-            where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
-            text = INTERRUPTED_TEXT.format(where=where)
-            await storage.jobs.set_state(
-                record.id, JobStatus.INTERRUPTED, outcome=text, delivered=False
-            )
-            log.warning(
-                "job %s was lost with its bot process; telling member %s", record.id, record.user_id
-            )
-            message_id = await Reply.of_record(record).deliver(
-                self.bot, text, view=retry_view(record.id)
-            )
-            if message_id is not None:
-                await storage.jobs.set_state(
-                    record.id, JobStatus.INTERRUPTED, delivered=True, message_id=message_id
+            try:
+                await self._resume(record)
+            except Exception:  # noqa: BLE001 (whatever this one row holds, the others go on)
+                log.exception(
+                    "job %s cannot be resumed; telling member %s", record.id, record.user_id
                 )
+                try:
+                    await self._tell_lost(record, UNREADABLE_TEXT, retry=False)
+                except Exception:  # noqa: BLE001 (the database or Discord: a later round retries)
+                    log.exception(
+                        "could not tell member %s about job %s", record.user_id, record.id
+                    )
+
+    async def _resume(self, record: JobRecord) -> None:
+        """Re-attach to the job, queue it again, or tell its member it was lost."""
+        handle = await self.bot.executor.reattach(job_of(record, [b""]))
+        if handle is not None:  # its results can still arrive (a distributed executor)
+            log.info("re-attached to job %s", record.id)
+        elif record.state == JobStatus.QUEUED:  # it never started: queue it again
+            handle = await self.bot.launcher.requeue(record)
+        if handle is not None:
+            self.bot.launcher.follow(Reply.of_record(record), handle, Summary(record.summary))
+            return
+        where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
+        log.warning(
+            "job %s was lost with its bot process; telling member %s", record.id, record.user_id
+        )
+        await self._tell_lost(record, INTERRUPTED_TEXT.format(where=where), retry=True)
+
+    async def _tell_lost(self, record: JobRecord, text: str, *, retry: bool) -> None:
+        """The job ends interrupted with `text` to its member (tried again later if Discord
+        refuses now: the ending is kept undelivered)."""
+        storage = self.bot.storage
+        await storage.jobs.set_state(
+            record.id, JobStatus.INTERRUPTED, outcome=text, delivered=False
+        )
+        view = retry_view(record.id) if retry else None
+        message_id = await Reply.of_record(record).deliver(self.bot, text, view=view)
+        if message_id is not None:
+            await storage.jobs.set_state(
+                record.id, JobStatus.INTERRUPTED, delivered=True, message_id=message_id
+            )
 
     async def retry_deliveries(self) -> None:
         storage = self.bot.storage

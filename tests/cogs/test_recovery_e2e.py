@@ -225,3 +225,73 @@ def test_an_ending_the_database_missed_is_written_when_it_is_back_and_never_redo
     texts = [text_of(m) for m in (*fake.edits(token), *fake.followups(token))]
     assert sum("Done in" in t for t in texts) == 1
     assert not any("lost" in t for t in texts) and final == ("done", True)
+
+
+def test_an_orphan_this_version_cannot_read_is_told_and_the_round_goes_on(database_url):
+    """Three jobs when the bot dies: Alice's painting, Bob's and Carol's waiting. Bob's stored
+    parameters hold one this version does not know (a newer version wrote them): Bob is told his
+    job cannot be resumed; Alice hears hers was lost, Carol's is queued again and ends."""
+    import json
+
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from bot.storage.db import jobs
+    from tests.cogs.fake_discord.payloads import user
+
+    carol = user(900000000000000003, "carol")
+
+    async def from_a_newer_version(token):
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                row = (
+                    await conn.execute(sa.select(jobs.c.params).where(jobs.c.token == token))
+                ).one()
+                params = {**json.loads(row.params), "brush_texture": "oil"}
+                await conn.execute(
+                    sa.update(jobs).where(jobs.c.token == token).values(params=json.dumps(params))
+                )
+        finally:
+            await engine.dispose()
+
+    async def scenario(fake):
+        process = bot_process(fake, database_url)
+        try:
+            await asyncio.wait_for(fake.identified.wait(), 90)
+            await asyncio.sleep(0.5)
+            tokens = []
+            for member, steps in ((ALICE, 200), (BOB, 3), (carol, 3)):
+                attachments = picture_attachments(fake)
+                tokens.append(
+                    await fake.slash(
+                        "stylize",
+                        stylize_options(attachments, steps=steps, size=64),
+                        member_user=member,
+                        attachments=attachments,
+                    )
+                )
+                if member is ALICE:
+                    await fake.wait_for(
+                        lambda f: any("/200 " in text_of(e) for e in f.edits(tokens[0]))
+                    )
+            for token in tokens[1:]:
+                await fake.wait_for(
+                    lambda f, t=token: any("Queued" in text_of(e) for e in f.edits(t))
+                )
+        finally:
+            kill_tree(process)
+        alice, bob, carols = tokens
+        await from_a_newer_version(bob)
+        async with BotHarness(fake, database_url, instance_timeout=90.0):
+            told_bob = await fake.wait_for(
+                lambda f: [e for e in f.edits(bob) if "cannot resume it" in text_of(e)], timeout=60
+            )
+            await fake.wait_for(lambda f: [e for e in f.edits(alice) if "was lost" in text_of(e)])
+            done = await fake.wait_for(
+                lambda f: [e for e in f.edits(carols) if "Done in" in text_of(e)], timeout=120
+            )
+        return told_bob[-1], done[-1]
+
+    told_bob, done = run(scenario)
+    assert "/stylize" in text_of(told_bob) and done.files
