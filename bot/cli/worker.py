@@ -77,6 +77,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_log_level(p)
 
 
+def port_taken(host: str, port: int) -> str | None:
+    """Why `port` cannot be listened on at `host` (another process has it), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 # a long function (over 60 lines): checks, then the Celery worker's start, in the order a host reads them
 def run(args: argparse.Namespace) -> int:
     require("celery", "stylebot worker")
@@ -114,6 +125,15 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--batch-size must be at least 1", EXIT_SETTINGS)
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         raise CliError("--metrics-port must be between 1 and 65535", EXIT_SETTINGS)
+    metrics_port = args.metrics_port or settings.metrics_port
+    metrics_host = args.metrics_host or settings.metrics_host
+    if metrics_port and (taken := port_taken(metrics_host, metrics_port)):
+        # two workers on one host with one port: Prometheus would see only the first
+        raise CliError(
+            f"the metrics port {metrics_host}:{metrics_port} is taken ({taken}): give each worker "
+            "on a host its own STYLEBOT_METRICS_PORT or --metrics-port",
+            EXIT_SETTINGS,
+        )
     level = args.log_level or settings.log_level
     name = args.name or f"{socket.gethostname()}/{device}"
     configure_logging(
@@ -141,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
         ),
         config=settings.celery,
         batch_size=batch,
-        metrics_port=args.metrics_port or settings.metrics_port,
-        metrics_host=args.metrics_host or settings.metrics_host,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     app = make_worker_app(identity)
     app.worker_main(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import os
 import shutil
 import subprocess
 import time
@@ -469,3 +470,29 @@ def test_a_worker_serves_the_metrics_of_its_device_on_its_own_port(tmp_path):
     assert found[("stylebot_device_busy_seconds_total", "wm")] > 0
     assert found[("stylebot_device_memory_peak_bytes", "wm")] > 0
     assert ("process_start_time_seconds", None) in found
+
+
+def test_a_second_worker_on_a_taken_metrics_port_refuses_to_start(tmp_path):
+    """Two workers on a host with one STYLEBOT_METRICS_PORT: the second would paint without
+    metrics and Prometheus would see one worker; it stops at once with the reason (exit 2)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as first:
+        first.bind(("127.0.0.1", 0))
+        first.listen()
+        port = first.getsockname()[1]
+        env = {
+            **os.environ,
+            "STYLEBOT_VGG19_WEIGHTS": "random",
+            "STYLEBOT_REDIS_URL": "redis://127.0.0.1:1/0",  # never reached: it stops before
+            "STYLEBOT_METRICS_PORT": str(port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "worker", "--device", "cpu"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"the metrics port 127.0.0.1:{port} is taken" in done.stderr
+    assert "its own STYLEBOT_METRICS_PORT" in done.stderr
