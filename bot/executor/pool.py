@@ -38,6 +38,7 @@ from bot.protocol.messages import (
     Job,
     JobCancelled,
     JobFailed,
+    Painted,
     Ready,
     Run,
     RunnerSpec,
@@ -125,6 +126,7 @@ class _Running:
     def __init__(self, job: Job, seq: int):
         self.job, self.seq = job, seq
         self.stop_requested = False
+        self.painted = False  # only its encoding is left: a cancel is answered after it
         self.kill_timer: asyncio.TimerHandle | None = None
 
 
@@ -266,6 +268,13 @@ class LocalPool(Backend):
         elif isinstance(message, WorkerStats):
             if self._listener is not None:
                 self._listener.on_stats(worker.spec.name, message)
+        elif isinstance(message, Painted):
+            running = worker.running.get(message.seq)
+            if running is not None:  # never killed over it now: its cancel is answered after
+                running.painted = True  # the encoding, which another member's jobs wait on too
+                if running.kill_timer is not None:
+                    running.kill_timer.cancel()
+                    running.kill_timer = None
         elif isinstance(message, Emit):
             running = worker.running.get(message.seq)
             if running is None:
@@ -362,6 +371,8 @@ class LocalPool(Backend):
             return
         running.stop_requested = True
         worker.send(Cancel(running.seq))  # through the writer thread: never blocks the loop
+        if running.painted:  # only its encoding is left: the worker answers once that ends
+            return
         assert self._loop is not None
         running.kill_timer = self._loop.call_later(
             self.config.cancel_grace, self._kill, worker, running

@@ -302,9 +302,8 @@ class RunnerSpec:
     # paint stills at their shape bucket (bot/engine/buckets.py), so that batches fill: on for a
     # worker that steps several jobs together, off where each job runs alone
     shape_buckets: bool = False
-    precision: str = (
-        "auto"  # STYLEBOT_PRECISION: auto is measured on a CPU (bot/engine/cpu_precision.py)
-    )
+    # STYLEBOT_PRECISION: auto is measured on a CPU (bot/engine/cpu_precision.py)
+    precision: str = "auto"
     precision_cache: str | None = None  # the file that keeps a CPU's measured answer
 
 
@@ -317,7 +316,8 @@ class WorkerSpec:
 
 
 # Parent to worker: Run, Cancel, Stop. Worker to parent: Ready, Fatal, Emit (an event of the job
-# with that `seq`), WorkerStats (every STATS_INTERVAL seconds while it changes).
+# with that `seq`), Painted (only its encoding is left), WorkerStats (every STATS_INTERVAL
+# seconds while it changes).
 
 
 @dataclass(frozen=True)
@@ -354,6 +354,14 @@ class Emit:
     event: dict[str, Any]  # Event.to_dict()
 
 
+@dataclass(frozen=True)
+class Painted:
+    """The job `seq` has finished painting: only its encoding is left (a few ms to seconds), and
+    a cancel is answered once that ends. The pool never kills a worker over such a job."""
+
+    seq: int
+
+
 STATS_INTERVAL = 2.0  # seconds between a worker's WorkerStats
 
 
@@ -373,7 +381,7 @@ class WorkerStats:
 
 
 ToWorker = Run | Cancel | Stop
-FromWorker = Ready | Fatal | Emit | WorkerStats
+FromWorker = Ready | Fatal | Emit | Painted | WorkerStats
 
 
 # --- Celery ---------------------------------------------------------------------------------

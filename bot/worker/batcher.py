@@ -41,6 +41,7 @@ class _Entry:
     emit: Callable[[Event], None]
     finish: Callable[[Terminal], None]
     should_cancel: Callable[[], bool]
+    painted: Callable[[], None] | None = None  # told when only the encoding is left
     inputs: JobInputs | None = None  # read when it arrives: its pictures and memory plan
     painting: Painting | None = None  # set up when it is admitted
 
@@ -76,9 +77,11 @@ class Batcher:
         emit: Callable[[Event], None],
         finish: Callable[[Terminal], None],
         should_cancel: Callable[[], bool],
+        painted: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a job; its events go to `emit`, its terminal event to `finish` (exactly once)."""
-        self._inbox.put(_Entry(job, emit, finish, should_cancel))
+        """Queue a job; its events go to `emit`, its terminal event to `finish` (exactly once),
+        and `painted()` is called once it has finished painting (its result waits to be encoded)."""
+        self._inbox.put(_Entry(job, emit, finish, should_cancel, painted))
 
     def stop(self) -> None:
         self._stopped.set()
@@ -118,9 +121,13 @@ class Batcher:
         self._ready.put(None)
 
     def _encode_all(self) -> None:
-        """The encoder thread: each finished job's result encoded and its ending delivered."""
+        """The encoder thread: each finished job's result encoded and its ending delivered. A job
+        cancelled while it waited here ends cancelled, unencoded (the cancel is answered)."""
         while (finished := self._finished.get()) is not None:
             entry, result, cache_hit = finished
+            if entry.should_cancel():
+                entry.finish(JobCancelled(job_id=entry.job.id))
+                continue
             notes = entry.inputs.notes if entry.inputs else ()
             try:
                 ending = self.runner.done(entry.job, result, cache_hit, notes)
@@ -190,6 +197,8 @@ class Batcher:
                 except Exception as exc:
                     entry.finish(self.runner.ending(entry.job, exc))
                 else:
+                    if entry.painted is not None:
+                        entry.painted()
                     self._finished.put((entry, result, painting.style_cache_hits > 0))
             else:
                 still.append(entry)

@@ -25,6 +25,7 @@ from bot.protocol.messages import (
     Fatal,
     Job,
     JobFailed,
+    Painted,
     Ready,
     Run,
     Stop,
@@ -62,9 +63,9 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
         with sending:
             outbox.send(Emit(seq, event.to_dict()))
 
-    def send_stats(stats: WorkerStats) -> None:
+    def send_message(message: WorkerStats | Painted) -> None:
         with sending:
-            outbox.send(stats)
+            outbox.send(message)
 
     def listen() -> None:
         while True:
@@ -91,11 +92,12 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
                     emit=lambda event, seq=seq: send(seq, event),
                     finish=lambda event, seq=seq: send(seq, event),
                     should_cancel=lambda seq=seq: seq in cancelled or os.getppid() != parent,
+                    painted=lambda seq=seq: send_message(Painted(seq)),
                 )
         batcher.stop()
 
     threading.Thread(target=listen, name="stylebot-inbox", daemon=True).start()
     stopped = threading.Event()
-    report_every(runner.stats, send_stats, stopped)
+    report_every(runner.stats, send_message, stopped)
     batcher.run()
     stopped.set()

@@ -287,3 +287,62 @@ def test_a_batching_worker_paints_near_shapes_in_one_bucket_and_delivers_each_at
     assert [(r.width, r.height) for r in results] == [(64, 42), (64, 43)]
     assert steps == 12
     assert batches is not None and batches < 12  # steps of the two jobs shared passes
+
+
+def test_a_job_cancelled_after_painting_is_answered_and_never_held_against_the_worker(monkeypatch):
+    """A finished job waits for the encoder (here held by another job's slow encoding, as a
+    300-frame clip takes 7.5 s): the worker has said it is painted (the pool then never kills it
+    over a cancel), and a cancel ends it cancelled, unencoded, once the encoder reaches it."""
+    import threading
+    import time
+
+    from bot.protocol.messages import RunnerSpec
+    from bot.worker.batcher import Batcher
+    from bot.worker.runner import JobRunner
+
+    runner = JobRunner(RunnerSpec(device="cpu", weights="random", threads=1, precision="fp32"))
+    gate = threading.Event()
+    encode = runner.done
+
+    def slow_for_the_first(job, *args, **kwargs):
+        if job.user_id == 1:
+            gate.wait(60)
+        return encode(job, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "done", slow_for_the_first)
+    batcher = Batcher(runner, max_jobs=2)
+    said, endings, cancelled = [], {}, threading.Event()
+    finished = threading.Event()
+
+    def add(user):
+        def finish(event):
+            endings[user] = event
+            if len(endings) == 2:
+                finished.set()
+
+        batcher.add(
+            make_job(user, steps=3 if user == 1 else 6),
+            emit=lambda event: None,
+            finish=finish,
+            should_cancel=lambda: user == 2 and cancelled.is_set(),
+            painted=lambda: said.append(user),
+        )
+
+    loop = threading.Thread(target=batcher.run, daemon=True)
+    loop.start()
+    add(1)
+    add(2)
+    try:
+        deadline = time.monotonic() + 60
+        while said != [1, 2]:  # both painted: 1 held in its encoding, 2 waiting behind it
+            assert time.monotonic() < deadline, said
+            time.sleep(0.05)
+        cancelled.set()
+        gate.set()
+        assert finished.wait(60)
+    finally:
+        gate.set()
+        batcher.stop()
+        loop.join(30)
+    assert isinstance(endings[1], JobDone)
+    assert isinstance(endings[2], JobCancelled)
