@@ -13,9 +13,6 @@ Pure arithmetic, no torch: the worker, the benchmarks and the tests ask the same
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-
-from bot.engine.params import StyleParams, fit_size
 
 # width:height of the buckets (each also turned upright): square, 5:4 and 4:3 (phone photos,
 # prints), 3:2 (cameras), 16:9 (screens, video frames), 2:1 (panoramas), 19.5:9 (phone
@@ -57,16 +54,3 @@ def canvas_for(width: int, height: int, frames: int, enabled: bool) -> tuple[int
     """The shape a job is painted at: a still's bucket where buckets are `enabled` (a worker
     that batches), else its own (a moving picture's frames are a batch of their own)."""
     return canvas(width, height) if enabled and frames == 1 else (width, height)
-
-
-def batch_key(
-    params: StyleParams, shape: tuple[int, int] | None, bucketed: bool = True
-) -> Hashable | None:
-    """What jobs must share to step together on a batching worker: the canvas of their final
-    level (their bucket's, where workers bucket, else their own fitted shape), the model's
-    pooling and the layers of their objective. None: a job that batches with none (a moving
-    picture, or a content whose size is not known)."""
-    if shape is None:
-        return None
-    painted = canvas_for(*fit_size(*shape, params.size), 1, bucketed)
-    return painted, params.pooling, tuple(params.style_layers), tuple(params.content_layers)

@@ -149,11 +149,6 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every worker (jobs are over or stopped by then)."""
 
-    def batches(self) -> bool:
-        """Whether its workers step several jobs of one shape together (the dispatcher then
-        releases jobs that can join a running batch first)."""
-        return False
-
     def workers_ready(self) -> int:
         """Workers able to take a job now or when their current one ends."""
         return 0

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.engine.buckets import batch_key
 from bot.engine.params import ImageLimits
 from bot.executor.base import Backend, Executor, JobHandle, Listener
 from bot.executor.scheduler import FairQueue
@@ -69,7 +67,7 @@ class ExecutorConfig:
 
 
 class _JobState:
-    def __init__(self, job: Job, handle: JobHandle, bucketed: bool):
+    def __init__(self, job: Job, handle: JobHandle):
         self.job = job
         self.handle = handle
         self.released = False
@@ -79,8 +77,6 @@ class _JobState:
         self.timer: asyncio.TimerHandle | None = None
         self.submitted = time.monotonic()
         self.waited: float | None = None  # seconds until a worker started it
-        # the jobs it can step together with on a batching worker (bot/engine/buckets.py)
-        self.batch_key = batch_key(job.params, job.shape, bucketed)
 
 
 class Dispatcher(Executor, Listener):
@@ -122,7 +118,7 @@ class Dispatcher(Executor, Listener):
             raise QueueFull(
                 f"the queue is full ({self.config.max_queued} jobs waiting); try again in a few minutes"
             )
-        state = _JobState(job, JobHandle(job, self), self.config.shape_buckets)
+        state = _JobState(job, JobHandle(job, self))
         self._jobs[job.id] = state
         self._queue.push(job.user_id, state, job.cost)
         self._announce_positions()
@@ -162,7 +158,7 @@ class Dispatcher(Executor, Listener):
             return self._jobs[job.id].handle
         if not await self.backend.reattach(job.id):
             return None
-        state = _JobState(job, JobHandle(job, self), self.config.shape_buckets)
+        state = _JobState(job, JobHandle(job, self))
         state.released = True
         self._jobs[job.id] = state
         self._queue.mark_running(job.user_id, job.cost)
@@ -248,7 +244,7 @@ class Dispatcher(Executor, Listener):
         if self._closing or self._loop is None:
             return
         while len(self._queue) and self.backend.free_slots() > 0:
-            state = self._queue.pop(self._joins_a_batch() if self.backend.batches() else None)
+            state = self._queue.pop()
             assert state is not None
             state.released, state.position = True, None
             # the time limit counts from JobStarted (a worker may hold a job back until memory
@@ -258,13 +254,6 @@ class Dispatcher(Executor, Listener):
             )
             self.backend.run(state.job)
         self._announce_positions()
-
-    def _joins_a_batch(self) -> Callable[[_JobState], bool]:
-        """Whether a queued job could step together with a job the workers run now (of one
-        shape bucket, model and layers): the fair queue prefers those (bot/executor/scheduler.py)."""
-        running = {s.batch_key for s in self._jobs.values() if s.released}
-        running.discard(None)
-        return lambda state: state.batch_key in running
 
     def _stop(self, state: _JobState, reason: StopReason) -> None:
         if state.handle.done or state.stop_reason is not None:

@@ -410,9 +410,6 @@ class LocalPool(Backend):
     def workers_ready(self) -> int:
         return sum(1 for w in self._workers if w.ready and not w.stopping)
 
-    def batches(self) -> bool:
-        return any(w.spec.batch_size > 1 for w in self._workers)
-
     def worker_restarts(self) -> int:
         return self._restarts
 

@@ -89,20 +89,10 @@ def test_one_time_limit_rule_on_both_backends():
     assert TaskMessage.of(own).limit_within(900) == 60  # a job's own limit still binds
 
 
-def test_a_jobs_shape_round_trips_and_names_its_bucket():
-    from bot.engine.buckets import batch_key
-
+def test_a_jobs_shape_round_trips():
     job = Job(user_id=1, guild_id=None, content=b"c", styles=(b"s",), params=StyleParams(),
               shape=(4032, 3024))  # fmt: skip
     assert Job.from_json(job.to_json()) == job and Job.from_json(job.to_json()).shape == (
         4032,
         3024,
     )
-    photo, print_ = batch_key(job.params, job.shape), batch_key(job.params, (800, 600))
-    assert photo == print_  # both 512x384
-    assert batch_key(job.params, (1080, 1920)) != photo
-    assert batch_key(StyleParams(size=256), (800, 600)) != photo  # another size
-    assert batch_key(job.params, None) is None
-    # a 3:2 photo and a crop 1 px taller share a bucket where workers bucket, else not
-    assert batch_key(job.params, (1200, 800)) == batch_key(job.params, (640, 427))
-    assert batch_key(job.params, (1200, 800), False) != batch_key(job.params, (640, 427), False)

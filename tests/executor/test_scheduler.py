@@ -71,46 +71,18 @@ def test_a_running_clip_counts_its_frames():
     assert queue.in_order() == ["s1", "c1"]  # the clip's member was served 6 turns' worth
 
 
-def square(item: str) -> bool:
-    """The preference of the tests below: jobs named "...sq" join a running batch."""
-    return item.endswith("sq")
-
-
-def test_a_job_that_joins_a_batch_goes_first_among_users_with_as_little_running():
+def test_the_position_a_member_is_told_is_the_order_they_are_served():
+    """Issue 43: five members with 3:2 photos, then thirty 4:3 photos that would join a running
+    batch. The member told position 5 is served 5th, whatever shapes come after."""
     queue = FairQueue()
-    queue.push("a", "a0-wide")
-    queue.push("b", "b0-sq")
-    queue.push("c", "c0-wide")
-    assert queue.pop(prefer=square) == "b0-sq"  # a is passed over once
-    # then the fair order again: b has one running now, a and c none
-    assert [queue.pop(prefer=square) for _ in range(2)] == ["a0-wide", "c0-wide"]
-
-
-def test_the_preference_never_passes_a_user_with_less_work_running():
-    queue = FairQueue()
-    queue.push("b", "b0-sq")
-    assert queue.pop() == "b0-sq"  # b has a job running
-    queue.push("b", "b1-sq")
-    queue.push("a", "a0-wide")
-    assert queue.pop(prefer=square) == "a0-wide"
-
-
-def test_a_user_is_passed_over_at_most_max_passed_times():
-    from bot.executor.scheduler import MAX_PASSED
-
-    queue = FairQueue()
-    queue.push("a", "a0-wide")
-    served = []
-    for i in range(MAX_PASSED + 3):  # a stream of newcomers whose jobs join the batch
-        queue.push(f"n{i}", f"n{i}-sq")
-        served.append(queue.pop(prefer=square))
-        if served[-1] == "a0-wide":
-            break
-    assert served == [f"n{i}-sq" for i in range(MAX_PASSED)] + ["a0-wide"]
-
-
-def test_without_a_preferred_job_the_fair_order_holds():
-    queue = FairQueue()
-    for user in "abc":
-        queue.push(user, f"{user}0-wide")
-    assert [queue.pop(prefer=square) for _ in range(3)] == ["a0-wide", "b0-wide", "c0-wide"]
+    for member in range(5):
+        queue.push(f"m{member}", f"m{member}-3:2")
+    told = {item: position for position, item in enumerate(queue.in_order(), start=1)}
+    served = [queue.pop()]  # one worker busy
+    for newcomer in range(30):
+        queue.push(f"n{newcomer}", f"n{newcomer}-4:3")
+        served.append(queue.pop())
+        queue.finished(served[-2].split("-")[0])
+    assert [served.index(f"m{m}-3:2") + 1 for m in range(5)] == [
+        told[f"m{m}-3:2"] for m in range(5)
+    ]
