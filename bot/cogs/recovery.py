@@ -12,7 +12,6 @@ Every `delivery_retry_interval` seconds (and once at start):
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.cogs.utils.job_message import picture_name
 from bot.cogs.utils.launcher import job_of
 from bot.cogs.utils.reply import Reply
 from bot.cogs.utils.views import result_view, retry_view
@@ -182,7 +180,6 @@ class RecoveryCog(commands.Cog):
     async def _deliver(self, record: JobRecord) -> int | None:
         assert record.outcome is not None
         picture = await self.bot.storage.blobs.get([result_key(record.id)])
-        file = discord.File(io.BytesIO(picture[0]), picture_name(picture[0])) if picture else None
         view = (
             retry_view(record.id)
             if record.state == JobStatus.INTERRUPTED
@@ -190,7 +187,9 @@ class RecoveryCog(commands.Cog):
             if record.state == JobStatus.DONE
             else None
         )
-        return await Reply.of_record(record).deliver(self.bot, record.outcome, file=file, view=view)
+        return await Reply.of_record(record).deliver(
+            self.bot, record.outcome, picture=picture[0] if picture else None, view=view
+        )
 
 
 async def setup(bot: StyleBot) -> None:

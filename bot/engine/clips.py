@@ -37,7 +37,7 @@ from bot.engine.imaging import (
     encode_to_fit,
     to_rgb,
 )
-from bot.engine.params import ImageLimits, StyleParams, fit_size
+from bot.engine.params import MAX_SIZE, ImageLimits, StyleParams, fit_size
 from bot.threads import codec_threads
 
 ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # Pillow's names of the animated pictures taken
@@ -629,6 +629,26 @@ def encode_result(
         return encode_clip(clip, fmt, quality=quality), fmt, None
     data, fmt, why = encode_clip_to_fit(clip, limit_bytes or None)
     return data, fmt, f"{len(clip.frames)} frames as {why}"
+
+
+def refit_result(data: bytes, limit_bytes: int) -> tuple[bytes, str] | None:
+    """A delivered result made to fit `limit_bytes` (Discord refused it as too large): a still
+    re-encoded as `encode_to_fit` does, a moving picture decoded and encoded again as
+    `encode_clip_to_fit` does (fewer bytes: smaller frames). Returns (bytes, format), or None
+    when this process cannot read it (an MP4 where PyAV is not installed). CPU work: run it on a
+    thread. The result was made within the server's limits: those bound the decoding here."""
+    if is_video(data) and not can_read_video():
+        return None
+    if not is_moving(data):
+        return encode_to_fit(decode(data, name="result"), limit_bytes)
+    limits = ImageLimits(max_bytes=len(data))
+    header = probe_clip(data, limits)
+    frames = len(header.durations) if header and header.durations else 10_000
+    side = max(header.width, header.height) if header else MAX_SIZE
+    whole = ClipLimits(max_frames=frames, max_seconds=24 * 3600.0, max_side=side)
+    clip = decode_clip(data, limits, whole, name="result")
+    smaller, fmt, _ = encode_clip_to_fit(clip, limit_bytes)
+    return smaller, fmt
 
 
 def _size(n: int) -> str:

@@ -337,3 +337,27 @@ def test_every_settings_text_fits_a_message_at_the_largest_values(database_url):
         assert len(text_of(reply)) <= 2000, len(text_of(reply))
         assert "and 70 more" in text_of(reply) or "more" in text_of(reply)
     assert "00xx" in text_of(helped) and "strength -0" not in text_of(helped)
+
+
+def test_a_result_discord_refuses_as_too_large_arrives_smaller(database_url):
+    """Discord answers 413 below the limit it advertises at times: the result is made smaller
+    and sent again, never the same bytes into the same refusal."""
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url):
+            fake.upload_limit = 2500  # bytes: below the 96 px PNG the worker makes
+            token = await stylize_pictures(fake, steps=2, size=96, seed=3)
+            await fake.wait_for(  # an edit Discord takes: its picture within the limit
+                lambda f: [
+                    e for e in done_edits(f, token) if e.files and len(e.files[0].data) <= 2500
+                ]
+            )
+            return fake.edits(token), fake.channel_messages()
+
+    edits, posts = run(scenario)
+    delivered = [e for e in edits if "Done in" in text_of(e) and e.files]
+    assert len(delivered[0].files[0].data) > 2500  # the worker's picture, refused
+    assert not posts  # into the job's own message: no channel post with the same bytes
+    picture = delivered[-1].files[0]
+    assert len(picture.data) <= 2500 and picture.filename in ("stylized.jpg", "stylized.webp")
+    assert "made smaller" in text_of(delivered[-1])

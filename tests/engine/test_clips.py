@@ -2,6 +2,8 @@
 its limits cut and its frame rate lowered, as documented; what cannot be read refused with a
 reason."""
 
+import io
+
 import pytest
 from PIL import Image
 
@@ -153,3 +155,19 @@ def test_an_enlarged_content_is_said():
     _, _, notes = read_content(small, StyleParams(size=120))
     assert notes == ("enlarged from 60x40 to 120x80",)
     assert read_content(small, StyleParams(size=60))[2] == ()
+
+
+def test_a_refused_result_is_made_to_fit_half_its_bytes():
+    """What the bot does when Discord answers 413: a still and a moving picture, each again
+    within half its bytes; the moving one keeps its frames."""
+    from PIL import ImageSequence
+
+    gif = clips.encode_clip(moving_clip(frames=6, noisy=True), "gif")
+    smaller, fmt = clips.refit_result(gif, len(gif) // 2)
+    assert len(smaller) <= len(gif) // 2
+    if fmt == "gif":
+        assert len(list(ImageSequence.Iterator(Image.open(io.BytesIO(smaller))))) == 6
+    else:  # the MP4 is about a tenth of the GIF's bytes, with its frames
+        assert fmt == "mp4" and clips.probe_clip(smaller) is not None
+    still = png_bytes(gradient_image(200, 150))
+    assert len(clips.refit_result(still, len(still) // 2)[0]) <= len(still) // 2

@@ -59,19 +59,6 @@ RESULT_KEEP_SECONDS = 24 * 3600  # an undelivered picture waits this long for a 
 DEFAULT_UPLOAD_LIMIT = 8 * 1024 * 1024 - 64 * 1024  # where the channel's limit is not known
 
 
-def picture_name(data: bytes) -> str:
-    """The file name of a result: stylized.png, .webp, .jpg, .gif or .mp4, by its bytes."""
-    if data.startswith(b"\x89PNG"):
-        return "stylized.png"
-    if data.startswith(b"GIF8"):
-        return "stylized.gif"
-    if data[4:8] == b"ftyp":
-        return "stylized.mp4"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "stylized.webp"
-    return "stylized.jpg"
-
-
 def upload_limit(interaction: discord.Interaction) -> int:
     """Bytes a result may take: the channel's upload limit, less room for the form's other parts."""
     limit = getattr(interaction, "filesize_limit", 0)
@@ -245,12 +232,10 @@ class JobMessage:
             self._flush = None
         waited = (self.started_at - self.created) if self.started_at else 0.0
         text, state = ending(event, self.summary, waited)
-        file = None
-        if isinstance(event, JobDone):
-            file = discord.File(io.BytesIO(event.image), picture_name(event.image))
+        picture = event.image if isinstance(event, JobDone) else None
         async with self._edit_lock:
             view = result_view(self.handle.id) if isinstance(event, JobDone) else None
-            message_id = await self.reply.deliver(self.client, text, file=file, view=view)
+            message_id = await self.reply.deliver(self.client, text, picture=picture, view=view)
         delivered = message_id is not None
         if not delivered and isinstance(event, JobDone):
             await self._record_ending(

@@ -6,6 +6,8 @@ and from a row of the jobs table after a restart.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import discord
 from discord.http import handle_message_parameters
 from discord.webhook.async_ import async_context
 
+from bot.engine.clips import refit_result
 from bot.text import clip
 
 if TYPE_CHECKING:
@@ -95,26 +98,108 @@ class Reply:
         client: discord.Client,
         text: str,
         *,
-        file: discord.File | None = None,
+        picture: bytes | None = None,
         view: discord.ui.View | None = None,
     ) -> int | None:
-        """The end of a job: into its message while the token lives, else (or if that fails) to the
-        channel; the message's id. None if neither worked: the caller keeps it for a later try."""
+        """The end of a job: into its message while the token lives, else (or if that fails) to
+        the channel; the message's id. None if neither worked: the caller keeps it for a later
+        try. A picture Discord refuses as too large (413, below the limit it advertises at
+        times) is made smaller and sent again, up to MAX_REFITS times, each under half the bytes
+        of the one refused; one that cannot be made smaller here goes without its picture, said."""
+        for _ in range(MAX_REFITS + 1):
+            try:
+                return await self._deliver_once(client, text, picture, view)
+            except TooLarge:
+                assert picture is not None
+                smaller = await asyncio.to_thread(_refit, picture, len(picture) // 2)
+                if smaller is None:
+                    picture, text = None, f"{text}\n{NO_ROOM}"
+                else:
+                    log.warning(
+                        "Discord refused a result of %d bytes as too large; sending %d",
+                        len(picture), len(smaller),
+                    )  # fmt: skip
+                    picture, text = smaller, _with_note(text, SMALLER)
+        picture, text = None, f"{text}\n{NO_ROOM}"
+        return await self._deliver_once(client, text, picture, view)
+
+    async def _deliver_once(
+        self, client: discord.Client, text: str, picture: bytes | None, view
+    ) -> int | None:
+        """One try at each way: the message, then the channel. TooLarge when Discord refused
+        the picture's size (trying the channel with the same bytes would only be refused again)."""
         if self.token_alive:
             try:
                 return await self.edit(
-                    client, content=text, embed=None, attachments=[file] if file else [], view=view
+                    client, content=text, embed=None, attachments=_files(picture), view=view
+                )
+            except discord.HTTPException as exc:
+                if _too_large(exc):
+                    raise TooLarge from None
+                log.warning(
+                    "could not edit the end of a job into its message (%s); posting it", exc
                 )
             except Exception as exc:  # whatever it is, the channel is the next way
                 log.warning(
                     "could not edit the end of a job into its message (%s); posting it", exc
                 )
-                if file is not None:
-                    file.reset()
         try:
+            files = _files(picture)
             return await self.post(
-                client, text, **({"file": file} if file else {}), **({"view": view} if view else {})
+                client,
+                text,
+                **({"file": files[0]} if files else {}),
+                **({"view": view} if view else {}),
             )
+        except discord.HTTPException as exc:
+            if _too_large(exc):
+                raise TooLarge from None
+            log.warning("could not post the end of a job to channel %s: %s", self.channel_id, exc)
         except Exception as exc:  # whatever it is, the ending is kept and tried again later
             log.warning("could not post the end of a job to channel %s: %s", self.channel_id, exc)
-            return None
+        return None
+
+
+MAX_REFITS = 3  # a refused picture is made smaller at most this many times
+SMALLER = "(made smaller: Discord refused the full size)"
+NO_ROOM = "(the picture was too large for Discord, even made smaller, and could not be sent)"
+
+
+class TooLarge(Exception):
+    """Discord answered 413 Payload Too Large (40005: Request entity too large)."""
+
+
+def _too_large(exc: discord.HTTPException) -> bool:
+    return exc.status == 413 or exc.code == 40005
+
+
+def _files(picture: bytes | None) -> list[discord.File]:
+    return [discord.File(io.BytesIO(picture), picture_name(picture))] if picture else []
+
+
+def _with_note(text: str, note: str) -> str:
+    return text if note in text else f"{text}\n{note}"
+
+
+def _refit(picture: bytes, limit: int) -> bytes | None:
+    """The picture within `limit` bytes (on a thread: image work), or None where it cannot be
+    made so here."""
+    try:
+        fitted = refit_result(picture, limit)
+    except Exception:  # noqa: BLE001 (a picture this process cannot read: sent without it)
+        log.exception("could not make a refused result smaller")
+        return None
+    return fitted[0] if fitted and len(fitted[0]) <= limit else None
+
+
+def picture_name(data: bytes) -> str:
+    """The file name of a result: stylized.png, .webp, .jpg, .gif or .mp4, by its bytes."""
+    if data.startswith(b"\x89PNG"):
+        return "stylized.png"
+    if data.startswith(b"GIF8"):
+        return "stylized.gif"
+    if data[4:8] == b"ftyp":
+        return "stylized.mp4"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "stylized.webp"
+    return "stylized.jpg"

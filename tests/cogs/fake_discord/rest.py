@@ -210,6 +210,8 @@ class Rest:
             self.fake.deleted_originals.add(token)
             return web.Response(status=204)
         if call.method == "PATCH":
+            if too_large := self._too_large(call):
+                return too_large
             payload, files = call.payload, call.files
             updated = self.fake.message(
                 CHANNEL_ID, {**current, **(payload or {})}, files, message_id=int(current["id"])
@@ -223,9 +225,17 @@ class Rest:
 
     # --- channels ---------------------------------------------------------------------------
 
+    def _too_large(self, call: Call) -> web.Response | None:
+        limit = self.fake.upload_limit
+        if limit is not None and sum(len(f.data) for f in call.files) > limit:
+            return error(413, "Request entity too large", 40005)
+        return None
+
     async def channel_post(self, call: Call) -> web.Response:
         if self.fake.refusing:
             return error(404, "Unknown Channel", 10003)
+        if too_large := self._too_large(call):
+            return too_large
         channel = int(call["channel"])
         return json_response(self.fake.message(channel, call.payload, call.files))
 

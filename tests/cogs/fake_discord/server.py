@@ -31,6 +31,9 @@ class FakeDiscord:
         self.changed = asyncio.Condition()
         self.base = ""
         self.refusing = False  # True: message edits and channel posts fail with 404 (trouble)
+        # a number: edits and posts whose files add up to more bytes are refused with 413, as
+        # Discord does below the limit it advertises at times (discord-api-docs issue 8572)
+        self.upload_limit: int | None = None
         self.gateway = Gateway(lambda: self.gateway_url)
         self.identified = self.gateway.identified
         self._runner: web.AppRunner | None = None
