@@ -32,10 +32,12 @@ from prometheus_client import (
 
 from bot.protocol.messages import (
     BackendBusy,
+    FailureKind,
     JobCancelled,
     JobDone,
     JobFailed,
     QueueFull,
+    StopReason,
     SubmitError,
     UserLimitReached,
 )
@@ -45,6 +47,18 @@ if TYPE_CHECKING:
 
 # the upper bounds of the size classes, px of the longest side; above the last: "larger"
 SIZE_CLASSES = (256, 512, 1024, 2048)
+KINDS = ("still", "clip")
+READY_PARTS = ("gateway", "database", "workers")  # what /healthz checks, each a stylebot_ready
+# the routes the bot calls and the answers that fail them, started at 0 (an open list: others
+# appear at their first error)
+DISCORD_ROUTES = (
+    "POST /interactions/{id}/{token}/callback",
+    "PATCH /webhooks/{id}/{token}/messages/@original",
+    "POST /webhooks/{id}/{token}",
+    "POST /channels/{id}/messages",
+    "GET /gateway/bot",
+)
+DISCORD_FAILURES = ("400", "401", "403", "404", "413", "429", "500", "502", "503", "none")
 WAIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 JOB_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -154,6 +168,24 @@ class DeviceMetrics:
             labels,
             registry=registry,
         )
+        self.memory_reserved = Gauge(
+            "stylebot_device_memory_reserved_bytes",
+            "Memory held for the worker (CUDA: reserved by torch's allocator; CPU: as in use).",
+            labels,
+            registry=registry,
+        )
+        self.memory_total = Gauge(
+            "stylebot_device_memory_total_bytes",
+            "The device's memory: the card's (CUDA), the host's (CPU).",
+            labels,
+            registry=registry,
+        )
+        self.memory_limit = Gauge(
+            "stylebot_device_memory_limit_bytes",
+            "The memory the worker's jobs may take, as it plans them (0: no limit).",
+            labels,
+            registry=registry,
+        )
         self._last: dict[str, WorkerStats] = {}
 
     def apply(self, worker: str, stats: WorkerStats) -> None:
@@ -170,6 +202,9 @@ class DeviceMetrics:
         self.batch_size.labels(*labels).set(stats.batch_size)
         self.memory.labels(*labels).set(stats.memory_bytes)
         self.memory_peak.labels(*labels).set(stats.memory_peak_bytes)
+        self.memory_reserved.labels(*labels).set(stats.memory_reserved_bytes)
+        self.memory_total.labels(*labels).set(stats.memory_total_bytes)
+        self.memory_limit.labels(*labels).set(stats.memory_limit_bytes)
 
 
 @dataclass(frozen=True)
@@ -181,6 +216,7 @@ class QueueState:
     running: int
     workers_ready: int
     worker_restarts: int
+    oldest_wait: float = 0.0  # seconds the longest-waiting queued job has waited; 0: none waits
 
 
 def process_registry() -> CollectorRegistry:
@@ -199,6 +235,14 @@ class BotMetrics:
             "Seconds from a job's submission until a worker starts painting it.",
             ("kind", "size"),
             buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.turnaround = Histogram(
+            "stylebot_job_turnaround_seconds",
+            "Seconds from a job's submission to its ending, whatever it is (done, failed, "
+            "cancelled, in the queue too): what a member waits in all.",
+            ("kind", "size", "outcome"),
+            buckets=JOB_BUCKETS,
             registry=registry,
         )
         self.duration = Histogram(
@@ -244,6 +288,18 @@ class BotMetrics:
         self.workers_ready = Gauge(
             "stylebot_workers_ready", "Workers able to run jobs.", registry=registry
         )
+        self.oldest_wait = Gauge(
+            "stylebot_oldest_wait_seconds",
+            "Seconds the job waiting longest for a worker has waited (0: none waits).",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "stylebot_ready",
+            "1 when the part works (gateway connected, database answering, a worker ready), "
+            "else 0: what /healthz checks.",
+            ("part",),
+            registry=registry,
+        )
         self.restarts = Counter(
             "stylebot_worker_restarts",
             "Local worker processes started again after they ended.",
@@ -251,13 +307,37 @@ class BotMetrics:
         )
         self._restarts_seen = 0
         self.devices = DeviceMetrics(registry)
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
+        """Every known label set exists from the start, at 0: rate() and increase() then count
+        a series' first event (a counter that appears with its first event reads 0 for it)."""
+        for kind in KINDS:
+            self.steps.labels(kind)
+            for size in (*map(str, SIZE_CLASSES), "larger"):
+                self.wait.labels(kind, size)
+                self.duration.labels(kind, size)
+                for outcome in ("done", "failed", "cancelled"):
+                    self.turnaround.labels(kind, size, outcome)
+            self.jobs.labels(kind, "done", "")
+            for failure in FailureKind:
+                self.jobs.labels(kind, "failed", failure.value)
+            for reason in StopReason:
+                self.jobs.labels(kind, "cancelled", reason.value)
+        for refusal in Refusal:
+            self.refusals.labels(refusal.value)
+        for route in DISCORD_ROUTES:
+            for status in DISCORD_FAILURES:
+                self.discord_errors.labels(route, status)
+        for part in READY_PARTS:
+            self.ready.labels(part).set(0)
 
     # --- updates (on the event loop) --------------------------------------------------------
 
     def started(self, job: Job, waited: float) -> None:
         self.wait.labels(kind_of(job), size_class(job.params.size)).observe(waited)
 
-    def ended(self, job: Job, event: Terminal) -> None:
+    def ended(self, job: Job, event: Terminal, since_submitted: float | None = None) -> None:
         kind = kind_of(job)
         if isinstance(event, JobDone):
             outcome, reason = "done", ""
@@ -269,6 +349,10 @@ class BotMetrics:
             assert isinstance(event, JobCancelled)
             outcome, reason = "cancelled", event.reason.value
         self.jobs.labels(kind, outcome, reason).inc()
+        if since_submitted is not None:
+            self.turnaround.labels(kind, size_class(job.params.size), outcome).observe(
+                since_submitted
+            )
 
     def refused(self, reason: Refusal) -> None:
         self.refusals.labels(reason.value).inc()
@@ -277,7 +361,12 @@ class BotMetrics:
         """A failed Discord API request; status None: no answer (a timeout, a reset)."""
         self.discord_errors.labels(route_template(method, path), str(status or "none")).inc()
 
+    def set_ready(self, parts: dict[str, bool]) -> None:
+        for part, ok in parts.items():
+            self.ready.labels(part).set(1 if ok else 0)
+
     def refresh(self, state: QueueState) -> None:
+        self.oldest_wait.set(state.oldest_wait)
         self.queued.set(state.queued)
         self.members_waiting.set(state.members_waiting)
         self.running.set(state.running)

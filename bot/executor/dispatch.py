@@ -224,6 +224,10 @@ class Dispatcher(Executor, Listener):
             running=self.running,
             workers_ready=self.backend.workers_ready(),
             worker_restarts=self.backend.worker_restarts(),
+            oldest_wait=max(
+                (time.monotonic() - s.submitted for s in self._jobs.values() if s.waited is None),
+                default=0.0,
+            ),
         )
 
     def on_unavailable(self, message: str) -> None:
@@ -267,7 +271,7 @@ class Dispatcher(Executor, Listener):
         if state.released:
             self._queue.finished(state.job.user_id, state.job.cost)
         self._jobs.pop(state.job.id, None)
-        self.metrics.ended(state.job, event)
+        self.metrics.ended(state.job, event, time.monotonic() - state.submitted)
         state.handle.deliver(event)
         self._pump()
 

@@ -378,6 +378,9 @@ class WorkerStats:
     batch_size: int = 1  # the most jobs it steps together
     memory_bytes: int = 0  # in use now (CUDA: allocated by torch; CPU: resident size)
     memory_peak_bytes: int = 0  # the most since it started
+    memory_reserved_bytes: int = 0  # CUDA: held by torch's allocator (>= in use); CPU: as in use
+    memory_total_bytes: int = 0  # the card's memory (CUDA), the host's (CPU)
+    memory_limit_bytes: int = 0  # what its jobs may take, as it plans them; 0: no limit
 
 
 ToWorker = Run | Cancel | Stop

@@ -9,6 +9,9 @@ migrations).
 
 from __future__ import annotations
 
+import asyncio
+
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.blobs import BlobStore, result_key
@@ -41,6 +44,15 @@ class Storage:
     @property
     def engine(self) -> AsyncEngine:
         return self.db.engine
+
+    async def answers(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers a trivial query within `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception:  # noqa: BLE001 (down, refused, locked: it does not answer)
+            return False
+        return True
 
     async def migrate(self) -> int:
         return await self.db.migrate()

@@ -116,7 +116,10 @@ class JobRunner:
         self.cache = StyleTargetCache(spec.cache_size)
         self._warm_up()
         # what it paints, for the metrics (bot/worker/stats.py); a Batcher sets its batch size
-        self.stats = PaintingStats(str(self.device), 1, self.memory_now)
+        self.stats = PaintingStats(
+            str(self.device), 1, self.memory_now, total=device_total_bytes(self.device),
+            limit=self.memory_budget(),
+        )  # fmt: skip
 
     def _warm_up(self) -> None:
         """A short run at the shapes members send most, through the same path as a job (model,
@@ -319,12 +322,25 @@ class JobRunner:
             return int(torch.cuda.max_memory_allocated(self.device))
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
-    def memory_now(self) -> tuple[int, int]:
-        """Bytes in use now and the peak since the last job started (CUDA: allocated by torch;
-        CPU: this process's resident size, and its peak since it started). Any thread."""
+    def memory_now(self) -> tuple[int, int, int]:
+        """Bytes in use now, the peak since the last job started, and the bytes reserved (CUDA:
+        allocated and reserved by torch; CPU: this process's resident size for both, and its
+        peak since it started). Any thread."""
         if self.device.type == "cuda":
-            return int(torch.cuda.memory_allocated(self.device)), self._peak_memory()
-        return resident_bytes(), self._peak_memory()
+            reserved = int(torch.cuda.memory_reserved(self.device))
+            return int(torch.cuda.memory_allocated(self.device)), self._peak_memory(), reserved
+        resident = resident_bytes()
+        return resident, self._peak_memory(), resident
+
+
+def device_total_bytes(device: torch.device) -> int:
+    """The card's memory (CUDA), else the host's (Linux: MemTotal; 0 where unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return 0
 
 
 def resident_bytes() -> int:

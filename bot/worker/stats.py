@@ -15,9 +15,19 @@ from bot.protocol.messages import STATS_INTERVAL, WorkerStats
 
 
 class PaintingStats:
-    def __init__(self, device: str, batch_size: int, memory: Callable[[], tuple[int, int]]):
-        """`memory`: the bytes in use now and the peak since the last job started."""
+    def __init__(
+        self,
+        device: str,
+        batch_size: int,
+        memory: Callable[[], tuple[int, int, int]],
+        *,
+        total: int = 0,
+        limit: int | None = None,
+    ):
+        """`memory`: the bytes in use now, the peak since the last job started and the bytes
+        reserved; `total` the device's memory, `limit` what jobs may take (None: no limit)."""
         self.device, self.batch_size, self._memory = device, batch_size, memory
+        self.total, self.limit = total, limit
         self._lock = threading.Lock()
         self._busy, self._batches, self._job_steps, self._peak = 0.0, 0, 0, 0
 
@@ -29,7 +39,7 @@ class PaintingStats:
             self._job_steps += jobs
 
     def snapshot(self) -> WorkerStats:
-        in_use, peak = self._memory()
+        in_use, peak, reserved = self._memory()
         with self._lock:
             self._peak = max(self._peak, peak, in_use)
             return WorkerStats(
@@ -40,6 +50,9 @@ class PaintingStats:
                 batch_size=self.batch_size,
                 memory_bytes=in_use,
                 memory_peak_bytes=self._peak,
+                memory_reserved_bytes=reserved,
+                memory_total_bytes=self.total,
+                memory_limit_bytes=self.limit or 0,
             )
 
     def timed(self) -> Callable[[], None]:

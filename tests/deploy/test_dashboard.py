@@ -73,7 +73,7 @@ def test_every_panel_asks_for_metrics_the_code_exports():
     for title, expr in queries:
         names = metric_names(expr)
         assert names, f"{title}: no metric in {expr!r}"
-        assert names <= exported, f"{title}: {sorted(names - exported)} not exported"
+        assert names <= exported | {"up"}, f"{title}: {sorted(names - exported)} not exported"
     asked = set().union(*(metric_names(expr) for _, expr in queries))
     # what a host asks (issue 32): each has a panel
     for wanted in (
@@ -91,19 +91,46 @@ def test_every_panel_asks_for_metrics_the_code_exports():
         "stylebot_device_memory_bytes",
         "stylebot_device_memory_peak_bytes",
         "stylebot_worker_restarts_total",
+        "stylebot_ready",
+        "up",
+        "stylebot_oldest_wait_seconds",
+        "stylebot_job_turnaround_seconds_bucket",
+        "stylebot_device_memory_reserved_bytes",
+        "stylebot_device_memory_total_bytes",
+        "stylebot_device_memory_limit_bytes",
     ):
         assert wanted in asked, f"no panel shows {wanted}"
 
 
-def test_every_panel_uses_the_provisioned_data_source():
-    sources = yaml.safe_load(
-        (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
-    )
-    uid = sources["datasources"][0]["uid"]
+def test_the_dashboard_works_in_any_grafana_and_prometheus():
+    """A data-source variable (not a fixed uid), instance and worker filters, rates over
+    $__rate_interval, and no fixed job label (a host names its scrape jobs as it likes)."""
     dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert {"instance", "worker"} <= set(variables)
     for panel in dashboard["panels"]:
-        if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == uid, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert target["datasource"]["uid"] == "${datasource}"
+            assert "job=" not in expr, panel["title"]
+            assert '$instance"' in expr or expr.startswith("up{"), (panel["title"], expr)
+            for window in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]+)\]", expr):
+                assert window == "$__rate_interval", (panel["title"], expr)
+            if "stylebot_device_" in expr:
+                assert '$worker"' in expr, (panel["title"], expr)
+
+
+def test_is_it_up_comes_first():
+    dashboard = json.loads(DASHBOARD.read_text())
+    top = sorted(dashboard["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))[:3]
+    assert top[0]["type"] == "row" and "up" in top[0]["title"].lower()
+    shown = {metric_names(t["expr"]).pop() for panel in top[1:] for t in panel["targets"]}
+    assert shown == {"up", "stylebot_ready"}
 
 
 def test_prometheus_scrapes_the_ports_the_compose_file_opens():
@@ -119,9 +146,13 @@ def test_prometheus_scrapes_the_ports_the_compose_file_opens():
     assert "bot:8080" in targets
     for name, service in services.items():
         port = (service.get("environment") or {}).get("STYLEBOT_METRICS_PORT")
-        if port is not None:
+        if port is None:
+            continue
+        assert service["environment"]["STYLEBOT_METRICS_HOST"] == "0.0.0.0"
+        if service.get("profiles"):  # started only with its profile: a target would read down
+            assert f"{name}:{port}" not in targets, name
+        else:
             assert f"{name}:{port}" in targets, name
-            assert service["environment"]["STYLEBOT_METRICS_HOST"] == "0.0.0.0"
     for name in ("prometheus", "grafana"):
         assert services[name]["profiles"] == ["monitoring"]
 
