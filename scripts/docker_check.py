@@ -156,7 +156,10 @@ async def a_job_through_both_containers() -> None:
 
 
 async def scrape(port: int) -> dict[tuple, float]:
-    """A /metrics on this machine, parsed by prometheus_client: {(name, worker label): value}."""
+    """A /metrics on this machine, parsed by prometheus_client: {(name, outcome or worker
+    label): value, summed over the other labels} (every label set is there from the start)."""
+    from collections import Counter
+
     from prometheus_client.parser import text_string_to_metric_families
 
     async with (
@@ -164,11 +167,11 @@ async def scrape(port: int) -> dict[tuple, float]:
         session.get(f"http://127.0.0.1:{port}/metrics") as answer,
     ):
         text = await answer.text()
-    return {
-        (s.name, s.labels.get("outcome") or s.labels.get("worker")): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    found: Counter[tuple] = Counter()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found[(s.name, s.labels.get("outcome") or s.labels.get("worker"))] += s.value
+    return found
 
 
 async def both_serve_metrics(health_port: int, metrics_port: int) -> None:
