@@ -198,27 +198,27 @@ def test_usage_errors_exit_2():
 
 
 def test_bench_prints_json_for_each_precision():
+    """The step in both precisions; the whole default job (300 steps) in fp32 only: a CPU that
+    emulates bf16 (an AVX2-only EPYC) takes three minutes for it at 32 px."""
     done = stylebot(
-        "bench",
-        "--sizes",
-        "32",
-        "--steps",
-        "2",
-        "--warmup",
-        "1",
-        "--precision",
-        "fp32,bf16",
-        "--json",
-    )
+        "bench", "--sizes", "32", "--steps", "2", "--warmup", "1", "--precision", "fp32,bf16",
+        "--no-job", "--json",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert [(r["side"], r["precision"]) for r in report["sizes"]] == [(32, "fp32"), (32, "bf16")]
     for r in report["sizes"]:
         assert r["forward_backward_ms"] > 0 and r["step_ms"] > 0 and r["gflop_per_step"] > 0
         assert r["matmul_gflops"] > 0 and r["roofline_ratio"] > 0
-        # the whole default job, timed from the pictures to the result
-        assert r["job_s"] > 0 and 0 < r["job_work"] <= r["job_planned_work"]
+        assert "job_s" not in r
     assert report["failures"] == []
+    done = stylebot(
+        "bench", "--sizes", "32", "--steps", "2", "--warmup", "0", "--precision", "fp32", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    (r,) = json.loads(done.stdout)["sizes"]
+    # the whole default job, timed from the pictures to the result
+    assert r["job_s"] > 0 and 0 < r["job_work"] <= r["job_planned_work"]
 
 
 def test_bench_exits_1_and_says_what_failed():
