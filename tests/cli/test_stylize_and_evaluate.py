@@ -380,6 +380,9 @@ def test_evaluate_scores_outputs(pictures):
     }
 
 
+@pytest.mark.timeout(
+    600
+)  # 145 s alone on a CPU that emulates bf16 (its bf16 runs); more beside others
 def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
     done = stylebot("gpu-check", "--device", "cpu", "--quick", "--weights", "random")
     assert done.returncode == 0, done.stdout + done.stderr
