@@ -297,7 +297,10 @@ def test_health_and_metrics_for_operators(database_url):
             await fake.wait_for(lambda f: any("/40" in text_of(e) for e in f.edits(token)))
             fake.refusing = True  # the progress edits fail: Discord API errors
             for _ in range(200):
-                if any(k[0] == "stylebot_discord_api_errors_total" for k in await scrape(session)):
+                found = await scrape(session)  # every known label set is there at 0 from the start
+                if any(
+                    k[0] == "stylebot_discord_api_errors_total" and v > 0 for k, v in found.items()
+                ):
                     break
                 await asyncio.sleep(0.05)
             fake.refusing = False
@@ -352,7 +355,9 @@ def test_health_and_metrics_for_operators(database_url):
     assert samples[("stylebot_refusals_total", ("reason", "no_preset"))] == 1
     assert samples[("stylebot_queue_length",)] == 0 and samples[("stylebot_workers_ready",)] == 1
     assert samples[("stylebot_members_waiting",)] == 0 and samples[("stylebot_jobs_running",)] == 0
-    failed = [k for k in samples if k[0] == "stylebot_discord_api_errors_total"]
+    failed = [
+        k for k, v in samples.items() if k[0] == "stylebot_discord_api_errors_total" and v > 0
+    ]
     assert failed and all(dict(k[1:])["status"] == "404" for k in failed)
     routes = {dict(k[1:])["route"] for k in failed}
     assert routes <= {
