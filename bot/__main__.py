@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 def _engine_error_code(exc: Exception) -> int | None:
     """Exit code for the engine's own errors, whose messages are written for a person."""
     from bot.engine.devices import DeviceError
-    from bot.engine.imaging import ImageError
     from bot.engine.params import InvalidParams
     from bot.engine.weights import WeightsError
+    from bot.media.imaging import ImageError
 
     if isinstance(exc, InvalidParams | DeviceError):
         return 2

@@ -45,7 +45,7 @@ class CommonSettings(BaseSettings):
     # GB (2^30 bytes) the jobs of one worker may use; a larger job is refused with the size
     # that fits. Default: 80 % of the GPU memory free after loading (no limit on the CPU)
     gpu_memory_limit: float | None = Field(None, gt=0)
-    # a worker that batches paints each still at its shape bucket (bot/engine/buckets.py), so
+    # a worker that batches paints each still at its shape bucket (bot/media/buckets.py), so
     # that more jobs share a pass; off: measured 4-20 % further from the style on five of six
     # pairs (docs/benchmarks.md), pending the GPU's figures of what it gains
     shape_buckets: bool = False

@@ -63,7 +63,7 @@ def moving_clip(
 ):
     """A tiny moving picture: a checked red and yellow square moving right by `step` px a frame
     over a colourful gradient (with `noisy`, over noise too: large to encode)."""
-    from bot.engine.clips import Clip
+    from bot.media.clips import Clip
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:height, 0:width]

@@ -51,7 +51,7 @@ def pan(picture, frames: int, size: int):
     """A clip of `frames` frames moving across `picture` (a camera pan, 1/40 of the width a frame)."""
     from PIL import Image
 
-    from bot.engine.clips import Clip
+    from bot.media.clips import Clip
 
     width, height = picture.size
     crop_w, crop_h = int(width * 0.7), int(height * 0.7)
@@ -66,8 +66,9 @@ def pan(picture, frames: int, size: int):
 
 
 def _inputs(args: argparse.Namespace):
-    from bot.engine import clips, colour, imaging
+    from bot.engine import colour
     from bot.engine.benchmark import test_images
+    from bot.media import clips, imaging
 
     if args.content:
         data = Path(args.content).read_bytes()
@@ -89,13 +90,13 @@ def _inputs(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from bot.engine import clips
     from bot.engine.benchmark import synchronize
     from bot.engine.devices import memory_budget, parse_device, policy_for
     from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, clip_chunk, plan_job
     from bot.engine.painting import Painting
     from bot.engine.quality import evaluate
     from bot.engine.vgg import load_vgg19
+    from bot.media import encoding
 
     try:
         weights = [float(w) for w in args.temporal_weights.split(",")]
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.out:
             path = Path(args.out) / f"clip-tw{weight:g}.gif"
-            path.write_bytes(clips.encode_clip(result.clip, "gif"))
+            path.write_bytes(encoding.encode_clip(result.clip, "gif"))
     report = {
         "device": str(device),
         "precision": policy.precision,

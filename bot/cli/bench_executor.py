@@ -12,8 +12,8 @@ import time
 from bot.cli import CliError, UsageError, add_command
 from bot.cli.common import add_model_options, weights_of
 from bot.cli.job_mix import DEFAULT_SIZE, MIXES, describe, draw
-from bot.engine import imaging
 from bot.engine.params import StyleParams, fit_size
+from bot.media import imaging
 from bot.protocol.messages import Job, JobDone, JobFailed, JobProgress, JobStarted, Terminal
 from bot.threads import available_cores
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from bot.cli import UsageError, add_command
 from bot.cli.common import add_model_options, weights_of
 from bot.cli.sheet import contact_sheet
-from bot.engine import imaging
 from bot.engine.params import (
     IMAGE_EXTENSIONS,
     INITS,
@@ -22,6 +21,7 @@ from bot.engine.params import (
     ImageLimits,
     StyleParams,
 )
+from bot.media import imaging
 
 DEFAULTS = StyleParams()
 
@@ -86,7 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--shape-buckets",
         action="store_true",
         help="paint each still at its shape bucket and deliver it at its own shape, as a worker "
-        "that batches jobs does (bot/engine/buckets.py); compare with a run without",
+        "that batches jobs does (bot/media/buckets.py); compare with a run without",
     )
     g.add_argument(
         "--curve",

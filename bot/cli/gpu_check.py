@@ -113,13 +113,14 @@ def run_stylize_matrix(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from bot.engine import colour, imaging
+    from bot.engine import colour
     from bot.engine.benchmark import synchronize, test_images
     from bot.engine.devices import parse_device
     from bot.engine.params import Optimizer, StyleParams
     from bot.engine.quality import evaluate
     from bot.engine.transfer import stylize
     from bot.engine.vgg import load_vgg19
+    from bot.media import imaging
 
     device = parse_device(args.device)
     model = load_vgg19(args.weights, device=device)

@@ -17,7 +17,6 @@ from typing import Any
 
 from bot.cli import UsageError, add_command
 from bot.cli.common import add_model_options, precision_for, weights_of
-from bot.engine import clips, imaging
 from bot.engine.params import (
     AUTO_PYRAMID_COARSEST,
     AUTO_PYRAMID_FROM,
@@ -32,6 +31,7 @@ from bot.engine.params import (
     describe_schedule,
     fit_size,
 )
+from bot.media import clips, encoding, imaging
 
 log = logging.getLogger(__name__)
 DEFAULTS = StyleParams()
@@ -315,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     result = _paint(args, params, content, styles, device, plan, notes, output, fmt)
     if isinstance(result, int):  # stopped: its exit code
         return result
-    data, _, _ = clips.encode_result(result.clip, fmt=fmt, quality=args.quality)
+    data, _, _ = encoding.encode_result(result.clip, fmt=fmt, quality=args.quality)
     write_atomically(output, data)
     if args.quiet:  # one line even when quiet: what was written, and the seed to repeat it
         print(f"stylebot: wrote {output}, seed {result.seed}", file=sys.stderr)

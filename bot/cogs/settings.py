@@ -16,7 +16,6 @@ from bot.cogs.utils.downloads import DownloadError
 from bot.cogs.utils.failures import UserFacingError
 from bot.cogs.utils.inputs import check_attachment, fetch, preset_choices
 from bot.cogs.utils.settings_panel import SettingsPanel, panel_text
-from bot.engine.imaging import ImageError
 from bot.engine.params import (
     MAX_CLIP_FRAMES,
     MAX_CLIP_SECONDS,
@@ -33,6 +32,7 @@ from bot.guild_policy import (
     SettingsError,
     describe,
 )
+from bot.media.imaging import ImageError
 from bot.presets import NAME_MAX, Preset, PresetError, checked
 from bot.text import fit_lines
 

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bot.engine.clips import Clip
 from bot.engine.devices import DevicePolicy
 from bot.engine.flow import Motion, clip_motion, warping_error
 from bot.engine.lbfgs import LBFGS
@@ -44,6 +43,7 @@ from bot.engine.pyramid import (
 )
 from bot.engine.tiling import TileSize
 from bot.engine.vgg import VGG19Features
+from bot.media.clips import Clip
 
 
 class Optimiser:
@@ -77,7 +77,7 @@ def contiguous_leaf(x: torch.Tensor) -> torch.Tensor:
 class Painting:
     """A job from its pictures to its result, one optimiser step per `apply`.
 
-    `content` is a Clip (bot/engine/clips.py), or a still picture (a clip of one frame). `plan`
+    `content` is a Clip (bot/media/clips.py), or a still picture (a clip of one frame). `plan`
     (bot/engine/memory.py) sets the L-BFGS history, the frames per pass and, for pictures beyond
     memory, the tile size: a level larger than the tile is optimised tile by tile
     (bot/engine/tiling.py). A moving picture's frames are kept steady along the content's motion
@@ -112,7 +112,7 @@ class Painting:
         self.seed = params.seed if params.seed is not None else random.randrange(2**31)
         check_thick_enough(params, *self.clip.frames[0].size, self.what)
         out_w, out_h = self.out_dims = fit_size(*self.clip.frames[0].size, params.size)
-        # the shape it is painted at: its shape bucket's (bot/engine/buckets.py), or its own
+        # the shape it is painted at: its shape bucket's (bot/media/buckets.py), or its own
         paint_w, paint_h = canvas or self.out_dims
         if max(paint_w, paint_h) != max(out_w, out_h):
             raise ValueError(f"a canvas of {paint_w}x{paint_h} is not one for {out_w}x{out_h}")

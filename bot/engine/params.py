@@ -193,7 +193,7 @@ class StyleParams:
     # moving pictures: the weight of the temporal cost that keeps each frame where the one before
     # it moves to (bot/engine/painting.py); 0 = every frame painted alone (flickers)
     temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT
-    # moving pictures: how much of one is painted (bot/engine/clips.py): a longer clip is cut to
+    # moving pictures: how much of one is painted (bot/media/clips.py): a longer clip is cut to
     # its first clip_seconds, then its frame rate lowered to at most clip_frames frames; it is
     # painted at most clip_size px on its longest side (a server's limits)
     clip_frames: int = 48

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from bot.engine.clips import Clip
 from bot.engine.devices import DevicePolicy
 from bot.engine.params import CONVERGENCE_WINDOW, InvalidParams, StyleParams
+from bot.media.clips import Clip
 
 
 class Cancelled(Exception):

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from bot.engine import buckets, colour
+from bot.engine import colour
 from bot.engine.devices import DevicePolicy
 from bot.engine.losses import gram
 from bot.engine.painting import Painting
 from bot.engine.params import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleParams, fit_size
 from bot.engine.vgg import VGG19Features
+from bot.media import buckets
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def trial(
     `checkpoints` (full-size step equivalents) also score the picture as it stands when the work
     done first reaches each, enlarged to the final size at a coarse level: the curve of distance
     against work. Scoring time is left out of `seconds`. `shape_buckets`: painted at its shape
-    bucket, as a batching worker paints it (bot/engine/buckets.py), and delivered at its shape."""
+    bucket, as a batching worker paints it (bot/media/buckets.py), and delivered at its shape."""
 
     def score(image: Image.Image) -> Quality:
         return evaluate(

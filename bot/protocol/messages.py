@@ -299,7 +299,7 @@ class RunnerSpec:
     threads: int | None = None  # torch threads (CPU); None: torch's default
     limits: ImageLimits = ImageLimits()  # what the decoder accepts (the bot's configured limits)
     memory_limit: int | None = None  # bytes this worker's jobs may use (STYLEBOT_GPU_MEMORY_LIMIT)
-    # paint stills at their shape bucket (bot/engine/buckets.py), so that batches fill: on for a
+    # paint stills at their shape bucket (bot/media/buckets.py), so that batches fill: on for a
     # worker that steps several jobs together, off where each job runs alone
     shape_buckets: bool = False
     # STYLEBOT_PRECISION: auto is measured on a CPU (bot/engine/cpu_precision.py)

@@ -24,16 +24,17 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bot.engine import buckets, clips, colour, imaging
-from bot.engine.clips import Clip
+from bot.engine import colour
 from bot.engine.devices import memory_budget, parse_device, policy_for, resolve_precision
-from bot.engine.imaging import ImageError
 from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_job
 from bot.engine.painting import Painting, out_of_memory
 from bot.engine.params import InvalidParams, StyleParams, fit_size
 from bot.engine.progress import Cancelled, Progress, Result
 from bot.engine.transfer import stylize
 from bot.engine.vgg import VGG19Features, load_vgg19
+from bot.media import buckets, clips, encoding, imaging
+from bot.media.clips import Clip
+from bot.media.imaging import ImageError
 from bot.protocol.messages import (
     Event,
     FailureKind,
@@ -262,9 +263,9 @@ class JobRunner:
         self, job: Job, result: Result, cache_hit: bool, notes: tuple[str, ...] = ()
     ) -> JobDone:
         """A finished painting's result as the job's JobDone, encoded to fit the job's upload
-        limit (a moving picture as the format that plays inline and fits: bot/engine/clips.py),
+        limit (a moving picture as the format that plays inline and fits: bot/media/clips.py),
         `notes` and that choice told to the member. CPU work only: any thread."""
-        data, fmt, why = clips.encode_result(result.clip, limit_bytes=job.result_limit)
+        data, fmt, why = encoding.encode_result(result.clip, limit_bytes=job.result_limit)
         notes = (*notes, why) if why else notes
         return JobDone(
             job_id=job.id,

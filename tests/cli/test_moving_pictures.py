@@ -2,14 +2,14 @@
 
 import json
 
-from bot.engine import clips
+from bot.media import clips, encoding
 from tests.cli.helpers import stylebot
 from tests.conftest import moving_clip, noise_image
 
 
 def test_a_gif_is_painted_into_a_gif_with_its_timing_and_looping(tmp_path):
     source, style, out = tmp_path / "in.gif", tmp_path / "style.png", tmp_path / "out.gif"
-    source.write_bytes(clips.encode_clip(moving_clip(frames=4, durations=[50, 150] * 2), "gif"))
+    source.write_bytes(encoding.encode_clip(moving_clip(frames=4, durations=[50, 150] * 2), "gif"))
     noise_image(32, 32).save(style)
     done = stylebot(
         "stylize", str(source), str(style), "-o", str(out), "--size", "48", "--steps", "3"
@@ -24,7 +24,7 @@ def test_a_gif_is_painted_into_a_gif_with_its_timing_and_looping(tmp_path):
 def test_a_clip_over_the_limits_is_shortened_as_documented_and_an_mp4_comes_out(tmp_path):
     source, style, out = tmp_path / "in.mp4", tmp_path / "style.png", tmp_path / "out.mp4"
     source.write_bytes(
-        clips.encode_clip(moving_clip(frames=30, durations=[40] * 30, loop=False), "mp4")
+        encoding.encode_clip(moving_clip(frames=30, durations=[40] * 30, loop=False), "mp4")
     )
     noise_image(32, 32).save(style)
     done = stylebot(
@@ -39,7 +39,7 @@ def test_a_clip_over_the_limits_is_shortened_as_documented_and_an_mp4_comes_out(
 
 def test_a_moving_picture_into_a_jpeg_is_refused_unless_the_first_frame_is_asked_for(tmp_path):
     source, style = tmp_path / "in.gif", tmp_path / "style.png"
-    source.write_bytes(clips.encode_clip(moving_clip(frames=3), "gif"))
+    source.write_bytes(encoding.encode_clip(moving_clip(frames=3), "gif"))
     noise_image(32, 32).save(style)
     done = stylebot(
         "stylize", str(source), str(style), "-o", str(tmp_path / "o.jpg"), "--steps", "2"

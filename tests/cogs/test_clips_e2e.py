@@ -1,8 +1,8 @@
 """Moving pictures in Discord: the real discord.py client against the fake Discord on 127.0.0.1,
 a real local worker pool."""
 
-from bot.engine import clips
 from bot.guild_policy import GuildSettings
+from bot.media import clips, encoding
 from tests.cogs.fake_discord import GUILD_ID
 from tests.cogs.harness import ALICE, BotHarness, ephemeral, noise_image, stylize_options, text_of
 from tests.cogs.harness import run_with_fake as run
@@ -18,7 +18,7 @@ def clip_attachments(fake, data: bytes, name: str, kind: str) -> list[dict]:
 
 
 def test_a_gif_comes_back_as_an_animated_gif_and_its_buttons_paint_it_again(database_url):
-    gif = clips.encode_clip(moving_clip(frames=4, durations=[70, 110, 70, 110]), "gif")
+    gif = encoding.encode_clip(moving_clip(frames=4, durations=[70, 110, 70, 110]), "gif")
 
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
@@ -57,7 +57,7 @@ def test_a_gif_comes_back_as_an_animated_gif_and_its_buttons_paint_it_again(data
 
 
 def test_a_video_clip_over_the_servers_limits_is_shortened_and_says_so(database_url):
-    video = clips.encode_clip(moving_clip(frames=12, durations=[100] * 12, loop=False), "mp4")
+    video = encoding.encode_clip(moving_clip(frames=12, durations=[100] * 12, loop=False), "mp4")
 
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
@@ -82,7 +82,7 @@ def test_a_video_clip_over_the_servers_limits_is_shortened_and_says_so(database_
 
 
 def test_a_video_as_the_style_is_refused_before_anything_is_queued(database_url):
-    video = clips.encode_clip(moving_clip(frames=3, loop=False), "mp4")
+    video = encoding.encode_clip(moving_clip(frames=3, loop=False), "mp4")
 
     async def scenario(fake):
         async with BotHarness(fake, database_url):

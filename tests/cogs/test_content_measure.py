@@ -6,8 +6,8 @@ import io
 from PIL import Image
 
 from bot.cogs.utils.inputs import ContentMeasure, measure_content
-from bot.engine.clips import encode_clip
 from bot.engine.params import ImageLimits, StyleParams
+from bot.media.encoding import encode_clip
 from tests.conftest import gradient_image, moving_clip, png_bytes
 
 

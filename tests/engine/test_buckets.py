@@ -1,20 +1,20 @@
-"""Shape buckets (bot/engine/buckets.py): which canvas a picture gets, and that a bucketed job
+"""Shape buckets (bot/media/buckets.py): which canvas a picture gets, and that a bucketed job
 batches with its neighbours, comes back at its own shape and matches the job painted alone."""
 
 import numpy as np
 import pytest
 import torch
 
-from bot.engine.buckets import (
+from bot.engine.devices import policy_for
+from bot.engine.painting import Painting
+from bot.engine.params import StyleParams, fit_size
+from bot.media.buckets import (
     MAX_STRETCH,
     bucket_sides,
     canvas,
     canvas_for,
     side_step,
 )
-from bot.engine.devices import policy_for
-from bot.engine.painting import Painting
-from bot.engine.params import StyleParams, fit_size
 from tests.conftest import gradient_image, noise_image
 from tests.engine.test_painting import TOLERANCE, alone, together
 

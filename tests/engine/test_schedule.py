@@ -95,7 +95,7 @@ def _vgg():
 
 
 def test_a_moving_pictures_previews_follow_its_own_schedule_not_the_stills():
-    from bot.engine.clips import clip_params
+    from bot.media.clips import clip_params
 
     still, _ = params_for(Request(), GuildSettings())  # 512 px: 80 final steps, a preview every 8
     moving, _ = clip_params(still)  # one level at the clip size: 300 steps

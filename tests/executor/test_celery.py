@@ -77,10 +77,10 @@ def test_submit_progress_and_result(two_workers):
 
 
 def test_a_gif_comes_back_animated_through_celery(two_workers):
-    from bot.engine import clips
+    from bot.media import clips, encoding
     from tests.conftest import moving_clip
 
-    gif = clips.encode_clip(moving_clip(frames=3, durations=[60, 120, 60]), "gif")
+    gif = encoding.encode_clip(moving_clip(frames=3, durations=[60, 120, 60]), "gif")
 
     async def scenario():
         async with running(dispatcher(two_workers)) as executor:

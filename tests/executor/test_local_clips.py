@@ -2,14 +2,14 @@
 
 import time
 
-from bot.engine import clips
+from bot.media import clips, encoding
 from bot.protocol.messages import JobCancelled, JobDone, JobFailed, JobProgress
 from tests.conftest import moving_clip
 from tests.executor.helpers import first, make_job, run, started_executor
 
 
 def test_a_gif_comes_back_animated_with_its_timing_and_a_note():
-    gif = clips.encode_clip(moving_clip(frames=4, durations=[60, 90, 60, 90]), "gif")
+    gif = encoding.encode_clip(moving_clip(frames=4, durations=[60, 90, 60, 90]), "gif")
 
     async def scenario():
         executor = await started_executor()
@@ -33,7 +33,7 @@ def test_a_gif_comes_back_animated_with_its_timing_and_a_note():
 
 
 def test_a_clip_over_the_limits_is_fitted_and_told():
-    video = clips.encode_clip(moving_clip(frames=20, durations=[50] * 20, loop=False), "mp4")
+    video = encoding.encode_clip(moving_clip(frames=20, durations=[50] * 20, loop=False), "mp4")
 
     async def scenario():
         executor = await started_executor()
@@ -57,7 +57,7 @@ def test_a_clip_over_the_limits_is_fitted_and_told():
 
 
 def test_a_cancelled_clip_frees_its_worker_for_the_next_job():
-    gif = clips.encode_clip(moving_clip(frames=6), "gif")
+    gif = encoding.encode_clip(moving_clip(frames=6), "gif")
 
     async def scenario():
         executor = await started_executor(cancel_grace=10)
@@ -81,7 +81,7 @@ def test_a_cancelled_clip_frees_its_worker_for_the_next_job():
 
 
 def test_a_damaged_clip_fails_as_bad_input():
-    video = clips.encode_clip(moving_clip(frames=4, loop=False), "mp4")
+    video = encoding.encode_clip(moving_clip(frames=4, loop=False), "mp4")
 
     async def scenario():
         executor = await started_executor()

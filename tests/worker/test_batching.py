@@ -254,7 +254,7 @@ def test_a_clip_being_read_holds_no_one_back_and_its_cancel_ends_only_it():
 
 def test_a_batching_worker_paints_near_shapes_in_one_bucket_and_delivers_each_at_its_shape():
     """STYLEBOT_SHAPE_BUCKETS: two stills of 64x42 and 64x43 share the 64x40 bucket
-    (bot/engine/buckets.py): one VGG-19
+    (bot/media/buckets.py): one VGG-19
     pass a step for both (the worker's own counts, bot/worker/stats.py), each result at the
     member's shape."""
     from tests.conftest import gradient_image

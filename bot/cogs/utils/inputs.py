@@ -11,8 +11,6 @@ import discord
 from discord import app_commands
 
 from bot.cogs.utils.downloads import download
-from bot.engine import clips, imaging
-from bot.engine.clips import VIDEO_TYPES
 from bot.engine.params import (
     IMAGE_TYPES,
     ImageLimits,
@@ -20,6 +18,8 @@ from bot.engine.params import (
     StyleParams,
     check_thick_enough,
 )
+from bot.media import clips, imaging
+from bot.media.clips import VIDEO_TYPES
 from bot.presets import preset_key
 
 if TYPE_CHECKING:

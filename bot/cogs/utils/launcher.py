@@ -20,10 +20,10 @@ from bot.cogs.utils.downloads import DownloadError
 from bot.cogs.utils.inputs import ContentMeasure, Source, fetch, measure_content
 from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
 from bot.cogs.utils.reply import Reply
-from bot.engine import imaging
 from bot.engine.params import ImageLimits, InvalidParams, StyleParams
 from bot.executor.base import JobHandle
 from bot.guild_policy import Summary
+from bot.media import imaging
 from bot.metrics import Refusal, submit_refusal
 from bot.protocol.messages import Job, JobStatus, SubmitError, new_job_id
 from bot.storage import JobRecord

@@ -17,7 +17,7 @@ import discord
 from discord.http import handle_message_parameters
 from discord.webhook.async_ import async_context
 
-from bot.engine.clips import refit_result
+from bot.media.encoding import refit_result
 from bot.text import clip
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from bot.engine import clips
-from bot.engine.imaging import ImageError, TooManyPixels
 from bot.engine.params import ImageLimits, StyleParams
+from bot.media import clips, encoding
+from bot.media.imaging import ImageError, TooManyPixels
 from tests import hostile_clips as hostile
 from tests.conftest import moving_clip
 
@@ -38,7 +38,7 @@ def test_an_apng_of_many_frames_on_a_huge_canvas_is_cut_the_same_way():
 
 
 def test_the_budget_is_the_servers_setting():
-    data = clips.encode_clip(moving_clip(frames=20, width=64, height=48), "gif")
+    data = encoding.encode_clip(moving_clip(frames=20, width=64, height=48), "gif")
     small = ImageLimits(max_clip_pixels=64 * 48 * 10 * 5)  # five frames' worth
     assert len(clips.decode_clip(data, small).frames) == 5
     assert len(clips.decode_clip(data).frames) == 20
@@ -64,7 +64,7 @@ def test_a_frame_placed_a_little_outside_is_cut_to_the_picture_a_browser_shows()
 def test_a_video_of_a_thousand_frames_a_second_keeps_only_the_frames_it_paints():
     """Memory is bounded by clip_frames, not by the frame rate (5.0 GB before for 295 KB)."""
     code = (
-        "import resource; from bot.engine import clips; from tests import hostile_clips as h\n"
+        "import resource; from bot.media import clips; from tests import hostile_clips as h\n"
         "data = h.mp4_at(1000, 1500, 384)\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "clip = clips.decode_clip(data)\n"
@@ -103,7 +103,7 @@ def test_a_video_over_the_budget_is_cut_to_its_first_frames_and_says_so():
 
 
 def test_reading_stops_between_frames_when_told():
-    data = clips.encode_clip(moving_clip(frames=20), "gif")
+    data = encoding.encode_clip(moving_clip(frames=20), "gif")
     asked = []
 
     def stop() -> bool:
@@ -118,7 +118,7 @@ def test_reading_stops_between_frames_when_told():
 
 @pytest.mark.parametrize("cut", [30, 200, 400])
 def test_every_damaged_animation_is_an_image_error(cut):
-    data = clips.encode_clip(moving_clip(frames=6), "gif")
+    data = encoding.encode_clip(moving_clip(frames=6), "gif")
     damaged = data[:cut] + bytes(range(256)) * 2
     try:
         clips.decode_clip(damaged)

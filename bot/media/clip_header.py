@@ -3,7 +3,7 @@
 An animation's file says how many frames it has, where each is placed and how long each shows,
 without its pixels: the GIF's blocks, the APNG's fcTL chunks and the WebP's ANMF chunks are read
 here by skipping over the compressed data. A video's container says its size, frame rate and
-length. From that, `bot/engine/clips.py` knows the work (frames x canvas pixels) and refuses or
+length. From that, `bot/media/clips.py` knows the work (frames x canvas pixels) and refuses or
 fits a clip before it decodes anything.
 
 The canvas is what a decoder paints every frame on: Pillow grows a GIF's canvas to hold a frame
@@ -17,8 +17,8 @@ import io
 import struct
 from dataclasses import dataclass
 
-from bot.engine.imaging import CorruptImage, UnsupportedImage
 from bot.extras import install_hint
+from bot.media.imaging import CorruptImage, UnsupportedImage
 
 # What decoding a frame costs, in video pixels: Pillow paints every animation frame onto the whole
 # canvas in RGB, about ten times the time of a video decoder's pixel (measured on one core: about

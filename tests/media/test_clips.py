@@ -7,16 +7,16 @@ import io
 import pytest
 from PIL import Image
 
-from bot.engine import clips
-from bot.engine.imaging import ImageError
 from bot.engine.params import ImageLimits, StyleParams
+from bot.media import clips, encoding
+from bot.media.imaging import ImageError
 from tests.conftest import gradient_image, moving_clip, png_bytes
 
 
 @pytest.mark.parametrize("fmt", ["gif", "webp", "png", "mp4"])
 def test_frames_timing_and_looping_survive_a_round_trip(fmt):
     clip = moving_clip(frames=9, durations=[60, 80, 100] * 3, loop=fmt != "mp4")
-    data = clips.encode_clip(clip, fmt)
+    data = encoding.encode_clip(clip, fmt)
     info = clips.probe_clip(data)
     assert info is not None and info.frames == 9 and info.loop == (fmt != "mp4")
     back = clips.decode_clip(data)
@@ -31,7 +31,7 @@ def test_frames_timing_and_looping_survive_a_round_trip(fmt):
 
 def test_a_gif_without_a_loop_block_plays_once():
     clip = moving_clip(frames=3, loop=False)
-    info = clips.probe_clip(clips.encode_clip(clip, "gif"))
+    info = clips.probe_clip(encoding.encode_clip(clip, "gif"))
     assert info is not None and not info.loop
 
 
@@ -64,7 +64,7 @@ def test_too_many_frames_lower_the_frame_rate_and_keep_the_length():
 
 def test_a_long_video_is_decoded_only_up_to_its_limit():
     clip = moving_clip(frames=50, durations=[40] * 50)
-    data = clips.encode_clip(clip, "mp4")
+    data = encoding.encode_clip(clip, "mp4")
     params = StyleParams(clip_frames=5, clip_seconds=1.0)
     fitted = clips.decode_clip(data, clip_limits=clips.ClipLimits.of(params))
     assert len(fitted.frames) == 5 and sum(fitted.durations) == 1000
@@ -74,34 +74,34 @@ def test_a_long_video_is_decoded_only_up_to_its_limit():
 
 def test_frames_are_shrunk_while_decoding():
     clip = moving_clip(frames=3, width=200, height=100)
-    back = clips.decode_clip(clips.encode_clip(clip, "gif"), max_side=50)
+    back = clips.decode_clip(encoding.encode_clip(clip, "gif"), max_side=50)
     assert back.frames[0].size == (50, 25)
 
 
 def test_a_loop_goes_out_as_a_gif_and_a_video_as_an_mp4():
     loop = moving_clip(frames=6)
-    data, fmt, why = clips.encode_clip_to_fit(loop, 8 * 2**20)
+    data, fmt, why = encoding.encode_clip_to_fit(loop, 8 * 2**20)
     assert fmt == "gif" and data.startswith(b"GIF8") and why == "a looping GIF"
     video = clips.Clip(loop.frames, loop.durations, False, "MP4")
-    data, fmt, why = clips.encode_clip_to_fit(video, 8 * 2**20)
+    data, fmt, why = encoding.encode_clip_to_fit(video, 8 * 2**20)
     assert fmt == "mp4" and data[4:8] == b"ftyp" and why == "an MP4"
 
 
 def test_a_gif_over_the_upload_limit_becomes_an_mp4_and_then_smaller_frames():
     loop = moving_clip(frames=12, width=160, height=120, noisy=True)
-    gif = clips.encode_clip(loop, "gif")
-    mp4 = clips.encode_clip(loop, "mp4")
+    gif = encoding.encode_clip(loop, "gif")
+    mp4 = encoding.encode_clip(loop, "mp4")
     between = (len(mp4) + len(gif)) // 2  # (an MP4's bytes vary a little from run to run)
-    data, fmt, why = clips.encode_clip_to_fit(loop, between)
+    data, fmt, why = encoding.encode_clip_to_fit(loop, between)
     assert fmt == "mp4" and len(data) <= between
     assert "the GIF was" in why and "over the upload limit" in why
-    data, fmt, why = clips.encode_clip_to_fit(loop, len(mp4) // 3)
+    data, fmt, why = encoding.encode_clip_to_fit(loop, len(mp4) // 3)
     assert len(data) <= len(mp4) // 3 and "made smaller" in why
     assert clips.probe_clip(data).frames == 12
 
 
 def test_unreadable_clips_are_refused_with_a_reason():
-    data = clips.encode_clip(moving_clip(frames=4), "mp4")
+    data = encoding.encode_clip(moving_clip(frames=4), "mp4")
     with pytest.raises(ImageError, match="video"):
         clips.decode_clip(data[:40] + b"\0" * 200)
     with pytest.raises(ImageError, match="still picture"):
@@ -132,7 +132,7 @@ def test_a_bot_host_without_pyav_leaves_videos_to_the_worker(monkeypatch):
     from bot.cogs.utils.inputs import check_inputs
     from tests.conftest import noise_image, png_bytes
 
-    video = clips.encode_clip(moving_clip(frames=4, loop=False), "mp4")
+    video = encoding.encode_clip(moving_clip(frames=4, loop=False), "mp4")
     monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
     params = StyleParams(clip_frames=12)
     assert not clips.can_read_video() and clips.frames_to_paint(video, params) == 12
@@ -145,7 +145,7 @@ def test_a_bot_host_without_pyav_leaves_videos_to_the_worker(monkeypatch):
     with pytest.raises(ImageError, match=r"pip install -e '\.\[video\]'"):
         clips.decode_clip(video)
     # a GIF is still checked on the bot: Pillow reads it
-    gif = clips.encode_clip(moving_clip(frames=3), "gif")
+    gif = encoding.encode_clip(moving_clip(frames=3), "gif")
     assert clips.frames_to_paint(gif, params) == 3
 
 
@@ -162,12 +162,12 @@ def test_a_refused_result_is_made_to_fit_half_its_bytes():
     within half its bytes; the moving one keeps its frames."""
     from PIL import ImageSequence
 
-    gif = clips.encode_clip(moving_clip(frames=6, noisy=True), "gif")
-    smaller, fmt = clips.refit_result(gif, len(gif) // 2)
+    gif = encoding.encode_clip(moving_clip(frames=6, noisy=True), "gif")
+    smaller, fmt = encoding.refit_result(gif, len(gif) // 2)
     assert len(smaller) <= len(gif) // 2
     if fmt == "gif":
         assert len(list(ImageSequence.Iterator(Image.open(io.BytesIO(smaller))))) == 6
     else:  # the MP4 is about a tenth of the GIF's bytes, with its frames
         assert fmt == "mp4" and clips.probe_clip(smaller) is not None
     still = png_bytes(gradient_image(200, 150))
-    assert len(clips.refit_result(still, len(still) // 2)[0]) <= len(still) // 2
+    assert len(encoding.refit_result(still, len(still) // 2)[0]) <= len(still) // 2

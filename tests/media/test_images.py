@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.engine import colour, imaging
+from bot.engine import colour
 from bot.engine.params import ImageLimits, fit_size
+from bot.media import imaging
 from tests.conftest import gradient_image, noise_image, png_bytes
 
 
