@@ -1,4 +1,5 @@
-"""The bot object and `stylebot run`: resources are made in `run()` and passed in."""
+"""The bot object and `stylebot run`: the services (metrics, executor, database, the HTTP session)
+are made in one place, `run()`, and passed in; the bot builds the launcher from them."""
 
 from __future__ import annotations
 
@@ -15,19 +16,19 @@ import yarl
 from discord import gateway, http
 from discord.ext import commands
 
-from bot.cogs.utils.checks import Cooldowns
-from bot.cogs.utils.launcher import Launcher
-from bot.cogs.utils.picks import Picks
 from bot.config import Settings
 from bot.executor.base import Executor
 from bot.executor.factory import make_executor
 from bot.health import HealthServer
+from bot.jobs.cooldown import Cooldowns
+from bot.jobs.launcher import JobServices, Launcher
+from bot.jobs.picks import Picks
 from bot.logs import install_redaction
 from bot.metrics import BotMetrics
 from bot.storage import Storage
 
 if TYPE_CHECKING:
-    from bot.cogs.utils.job_message import JobMessage
+    from bot.jobs.follow import JobMessage
 
 log = logging.getLogger("stylebot")
 
@@ -73,12 +74,13 @@ class StyleBot(commands.AutoShardedBot):
         storage: Storage,
         executor: Executor | None,
         *,
+        metrics: BotMetrics,
+        session: aiohttp.ClientSession,
         force_sync: bool = False,
     ):
         # the bot never joins voice: no warnings about voice libraries at every start
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
-        # what the bot counts (bot/metrics.py): the executor's, or its own for `stylebot sync`
-        self.metrics = executor.metrics if executor is not None else BotMetrics()
+        self.metrics = metrics  # what the bot counts (bot/metrics.py), the executor's counts too
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents(guilds=True),
@@ -94,9 +96,20 @@ class StyleBot(commands.AutoShardedBot):
         # the services the extensions share, each reached by its typed attribute
         self.cooldowns = Cooldowns()
         self.picks = Picks()  # pictures picked in the chat with the context menus
-        self.launcher = Launcher(self)  # the one path from an accepted request to a followed job
         self.followers: set[asyncio.Task] = set()  # one task per job message being followed
-        self.session: aiohttp.ClientSession  # attachment downloads; made in setup_hook
+        self.session = session  # attachment downloads
+        # the one path from an accepted request to a followed job
+        self.launcher = Launcher(
+            JobServices(
+                client=self,
+                settings=settings_,
+                storage=storage,
+                executor=self.executor,
+                metrics=metrics,
+                session=session,
+                follow=self.follow,
+            )
+        )
         if settings_.discord_gateway_url:
             self._use_gateway(settings_.discord_gateway_url)
 
@@ -112,7 +125,6 @@ class StyleBot(commands.AutoShardedBot):
         self.http.get_bot_gateway = get_bot_gateway  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
-        self.session = aiohttp.ClientSession()
         for extension in EXTENSIONS:
             if extension == RECOVERY and self.executor is None:
                 continue  # `stylebot sync`: no jobs to follow
@@ -168,8 +180,6 @@ class StyleBot(commands.AutoShardedBot):
             await asyncio.wait(list(self.followers), timeout=15)
         if self.health is not None:
             await self.health.stop()
-        if hasattr(self, "session"):
-            await self.session.close()
         await super().close()
 
 
@@ -182,17 +192,19 @@ async def run(settings_: Settings) -> None:
     then Discord. SIGTERM and Ctrl-C stop it at any point; while starting, as Stopped."""
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
     stop = _StopOnSignal(asyncio.get_running_loop())
-    executor = make_executor(settings_)
+    metrics = BotMetrics()
+    executor = make_executor(settings_, metrics)
     storage: Storage | None = None
     try:
         await executor.start()
         storage = await Storage.open(
             settings_.database_url, settings_ttl=settings_.settings_cache_ttl
         )
-        bot = StyleBot(settings_, storage, executor)
-        stop.bot = bot
-        async with bot:
-            await bot.start(settings_.discord_token.get_secret_value())
+        async with aiohttp.ClientSession() as session:
+            bot = StyleBot(settings_, storage, executor, metrics=metrics, session=session)
+            stop.bot = bot
+            async with bot:
+                await bot.start(settings_.discord_token.get_secret_value())
     except BaseException:
         if stop.requested:
             raise Stopped() from None  # whatever the stop interrupted (a start, a login) failed
@@ -230,10 +242,15 @@ async def sync(settings_: Settings) -> bool:
     """`stylebot sync`: log in, send the command tree to Discord, log out. No workers start."""
     point_client_at(settings_.discord_api_base, settings_.discord_gateway_url)
     storage = await Storage.open(settings_.database_url, settings_ttl=settings_.settings_cache_ttl)
-    bot = StyleBot(settings_, storage, None, force_sync=True)
     try:
-        await bot.login(settings_.discord_token.get_secret_value())  # runs setup_hook, which syncs
-        return True
+        async with aiohttp.ClientSession() as session:
+            bot = StyleBot(
+                settings_, storage, None, metrics=BotMetrics(), session=session, force_sync=True
+            )
+            try:
+                await bot.login(settings_.discord_token.get_secret_value())  # setup_hook syncs
+                return True
+            finally:
+                await bot.close()
     finally:
-        await bot.close()
         await storage.close()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.cogs.utils.checks import Cooldowns
+from bot.cogs.ui.checks import Cooldowns
 from bot.engine.params import InvalidParams, StyleParams
 from bot.guild_policy import GuildSettings, Request, channel_allowed, describe, params_for
 

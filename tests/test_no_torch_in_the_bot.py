@@ -27,7 +27,7 @@ def bot_side_modules() -> list[str]:
 
 def test_the_bot_side_is_most_of_the_package():
     modules = bot_side_modules()
-    for name in ("bot.app", "bot.cogs.stylize", "bot.cogs.utils.launcher", "bot.executor.pool"):
+    for name in ("bot.app", "bot.cogs.stylize", "bot.jobs.launcher", "bot.executor.pool"):
         assert name in modules
     assert "bot.worker.runner" not in modules and "bot.worker.process" not in modules
     media = [n for n in modules if n.startswith(PURE_PACKAGE)]

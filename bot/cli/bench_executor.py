@@ -189,16 +189,19 @@ async def measure(args: argparse.Namespace) -> dict:
 # a long function (over 60 lines): one benchmark scenario, start to report, read in order
 async def _measure(args, config, pictures, style) -> dict:
     from bot.executor.dispatch import Dispatcher
+    from bot.metrics import BotMetrics
+
+    metrics = BotMetrics()  # the workers' totals arrive here (busy share, jobs per batch)
 
     if args.executor == "celery":
         from bot.config import WorkerSettings, load_settings
         from bot.executor.celery.backend import CeleryBackend
 
-        executor = Dispatcher(CeleryBackend(load_settings(WorkerSettings).celery), config)
+        executor = Dispatcher(CeleryBackend(load_settings(WorkerSettings).celery), config, metrics)
     else:
         from bot.executor.pool import LocalExecutor
 
-        executor = LocalExecutor(config)
+        executor = LocalExecutor(config, metrics)
     started = time.perf_counter()
     await executor.start()
     if args.executor == "celery":
@@ -222,7 +225,7 @@ async def _measure(args, config, pictures, style) -> dict:
                     content=content,
                     styles=(style,),
                     params=StyleParams(size=size, steps=args.steps, preview_every=every),
-                    shape=shape,  # as the bot measures it (bot/cogs/utils/inputs.py)
+                    shape=shape,  # as the bot measures it (bot/jobs/intake.py)
                 )
             )
             for i, (content, shape, size) in enumerate(pictures)
@@ -238,7 +241,7 @@ async def _measure(args, config, pictures, style) -> dict:
 
         results = await asyncio.gather(*(drain(h) for h in handles))
         wall = time.perf_counter() - began
-        painted = await _painted(executor, wall, local=args.executor == "local")
+        painted = await _painted(executor, metrics, wall, local=args.executor == "local")
         short = StyleParams(size=32, steps=1)
         for i in range(args.latency_jobs):  # one at a time, on idle workers
             sent = time.perf_counter()
@@ -293,7 +296,7 @@ async def _measure(args, config, pictures, style) -> dict:
     }
 
 
-async def _painted(executor, wall: float, *, local: bool) -> dict:
+async def _painted(executor, metrics, wall: float, *, local: bool) -> dict:
     """The share of `wall` the local workers spent stepping jobs, and their jobs per batch, from
     the totals they report (bot/worker/stats.py, after the last job's report has arrived); None
     for Celery workers, whose totals are on their own ports."""
@@ -302,7 +305,7 @@ async def _painted(executor, wall: float, *, local: bool) -> dict:
     if not local:
         return {"busy_share": None, "jobs_per_batch": None}
     await asyncio.sleep(STATS_INTERVAL + 0.5)
-    registry = executor.metrics.registry
+    registry = metrics.registry
 
     def total(name: str) -> float:
         return sum(

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bot.cogs.utils.checks import give_back_cooldown
-from bot.cogs.utils.failures import message_for, refusal_for, reply_ephemeral
+from bot.cogs.ui.failures import message_for, refusal_for, reply_ephemeral
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -23,7 +22,6 @@ SETTINGS_GROUP = "stylize-settings"  # an admin's command: its errors are no ref
 async def on_tree_error(
     interaction: discord.Interaction, error: app_commands.AppCommandError
 ) -> None:
-    give_back_cooldown(interaction)  # whatever stopped the command, no job started
     message = message_for(error)
     command = interaction.command.qualified_name if interaction.command else "?"
     if message is not None:

@@ -10,11 +10,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.utils.checks import check_may_start_job, guild_settings
-from bot.cogs.utils.failures import message_for
-from bot.cogs.utils.inputs import Source
-from bot.cogs.utils.picks import image_in
+from bot.cogs.ui.checks import job_request
+from bot.cogs.ui.failures import message_for
 from bot.guild_policy import Request, params_for
+from bot.jobs.intake import Source
+from bot.jobs.picks import image_in
 
 if TYPE_CHECKING:
     from bot.app import StyleBot
@@ -73,18 +73,19 @@ class PicksCog(commands.Cog):
             )
             return
         try:
-            await check_may_start_job(interaction)
+            async with job_request(interaction) as (settings, claim):
+                self.bot.picks.clear(interaction.guild_id, interaction.user.id)
+                params, summary = params_for(Request(), settings)
+                await interaction.response.defer(thinking=True)
+                sources: list[Source] = [
+                    (mine["content"].url, "content image"),
+                    (mine["style"].url, "style image"),
+                ]
+                await self.bot.launcher.fetch_and_start(
+                    interaction, sources, params, summary, claim
+                )
         except app_commands.CheckFailure as exc:
             await interaction.response.send_message(message_for(exc) or "Not now.", ephemeral=True)
-            return
-        self.bot.picks.clear(interaction.guild_id, interaction.user.id)
-        params, summary = params_for(Request(), await guild_settings(interaction))
-        await interaction.response.defer(thinking=True)
-        sources: list[Source] = [
-            (mine["content"].url, "content image"),
-            (mine["style"].url, "style image"),
-        ]
-        await self.bot.launcher.fetch_and_start(interaction, sources, params, summary)
 
 
 async def setup(bot: StyleBot) -> None:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.cogs.utils.launcher import job_of
-from bot.cogs.utils.reply import Reply
-from bot.cogs.utils.views import result_view, retry_view
+from bot.cogs.ui.views import result_view, retry_view
 from bot.guild_policy import Summary
+from bot.jobs.launcher import job_of
+from bot.jobs.replies import Reply
 from bot.protocol.messages import JobStatus
 from bot.storage import JobRecord, result_key
 

@@ -11,11 +11,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.utils.checks import admin_only
-from bot.cogs.utils.downloads import DownloadError
-from bot.cogs.utils.failures import UserFacingError
-from bot.cogs.utils.inputs import check_attachment, fetch, preset_choices
-from bot.cogs.utils.settings_panel import SettingsPanel, panel_text
+from bot.cogs.ui.checks import admin_only
+from bot.cogs.ui.choices import preset_choices
+from bot.cogs.ui.failures import UserFacingError
+from bot.cogs.ui.settings_panel import SettingsPanel, panel_text
 from bot.engine.params import (
     MAX_CLIP_FRAMES,
     MAX_CLIP_SECONDS,
@@ -32,6 +31,8 @@ from bot.guild_policy import (
     SettingsError,
     describe,
 )
+from bot.jobs.downloads import DownloadError
+from bot.jobs.intake import check_attachment, fetch
 from bot.media.imaging import ImageError
 from bot.presets import NAME_MAX, Preset, PresetError, checked
 from bot.text import fit_lines
@@ -201,7 +202,9 @@ class SettingsCog(
             raise UserFacingError(problem)
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            (data,), _ = await fetch(self.bot, [(image.url, "style image")], None)
+            (data,), _ = await fetch(
+                self.bot.session, self.bot.settings, [(image.url, "style image")], None
+            )
             await self.bot.storage.presets.add(
                 guild, preset, data, limit=self.bot.settings.max_presets
             )

@@ -1,5 +1,5 @@
 """`/stylize`, `/stylize-history` and `/stylize-help`. /stylize checks the member's options,
-acknowledges at once, and hands the images' sources to the launcher (bot/cogs/utils/launcher.py),
+acknowledges at once, and hands the images' sources to the launcher (bot/jobs/launcher.py),
 which fetches them off the loop, queues the job and follows it to the end."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.utils.checks import guild_settings, may_start_job
-from bot.cogs.utils.failures import UserFacingError
-from bot.cogs.utils.inputs import Source, check_attachment, preset_choices
-from bot.cogs.utils.views import CancelButton, ResultButton, RetryButton
+from bot.cogs.ui.checks import guild_settings, job_request
+from bot.cogs.ui.choices import preset_choices
+from bot.cogs.ui.failures import UserFacingError
+from bot.cogs.ui.views import CancelButton, ResultButton, RetryButton
 from bot.engine.params import (
     MAX_SIZE,
     MAX_STEPS,
@@ -36,6 +36,8 @@ from bot.guild_policy import (
     describe,
     params_for,
 )
+from bot.jobs.cooldown import Claim
+from bot.jobs.intake import Source, check_attachment
 from bot.metrics import Refusal
 from bot.text import MESSAGE_LIMIT, clip, fit_lines, join_within
 
@@ -66,7 +68,6 @@ class StylizeCog(commands.Cog):
         optimizer="L-BFGS converges in fewer steps; Adam is gentler",
         style_scale="size of the style's brush strokes relative to the result (0.25-2)",
     )
-    @may_start_job
     async def stylize(
         self,
         interaction: discord.Interaction[StyleBot],
@@ -82,60 +83,62 @@ class StylizeCog(commands.Cog):
         optimizer: Optimizer | None = None,
         style_scale: app_commands.Range[float, MIN_STYLE_SCALE, MAX_STYLE_SCALE] | None = None,
     ) -> None:
-        settings = await guild_settings(interaction)
-        limits = self.bot.settings.image_limits
-        for attachment, what in (
-            (content, "content image"),
-            (style, "style image"),
-            (style2, "second style image"),
-        ):
-            problem = attachment and check_attachment(
-                attachment, what, limits, moving=what == "content image"
+        async with job_request(interaction) as (settings, claim):
+            limits = self.bot.settings.image_limits
+            for attachment, what in (
+                (content, "content image"),
+                (style, "style image"),
+                (style2, "second style image"),
+            ):
+                problem = attachment and check_attachment(
+                    attachment, what, limits, moving=what == "content image"
+                )
+                if problem:
+                    raise UserFacingError(problem)
+            request = Request(
+                strength=strength,
+                size=size,
+                steps=steps,
+                preserve_colors=preserve_colors,
+                seed=seed,
+                optimizer=optimizer,
+                style_scale=style_scale,
+                n_styles=2 if style2 else 1,
             )
-            if problem:
-                raise UserFacingError(problem)
-        request = Request(
-            strength=strength,
-            size=size,
-            steps=steps,
-            preserve_colors=preserve_colors,
-            seed=seed,
-            optimizer=optimizer,
-            style_scale=style_scale,
-            n_styles=2 if style2 else 1,
-        )
-        picked = self.bot.picks.pending(interaction.guild_id, interaction.user.id)
-        if content is None and "content" not in picked:
-            raise UserFacingError(
-                "Give a content image: attach one, or pick a picture in the chat with "
-                "**Apps → Stylize: use as content**."
-            )
-        if style is not None and preset:
-            raise UserFacingError("Give a style image or a preset, not both.")
-        if style is None and not preset and "style" not in picked:
-            raise UserFacingError(
-                "Give a style image, a `preset:`, or pick a picture in the chat with "
-                "**Apps → Stylize: use as style**."
-            )
-        if not preset:  # the options are checked before the defer, privately
-            params, summary = options_for(request, settings)
-        self.bot.picks.clear(interaction.guild_id, interaction.user.id)
-        await interaction.response.defer(thinking=True)
-        # from here on a refusal goes through the launcher (the interaction is deferred)
-        sources: list[Source] = [
-            (content.url if content is not None else picked["content"].url, "content image")
-        ]
-        if preset:  # read after the defer: the database may be slow
-            found = await self._preset(interaction, preset, request, settings)
-            if found is None:
-                return
-            params, summary, image = found
-            sources.append((image, "style image"))
-        else:
-            sources.append((style.url if style is not None else picked["style"].url, "style image"))
-        if style2 is not None:
-            sources.append((style2.url, "second style image"))
-        await self.bot.launcher.fetch_and_start(interaction, sources, params, summary)
+            picked = self.bot.picks.pending(interaction.guild_id, interaction.user.id)
+            if content is None and "content" not in picked:
+                raise UserFacingError(
+                    "Give a content image: attach one, or pick a picture in the chat with "
+                    "**Apps → Stylize: use as content**."
+                )
+            if style is not None and preset:
+                raise UserFacingError("Give a style image or a preset, not both.")
+            if style is None and not preset and "style" not in picked:
+                raise UserFacingError(
+                    "Give a style image, a `preset:`, or pick a picture in the chat with "
+                    "**Apps → Stylize: use as style**."
+                )
+            if not preset:  # the options are checked before the defer, privately
+                params, summary = options_for(request, settings)
+            self.bot.picks.clear(interaction.guild_id, interaction.user.id)
+            await interaction.response.defer(thinking=True)
+            # from here on a refusal goes through the launcher (the interaction is deferred)
+            sources: list[Source] = [
+                (content.url if content is not None else picked["content"].url, "content image")
+            ]
+            if preset:  # read after the defer: the database may be slow
+                found = await self._preset(interaction, preset, request, settings, claim)
+                if found is None:
+                    return
+                params, summary, image = found
+                sources.append((image, "style image"))
+            else:
+                sources.append(
+                    (style.url if style is not None else picked["style"].url, "style image")
+                )
+            if style2 is not None:
+                sources.append((style2.url, "second style image"))
+            await self.bot.launcher.fetch_and_start(interaction, sources, params, summary, claim)
 
     async def _preset(
         self,
@@ -143,6 +146,7 @@ class StylizeCog(commands.Cog):
         name: str,
         request: Request,
         settings: GuildSettings,
+        claim: Claim,
     ) -> tuple[StyleParams, Summary, bytes] | None:
         """The job's parameters with a preset's, and its image; None when the member was told
         why not (the interaction is deferred)."""
@@ -155,13 +159,16 @@ class StylizeCog(commands.Cog):
                 f"This server has no preset called `{name}`: choose one from the list "
                 "that `preset:` offers.",
                 Refusal.NO_PRESET,
+                claim,
             )
             return None
         chosen, image = found
         try:
             params, summary = options_for(chosen.fill(request), settings)
         except UserFacingError as exc:
-            await self.bot.launcher.refuse_after_defer(interaction, str(exc), Refusal.BAD_INPUT)
+            await self.bot.launcher.refuse_after_defer(
+                interaction, str(exc), Refusal.BAD_INPUT, claim
+            )
             return None
         return params, replace(summary, text=f"preset {chosen.name} · {summary.text}"), image
 

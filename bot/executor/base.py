@@ -9,14 +9,12 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 
-from bot.metrics import BotMetrics, QueueState
+from bot.metrics import QueueState
 from bot.protocol.messages import Event, Job, Terminal, WorkerStats
 
 
 class Executor(abc.ABC):
     """Runs jobs somewhere; the bot sees only this."""
-
-    metrics: BotMetrics  # what it counts, for /metrics (bot/metrics.py)
 
     @abc.abstractmethod
     async def start(self) -> None: ...

@@ -80,10 +80,10 @@ class _JobState:
 
 
 class Dispatcher(Executor, Listener):
-    def __init__(self, backend: Backend, config: ExecutorConfig):
+    def __init__(self, backend: Backend, config: ExecutorConfig, metrics: BotMetrics | None = None):
         self.backend = backend
         self.config = config
-        self.metrics = BotMetrics()
+        self._metrics = metrics or BotMetrics()  # what it counts for /metrics: the bot's
         self._queue: FairQueue[_JobState] = FairQueue()
         self._jobs: dict[str, _JobState] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,7 +195,7 @@ class Dispatcher(Executor, Listener):
             if isinstance(event, JobStarted) and self._loop is not None:
                 if state.waited is None:
                     state.waited = time.monotonic() - state.submitted
-                    self.metrics.started(state.job, state.waited)
+                    self._metrics.started(state.job, state.waited)
                 if state.timer is not None:
                     state.timer.cancel()
                 state.timer = self._loop.call_later(
@@ -214,7 +214,7 @@ class Dispatcher(Executor, Listener):
         self._pump()
 
     def on_stats(self, worker: str, stats: WorkerStats) -> None:
-        self.metrics.devices.apply(worker, stats)
+        self._metrics.devices.apply(worker, stats)
 
     def queue_state(self) -> QueueState:
         """The queue and the workers now, for the metrics (read on the event loop)."""
@@ -271,7 +271,7 @@ class Dispatcher(Executor, Listener):
         if state.released:
             self._queue.finished(state.job.user_id, state.job.cost)
         self._jobs.pop(state.job.id, None)
-        self.metrics.ended(state.job, event, time.monotonic() - state.submitted)
+        self._metrics.ended(state.job, event, time.monotonic() - state.submitted)
         state.handle.deliver(event)
         self._pump()
 

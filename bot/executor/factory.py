@@ -10,10 +10,12 @@ from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.executor.pool import LocalExecutor
 from bot.extras import require
 from bot.logs import LogConfig
+from bot.metrics import BotMetrics
 
 
-def make_executor(settings: Settings) -> Dispatcher:
-    """The dispatcher over the backend the settings name: the local pool or Celery workers."""
+def make_executor(settings: Settings, metrics: BotMetrics | None = None) -> Dispatcher:
+    """The dispatcher over the backend the settings name, the local pool or Celery workers,
+    counting into `metrics` (the bot's, which /metrics serves)."""
     config = ExecutorConfig(
         devices=settings.device_list,
         workers_per_device=settings.workers_per_device,
@@ -37,5 +39,7 @@ def make_executor(settings: Settings) -> Dispatcher:
         require("celery", "STYLEBOT_EXECUTOR=celery")
         from bot.executor.celery.backend import CeleryBackend
 
-        return Dispatcher(CeleryBackend(settings.celery, cancel_grace=config.cancel_grace), config)
-    return LocalExecutor(config)
+        return Dispatcher(
+            CeleryBackend(settings.celery, cancel_grace=config.cancel_grace), config, metrics
+        )
+    return LocalExecutor(config, metrics)

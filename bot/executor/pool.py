@@ -28,6 +28,7 @@ from multiprocessing.process import BaseProcess
 from bot.executor.base import Backend, Listener
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.extras import require
+from bot.metrics import BotMetrics
 from bot.protocol.entry import LOCAL_WORKER, run_entry
 from bot.protocol.messages import (
     Cancel,
@@ -58,10 +59,12 @@ class WorkerStartError(RuntimeError):
     """No worker could start (for example, VGG-19 weights are missing); the message says why."""
 
 
-def LocalExecutor(config: ExecutorConfig | None = None) -> Dispatcher:  # noqa: N802 (a factory)
-    """The dispatcher over a pool of local worker processes."""
+def LocalExecutor(  # noqa: N802 (a factory)
+    config: ExecutorConfig | None = None, metrics: BotMetrics | None = None
+) -> Dispatcher:
+    """The dispatcher over a pool of local worker processes, counting into `metrics`."""
     config = config or ExecutorConfig()
-    return Dispatcher(LocalPool(config), config)
+    return Dispatcher(LocalPool(config), config, metrics)
 
 
 def ask_torch(code: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 
+import aiohttp
 import discord
 from PIL import Image
 
 from bot.app import StyleBot, point_client_at
 from bot.config import Settings
 from bot.executor.factory import make_executor
+from bot.metrics import BotMetrics
 from bot.storage import Storage
 from tests.asyncrun import run
 from tests.cogs.fake_discord import FakeDiscord, user
@@ -40,10 +42,14 @@ class BotHarness:
     async def __aenter__(self) -> BotHarness:
         point_client_at(self.settings.discord_api_base, self.settings.discord_gateway_url)
         self.storage = await Storage.open(self.settings.database_url)
-        self.executor = make_executor(self.settings)  # the local pool, or Celery if asked
+        self.metrics = BotMetrics()
+        self.executor = make_executor(self.settings, self.metrics)  # the local pool, or Celery
         await self.executor.start()
+        self.session = aiohttp.ClientSession()
         self.fake.identified.clear()
-        self.bot = StyleBot(self.settings, self.storage, self.executor)
+        self.bot = StyleBot(
+            self.settings, self.storage, self.executor, metrics=self.metrics, session=self.session
+        )
         self._task = asyncio.create_task(
             self.bot.start(self.settings.discord_token.get_secret_value())
         )
@@ -62,6 +68,7 @@ class BotHarness:
             await asyncio.wait_for(self._task, 30)
         finally:
             await self.executor.shutdown(graceful=False)
+            await self.session.close()
             await self.storage.close()
             discord.http.Route.BASE = ORIGINAL_BASE
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = ORIGINAL_GATEWAY

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from bot.engine.params import StyleParams
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
 from bot.executor.pool import LocalExecutor
+from bot.metrics import BotMetrics
 from bot.protocol.messages import Job, JobDone
 from tests.asyncrun import run
 from tests.conftest import PARALLEL, gradient_image, noise_image, png_bytes
@@ -48,10 +49,10 @@ async def running(executor: Dispatcher) -> AsyncIterator[Dispatcher]:
         await executor.shutdown()
 
 
-async def started_executor(**config) -> Dispatcher:
+async def started_executor(metrics: BotMetrics | None = None, **config) -> Dispatcher:
     if PARALLEL:  # one torch thread per process (tests/conftest.py)
         config.setdefault("threads_per_worker", 1)
-    executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), **config))
+    executor = LocalExecutor(ExecutorConfig(weights="random", devices=("cpu",), **config), metrics)
     await executor.start()
     return executor
 

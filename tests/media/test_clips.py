@@ -129,7 +129,7 @@ def test_a_bot_host_without_pyav_leaves_videos_to_the_worker(monkeypatch):
     (the worker decodes it), costs its server's most frames, and the CLI says what to install."""
     import sys
 
-    from bot.cogs.utils.inputs import check_inputs
+    from bot.jobs.intake import check_inputs
     from tests.conftest import noise_image, png_bytes
 
     video = encoding.encode_clip(moving_clip(frames=4, loop=False), "mp4")

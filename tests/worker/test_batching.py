@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
+from bot.metrics import BotMetrics
 from bot.protocol.messages import JobCancelled, JobDone, JobFailed, JobProgress, JobStarted
 from tests.conftest import noise_image, png_bytes
 from tests.executor.helpers import first, long_job, make_job, run, started_executor
@@ -265,7 +266,8 @@ def test_a_batching_worker_paints_near_shapes_in_one_bucket_and_delivers_each_at
     ]
 
     async def scenario():
-        executor = await started_executor(batch_size=2, shape_buckets=True)
+        metrics = BotMetrics()
+        executor = await started_executor(metrics, batch_size=2, shape_buckets=True)
         try:
             handles = [
                 await executor.submit(make_job(u, steps=6, size=64, content=c, pyramid_levels=1))
@@ -273,7 +275,7 @@ def test_a_batching_worker_paints_near_shapes_in_one_bucket_and_delivers_each_at
             ]
             results = [await h.result() for h in handles]
             labels = {"worker": "cpu#0", "device": "cpu"}
-            registry = executor.metrics.registry
+            registry = metrics.registry
             for _ in range(100):  # the worker's totals arrive every STATS_INTERVAL seconds
                 steps = registry.get_sample_value("stylebot_job_steps_total", labels) or 0
                 if steps >= 12:

@@ -5,8 +5,8 @@ import io
 
 from PIL import Image
 
-from bot.cogs.utils.inputs import ContentMeasure, measure_content
 from bot.engine.params import ImageLimits, StyleParams
+from bot.jobs.intake import ContentMeasure, measure_content
 from bot.media.encoding import encode_clip
 from tests.conftest import gradient_image, moving_clip, png_bytes
 

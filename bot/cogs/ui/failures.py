@@ -8,7 +8,7 @@ import logging
 import discord
 from discord import app_commands
 
-from bot.cogs.utils.checks import ChannelNotAllowed, OnCooldown
+from bot.cogs.ui.checks import ChannelNotAllowed, OnCooldown
 from bot.metrics import Refusal
 from bot.text import clip
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.utils.reply import Reply
-from bot.cogs.utils.views import cancel_view, result_view
+from bot.cogs.ui.views import cancel_view, result_view
 from bot.guild_policy import Summary
+from bot.jobs.replies import Reply
 from bot.protocol.messages import (
     Event,
     FailureKind,

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 
-from bot.cogs.utils.checks import give_back_cooldown, keep_cooldown
-from bot.cogs.utils.downloads import DownloadError
-from bot.cogs.utils.inputs import ContentMeasure, Source, fetch, measure_content
-from bot.cogs.utils.job_message import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
-from bot.cogs.utils.reply import Reply
+from bot.config import Settings
 from bot.engine.params import ImageLimits, InvalidParams, StyleParams
-from bot.executor.base import JobHandle
+from bot.executor.base import Executor, JobHandle
 from bot.guild_policy import Summary
+from bot.jobs.cooldown import Claim
+from bot.jobs.downloads import DownloadError
+from bot.jobs.follow import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
+from bot.jobs.intake import ContentMeasure, Source, fetch, measure_content
+from bot.jobs.replies import Reply
 from bot.media import imaging
-from bot.metrics import Refusal, submit_refusal
+from bot.metrics import BotMetrics, Refusal, submit_refusal
 from bot.protocol.messages import Job, JobStatus, SubmitError, new_job_id
-from bot.storage import JobRecord
+from bot.storage import JobRecord, Storage
 from bot.text import clip
 
 if TYPE_CHECKING:
@@ -61,9 +65,22 @@ async def job_measure(record: JobRecord, content: bytes, limits: ImageLimits) ->
     return await asyncio.to_thread(measure_content, content, params, limits)
 
 
+@dataclass(frozen=True)
+class JobServices:
+    """What the launcher works with, built once at startup (bot/app.py)."""
+
+    client: discord.Client  # the Discord side of a job's message: edits and deliveries
+    settings: Settings
+    storage: Storage
+    executor: Executor
+    metrics: BotMetrics
+    session: aiohttp.ClientSession  # attachment downloads
+    follow: Callable[[JobMessage], None]  # runs a job's message until the job ends
+
+
 class Launcher:
-    def __init__(self, bot: StyleBot):
-        self.bot = bot
+    def __init__(self, services: JobServices):
+        self.services = services
 
     async def fetch_and_start(
         self,
@@ -71,16 +88,34 @@ class Launcher:
         sources: list[Source],
         params: StyleParams,
         summary: Summary,
+        claim: Claim,
     ) -> None:
-        """Fetch (source, what) pairs, the content first, decode them off the loop, and start the
-        job; or refuse privately, having taken no slot. The interaction is deferred."""
+        """Fetch (source, what) pairs, the content first, check them off the loop, and start the
+        job; or refuse privately, having taken no slot. The interaction is deferred. Whatever
+        happens, the claim is settled: kept if the job started, else given back."""
         try:
-            data, measure = await fetch(self.bot, sources, params)
+            await self._fetch_and_start(interaction, sources, params, summary, claim)
+        finally:
+            claim.give_back()  # nothing when the job started (kept)
+
+    async def _fetch_and_start(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        sources: list[Source],
+        params: StyleParams,
+        summary: Summary,
+        claim: Claim,
+    ) -> None:
+        try:
+            data, measure = await fetch(
+                self.services.session, self.services.settings, sources, params
+            )
         except DownloadError as exc:
             await self.refuse_after_defer(
                 interaction,
                 f"I could not use your images: {exc}. Please try again.",
                 Refusal.DOWNLOAD,
+                claim,
             )
             return
         except (imaging.ImageError, InvalidParams) as exc:
@@ -88,9 +123,10 @@ class Launcher:
                 interaction,
                 f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}.",
                 Refusal.BAD_INPUT,
+                claim,
             )
             return
-        await self.start(interaction, data, params, summary, measure=measure)
+        await self.start(interaction, data, params, summary, claim, measure=measure)
 
     async def start(
         self,
@@ -98,6 +134,7 @@ class Launcher:
         data: list[bytes],
         params: StyleParams,
         summary: Summary,
+        claim: Claim,
         *,
         content_owner: int | None = None,
         measure: ContentMeasure | None = None,
@@ -106,7 +143,7 @@ class Launcher:
         `content_owner`: who uploaded the content, when it is not the member who asked (a
         button press on someone else's result); `measure`: what the check found of the
         content (else read from its header)."""
-        config = self.bot.settings
+        config = self.services.settings
         reply = Reply.of(interaction, config.interaction_ttl)
         record = JobRecord(
             id=new_job_id(),
@@ -124,16 +161,18 @@ class Launcher:
             result_limit=upload_limit(interaction),
         )
         # recorded before it is queued: if the bot dies from here on, the next start tells the member
-        await self.bot.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
+        await self.services.storage.jobs.add(record, data, keep_inputs=config.input_ttl)
         try:
             measure = measure or await job_measure(record, data[0], config.image_limits)
-            handle = await self.bot.executor.submit(job_of(record, data, measure))
+            handle = await self.services.executor.submit(job_of(record, data, measure))
         except SubmitError as exc:
             # a refused job keeps no images, and its row (and token) only for a short audit
-            await self.bot.storage.jobs.refused(record.id, f"Not now: {exc}.")
-            await self.refuse_after_defer(interaction, f"Not now: {exc}.", submit_refusal(exc))
+            await self.services.storage.jobs.refused(record.id, f"Not now: {exc}.")
+            await self.refuse_after_defer(
+                interaction, f"Not now: {exc}.", submit_refusal(exc), claim
+            )
             return
-        keep_cooldown(interaction)
+        claim.keep()
         self.follow(reply, handle, summary)
 
     async def start_again(
@@ -142,13 +181,27 @@ class Launcher:
         record: JobRecord,
         params: StyleParams,
         summary: Summary,
+        claim: Claim,
     ) -> None:
         """A new job of the pressing member from a recorded job's kept images (the press passed
-        the checks; the interaction is not answered yet)."""
-        data = await self.bot.storage.jobs.images(record.id)
+        the checks; the interaction is not answered yet). The claim is settled as in
+        `fetch_and_start`."""
+        try:
+            await self._start_again(interaction, record, params, summary, claim)
+        finally:
+            claim.give_back()
+
+    async def _start_again(
+        self,
+        interaction: discord.Interaction[StyleBot],
+        record: JobRecord,
+        params: StyleParams,
+        summary: Summary,
+        claim: Claim,
+    ) -> None:
+        data = await self.services.storage.jobs.images(record.id)
         if data is None:
-            give_back_cooldown(interaction)
-            hours = self.bot.settings.input_ttl / 3600
+            hours = self.services.settings.input_ttl / 3600
             await interaction.response.send_message(
                 f"Sorry, the images of that picture are no longer kept (they are kept for {hours:g} h). "
                 "Please send them again with /stylize.",
@@ -156,20 +209,20 @@ class Launcher:
             )
             return
         await interaction.response.defer(thinking=True)
-        await self.start(interaction, data, params, summary, content_owner=record.uploader)
+        await self.start(interaction, data, params, summary, claim, content_owner=record.uploader)
 
     async def requeue(self, record: JobRecord) -> JobHandle | None:
         """A recorded job whose bot died while it waited, queued again under its own id with its
         kept images (None if they are gone or the queue refuses it: the member is told instead)."""
-        data = await self.bot.storage.jobs.images(record.id)
+        data = await self.services.storage.jobs.images(record.id)
         if data is None:
             return None
         try:
-            handle = await self.bot.executor.submit(
+            handle = await self.services.executor.submit(
                 job_of(
                     record,
                     data,
-                    await job_measure(record, data[0], self.bot.settings.image_limits),
+                    await job_measure(record, data[0], self.services.settings.image_limits),
                 )
             )
         except SubmitError as exc:
@@ -180,27 +233,27 @@ class Launcher:
 
     def follow(self, reply: Reply, handle: JobHandle, summary: Summary) -> None:
         """Keep the job's message up to date until the job ends."""
-        self.bot.follow(
+        self.services.follow(
             JobMessage(
-                self.bot,
+                self.services.client,
                 reply,
                 handle,
                 summary,
-                self.bot.storage,
-                edit_interval=self.bot.settings.progress_edit_interval,
+                self.services.storage,
+                edit_interval=self.services.settings.progress_edit_interval,
             )
         )
 
     async def refuse_after_defer(
-        self, interaction: discord.Interaction, message: str, reason: Refusal
+        self, interaction: discord.Interaction, message: str, reason: Refusal, claim: Claim
     ) -> None:
         """No job starts: the public "thinking" message becomes a short public note, and the
         reason goes to the member alone. (After a public defer Discord shows the first follow-up
         publicly and refuses one after the original is deleted: the original is edited first.)
         Should the private follow-up fail, the note itself carries the reason. The member's
         cooldown is given back."""
-        give_back_cooldown(interaction)
-        self.bot.metrics.refused(reason)
+        claim.give_back()
+        self.services.metrics.refused(reason)
         note = f"❌ <@{interaction.user.id}>, your job did not start"
         try:
             await interaction.edit_original_response(content=f"{note}: see why just below.")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.utils import presses
+from bot.cogs.ui import presses
 from bot.guild_policy import ResultAction
 from bot.protocol.messages import JOB_ID
 

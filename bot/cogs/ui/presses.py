@@ -1,5 +1,5 @@
 """What the buttons on job messages do: Retry a lost job, a result button's new job (🎲 ➕ ➖ 🎨
-🔍) from the same images, or Delete. New jobs go through the launcher (bot/cogs/utils/launcher.py)."""
+🔍) from the same images, or Delete. New jobs go through the launcher (bot/jobs/launcher.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bot.cogs.utils.checks import check_may_start_job, guild_settings
-from bot.cogs.utils.failures import message_for
+from bot.cogs.ui.checks import guild_settings, job_request
+from bot.cogs.ui.failures import message_for
 from bot.engine.params import InvalidParams, StyleParams
 from bot.guild_policy import NothingToChange, ResultAction, Summary, may_reveal, params_again
 from bot.storage import JobRecord
@@ -75,11 +75,12 @@ async def start_again(
 ) -> None:
     """A new job of the pressing member, through the same checks as /stylize."""
     try:
-        await check_may_start_job(interaction)
+        async with job_request(interaction) as (_, claim):
+            await interaction.client.launcher.start_again(
+                interaction, record, params, summary, claim
+            )
     except app_commands.CheckFailure as exc:
         await interaction.response.send_message(message_for(exc) or "Not now.", ephemeral=True)
-        return
-    await interaction.client.launcher.start_again(interaction, record, params, summary)
 
 
 async def delete(interaction: discord.Interaction[StyleBot], record: JobRecord) -> None:

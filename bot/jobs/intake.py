@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-import discord
-from discord import app_commands
+import aiohttp
 
-from bot.cogs.utils.downloads import download
 from bot.engine.params import (
     IMAGE_TYPES,
     ImageLimits,
@@ -18,30 +16,33 @@ from bot.engine.params import (
     StyleParams,
     check_thick_enough,
 )
+from bot.jobs.downloads import download
 from bot.media import clips, imaging
 from bot.media.clips import VIDEO_TYPES
-from bot.presets import preset_key
 
 if TYPE_CHECKING:
-    from bot.app import StyleBot
+    from bot.config import Settings
 
 Source = tuple[str | bytes, str]  # (a URL to download, or bytes already here; what it is)
 
 
-async def preset_choices(bot: StyleBot, guild_id: int | None, current: str):
-    """The server's presets whose name contains what the member typed, for autocomplete."""
-    if guild_id is None:
-        return []
-    wanted = preset_key(current)
-    return [
-        app_commands.Choice(name=p.label(), value=p.name)
-        for p in await bot.storage.presets.list(guild_id)
-        if wanted in p.key
-    ][:25]
+class Attachment(Protocol):
+    """What Discord says of an attached file before it is downloaded (discord.Attachment)."""
+
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def filename(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def width(self) -> int | None: ...
+    @property
+    def height(self) -> int | None: ...
 
 
 def check_attachment(
-    attachment: discord.Attachment, what: str, limits: ImageLimits, *, moving: bool = False
+    attachment: Attachment, what: str, limits: ImageLimits, *, moving: bool = False
 ) -> str | None:
     """What is wrong with an attachment, from Discord's metadata only; None if nothing is.
     `moving`: a video clip is taken too (the content; a GIF is an image either way)."""
@@ -126,17 +127,19 @@ def measure_content(content: bytes, params: StyleParams, limits: ImageLimits) ->
 
 
 async def fetch(
-    bot: StyleBot, sources: list[Source], params: StyleParams | None
+    session: aiohttp.ClientSession,
+    config: Settings,
+    sources: list[Source],
+    params: StyleParams | None,
 ) -> tuple[list[bytes], ContentMeasure]:
     """The bytes of every source, downloaded from Discord's CDN where needed, then decoded off
     the loop, and what the content weighs (`check_inputs`: its frames, a still's size). Raises
     DownloadError, imaging.ImageError or InvalidParams, each for the member."""
-    config = bot.settings
     data = [
         source
         if isinstance(source, bytes)
         else await download(
-            bot.session,
+            session,
             source,
             limit=config.max_attachment_bytes,
             hosts=config.attachment_host_set,
