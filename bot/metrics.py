@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -30,16 +29,13 @@ from prometheus_client import (
     generate_latest,
 )
 
+from bot.jobs.refusals import Refusal
 from bot.protocol.messages import (
-    BackendBusy,
     FailureKind,
     JobCancelled,
     JobDone,
     JobFailed,
-    QueueFull,
     StopReason,
-    SubmitError,
-    UserLimitReached,
 )
 
 if TYPE_CHECKING:
@@ -61,31 +57,6 @@ DISCORD_ROUTES = (
 DISCORD_FAILURES = ("400", "401", "403", "404", "413", "429", "500", "502", "503", "none")
 WAIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 JOB_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
-
-
-class Refusal(StrEnum):
-    """Why a member's job did not start (the label of stylebot_refusals_total)."""
-
-    DOWNLOAD = "download"  # an attachment could not be fetched
-    BAD_INPUT = "bad_input"  # not a picture we read, too large, too thin, a bad option
-    NO_PRESET = "no_preset"
-    QUEUE_FULL = "queue_full"
-    MEMBER_LIMIT = "member_limit"  # the member has as many jobs as allowed
-    BUSY = "busy"  # no worker can take jobs (Redis or the broker away)
-    SHUTTING_DOWN = "shutting_down"
-    COOLDOWN = "cooldown"
-    CHECK = "check"  # another check of the command (permissions, direct messages, ...)
-
-
-def submit_refusal(exc: SubmitError) -> Refusal:
-    """The refusal of a job the executor did not take."""
-    if isinstance(exc, QueueFull):
-        return Refusal.QUEUE_FULL
-    if isinstance(exc, UserLimitReached):
-        return Refusal.MEMBER_LIMIT
-    if isinstance(exc, BackendBusy):
-        return Refusal.BUSY
-    return Refusal.SHUTTING_DOWN
 
 
 def size_class(size: int) -> str:

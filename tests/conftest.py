@@ -21,6 +21,33 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+POSTGRES_URL = os.environ.get(
+    "STYLEBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def postgres_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def database_url(request, tmp_path):
+    """The database of one test: a fresh SQLite file; or, where a folder's tests ask for both
+    (tests/storage/conftest.py), the PostgreSQL on 127.0.0.1 too, skipped where none runs (one
+    database for all such tests: they run one at a time, on one xdist worker)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'stylebot.db'}"
+    if not postgres_reachable():
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    return POSTGRES_URL
+
+
 @pytest.fixture(scope="session")
 def random_vgg():
     """The real VGG-19 architecture with random weights (tests only)."""

@@ -7,14 +7,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.engine.params import StyleParams
+from bot.jobs.refusals import Refusal, submit_refusal
 from bot.metrics import (
     BotMetrics,
     DeviceMetrics,
     QueueState,
-    Refusal,
     route_template,
     size_class,
-    submit_refusal,
 )
 from bot.protocol.messages import (
     FailureKind,

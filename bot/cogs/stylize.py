@@ -38,7 +38,7 @@ from bot.guild_policy import (
 )
 from bot.jobs.cooldown import Claim
 from bot.jobs.intake import Source, check_attachment
-from bot.metrics import Refusal
+from bot.jobs.refusals import Refusal
 from bot.text import MESSAGE_LIMIT, clip, fit_lines, join_within
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ class Claim:
     when none did. Either settles it; what comes after is ignored, so a path that gives back
     whatever happened may run after one that kept it."""
 
-    def __init__(self, cooldowns: Cooldowns, key: Key, previous: float | None):
-        self._cooldowns, self._key, self._previous = cooldowns, key, previous
+    def __init__(self, cooldowns: Cooldowns, key: Key, previous: float | None, mark: float):
+        self._cooldowns, self._key, self._previous, self._mark = cooldowns, key, previous, mark
         self.settled = False
 
     def keep(self) -> None:
@@ -32,6 +32,13 @@ class Claim:
 
     def give_back(self) -> None:
         if not self.settled:
+            self.settled = True
+            self._cooldowns.restore(self._key, self._previous)
+
+    def refund(self) -> None:
+        """A kept claim whose job turned out never to run (the worker could not read its
+        pictures): given back, unless the member has claimed again since."""
+        if self._cooldowns.marked(self._key) == self._mark:
             self.settled = True
             self._cooldowns.restore(self._key, self._previous)
 
@@ -56,9 +63,13 @@ class Cooldowns:
         left = self.left(*key, seconds)
         if left > 0:
             raise CooldownActive(left)
-        claim = Claim(self, key, self._last.get(key))
-        self._last[key] = self._clock()
+        mark = self._clock()
+        claim = Claim(self, key, self._last.get(key), mark)
+        self._last[key] = mark
         return claim
+
+    def marked(self, key: Key) -> float | None:
+        return self._last.get(key)
 
     def restore(self, key: Key, previous: float | None) -> None:
         """Put back what a claim replaced."""

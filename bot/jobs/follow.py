@@ -19,6 +19,8 @@ import discord
 
 from bot.cogs.ui.views import cancel_view, result_view
 from bot.guild_policy import Summary
+from bot.jobs.cooldown import Claim
+from bot.jobs.refusals import Refusal, cannot_use
 from bot.jobs.replies import Reply
 from bot.protocol.messages import (
     Event,
@@ -38,6 +40,7 @@ from bot.text import bar, format_seconds
 
 if TYPE_CHECKING:
     from bot.executor.base import JobHandle
+    from bot.metrics import BotMetrics
     from bot.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,12 @@ def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobSt
     ), JobStatus.CANCELLED
 
 
+def unreadable(event: Terminal) -> bool:
+    """The worker refused the job's pictures or options (BAD_INPUT) before painting: the bot
+    reads only headers, so a damaged picture is found there."""
+    return isinstance(event, JobFailed) and event.kind == FailureKind.BAD_INPUT
+
+
 class JobMessage:
     """Follows a job's events and keeps the job's message (and its row) up to date."""
 
@@ -102,6 +111,8 @@ class JobMessage:
         storage: Storage,
         *,
         edit_interval: float,
+        metrics: BotMetrics | None = None,
+        claim: Claim | None = None,
     ):
         self.client = client
         self.reply = reply
@@ -109,6 +120,8 @@ class JobMessage:
         self.summary = summary
         self.storage = storage
         self.edit_interval = edit_interval
+        self.metrics = metrics
+        self.claim = claim  # the member's cooldown: refunded when the job is refused
         self.created = time.monotonic()
         self.started_at: float | None = None
         self._last_edit = 0.0
@@ -230,6 +243,8 @@ class JobMessage:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
+        if isinstance(event, JobFailed) and unreadable(event) and await self._refuse(event):
+            return
         waited = (self.started_at - self.created) if self.started_at else 0.0
         text, state = ending(event, self.summary, waited)
         picture = event.image if isinstance(event, JobDone) else None
@@ -254,3 +269,19 @@ class JobMessage:
             log.warning(
                 "the end of job %s could not be delivered; it will be tried again", self.handle.id
             )
+
+    async def _refuse(self, event: JobFailed) -> bool:
+        """The member is told as if the bot had refused the pictures itself: a short public note,
+        the reason privately, the cooldown given back, no result kept. False when that cannot be
+        done (the token expired): the ending is delivered as a failure instead."""
+        reason = cannot_use(event.message)
+        async with self._edit_lock:
+            if not await self.reply.refuse(self.client, reason):
+                return False
+        if self.claim is not None:
+            self.claim.refund()
+        if self.metrics is not None:
+            self.metrics.refused(Refusal.BAD_INPUT)
+        await self._record_ending(lambda: self.storage.jobs.refused(self.handle.id, reason))
+        await self.handle.forget()
+        return True

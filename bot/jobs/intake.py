@@ -1,5 +1,6 @@
 """Checks on the pictures a member gives, shared by /stylize, the context menus and presets:
-Discord's metadata first (nothing downloaded), then the download, then a full decode off the loop."""
+Discord's metadata first (nothing downloaded), then the download, then the headers off the loop.
+No pixel is decoded here: the worker decodes each picture once, and says what is damaged."""
 
 from __future__ import annotations
 
@@ -79,23 +80,24 @@ class ContentMeasure:
 def check_inputs(
     data: list[bytes], names: list[str], limits: ImageLimits, params: StyleParams | None
 ) -> ContentMeasure:
-    """Decode every image completely (as the worker will: the content once) and check the
-    content fits the layers at the job's size. Returns what the content weighs: the frames it
-    will be painted as (the job's cost) and a still's size. Raises imaging.ImageError or
-    InvalidParams with a reason for the member: any decoder error is one. CPU work: run it in a
-    thread."""
+    """Every refusal a picture's header allows, without decoding a pixel (the worker decodes,
+    once): format, bytes, pixels, shape, a moving picture's canvas and frames, and whether the
+    content is thick enough for the job's layers at its size. Returns what the content weighs:
+    the frames it will be painted as (the job's cost) and a still's size. Raises
+    imaging.ImageError or InvalidParams with a reason for the member. A header read is cheap
+    but blocking: run it in a thread."""
     measure = ContentMeasure()
     for blob, name in zip(data, names, strict=True):
         try:
             if params and name == names[0]:
                 measure = check_content(blob, name, limits, params)
             else:
-                imaging.decode(blob, limits, name=name)
+                imaging.check_header(blob, limits, name=name)
         except (imaging.ImageError, InvalidParams):
             raise
-        except Exception as exc:  # a decoder's own error (Pillow, PyAV): the member's bad input
+        except Exception as exc:  # a parser's own error (Pillow, PyAV): the member's bad input
             raise imaging.CorruptImage(
-                f"the {name} is damaged and cannot be decoded ({exc.__class__.__name__})"
+                f"the {name} is damaged and cannot be read ({exc.__class__.__name__})"
             ) from None
     return measure
 
@@ -103,15 +105,16 @@ def check_inputs(
 def check_content(
     blob: bytes, name: str, limits: ImageLimits, params: StyleParams
 ) -> ContentMeasure:
-    """Decode the content as the worker will and check it fits the layers at the job's size (a
-    moving picture within the server's clip limits: fitted, not refused, for its length).
-    Returns the frames it will be painted as, and a still's size as decoded."""
-    if clips.is_video(blob) and not clips.can_read_video():  # no PyAV here: the worker decodes it
+    """The content's header, as the worker will read the picture (a moving picture within the
+    server's clip limits: fitted, not refused, for its length), and whether it is thick enough
+    for the layers at the job's size. Returns the frames it will be painted as, and a still's
+    upright size."""
+    if clips.is_video(blob) and not clips.can_read_video():  # no PyAV here: the worker reads it
         return ContentMeasure(clips.frames_to_paint(blob, params, limits))
-    params, content, _ = clips.read_content(blob, params, limits)  # as the worker reads it
-    width, height, frames = *content.frames[0].size, len(content.frames)
-    check_thick_enough(params, width, height, name)
-    return ContentMeasure(frames, (width, height) if frames == 1 else None)
+    header = clips.read_content_header(blob, params, limits, name=name)
+    check_thick_enough(header.params, header.width, header.height, name)
+    shape = (header.width, header.height) if header.frames == 1 else None
+    return ContentMeasure(header.frames, shape)
 
 
 def measure_content(content: bytes, params: StyleParams, limits: ImageLimits) -> ContentMeasure:
@@ -132,8 +135,8 @@ async def fetch(
     sources: list[Source],
     params: StyleParams | None,
 ) -> tuple[list[bytes], ContentMeasure]:
-    """The bytes of every source, downloaded from Discord's CDN where needed, then decoded off
-    the loop, and what the content weighs (`check_inputs`: its frames, a still's size). Raises
+    """The bytes of every source, downloaded from Discord's CDN where needed, their headers
+    checked off the loop, and what the content weighs (`check_inputs`: its frames, a still's size). Raises
     DownloadError, imaging.ImageError or InvalidParams, each for the member."""
     data = [
         source

@@ -26,9 +26,10 @@ from bot.jobs.cooldown import Claim
 from bot.jobs.downloads import DownloadError
 from bot.jobs.follow import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
 from bot.jobs.intake import ContentMeasure, Source, fetch, measure_content
+from bot.jobs.refusals import Refusal, cannot_use, submit_refusal
 from bot.jobs.replies import Reply
 from bot.media import imaging
-from bot.metrics import BotMetrics, Refusal, submit_refusal
+from bot.metrics import BotMetrics
 from bot.protocol.messages import Job, JobStatus, SubmitError, new_job_id
 from bot.storage import JobRecord, Storage
 from bot.text import clip
@@ -121,7 +122,7 @@ class Launcher:
         except (imaging.ImageError, InvalidParams) as exc:
             await self.refuse_after_defer(
                 interaction,
-                f"I cannot use that: {str(exc)[0].upper()}{str(exc)[1:]}.",
+                cannot_use(str(exc)),
                 Refusal.BAD_INPUT,
                 claim,
             )
@@ -173,7 +174,7 @@ class Launcher:
             )
             return
         claim.keep()
-        self.follow(reply, handle, summary)
+        self.follow(reply, handle, summary, claim)
 
     async def start_again(
         self,
@@ -231,8 +232,11 @@ class Launcher:
         log.info("job %s was waiting when its bot died: queued again", record.id)
         return handle
 
-    def follow(self, reply: Reply, handle: JobHandle, summary: Summary) -> None:
-        """Keep the job's message up to date until the job ends."""
+    def follow(
+        self, reply: Reply, handle: JobHandle, summary: Summary, claim: Claim | None = None
+    ) -> None:
+        """Keep the job's message up to date until the job ends (`claim`: the member's
+        cooldown, refunded if the worker finds the pictures unreadable)."""
         self.services.follow(
             JobMessage(
                 self.services.client,
@@ -241,6 +245,8 @@ class Launcher:
                 summary,
                 self.services.storage,
                 edit_interval=self.services.settings.progress_edit_interval,
+                metrics=self.services.metrics,
+                claim=claim,
             )
         )
 

@@ -81,6 +81,49 @@ class Reply:
             )
         return int(data["id"])
 
+    async def tell_privately(self, client: discord.Client, text: str) -> None:
+        """A follow-up only the member sees (an ephemeral message on the interaction's token;
+        raises discord.HTTPException), as `Interaction.followup.send(ephemeral=True)` sends it."""
+        webhook = discord.Webhook.partial(self.application_id, self.token, client=client)
+        await async_context.get().execute_webhook(
+            self.application_id,
+            self.token,
+            session=webhook.session,
+            proxy=webhook.proxy,
+            proxy_auth=webhook.proxy_auth,
+            payload={"content": clip(text), "flags": discord.MessageFlags(ephemeral=True).value},
+            wait=True,
+        )
+
+    async def refuse(self, client: discord.Client, reason: str) -> bool:
+        """No job ran: the public message becomes a short note, and the reason goes to the
+        member alone (the launcher's refusal, for a job whose pictures the worker found
+        unreadable). Should the private follow-up fail, the note carries the reason. False when
+        the token has expired or neither edit went through (the caller delivers it instead)."""
+        if not self.token_alive:
+            return False
+        note = f"❌ <@{self.user_id}>, your job did not start"
+        try:
+            await self.edit(
+                client,
+                content=f"{note}: see why just below.",
+                embed=None,
+                attachments=[],
+                view=None,
+            )
+            await self.tell_privately(client, reason)
+            return True
+        except discord.HTTPException as exc:
+            log.warning("could not tell a member privately why their job was refused: %s", exc)
+        try:
+            await self.edit(
+                client, content=f"{note}. {reason}", embed=None, attachments=[], view=None
+            )
+            return True
+        except discord.HTTPException as exc:
+            log.warning("could not tell a member why their job was refused: %s", exc)
+            return False
+
     async def post(self, client: discord.Client, text: str, **fields: Any) -> int:
         """An ordinary channel message that mentions the member (raises discord.HTTPException)."""
         if self.channel_id is None:

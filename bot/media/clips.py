@@ -32,6 +32,7 @@ from bot.media.imaging import (
     UnsupportedImage,
     decode,
     to_rgb,
+    upright_size,
 )
 from bot.threads import codec_threads
 
@@ -140,6 +141,45 @@ def _enlarged(clip: Clip, params: StyleParams) -> tuple[str, ...]:
         return ()
     out_w, out_h = fit_size(width, height, params.size)
     return (f"enlarged from {width}x{height} to {out_w}x{out_h}",)
+
+
+@dataclass(frozen=True)
+class ContentHeader:
+    """What a job's content will be, from its header alone: the params it is painted with (a
+    moving picture's `clip_params`), the size of its frames as the worker decodes them (EXIF
+    turned, a clip's frames shrunk to its longest side) and how many frames it is painted as."""
+
+    params: StyleParams
+    width: int
+    height: int
+    frames: int
+
+
+def read_content_header(
+    data: bytes,
+    params: StyleParams,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    name: str = "content image",
+) -> ContentHeader:
+    """`read_content` without decoding a pixel: what the worker will paint, and every refusal of
+    the header's (format, size in bytes and pixels, shape, a moving picture's canvas and frame
+    count). Raises ImageError. A damaged body is found by the decoder, in the worker."""
+    if len(data) > limits.max_bytes:
+        raise ImageError(
+            f"the {name} is {len(data) / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.1f} MB"
+        )
+    if not is_moving(data):
+        return ContentHeader(params, *upright_size(data, limits, name=name), 1)
+    params, _ = clip_params(params)
+    header = probe_clip(data, limits, name=name)
+    assert header is not None  # moving, so a header of frames
+    width, height = header.width, header.height
+    side = ClipLimits.of(params).max_side
+    if max(width, height) > side:  # as `_shrunk` and `_video_frame` shrink each frame
+        scale = side / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    return ContentHeader(params, width, height, frames_to_paint(data, params, limits))
 
 
 def frames_to_paint(data: bytes, params: StyleParams, limits: ImageLimits = ImageLimits()) -> int:

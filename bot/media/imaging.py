@@ -48,13 +48,7 @@ def _megabytes(n: int) -> str:
 
 def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "image") -> Image.Image:
     """Bytes to an upright RGB image (first frame of an animation, alpha on white)."""
-    if not data:
-        raise EmptyImage(f"the {name} is empty (0 bytes)")
-    if len(data) > limits.max_bytes:
-        raise ImageTooLarge(
-            f"the {name} is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}"
-        )
-    width, height, fmt = probe(data, limits, name=name)
+    width, height, fmt = check_header(data, limits, name=name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -69,6 +63,20 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "ima
                 f"the {name} ({fmt}, {width}x{height}) is damaged and cannot be decoded: {exc}"
             ) from None
     return to_rgb(image)
+
+
+def check_header(
+    data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "image"
+) -> tuple[int, int, str]:
+    """Every refusal `decode` makes before it decodes: empty, too many bytes, and `probe`'s.
+    Returns (width, height, format) as stored (before the EXIF orientation)."""
+    if not data:
+        raise EmptyImage(f"the {name} is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"the {name} is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}"
+        )
+    return probe(data, limits, name=name)
 
 
 def probe(
@@ -137,10 +145,12 @@ def header_orientation(image: Image.Image) -> int | None:
         return None
 
 
-def upright_size(data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[int, int]:
+def upright_size(
+    data: bytes, limits: ImageLimits = ImageLimits(), *, name: str = "image"
+) -> tuple[int, int]:
     """The size `decode` gives the picture (its EXIF orientation applied), from its header only.
-    Raises ImageError as `probe` does."""
-    width, height, _ = probe(data, limits)
+    Raises ImageError as `check_header` does."""
+    width, height, _ = check_header(data, limits, name=name)
     orientation = header_orientation(Image.open(io.BytesIO(data)))
     return (height, width) if orientation in TURNED else (width, height)
 

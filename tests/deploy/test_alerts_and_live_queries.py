@@ -16,7 +16,8 @@ import yaml
 from prometheus_client import start_http_server
 
 from bot.engine.params import StyleParams
-from bot.metrics import BotMetrics, Refusal
+from bot.jobs.refusals import Refusal
+from bot.metrics import BotMetrics
 from bot.protocol.messages import FailureKind, Job, JobFailed, WorkerStats
 from tests.deploy.test_dashboard import DEPLOY, panel_queries
 

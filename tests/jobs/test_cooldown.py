@@ -48,3 +48,20 @@ def test_giving_back_a_kept_claim_does_nothing():
     claim.give_back()
     with pytest.raises(CooldownActive):
         cooldowns.claim(1, 7, 60)
+
+
+def test_a_refund_gives_back_a_kept_claim_unless_the_member_claimed_again():
+    clock = Clock()
+    cooldowns = Cooldowns(clock)
+    first = cooldowns.claim(1, 7, 60)
+    first.keep()
+    first.refund()  # its job never ran: the member may start at once
+    assert cooldowns.left(1, 7, 60) == 0.0
+    older = cooldowns.claim(1, 7, 60)
+    older.keep()
+    clock.now += 61
+    newer = cooldowns.claim(1, 7, 60)
+    newer.keep()
+    older.refund()  # too late: the newer claim stands
+    with pytest.raises(CooldownActive):
+        cooldowns.claim(1, 7, 60)

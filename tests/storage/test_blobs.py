@@ -13,7 +13,7 @@ from bot.protocol.messages import JobStatus
 from bot.storage import JobRecord, Storage
 from bot.storage.db import blobs, job_inputs
 from tests.asyncrun import run
-from tests.storage.conftest import POSTGRES_URL, postgres_reachable
+from tests.conftest import POSTGRES_URL, postgres_reachable
 
 pytestmark = pytest.mark.xdist_group("postgresql")
 

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 
 from bot.cogs.ui.checks import ChannelNotAllowed, OnCooldown
-from bot.metrics import Refusal
+from bot.jobs.refusals import Refusal
 from bot.text import clip
 
 log = logging.getLogger(__name__)
