@@ -1,8 +1,7 @@
-"""Server policy without Discord: defaults, caps and their notes, requests, channels, cooldowns."""
+"""Server policy without Discord: defaults, caps and their notes, requests, channels (cooldowns: tests/jobs/test_cooldown.py)."""
 
 import pytest
 
-from bot.cogs.ui.checks import Cooldowns
 from bot.engine.params import InvalidParams, StyleParams
 from bot.guild_policy import GuildSettings, Request, channel_allowed, describe, params_for
 
@@ -62,16 +61,6 @@ def test_channel_allow_list():
     assert channel_allowed(GuildSettings(allowed_channels=(5, 6)), 6)
     assert not channel_allowed(GuildSettings(allowed_channels=(5, 6)), 7)
     assert "<#5>, <#6>" in describe(GuildSettings(allowed_channels=(5, 6)))
-
-
-def test_cooldowns_per_member_and_server():
-    cooldowns = Cooldowns()
-    assert cooldowns.left(1, 10, 30, now=100.0) <= 0
-    cooldowns.mark(1, 10, now=100.0)
-    assert cooldowns.left(1, 10, 30, now=110.0) == pytest.approx(20.0)
-    assert cooldowns.left(1, 10, 30, now=131.0) <= 0
-    assert cooldowns.left(2, 10, 30, now=110.0) <= 0  # another server
-    assert cooldowns.left(1, 11, 30, now=110.0) <= 0  # another member
 
 
 def test_a_servers_clip_limits_reach_the_job_and_are_checked():

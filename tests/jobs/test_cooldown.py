@@ -22,6 +22,7 @@ def test_a_claim_blocks_the_next_until_the_cooldown_is_over():
         cooldowns.claim(1, 7, 60)
     assert refused.value.retry_after == pytest.approx(1)
     cooldowns.claim(2, 7, 60)  # another server: its own cooldown
+    cooldowns.claim(1, 8, 60)  # another member
     clock.now += 1
     cooldowns.claim(1, 7, 60)
 
