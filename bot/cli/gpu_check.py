@@ -49,7 +49,7 @@ FULL = {
 QUICK = {
     "stylize_size": 48,
     "stylize_steps": 4,
-    "bench_sizes": "32,64",
+    "bench_sizes": "32",
     "bench_steps": 2,
     "job_sizes": "32",
     "executor_jobs": 3,

@@ -119,10 +119,11 @@ def test_an_optimised_image_in_channels_last_is_the_bug_this_guards_against():
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_bf16_reaches_the_quality_of_fp32(random_vgg, optimizer):
     """Pixels part ways after a few L-BFGS steps (rounding sends the path elsewhere), so compare what
-    matters: J and the quality measure. Seen here at 30 steps: within 1.5 %; 10 % leaves room for
-    other CPUs' bf16 kernels."""
+    matters: J and the quality measure. Seen at 30 steps on two levels: within 1.5 % (an AMX Xeon),
+    5.5 % (an AVX2 EPYC); at 20 steps on one level, the size here: within 2.5 % on the EPYC, where
+    bf16 is emulated (27 s a pair against 50 s). 10 % leaves room for other CPUs' bf16 kernels."""
     content, style = gradient_image(48, 48), noise_image(48, 48, seed=2)
-    params = StyleParams(size=48, steps=30, seed=0, optimizer=optimizer)
+    params = StyleParams(size=48, steps=20, seed=0, optimizer=optimizer, pyramid_levels=1)
     fp32 = stylize(random_vgg, content, [style], params, policy=DevicePolicy(device=CPU))
     bf16 = stylize(
         random_vgg,
