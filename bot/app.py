@@ -16,6 +16,7 @@ import yarl
 from discord import gateway, http
 from discord.ext import commands
 
+from bot.cogs.ui.job_look import DiscordJobLook
 from bot.config import Settings
 from bot.executor.base import Executor
 from bot.executor.factory import make_executor
@@ -108,6 +109,7 @@ class StyleBot(commands.AutoShardedBot):
                 metrics=metrics,
                 session=session,
                 follow=self.follow,
+                look=DiscordJobLook(),
             )
         )
         if settings_.discord_gateway_url:

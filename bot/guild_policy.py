@@ -18,6 +18,7 @@ from bot.engine.params import (
     MAX_SIZE,
     MAX_STEPS,
     MAX_STRENGTH,
+    MAX_TYPED_SEED,
     ColorMode,
     InvalidParams,
     Optimizer,
@@ -31,9 +32,8 @@ DEFAULTS = StyleParams()  # the engine owns every default a server does not chan
 # What a member may ask for in /stylize, where it is narrower than the engine's bounds
 # (bot/engine/params.py): the command's declared ranges, checked here (check_request) because
 # Discord clients can send anything and discord.py does not re-check a Range.
-MIN_SIZE = 64
+MEMBER_MIN_SIZE = 64
 MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.25, 2.0
-MAX_SEED = 2**31 - 1  # what a member can type and read back
 MAX_COOLDOWN = 86400  # seconds between two /stylize of one member, at most
 
 
@@ -77,13 +77,13 @@ class GuildSettings:
                 raise SettingsError(message)
 
         need(
-            MIN_SIZE <= self.max_size <= MAX_SIZE,
-            f"the size cap must be between {MIN_SIZE} and {MAX_SIZE}",
+            MEMBER_MIN_SIZE <= self.max_size <= MAX_SIZE,
+            f"the size cap must be between {MEMBER_MIN_SIZE} and {MAX_SIZE}",
         )
         need(1 <= self.max_steps <= MAX_STEPS, f"the steps cap must be between 1 and {MAX_STEPS}")
         need(
-            MIN_SIZE <= self.size <= self.max_size,
-            f"size must be between {MIN_SIZE} and the size cap ({self.max_size})",
+            MEMBER_MIN_SIZE <= self.size <= self.max_size,
+            f"size must be between {MEMBER_MIN_SIZE} and the size cap ({self.max_size})",
         )
         need(
             0 <= self.steps <= self.max_steps,
@@ -91,8 +91,8 @@ class GuildSettings:
             "size's schedule",
         )
         need(
-            MIN_SIZE <= self.clip_size <= MAX_SIZE,
-            f"the clip size must be between {MIN_SIZE} and {MAX_SIZE}",
+            MEMBER_MIN_SIZE <= self.clip_size <= MAX_SIZE,
+            f"the clip size must be between {MEMBER_MIN_SIZE} and {MAX_SIZE}",
         )
         need(
             self.style_layer_weights is None
@@ -173,11 +173,14 @@ def check_request(request: Request) -> None:
 
     r = request
     need(
-        r.size is None or MIN_SIZE <= r.size <= MAX_SIZE,
-        f"size must be between {MIN_SIZE} and {MAX_SIZE}",
+        r.size is None or MEMBER_MIN_SIZE <= r.size <= MAX_SIZE,
+        f"size must be between {MEMBER_MIN_SIZE} and {MAX_SIZE}",
     )
     need(r.steps is None or 1 <= r.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}")
-    need(r.seed is None or 0 <= r.seed <= MAX_SEED, f"the seed must be between 0 and {MAX_SEED}")
+    need(
+        r.seed is None or 0 <= r.seed <= MAX_TYPED_SEED,
+        f"the seed must be between 0 and {MAX_TYPED_SEED}",
+    )
     low, high = MIN_STYLE_SCALE, MAX_STYLE_SCALE
     need(
         r.style_scale is None or (math.isfinite(r.style_scale) and low <= r.style_scale <= high),

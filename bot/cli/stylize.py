@@ -28,6 +28,7 @@ from bot.engine.params import (
     POOLINGS,
     ImageLimits,
     StyleParams,
+    check_pictures,
     describe_schedule,
     fit_size,
 )
@@ -308,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
         data, params, limits, where=f" {args.content}", first_frame=args.first_frame
     )
     styles = [_read_image(s, limits, "style image") for s in args.styles]
-    params.blend_weights(len(styles))  # fails early on a wrong number of blend weights
+    # fails early on a wrong number of blend weights, or content too thin for the layers
+    check_pictures(params, *content.frames[0].size, len(styles), f"content image {args.content}")
     device = parse_device(args.device)
     width, height = fit_size(*content.frames[0].size, params.size)
     plan = _plan(args, params, device, width, height, len(content.frames))

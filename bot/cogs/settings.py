@@ -26,7 +26,7 @@ from bot.engine.params import (
 from bot.guild_policy import (
     MAX_COOLDOWN,
     MAX_STRENGTH,
-    MIN_SIZE,
+    MEMBER_MIN_SIZE,
     GuildSettings,
     SettingsError,
     describe,
@@ -107,16 +107,16 @@ class SettingsCog(
         beta: app_commands.Range[float, 0.0] | None = None,
         layer_weights: str | None = None,
         steps: app_commands.Range[int, 0, MAX_STEPS] | None = None,
-        size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
+        size: app_commands.Range[int, MEMBER_MIN_SIZE, MAX_SIZE] | None = None,
         optimizer: Optimizer | None = None,
         preserve_colors: ColorMode | None = None,
-        max_size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
+        max_size: app_commands.Range[int, MEMBER_MIN_SIZE, MAX_SIZE] | None = None,
         max_steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
         cooldown: app_commands.Range[int, 0, MAX_COOLDOWN] | None = None,
         channels: str | None = None,
         clip_frames: app_commands.Range[int, 1, MAX_CLIP_FRAMES] | None = None,
         clip_seconds: app_commands.Range[float, 0.5, MAX_CLIP_SECONDS] | None = None,
-        clip_size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
+        clip_size: app_commands.Range[int, MEMBER_MIN_SIZE, MAX_SIZE] | None = None,
     ) -> None:
         changes: dict = {}
         if strength is not None:

@@ -19,16 +19,16 @@ from bot.cogs.ui.views import CancelButton, ResultButton, RetryButton
 from bot.engine.params import (
     MAX_SIZE,
     MAX_STEPS,
+    MAX_TYPED_SEED,
     ColorMode,
     InvalidParams,
     Optimizer,
     StyleParams,
 )
 from bot.guild_policy import (
-    MAX_SEED,
     MAX_STRENGTH,
     MAX_STYLE_SCALE,
-    MIN_SIZE,
+    MEMBER_MIN_SIZE,
     MIN_STYLE_SCALE,
     GuildSettings,
     Request,
@@ -76,10 +76,10 @@ class StylizeCog(commands.Cog):
         preset: str | None = None,
         style2: discord.Attachment | None = None,
         strength: app_commands.Range[float, 0.0, MAX_STRENGTH] | None = None,
-        size: app_commands.Range[int, MIN_SIZE, MAX_SIZE] | None = None,
+        size: app_commands.Range[int, MEMBER_MIN_SIZE, MAX_SIZE] | None = None,
         steps: app_commands.Range[int, 1, MAX_STEPS] | None = None,
         preserve_colors: ColorMode | None = None,
-        seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+        seed: app_commands.Range[int, 0, MAX_TYPED_SEED] | None = None,
         optimizer: Optimizer | None = None,
         style_scale: app_commands.Range[float, MIN_STYLE_SCALE, MAX_STYLE_SCALE] | None = None,
     ) -> None:

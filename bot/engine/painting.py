@@ -28,8 +28,8 @@ from bot.engine.lbfgs import LBFGS
 from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, tile_margin
 from bot.engine.objective import Objective, StyleCache, Temporal
 from bot.engine.params import (
+    MAX_TYPED_SEED,
     StyleParams,
-    check_thick_enough,
     fit_size,
     min_input_side,
 )
@@ -98,7 +98,6 @@ class Painting:
         plan: MemoryPlan | None = None,
         canvas: tuple[int, int] | None = None,
     ):
-        params.validate()
         if not styles:
             raise ValueError("at least one style image is needed")
         self.clip = content if isinstance(content, Clip) else Clip.still(content)
@@ -109,8 +108,7 @@ class Painting:
         self.blend = params.blend_weights(len(styles))
         self.style_cache = style_cache
         self.plan = plan or MemoryPlan(0, LBFGS_HISTORY)
-        self.seed = params.seed if params.seed is not None else random.randrange(2**31)
-        check_thick_enough(params, *self.clip.frames[0].size, self.what)
+        self.seed = params.seed if params.seed is not None else random.randint(0, MAX_TYPED_SEED)
         out_w, out_h = self.out_dims = fit_size(*self.clip.frames[0].size, params.size)
         # the shape it is painted at: its shape bucket's (bot/media/buckets.py), or its own
         paint_w, paint_h = canvas or self.out_dims
@@ -160,7 +158,7 @@ class Painting:
     @property
     def what(self) -> str:
         """How messages name the content."""
-        return "content's frames" if self.clip.moving else "content image"
+        return self.clip.what
 
     @property
     def x(self) -> torch.Tensor:

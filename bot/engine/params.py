@@ -88,7 +88,9 @@ MIN_SIZE = 16  # the smallest output side the engine paints
 MAX_STRENGTH = 100.0
 MIN_CLIP_SECONDS = 0.5  # a server's clip length, at least
 STYLE_SCALE_RANGE = (0.05, 4.0)
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # what the engine takes (torch's generator)
+# the seeds the engine draws and a member may type: every seed a result reports can be typed back
+MAX_TYPED_SEED = 2**31 - 1
 # the temporal cost's weight by default: measured in docs/clips.md (half the flicker of frames
 # painted alone, at their style and content distances)
 DEFAULT_TEMPORAL_WEIGHT = 20.0
@@ -451,6 +453,17 @@ def check_thick_enough(params: StyleParams, width: int, height: int, what: str) 
             f"the {what} is {width}x{height}: at {params.size} px it becomes {out_w}x{out_h}, too "
             f"thin for the chosen layers (at least {min_side} px on the short side; use a larger size)"
         )
+
+
+def check_pictures(
+    params: StyleParams, width: int, height: int, styles: int, what: str = "content image"
+) -> None:
+    """InvalidParams when a job's pictures cannot be painted with its (validated) params: as many
+    style images as blend weights, and content thick enough (`check_thick_enough`). The check of
+    the decoded pictures at a trust boundary: the worker's read of a job, the command line,
+    `stylize()`; a Painting trusts its caller."""
+    params.blend_weights(styles)
+    check_thick_enough(params, width, height, what)
 
 
 def min_input_side(layers: Sequence[str]) -> int:

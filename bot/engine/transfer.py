@@ -10,7 +10,7 @@ from bot.engine.devices import DevicePolicy, policy_for
 from bot.engine.memory import MemoryPlan
 from bot.engine.objective import StyleCache
 from bot.engine.painting import Painting
-from bot.engine.params import StyleParams
+from bot.engine.params import StyleParams, check_pictures
 from bot.engine.progress import ProgressCallback, Result
 from bot.engine.vgg import VGG19Features
 
@@ -34,6 +34,7 @@ def stylize(
     autocast and backend flags; `plan` (bot/engine/memory.py) the L-BFGS history and tiling. Raises Cancelled if `should_cancel()` turns true, NonFiniteLoss if
     J stops being finite, InvalidParams for parameters that cannot work.
     """
+    check_pictures(params.validate(), *content.size, len(styles))
     policy = policy or policy_for(next(model.parameters()).device, precision)
     painting = Painting(
         model,

@@ -48,7 +48,6 @@ from bot.protocol.messages import (
     WorkerSpec,
     WorkerStats,
     default_batch_size,
-    event_from_dict,
 )
 from bot.threads import available_cores
 
@@ -282,7 +281,7 @@ class LocalPool(Backend):
             running = worker.running.get(message.seq)
             if running is None:
                 return
-            event = event_from_dict(message.event)
+            event = message.event
             if event.terminal:
                 self._release(worker, running)
             self._emit(running.job.id, event)
@@ -361,7 +360,7 @@ class LocalPool(Backend):
         self._seq += 1
         worker.running[self._seq] = _Running(job, self._seq)
         self._by_job[job.id] = worker
-        worker.send(Run(self._seq, job.to_dict()))  # its batcher reports JobStarted when it paints
+        worker.send(Run(self._seq, job))  # its batcher reports JobStarted when it paints
 
     def stop(self, job_id: str) -> None:
         worker = self._by_job.get(job_id)

@@ -1,4 +1,6 @@
-"""The one message that lives through a job: queue position, progress with a preview, the result.
+"""Following a job: its events into its row and its one message (queue position, progress with a
+preview, the result), edits throttled, the ending retried until the database takes it. What the
+message says and its buttons are the cogs' (`JobLook`, bot/cogs/ui/job_look.py).
 
 Every state change goes to the jobs table, and the end of the job is delivered through `Reply`;
 an end that could not be delivered stays in the table (with its picture) for the retrier in
@@ -9,15 +11,13 @@ upload limit.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 
-from bot.cogs.ui.views import cancel_view, result_view
 from bot.guild_policy import Summary
 from bot.jobs.cooldown import Claim
 from bot.jobs.refusals import Refusal, cannot_use
@@ -25,18 +25,14 @@ from bot.jobs.replies import Reply
 from bot.protocol.messages import (
     Event,
     FailureKind,
-    JobCancelled,
+    Job,
     JobDone,
     JobFailed,
-    JobProgress,
-    JobQueued,
     JobStarted,
     JobStatus,
-    StopReason,
     Terminal,
 )
 from bot.storage import result_key
-from bot.text import bar, format_seconds
 
 if TYPE_CHECKING:
     from bot.executor.base import JobHandle
@@ -45,52 +41,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAILURE_TEXT = {
-    FailureKind.BAD_INPUT: "This job could not run: {message}.",
-    FailureKind.OUT_OF_MEMORY: "Too big for the GPU: {message}.",
-    FailureKind.TIMEOUT: "Timed out: {message}. Try fewer steps or a smaller size.",
-    FailureKind.WORKER_CRASHED: "The worker crashed while painting ({message}). Please try again.",
-    FailureKind.INTERNAL: "Something went wrong: {message}.",
-}
-RESTARTING_TEXT = "The bot is restarting; please try again in a minute."
 # the end of a job is written to the jobs table until it is taken: first again after this
 # long, then twice as long each time, at most ENDING_RETRY_MAX apart
 ENDING_RETRY_FIRST, ENDING_RETRY_MAX = 0.5, 30.0
 RESULT_KEEP_SECONDS = 24 * 3600  # an undelivered picture waits this long for a delivery
 
 
-DEFAULT_UPLOAD_LIMIT = 8 * 1024 * 1024 - 64 * 1024  # where the channel's limit is not known
+class JobLook(Protocol):
+    """What a job's message says and which buttons it has (bot/cogs/ui/job_look.py): the follower
+    decides when to edit and what to record, the look what the member reads."""
 
+    def live(self, job: Job, event: Event, summary: Summary, pending: dict | None) -> dict | None:
+        """The edit for a live event (queued, started, progress), or None to show nothing;
+        `pending`: the edit not yet sent (a preview it carries stays)."""
+        ...
 
-def upload_limit(interaction: discord.Interaction) -> int:
-    """Bytes a result may take: the channel's upload limit, less room for the form's other parts."""
-    limit = getattr(interaction, "filesize_limit", 0)
-    return limit - 64 * 1024 if limit else DEFAULT_UPLOAD_LIMIT
+    def ending(self, event: Terminal, summary: Summary, waited: float) -> tuple[str, JobStatus]:
+        """The final text and the state the job's row ends in."""
+        ...
 
-
-def work_done(event: JobProgress) -> float:
-    """The share of the job's work done: a coarse pyramid step counts by its pixels."""
-    return event.fraction if event.fraction is not None else event.step / max(1, event.total)
-
-
-def ending(event: Terminal, summary: Summary, waited: float) -> tuple[str, JobStatus]:
-    """The final text of a job, and the state it leaves in the jobs table."""
-    if isinstance(event, JobDone):
-        parts = [
-            f"✅ Done in {event.seconds:.1f} s"
-            + (f" (after {waited:.0f} s in the queue)" if waited >= 1 else ""),
-            f"{summary.text} · {event.width}×{event.height} · seed {event.seed}"
-            + (f" · converged at step {event.converged_at}" if event.converged_at else ""),
-        ]
-        parts += [f"_{note}_" for note in (*summary.notes, *event.notes)]
-        return "\n".join(parts), JobStatus.DONE
-    if isinstance(event, JobFailed):
-        text = FAILURE_TEXT.get(event.kind, "{message}").format(message=event.message.rstrip("."))
-        return "❌ " + text, JobStatus.FAILED
-    reason = event.reason if isinstance(event, JobCancelled) else StopReason.CANCELLED
-    return "🛑 " + (
-        RESTARTING_TEXT if reason == StopReason.SHUTDOWN else "Cancelled."
-    ), JobStatus.CANCELLED
+    def result_buttons(self, job_id: str) -> Any:
+        """The buttons under a result."""
+        ...
 
 
 def unreadable(event: Terminal) -> bool:
@@ -109,6 +81,7 @@ class JobMessage:
         handle: JobHandle,
         summary: Summary,
         storage: Storage,
+        look: JobLook,
         *,
         edit_interval: float,
         metrics: BotMetrics | None = None,
@@ -119,6 +92,7 @@ class JobMessage:
         self.handle = handle
         self.summary = summary
         self.storage = storage
+        self.look = look
         self.edit_interval = edit_interval
         self.metrics = metrics
         self.claim = claim  # the member's cooldown: refunded when the job is refused
@@ -176,41 +150,10 @@ class JobMessage:
     # --- live updates -------------------------------------------------------------------------
 
     def _show(self, event: Event) -> None:
-        view = cancel_view(self.handle.id, self.handle.job.user_id)
-        if isinstance(event, JobQueued):
-            waiting = (
-                " No worker is online right now: it starts as soon as one is."
-                if event.no_worker
-                else ""
-            )
-            edit = {
-                "content": f"⏳ Queued: position **{event.position}**.{waiting} {self.summary.text}",
-                "view": view,
-                "embed": None,
-                "attachments": [],
-            }
-        elif isinstance(event, JobStarted):
+        if isinstance(event, JobStarted):
             self.started_at = time.monotonic()
-            edit = {
-                "content": f"🎨 Painting on `{event.device}`… {self.summary.text}",
-                "view": view,
-                "embed": None,
-                "attachments": [],
-            }
-        elif isinstance(event, JobProgress):
-            eta = format_seconds(event.eta)
-            done = work_done(event)
-            content = f"🎨 `{bar(done, 1.0, 20)}` {event.step}/{event.total} · ETA {eta} · {self.summary.text}"
-            edit = {"content": content, "view": view}
-            if event.preview is not None:
-                embed = discord.Embed(title="Preview").set_image(url="attachment://preview.jpg")
-                edit.update(
-                    embed=embed,
-                    attachments=[discord.File(io.BytesIO(event.preview), "preview.jpg")],
-                )
-            elif self._pending is not None and "embed" in self._pending:
-                edit.update(embed=self._pending["embed"], attachments=self._pending["attachments"])
-        else:
+        edit = self.look.live(self.handle.job, event, self.summary, self._pending)
+        if edit is None:
             return
         self._pending = edit
         self._schedule()
@@ -246,10 +189,10 @@ class JobMessage:
         if isinstance(event, JobFailed) and unreadable(event) and await self._refuse(event):
             return
         waited = (self.started_at - self.created) if self.started_at else 0.0
-        text, state = ending(event, self.summary, waited)
+        text, state = self.look.ending(event, self.summary, waited)
         picture = event.image if isinstance(event, JobDone) else None
         async with self._edit_lock:
-            view = result_view(self.handle.id) if isinstance(event, JobDone) else None
+            view = self.look.result_buttons(self.handle.id) if isinstance(event, JobDone) else None
             message_id = await self.reply.deliver(self.client, text, picture=picture, view=view)
         delivered = message_id is not None
         if not delivered and isinstance(event, JobDone):

@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -24,18 +23,15 @@ from bot.executor.base import Executor, JobHandle
 from bot.guild_policy import Summary
 from bot.jobs.cooldown import Claim
 from bot.jobs.downloads import DownloadError
-from bot.jobs.follow import DEFAULT_UPLOAD_LIMIT, JobMessage, upload_limit
+from bot.jobs.follow import JobLook, JobMessage
 from bot.jobs.intake import ContentMeasure, Source, fetch, measure_content
 from bot.jobs.refusals import Refusal, cannot_use, submit_refusal
-from bot.jobs.replies import Reply
+from bot.jobs.replies import DEFAULT_UPLOAD_LIMIT, Reply, upload_limit
 from bot.media import imaging
 from bot.metrics import BotMetrics
 from bot.protocol.messages import Job, JobStatus, SubmitError, new_job_id
 from bot.storage import JobRecord, Storage
 from bot.text import clip
-
-if TYPE_CHECKING:
-    from bot.app import StyleBot
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +48,7 @@ def job_of(record: JobRecord, images: list[bytes], measure: ContentMeasure = UNM
         guild_id=record.guild_id,
         content=images[0],
         styles=tuple(images[1:]),
-        params=StyleParams.from_dict(record.params),
+        params=record.style_params(),
         result_limit=record.result_limit or DEFAULT_UPLOAD_LIMIT,
         cost=measure.cost,
         shape=measure.shape,
@@ -62,7 +58,7 @@ def job_of(record: JobRecord, images: list[bytes], measure: ContentMeasure = UNM
 async def job_measure(record: JobRecord, content: bytes, limits: ImageLimits) -> ContentMeasure:
     """What a recorded job's content weighs (`measure_content`), for images checked before: a
     header read, off the loop."""
-    params = StyleParams.from_dict(record.params)
+    params = record.style_params()
     return await asyncio.to_thread(measure_content, content, params, limits)
 
 
@@ -77,6 +73,7 @@ class JobServices:
     metrics: BotMetrics
     session: aiohttp.ClientSession  # attachment downloads
     follow: Callable[[JobMessage], None]  # runs a job's message until the job ends
+    look: JobLook  # what a job's message says, and its buttons
 
 
 class Launcher:
@@ -85,7 +82,7 @@ class Launcher:
 
     async def fetch_and_start(
         self,
-        interaction: discord.Interaction[StyleBot],
+        interaction: discord.Interaction,
         sources: list[Source],
         params: StyleParams,
         summary: Summary,
@@ -101,7 +98,7 @@ class Launcher:
 
     async def _fetch_and_start(
         self,
-        interaction: discord.Interaction[StyleBot],
+        interaction: discord.Interaction,
         sources: list[Source],
         params: StyleParams,
         summary: Summary,
@@ -131,7 +128,7 @@ class Launcher:
 
     async def start(
         self,
-        interaction: discord.Interaction[StyleBot],
+        interaction: discord.Interaction,
         data: list[bytes],
         params: StyleParams,
         summary: Summary,
@@ -155,7 +152,7 @@ class Launcher:
             token=interaction.token,
             token_expires_at=reply.token_expires_at,
             state=JobStatus.QUEUED,
-            params=params.to_dict(),
+            params=params,
             summary=summary.text,
             styles=len(data) - 1,
             content_owner=content_owner or interaction.user.id,
@@ -178,7 +175,7 @@ class Launcher:
 
     async def start_again(
         self,
-        interaction: discord.Interaction[StyleBot],
+        interaction: discord.Interaction,
         record: JobRecord,
         params: StyleParams,
         summary: Summary,
@@ -194,7 +191,7 @@ class Launcher:
 
     async def _start_again(
         self,
-        interaction: discord.Interaction[StyleBot],
+        interaction: discord.Interaction,
         record: JobRecord,
         params: StyleParams,
         summary: Summary,
@@ -244,6 +241,7 @@ class Launcher:
                 handle,
                 summary,
                 self.services.storage,
+                self.services.look,
                 edit_interval=self.services.settings.progress_edit_interval,
                 metrics=self.services.metrics,
                 claim=claim,

@@ -203,6 +203,15 @@ class Reply:
         return None
 
 
+DEFAULT_UPLOAD_LIMIT = 8 * 1024 * 1024 - 64 * 1024  # where the channel's limit is not known
+
+
+def upload_limit(interaction: discord.Interaction) -> int:
+    """Bytes a result may take: the channel's upload limit, less room for the form's other parts."""
+    limit = getattr(interaction, "filesize_limit", 0)
+    return limit - 64 * 1024 if limit else DEFAULT_UPLOAD_LIMIT
+
+
 MAX_REFITS = 3  # a refused picture is made smaller at most this many times
 SMALLER = "(made smaller: Discord refused the full size)"
 NO_ROOM = "(the picture was too large for Discord, even made smaller, and could not be sent)"

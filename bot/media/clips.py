@@ -73,6 +73,11 @@ class Clip:
         return self.source != STILL
 
     @property
+    def what(self) -> str:
+        """How messages name a job's content made of this clip."""
+        return "content's frames" if self.moving else "content image"
+
+    @property
     def seconds(self) -> float:
         return sum(self.durations) / 1000
 

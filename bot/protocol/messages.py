@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from bot.engine.params import ImageLimits, StyleParams
+from bot.engine.params import ImageLimits, InvalidParams, StyleParams
 from bot.logs import LogConfig
 
 CUDA_BATCH_SIZE = 16  # measured on an H200: see docs/executor.md, "Batching"
@@ -105,7 +105,12 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
-        """Raises InvalidParams for parameters this version does not know."""
+        """Raises InvalidParams for fields or parameters this version does not know."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise InvalidParams(
+                f"unknown job fields (a newer version?): {', '.join(sorted(unknown))}"
+            )
         params = StyleParams.from_dict(data["params"])
         shape = data.get("shape")
         return cls(
@@ -235,7 +240,12 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 
 def event_from_json(text: str) -> Event:
-    return event_from_dict(_decode_bytes(json.loads(text)))
+    return event_from_json_data(json.loads(text))
+
+
+def event_from_json_data(data: dict[str, Any]) -> Event:
+    """An event from its JSON, already parsed (bytes still in base64)."""
+    return event_from_dict(_decode_bytes(data))
 
 
 _BYTES_TAG = "__b64__"
@@ -323,7 +333,7 @@ class WorkerSpec:
 @dataclass(frozen=True)
 class Run:
     seq: int
-    job: dict[str, Any]  # Job.to_dict()
+    job: Job  # pickled by the pipe as it is: a worker runs the code of the bot that spawned it
 
 
 @dataclass(frozen=True)
@@ -351,7 +361,7 @@ class Fatal:
 @dataclass(frozen=True)
 class Emit:
     seq: int
-    event: dict[str, Any]  # Event.to_dict()
+    event: Event
 
 
 @dataclass(frozen=True)
@@ -392,52 +402,39 @@ FromWorker = Ready | Fatal | Emit | Painted | WorkerStats
 
 @dataclass(frozen=True, kw_only=True)
 class TaskMessage:
-    """A Celery task's one argument: the job without its images. The worker derives every Redis
-    key from `job_id` (bot/protocol/celery_keys.py): the images under their input keys."""
+    """A Celery task's one argument: the job without its images, every other field of `Job` in
+    its JSON form (`Job.to_dict`), so that nothing a job carries is lost on the way. The worker
+    derives every Redis key from the job's id (bot/protocol/celery_keys.py): the images under
+    their input keys."""
 
-    job_id: str
-    user_id: int
-    guild_id: int | None
-    params: dict[str, Any]  # StyleParams.to_dict(): parsed by `job`, on the worker
+    fields: dict[str, Any]  # Job.to_dict() less "content" and "styles"
     styles: int  # how many style images
-    time_limit: float | None
-    result_limit: int | None
-    cost: int = 1  # Job.cost: the frames it paints (its time limit grows with them)
 
     @classmethod
     def of(cls, job: Job) -> TaskMessage:
-        return cls(
-            job_id=job.id,
-            user_id=job.user_id,
-            guild_id=job.guild_id,
-            params=job.params.to_dict(),
-            styles=len(job.styles),
-            time_limit=job.time_limit,
-            result_limit=job.result_limit,
-            cost=job.cost,
-        )
+        fields = job.to_dict()
+        del fields["content"], fields["styles"]
+        return cls(fields=fields, styles=len(job.styles))
+
+    @property
+    def job_id(self) -> str:
+        return self.fields["id"]
 
     def limit_within(self, configured: float) -> float:
-        return paint_limit(self.time_limit, self.cost, configured)
+        return paint_limit(self.fields.get("time_limit"), self.fields.get("cost", 1), configured)
 
     def job(self, content: bytes, styles: tuple[bytes, ...]) -> Job:
         """The job with its images; raises InvalidParams for parameters this worker's version
         does not know (a bot newer than its workers)."""
-        return Job(
-            id=self.job_id,
-            user_id=self.user_id,
-            guild_id=self.guild_id,
-            content=content,
-            styles=styles,
-            params=StyleParams.from_dict(self.params),
-            time_limit=self.time_limit,
-            result_limit=self.result_limit,
-            cost=self.cost,
-        )
+        return Job.from_dict({**self.fields, "content": content, "styles": styles})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"job": self.fields, "styles": self.styles}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskMessage:
-        return cls(**data)
+        if "job" not in data:  # sent by a bot before the job travelled whole (0.x): job_id ...
+            fields = {k: v for k, v in data.items() if k != "styles"}
+            fields["id"] = fields.pop("job_id")
+            return cls(fields=fields, styles=data["styles"])
+        return cls(fields=data["job"], styles=data["styles"])

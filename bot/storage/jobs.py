@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot.engine.params import InvalidParams, StyleParams
 from bot.protocol.messages import JobStatus
 from bot.storage.blobs import BlobStore, result_key
 from bot.storage.db import Database, blobs, instances, jobs
@@ -36,7 +37,9 @@ class JobRecord:
     token: str
     token_expires_at: float
     state: JobStatus
-    params: dict[str, Any]
+    # the job's parameters, parsed once where the row is read; None when another version wrote
+    # ones this one cannot read (`unreadable` says why)
+    params: StyleParams | None
     summary: str
     styles: int
     outcome: str | None = None
@@ -47,6 +50,13 @@ class JobRecord:
     instance: str = ""  # the bot process that follows it
     content_owner: int | None = None  # who uploaded the content; None: user_id
     result_limit: int | None = None  # bytes the result may take; None: not known
+    unreadable: str = ""  # why `params` is None
+
+    def style_params(self) -> StyleParams:
+        """The job's parameters; InvalidParams when this version cannot read them."""
+        if self.params is None:
+            raise InvalidParams(self.unreadable or "the job's parameters cannot be read")
+        return self.params
 
     @property
     def token_alive(self) -> bool:
@@ -78,7 +88,7 @@ class JobStore:
                     token=record.token,
                     token_expires_at=record.token_expires_at,
                     state=record.state.value,
-                    params=json.dumps(record.params),
+                    params=json.dumps(record.style_params().to_dict()),
                     summary=record.summary,
                     styles=record.styles,
                     content_owner=record.content_owner,
@@ -303,7 +313,15 @@ def gone(pid: int, seen_at: float) -> bool:
     return False
 
 
+def _params_of(text: str) -> tuple[StyleParams | None, str]:
+    try:
+        return StyleParams.from_dict(json.loads(text)), ""
+    except (InvalidParams, ValueError, TypeError) as exc:
+        return None, str(exc) or exc.__class__.__name__
+
+
 def record_of(row: Any) -> JobRecord:
+    params, unreadable = _params_of(row.params)
     return JobRecord(
         id=row.id,
         user_id=row.user_id,
@@ -313,7 +331,8 @@ def record_of(row: Any) -> JobRecord:
         token=row.token,
         token_expires_at=row.token_expires_at,
         state=JobStatus(row.state),
-        params=json.loads(row.params),
+        params=params,
+        unreadable=unreadable,
         summary=row.summary,
         styles=row.styles,
         outcome=row.outcome,

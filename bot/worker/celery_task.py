@@ -44,7 +44,7 @@ from bot.protocol.messages import (
     TaskMessage,
     Terminal,
     dumps,
-    event_from_json,
+    event_from_json_data,
     timed_out,
 )
 from bot.worker.batcher import Batcher
@@ -319,7 +319,7 @@ def _finish(process: WorkerProcess, ending: Terminal, inputs: list[str]) -> Term
 def _from_record(text: bytes | str) -> Terminal:
     data = json.loads(text)
     data.pop("image_key", None)
-    return event_from_json(json.dumps(data))  # type: ignore[return-value]
+    return event_from_json_data(data)  # type: ignore[return-value]
 
 
 def _text(value: bytes | str) -> str:

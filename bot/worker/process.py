@@ -16,15 +16,11 @@ import os
 import signal
 import threading
 
-from bot.engine.params import InvalidParams
 from bot.logs import configure_logging
 from bot.protocol.messages import (
     Cancel,
     Emit,
-    FailureKind,
     Fatal,
-    Job,
-    JobFailed,
     Painted,
     Ready,
     Run,
@@ -61,7 +57,7 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
 
     def send(seq: int, event) -> None:
         with sending:
-            outbox.send(Emit(seq, event.to_dict()))
+            outbox.send(Emit(seq, event))
 
     def send_message(message: WorkerStats | Painted) -> None:
         with sending:
@@ -79,16 +75,8 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
                 cancelled.add(message.seq)
             elif isinstance(message, Run):
                 seq = message.seq
-                try:
-                    job = Job.from_dict(message.job)
-                except InvalidParams as exc:  # the bot is another version than this worker
-                    job_id = message.job.get("id", "")
-                    send(
-                        seq, JobFailed(job_id=job_id, kind=FailureKind.BAD_INPUT, message=str(exc))
-                    )
-                    continue
                 batcher.add(
-                    job,
+                    message.job,
                     emit=lambda event, seq=seq: send(seq, event),
                     finish=lambda event, seq=seq: send(seq, event),
                     should_cancel=lambda seq=seq: seq in cancelled or os.getppid() != parent,

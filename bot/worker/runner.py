@@ -28,7 +28,7 @@ from bot.engine import colour
 from bot.engine.devices import memory_budget, parse_device, policy_for, resolve_precision
 from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_job
 from bot.engine.painting import Painting, out_of_memory
-from bot.engine.params import InvalidParams, StyleParams, fit_size
+from bot.engine.params import InvalidParams, StyleParams, check_pictures, fit_size
 from bot.engine.progress import Cancelled, Progress, Result
 from bot.engine.transfer import stylize
 from bot.engine.vgg import VGG19Features, load_vgg19
@@ -183,7 +183,7 @@ class JobRunner:
                 should_stop=should_cancel,
             )
             styles = [imaging.decode(s, limits, name="style image") for s in job.styles]
-            params.blend_weights(len(styles))
+            check_pictures(params, *content.frames[0].size, len(styles), content.what)
         except clips.ReadingStopped:
             raise Cancelled from None
         except (InvalidParams, ImageError, TypeError) as exc:

@@ -5,7 +5,7 @@ from PIL import Image
 
 from bot.engine import colour
 from bot.engine.objective import Objective
-from bot.engine.params import InvalidParams, StyleParams
+from bot.engine.params import MAX_TYPED_SEED, InvalidParams, StyleParams
 from bot.engine.progress import Cancelled, NonFiniteLoss
 from bot.engine.transfer import stylize
 from tests.conftest import gradient_image, noise_image
@@ -57,10 +57,12 @@ def test_same_seed_same_image(random_vgg):
     c = stylize(random_vgg, content, [style], params.replace(seed=8)).image
     assert a.tobytes() == b.tobytes()
     assert a.tobytes() != c.tobytes()
-    assert (
-        stylize(random_vgg, content, [style], SMALL.replace(init="content+noise", steps=1)).seed
-        >= 0
+    # no seed given: one is drawn, reported, and paints the same picture again
+    free = stylize(random_vgg, content, [style], SMALL.replace(init="content+noise", steps=1))
+    again = stylize(
+        random_vgg, content, [style], SMALL.replace(init="content+noise", steps=1, seed=free.seed)
     )
+    assert 0 <= free.seed <= MAX_TYPED_SEED and again.image.tobytes() == free.image.tobytes()
 
 
 def test_cancel_stops_within_one_step(random_vgg):

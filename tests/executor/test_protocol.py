@@ -1,3 +1,7 @@
+import json
+
+import pytest
+
 from bot.engine.params import StyleParams
 from bot.protocol.messages import (
     FailureKind,
@@ -96,3 +100,21 @@ def test_a_jobs_shape_round_trips():
         4032,
         3024,
     )
+
+
+def test_a_celery_task_carries_every_field_of_its_job():
+    """The task message is the job less its images, whatever fields a job has; a field this
+    version does not know is refused as the job's bad input, not a crash."""
+    from bot.engine.params import InvalidParams
+    from bot.protocol.messages import Job, TaskMessage
+
+    job = Job(
+        user_id=1, guild_id=2, content=b"c", styles=(b"s1", b"s2"), params=StyleParams(size=96),
+        time_limit=30.0, result_limit=1000, cost=3, shape=(640, 480),
+    )  # fmt: skip
+    travelled = TaskMessage.from_dict(json.loads(json.dumps(TaskMessage.of(job).to_dict())))
+    assert travelled.styles == 2 and travelled.job_id == job.id
+    assert travelled.job(b"c", (b"s1", b"s2")) == job
+    newer = TaskMessage(fields={**TaskMessage.of(job).fields, "priority": 1}, styles=2)
+    with pytest.raises(InvalidParams, match="priority"):
+        newer.job(b"c", (b"s1", b"s2"))

@@ -116,11 +116,24 @@ def test_reading_stops_between_frames_when_told():
         clips.decode_clip(hostile.mp4_at(25, 20), should_stop=lambda: True)
 
 
-@pytest.mark.parametrize("cut", [30, 200, 400])
-def test_every_damaged_animation_is_an_image_error(cut):
+@pytest.mark.parametrize("share", [0.004, 0.4, 0.7, 0.95])
+def test_a_damaged_animation_is_refused_or_decoded_as_far_as_its_header_goes(share):
+    """Bytes of noise from `share` of the file on: the header then lists the frames before the
+    damage. One frame or none left: refused with a reason (a still is not a moving picture);
+    more: exactly those frames decode, at the picture's size."""
     data = encoding.encode_clip(moving_clip(frames=6), "gif")
-    damaged = data[:cut] + bytes(range(256)) * 2
+    damaged = data[: int(len(data) * share)] + bytes(range(256)) * 2
     try:
-        clips.decode_clip(damaged)
+        header = clips.probe_clip(damaged)
     except ImageError:
-        pass  # refused with a reason; or decoded as far as it goes
+        header = None
+    frames = len(header.durations) if header is not None else 0
+    if frames < 2:
+        with pytest.raises(ImageError, match="the content"):
+            clips.decode_clip(damaged)
+        assert share < 0.7  # the damage began in the first frames
+        return
+    clip = clips.decode_clip(damaged)
+    assert 2 <= len(clip.frames) == frames < 6
+    assert {frame.size for frame in clip.frames} == {(64, 48)}
+    assert share > 0.4  # the damage came after two frames were whole

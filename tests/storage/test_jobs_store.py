@@ -9,6 +9,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from bot.engine.params import InvalidParams, StyleParams
 from bot.protocol.messages import JobStatus
 from bot.storage import JobRecord, Storage
 from bot.storage.db import Database, job_inputs, jobs
@@ -21,7 +22,7 @@ def record(*, token_for: float = 900) -> JobRecord:
     return JobRecord(
         id=uuid.uuid4().hex, user_id=1, guild_id=6363, channel_id=3, application_id=4,
         token="secret-token", token_expires_at=time.time() + token_for, state=JobStatus.QUEUED,
-        params={}, summary="s", styles=1,
+        params=StyleParams(), summary="s", styles=1,
     )  # fmt: skip
 
 
@@ -96,12 +97,15 @@ def test_jobs_and_their_inputs(database_url):
                 token="tok",
                 token_expires_at=0.0,
                 state=JobStatus.QUEUED,
-                params={"size": 64},
+                params=StyleParams(size=64),
                 summary="s",
                 styles=1,
             )
             async with storage.engine.begin() as conn:  # a clean slate on a shared PostgreSQL
                 await conn.execute(sa.text("DELETE FROM jobs WHERE id = :id"), {"id": record.id})
+                await conn.execute(
+                    sa.text("DELETE FROM job_inputs WHERE job_id = :id"), {"id": record.id}
+                )
                 await conn.execute(
                     sa.text("DELETE FROM blobs WHERE key LIKE :k"), {"k": f"job:{record.id}:%"}
                 )
@@ -137,7 +141,7 @@ def test_jobs_and_their_inputs(database_url):
                 and stored.outcome == "done!"
                 and stored.attempts == 1
             )
-            assert not stored.token_alive and stored.params == {"size": 64}
+            assert not stored.token_alive and stored.params == StyleParams(size=64)
             await storage.jobs.set_state(record.id, JobStatus.DONE, delivered=True)
             assert record.id not in [j.id for j in await storage.jobs.undelivered()]
             async with storage.engine.begin() as conn:  # its images' time is over
@@ -162,7 +166,7 @@ def test_two_bot_processes_adopt_an_orphan_and_deliver_an_ending_once(database_u
         record = JobRecord(
             id=uuid.uuid4().hex, user_id=1, guild_id=2, channel_id=3, application_id=4,
             token="t", token_expires_at=time.time() + 60, state=JobStatus.QUEUED,
-            params={}, summary="s", styles=1,
+            params=StyleParams(), summary="s", styles=1,
         )  # fmt: skip
         await first.jobs.add(record, [b"c", b"s"], keep_inputs=60)
         await first.jobs.heartbeat()
@@ -188,3 +192,33 @@ def test_two_bot_processes_adopt_an_orphan_and_deliver_an_ending_once(database_u
 
     adopted, claimed = run(scenario())
     assert sorted(adopted) == [False, True] and sorted(claimed) == [False, True]
+
+
+def test_parameters_another_version_wrote_are_read_as_unreadable(database_url):
+    """A row whose parameters this version cannot parse (a newer version's field) still reads:
+    its `params` is None and `style_params()` says why; the others are unaffected."""
+
+    async def scenario():
+        storage = await Storage.open(database_url)
+        try:
+            record = JobRecord(
+                id=uuid.uuid4().hex, user_id=5, guild_id=6, channel_id=7, application_id=8, token="t2",
+                token_expires_at=0.0, state=JobStatus.QUEUED, params=StyleParams(size=96),
+                summary="s", styles=1,
+            )  # fmt: skip
+            images = [f"content {record.id}".encode(), f"style {record.id}".encode()]
+            await storage.jobs.add(record, images, keep_inputs=60)  # its own: others purge theirs
+            assert (await storage.jobs.get(record.id)).params == StyleParams(size=96)
+            async with storage.engine.begin() as conn:
+                await conn.execute(
+                    sa.text("UPDATE jobs SET params = :p WHERE id = :id"),
+                    {"p": '{"size": 96, "brush_texture": "oil"}', "id": record.id},
+                )
+            read = await storage.jobs.get(record.id)
+            assert read.params is None
+            with pytest.raises(InvalidParams, match="brush_texture"):
+                read.style_params()
+        finally:
+            await storage.close()
+
+    run(scenario())

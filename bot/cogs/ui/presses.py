@@ -26,9 +26,15 @@ async def retry(interaction: discord.Interaction[StyleBot], job_id: str) -> None
             "Only the member who started this job can retry it.", ephemeral=True
         )
         return
-    await start_again(
-        interaction, record, StyleParams.from_dict(record.params), Summary(record.summary)
-    )
+    try:
+        params = record.style_params()
+    except InvalidParams as exc:
+        await interaction.response.send_message(
+            f"I cannot run this job again: {exc}. Please send the pictures again with /stylize.",
+            ephemeral=True,
+        )
+        return
+    await start_again(interaction, record, params, Summary(record.summary))
 
 
 async def again(
@@ -55,9 +61,7 @@ async def again(
         return
     settings = await guild_settings(interaction)
     try:
-        params, summary = params_again(
-            StyleParams.from_dict(record.params), action, settings, record.styles
-        )
+        params, summary = params_again(record.style_params(), action, settings, record.styles)
     except NothingToChange as exc:
         await interaction.response.send_message(f"Nothing to change: {exc}.", ephemeral=True)
         return

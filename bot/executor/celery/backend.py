@@ -39,7 +39,7 @@ from bot.protocol.messages import (
     JobFailed,
     StopReason,
     TaskMessage,
-    event_from_json,
+    event_from_json_data,
 )
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ class CeleryBackend(Backend):
         if job_id not in self._in_flight:
             return  # another bot's job, or one that has ended here already
         image_key = record.pop("image_key", None)
-        event = event_from_json(json.dumps(record))
+        event = event_from_json_data(record)
         if isinstance(event, JobDone) and image_key:
             assert self._redis is not None
             image = await self._redis.get(image_key)

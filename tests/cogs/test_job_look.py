@@ -1,7 +1,7 @@
 """The texts of a job's message: its progress bar and its ending."""
 
+from bot.cogs.ui.job_look import ending, work_done
 from bot.guild_policy import Summary
-from bot.jobs.follow import ending, work_done
 from bot.protocol.messages import JobDone, JobProgress, JobStatus
 
 
