@@ -117,17 +117,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _engine_error_code(exc: Exception) -> int | None:
-    """Exit code for the engine's own errors, whose messages are written for a person."""
-    from bot.engine.devices import DeviceError
-    from bot.engine.params import InvalidParams
-    from bot.engine.weights import WeightsError
-    from bot.media.imaging import ImageError
+    """Exit code for the engine's own errors, whose messages are written for a person. Read from
+    the modules already loaded: an error of a module that was never imported cannot be this one,
+    and importing the engine's to find out would load torch (5 s) for a mistyped option."""
 
-    if isinstance(exc, InvalidParams | DeviceError):
+    def raised_by(module: str, name: str) -> bool:
+        loaded = sys.modules.get(module)
+        return loaded is not None and isinstance(exc, getattr(loaded, name))
+
+    if raised_by("bot.engine.params", "InvalidParams") or raised_by(
+        "bot.engine.devices", "DeviceError"
+    ):
         return 2
-    if isinstance(exc, WeightsError):  # as `stylebot run` and `stylebot worker` exit for them
+    if raised_by("bot.engine.weights", "WeightsError"):  # as `run` and `worker` exit for them
         return 3
-    if isinstance(exc, ImageError):
+    if raised_by("bot.media.imaging", "ImageError"):
         return 1
     return None
 

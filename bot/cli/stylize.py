@@ -297,9 +297,8 @@ def _read_image(path: str, limits: ImageLimits, what: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Paint the content (a still, or every frame of a moving picture) and write it."""
-    from bot.engine.devices import parse_device
-
+    """Paint the content (a still, or every frame of a moving picture) and write it. The options
+    and the pictures are checked before torch loads (5 s): a mistake is said at once."""
     output = Path(args.output)
     params = _params(args)
     limits = ImageLimits()
@@ -311,6 +310,8 @@ def run(args: argparse.Namespace) -> int:
     styles = [_read_image(s, limits, "style image") for s in args.styles]
     # fails early on a wrong number of blend weights, or content too thin for the layers
     check_pictures(params, *content.frames[0].size, len(styles), f"content image {args.content}")
+    from bot.engine.devices import parse_device
+
     device = parse_device(args.device)
     width, height = fit_size(*content.frames[0].size, params.size)
     plan = _plan(args, params, device, width, height, len(content.frames))
