@@ -92,39 +92,29 @@ class Launcher:
         job; or refuse privately, having taken no slot. The interaction is deferred. Whatever
         happens, the claim is settled: kept if the job started, else given back."""
         try:
-            await self._fetch_and_start(interaction, sources, params, summary, claim)
+            try:
+                data, measure = await fetch(
+                    self.services.session, self.services.settings, sources, params
+                )
+            except DownloadError as exc:
+                await self.refuse_after_defer(
+                    interaction,
+                    f"I could not use your images: {exc}. Please try again.",
+                    Refusal.DOWNLOAD,
+                    claim,
+                )
+                return
+            except (imaging.ImageError, InvalidParams) as exc:
+                await self.refuse_after_defer(
+                    interaction,
+                    cannot_use(str(exc)),
+                    Refusal.BAD_INPUT,
+                    claim,
+                )
+                return
+            await self.start(interaction, data, params, summary, claim, measure=measure)
         finally:
             claim.give_back()  # nothing when the job started (kept)
-
-    async def _fetch_and_start(
-        self,
-        interaction: discord.Interaction,
-        sources: list[Source],
-        params: StyleParams,
-        summary: Summary,
-        claim: Claim,
-    ) -> None:
-        try:
-            data, measure = await fetch(
-                self.services.session, self.services.settings, sources, params
-            )
-        except DownloadError as exc:
-            await self.refuse_after_defer(
-                interaction,
-                f"I could not use your images: {exc}. Please try again.",
-                Refusal.DOWNLOAD,
-                claim,
-            )
-            return
-        except (imaging.ImageError, InvalidParams) as exc:
-            await self.refuse_after_defer(
-                interaction,
-                cannot_use(str(exc)),
-                Refusal.BAD_INPUT,
-                claim,
-            )
-            return
-        await self.start(interaction, data, params, summary, claim, measure=measure)
 
     async def start(
         self,
@@ -185,29 +175,21 @@ class Launcher:
         the checks; the interaction is not answered yet). The claim is settled as in
         `fetch_and_start`."""
         try:
-            await self._start_again(interaction, record, params, summary, claim)
+            data = await self.services.storage.jobs.images(record.id)
+            if data is None:
+                hours = self.services.settings.input_ttl / 3600
+                await interaction.response.send_message(
+                    f"Sorry, the images of that picture are no longer kept (they are kept for {hours:g} h). "
+                    "Please send them again with /stylize.",
+                    ephemeral=True,
+                )
+                return
+            await interaction.response.defer(thinking=True)
+            await self.start(
+                interaction, data, params, summary, claim, content_owner=record.uploader
+            )
         finally:
             claim.give_back()
-
-    async def _start_again(
-        self,
-        interaction: discord.Interaction,
-        record: JobRecord,
-        params: StyleParams,
-        summary: Summary,
-        claim: Claim,
-    ) -> None:
-        data = await self.services.storage.jobs.images(record.id)
-        if data is None:
-            hours = self.services.settings.input_ttl / 3600
-            await interaction.response.send_message(
-                f"Sorry, the images of that picture are no longer kept (they are kept for {hours:g} h). "
-                "Please send them again with /stylize.",
-                ephemeral=True,
-            )
-            return
-        await interaction.response.defer(thinking=True)
-        await self.start(interaction, data, params, summary, claim, content_owner=record.uploader)
 
     async def requeue(self, record: JobRecord) -> JobHandle | None:
         """A recorded job whose bot died while it waited, queued again under its own id with its
