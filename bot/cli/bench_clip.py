@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_vgg19(weights_of(args), device=device)
     policy = policy_for(device, precision_for(device, args.precision, model)[0])
     clip, style = _inputs(args)
-    base = StyleParams(size=args.size, steps=args.steps, seed=0, pyramid_levels=1)
+    base = StyleParams(size=args.size, steps=args.steps, seed=0, pyramid_levels=1).validate()
     Painting(model, clip.frames[0], [style], base.replace(steps=2), policy).run()  # warm-up
     synchronize(device)
     started = time.perf_counter()

@@ -60,7 +60,7 @@ def _plan(mode: str, side: int, device, precision: str, limit: int, tile: int | 
     from bot.engine.memory import DoesNotFit, plan_job
     from bot.engine.params import StyleParams
 
-    params = StyleParams(size=side, pyramid_levels=1)
+    params = StyleParams(size=side, pyramid_levels=1).validate()
     try:
         if mode == "limited":
             budget = memory_budget(device, limit)

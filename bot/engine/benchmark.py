@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bot.engine import colour
 from bot.engine.devices import DevicePolicy
 from bot.engine.painting import Painting
-from bot.engine.params import StyleParams
+from bot.engine.params import StyleParams, check_pictures
 
 
 def synchronize(device: torch.device) -> None:
@@ -70,6 +70,7 @@ def test_painting(model, side: int, steps: int, policy: DevicePolicy, plan=None)
     steps: what a benchmark times, through the same Painting that jobs run."""
     content, style = test_images(side)
     params = StyleParams(size=side, steps=steps, seed=0, pyramid_levels=1)
+    check_pictures(params.validate(), side, side, 1)  # a size from the command line
     return Painting(
         model, colour.to_image(content[0]), [colour.to_image(style[0])], params, policy, plan=plan
     )
@@ -126,6 +127,7 @@ def time_default_job(model, side: int, policy: DevicePolicy) -> dict:
     different objective than with real ones."""
     content, style = test_images(side)
     params = StyleParams(size=side, seed=0)
+    check_pictures(params.validate(), side, side, 1)  # a size from the command line
     synchronize(policy.device)
     started = time.perf_counter()
     painting = Painting(

@@ -88,7 +88,12 @@ def test_a_late_delivery_leaves_the_result_in_neither_store(database_url, tmp_pa
                 job_id = (
                     await conn.execute(sa.select(jobs.c.id).where(jobs.c.token == token))
                 ).scalar_one()
-            kept = await harness.storage.blobs.get([result_key(job_id)])
+            # the refused posts are seen before the bot writes the result down: wait for it
+            for _ in range(200):
+                kept = await harness.storage.blobs.get([result_key(job_id)])
+                if kept:
+                    break
+                await asyncio.sleep(0.05)
             fake.refusing = False
             await fake.wait_for(
                 lambda f: [e for e in f.edits(token) if "Done in" in text_of(e) and e.files]
