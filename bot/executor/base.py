@@ -10,7 +10,7 @@ import signal
 from collections.abc import AsyncIterator
 
 from bot.metrics import QueueState
-from bot.protocol.messages import Event, Job, Terminal, WorkerStats
+from bot.protocol.messages import Event, Job, StopReason, Terminal, WorkerStats
 
 
 class Executor(abc.ABC):
@@ -140,8 +140,9 @@ class Backend(abc.ABC):
         """Start `job` (a slot is free); JobStarted and the rest come through the listener."""
 
     @abc.abstractmethod
-    def stop(self, job_id: str) -> None:
-        """Ask a running job to stop; a terminal event follows, by force if it must."""
+    def stop(self, job_id: str, reason: StopReason) -> None:
+        """Ask a running job to stop; a terminal event follows, by force if it must: a
+        JobCancelled carrying `reason` when the job stopped for it."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -203,11 +203,8 @@ class Dispatcher(Executor, Listener):
                 )
             state.handle.deliver(event)
             return
-        if isinstance(event, JobCancelled):
-            if state.stop_reason == StopReason.TIMEOUT:
-                event = timed_out(job_id, self._time_limit(state.job))
-            elif state.stop_reason is not None:
-                event = JobCancelled(job_id=job_id, reason=state.stop_reason)
+        if isinstance(event, JobCancelled) and event.reason == StopReason.TIMEOUT:
+            event = timed_out(job_id, self._time_limit(state.job))
         self._finish(state, event)  # type: ignore[arg-type]
 
     def on_capacity(self) -> None:
@@ -263,7 +260,7 @@ class Dispatcher(Executor, Listener):
         if state.handle.done or state.stop_reason is not None:
             return
         state.stop_reason = reason
-        self.backend.stop(state.job.id)
+        self.backend.stop(state.job.id, reason)
 
     def _finish(self, state: _JobState, event: Terminal) -> None:
         if state.timer is not None:

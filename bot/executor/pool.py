@@ -44,6 +44,7 @@ from bot.protocol.messages import (
     Run,
     RunnerSpec,
     Stop,
+    StopReason,
     ToWorker,
     WorkerSpec,
     WorkerStats,
@@ -127,7 +128,7 @@ class _Worker:
 class _Running:
     def __init__(self, job: Job, seq: int):
         self.job, self.seq = job, seq
-        self.stop_requested = False
+        self.stop_reason: StopReason | None = None  # a stop was asked for, and why
         self.painted = False  # only its encoding is left: a cancel is answered after it
         self.kill_timer: asyncio.TimerHandle | None = None
 
@@ -296,8 +297,9 @@ class LocalPool(Backend):
         _resolve(worker.ready_future, False)
         for running in lost:  # every job of the batch ends with the process
             self._release(worker, running)
-            if running.stop_requested or self._closing:
-                self._emit(running.job.id, JobCancelled(job_id=running.job.id))
+            if running.stop_reason is not None or self._closing:
+                reason = running.stop_reason or StopReason.SHUTDOWN
+                self._emit(running.job.id, JobCancelled(job_id=running.job.id, reason=reason))
             else:
                 log.error(
                     "worker %s died running job %s (%s)",
@@ -362,17 +364,17 @@ class LocalPool(Backend):
         self._by_job[job.id] = worker
         worker.send(Run(self._seq, job))  # its batcher reports JobStarted when it paints
 
-    def stop(self, job_id: str) -> None:
+    def stop(self, job_id: str, reason: StopReason) -> None:
         worker = self._by_job.get(job_id)
         running = (
             next((r for r in worker.running.values() if r.job.id == job_id), None)
             if worker
             else None
         )
-        if worker is None or running is None or running.stop_requested:
+        if worker is None or running is None or running.stop_reason is not None:
             return
-        running.stop_requested = True
-        worker.send(Cancel(running.seq))  # through the writer thread: never blocks the loop
+        running.stop_reason = reason
+        worker.send(Cancel(running.seq, reason))  # through the writer thread: never blocks the loop
         if running.painted:  # only its encoding is left: the worker answers once that ends
             return
         assert self._loop is not None

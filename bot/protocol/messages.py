@@ -339,6 +339,7 @@ class Run:
 @dataclass(frozen=True)
 class Cancel:
     seq: int
+    reason: StopReason  # why: the JobCancelled that answers it carries it back
 
 
 @dataclass(frozen=True)

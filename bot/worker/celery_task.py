@@ -269,10 +269,12 @@ class JobWatch:
         return False
 
     def ending(self, ending: Terminal) -> Terminal:
-        """A cancelled ending says why it stopped: past its time limit, or the bot's reason."""
+        """A cancelled ending says why it stopped: past this worker's own time limit (a timeout
+        in its words), or the reason the bot's flag gave (a time limit of the bot's included:
+        the bot words that one, with its own limit)."""
         if not isinstance(ending, JobCancelled) or self.stop_reason is None:
             return ending
-        if self.stop_reason == StopReason.TIMEOUT:
+        if self.stop_reason == StopReason.TIMEOUT and time.monotonic() >= self.deadline:
             return timed_out(self.job_id, self.limit)
         return JobCancelled(job_id=self.job_id, reason=self.stop_reason)
 

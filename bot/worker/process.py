@@ -20,11 +20,14 @@ from bot.logs import configure_logging
 from bot.protocol.messages import (
     Cancel,
     Emit,
+    Event,
     Fatal,
+    JobCancelled,
     Painted,
     Ready,
     Run,
     Stop,
+    StopReason,
     WorkerSpec,
     WorkerStats,
 )
@@ -52,7 +55,7 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
     batcher = Batcher(
         runner, max_jobs=spec.batch_size, memory_budget=runner.memory_budget(), name=spec.name
     )
-    cancelled: set[int] = set()
+    cancelled: dict[int, StopReason] = {}  # seq -> why it was asked to stop
     sending = threading.Lock()
 
     def send(seq: int, event) -> None:
@@ -72,13 +75,13 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
             if isinstance(message, Stop):
                 break
             if isinstance(message, Cancel):
-                cancelled.add(message.seq)
+                cancelled[message.seq] = message.reason
             elif isinstance(message, Run):
                 seq = message.seq
                 batcher.add(
                     message.job,
                     emit=lambda event, seq=seq: send(seq, event),
-                    finish=lambda event, seq=seq: send(seq, event),
+                    finish=lambda event, seq=seq: send(seq, with_reason(event, cancelled.get(seq))),
                     should_cancel=lambda seq=seq: seq in cancelled or os.getppid() != parent,
                     painted=lambda seq=seq: send_message(Painted(seq)),
                 )
@@ -89,3 +92,11 @@ def worker_main(spec: WorkerSpec, inbox, outbox) -> None:
     report_every(runner.stats, send_message, stopped)
     batcher.run()
     stopped.set()
+
+
+def with_reason(event: Event, reason: StopReason | None) -> Event:
+    """A job's ending, a JobCancelled carrying the reason its Cancel gave (the painting only
+    knows that it was asked to stop)."""
+    if isinstance(event, JobCancelled) and reason is not None:
+        return dataclasses.replace(event, reason=reason)
+    return event

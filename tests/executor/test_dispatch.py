@@ -14,6 +14,7 @@ from bot.protocol.messages import (
     JobProgress,
     JobQueued,
     JobStarted,
+    StopReason,
 )
 from tests.asyncrun import run
 from tests.executor.helpers import job_done
@@ -27,6 +28,7 @@ class RemoteBackend(Backend):
         self.listener: Listener | None = None
         self.running: list[str] = []
         self.stopped: list[str] = []
+        self.reasons: list[StopReason] = []  # why each stop was asked for
 
     async def start(self, listener: Listener) -> None:
         self.listener = listener
@@ -38,8 +40,9 @@ class RemoteBackend(Backend):
         self.running.append(job.id)
         self.listener.on_event(job.id, JobStarted(job_id=job.id, worker="remote", device="gpu"))
 
-    def stop(self, job_id: str) -> None:
+    def stop(self, job_id: str, reason: StopReason) -> None:
         self.stopped.append(job_id)
+        self.reasons.append(reason)
 
     async def close(self) -> None:
         pass
@@ -108,11 +111,11 @@ def test_a_time_limit_stops_the_job_and_fails_it_as_a_timeout():
         await dispatcher.start()
         handle = await dispatcher.submit(job(1, "e" * 32))
         await asyncio.sleep(0.1)
-        assert backend.stopped == ["e" * 32]
+        assert backend.stopped == ["e" * 32] and backend.reasons == [StopReason.TIMEOUT]
         backend.running.remove("e" * 32)
-        backend.listener.on_event(
-            "e" * 32, JobCancelled(job_id="e" * 32)
-        )  # the backend confirms the stop
+        backend.listener.on_event(  # the worker confirms the stop, with the reason it was given
+            "e" * 32, JobCancelled(job_id="e" * 32, reason=StopReason.TIMEOUT)
+        )
         return await handle.result()
 
     result = run(scenario())

@@ -20,6 +20,7 @@ from bot.protocol.messages import (
     JobQueued,
     JobStarted,
     QueueFull,
+    StopReason,
     UserLimitReached,
 )
 from tests.conftest import noise_image, png_bytes
@@ -388,3 +389,22 @@ def test_a_worker_says_its_precision_and_why(tmp_path, caplog):
     with caplog.at_level("INFO", logger="bot.executor.pool"):
         run(scenario())
     assert f"precision bf16 (forced by the test; kept in {kept})" in caplog.text
+
+
+def test_a_stopped_job_comes_back_with_the_reason_it_was_stopped_for():
+    """The reason travels with the Cancel to the worker and back with its JobCancelled: a
+    member's cancel says so, a bot that stops says it is restarting."""
+
+    async def scenario():
+        executor = await started_executor()
+        cancelled = await executor.submit(long_job(1))
+        await first(cancelled, JobProgress)
+        await executor.cancel(cancelled.job.id)
+        stopped = await executor.submit(long_job(2))
+        await first(stopped, JobProgress)
+        await executor.shutdown(graceful=False)
+        return await cancelled.result(), await stopped.result()
+
+    by_member, by_shutdown = run(scenario())
+    assert isinstance(by_member, JobCancelled) and by_member.reason == StopReason.CANCELLED
+    assert isinstance(by_shutdown, JobCancelled) and by_shutdown.reason == StopReason.SHUTDOWN

@@ -95,8 +95,8 @@ class CeleryBackend(Backend):
         self._in_flight.add(job.id)
         asyncio.ensure_future(self._release(job))
 
-    def stop(self, job_id: str) -> None:
-        asyncio.ensure_future(self._stop(job_id))
+    def stop(self, job_id: str, reason: StopReason) -> None:
+        asyncio.ensure_future(self._stop(job_id, reason))
 
     async def reattach(self, job_id: str) -> bool:
         assert self._redis is not None
@@ -175,11 +175,11 @@ class CeleryBackend(Backend):
             time_limit=hard,
         )
 
-    async def _stop(self, job_id: str) -> None:
+    async def _stop(self, job_id: str, reason: StopReason) -> None:
         assert self._redis is not None
-        try:
+        try:  # the worker's JobCancelled carries the flag's reason back
             await self._redis.set(
-                keys.cancel_key(job_id), StopReason.CANCELLED.value, ex=int(self.config.blob_ttl)
+                keys.cancel_key(job_id), reason.value, ex=int(self.config.blob_ttl)
             )
         except Exception as exc:
             log.warning("could not ask job %s to stop through Redis: %s", job_id, exc)
