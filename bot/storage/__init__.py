@@ -10,6 +10,8 @@ migrations).
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,19 +29,27 @@ __all__ = ["JobRecord", "Storage", "StorageError", "check_database_url", "result
 class Storage:
     """The stores, each reached by name: settings, jobs, presets, blobs, guilds, meta."""
 
-    def __init__(self, database: Database, *, settings_ttl: float = 5.0):
+    def __init__(
+        self,
+        database: Database,
+        *,
+        settings_ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.db = database
         self.blobs = BlobStore(database)
-        self.settings = SettingsStore(database, ttl=settings_ttl)
+        self.settings = SettingsStore(database, ttl=settings_ttl, clock=clock)
         self.jobs = JobStore(database, self.blobs)
         self.presets = PresetStore(database, self.blobs)
         self.guilds = GuildStore(database, self.settings)
         self.meta = Meta(database)
 
     @classmethod
-    async def open(cls, url: str, *, settings_ttl: float = 5.0) -> Storage:
+    async def open(
+        cls, url: str, *, settings_ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> Storage:
         """Connect and migrate; StorageError with one line that says what is wrong."""
-        return cls(await Database.open(url), settings_ttl=settings_ttl)
+        return cls(await Database.open(url), settings_ttl=settings_ttl, clock=clock)
 
     @property
     def engine(self) -> AsyncEngine:

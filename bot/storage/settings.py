@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -12,15 +13,18 @@ from bot.storage.db import Database, guild_settings
 
 
 class SettingsStore:
-    def __init__(self, db: Database, *, ttl: float = 5.0):
+    def __init__(
+        self, db: Database, *, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.db = db
         self.ttl = ttl
+        self._clock = clock
         self._cache: dict[int, tuple[float, GuildSettings]] = {}  # guild -> (read at, settings)
 
     async def read(self, guild_id: int) -> GuildSettings:
         """The server's settings (the defaults where it has set none)."""
         cached = self._cache.get(guild_id)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+        if cached is not None and self._clock() - cached[0] < self.ttl:
             return cached[1]
         async with self.db.engine.connect() as conn:
             row = (
@@ -31,7 +35,7 @@ class SettingsStore:
                 )
             ).first()
         settings = GuildSettings.from_json(row[0]) if row else GuildSettings()
-        self._cache[guild_id] = (time.monotonic(), settings)
+        self._cache[guild_id] = (self._clock(), settings)
         return settings
 
     async def write(self, guild_id: int, settings: GuildSettings, *, by: int | None = None) -> None:

@@ -66,11 +66,16 @@ def test_invalid_settings_are_refused(change, message):
 
 def test_two_processes_see_each_others_changes_and_first_saves_do_not_collide(database_url):
     """Two bot processes share one database: simultaneous first saves must not raise a
-    duplicate-key error, and a change made by one is seen by the other within the cache's TTL."""
+    duplicate-key error, and a change made by one is seen by the other once the cache's TTL is
+    over (not before: the other process's cache answers until then)."""
+    now = [1000.0]
+
+    def clock() -> float:
+        return now[0]
 
     async def scenario():
-        one = await Storage.open(database_url, settings_ttl=0.3)
-        two = await Storage.open(database_url, settings_ttl=0.3)
+        one = await Storage.open(database_url, settings_ttl=5.0, clock=clock)
+        two = await Storage.open(database_url, settings_ttl=5.0, clock=clock)
         try:
             await one.settings.reset(77)
             assert (await two.settings.read(77)).steps == GuildSettings().steps  # now cached by two
@@ -81,8 +86,11 @@ def test_two_processes_see_each_others_changes_and_first_saves_do_not_collide(da
                 )
             )
             assert (await one.settings.read(77)).steps in (11, 22)
+            seen = (await two.settings.read(77)).steps
             await one.settings.write(77, GuildSettings().replace(steps=33), by=1)
-            await asyncio.sleep(0.35)
+            now[0] += 4.9
+            assert (await two.settings.read(77)).steps == seen  # cached: within the TTL
+            now[0] += 0.2
             assert (await two.settings.read(77)).steps == 33
             await one.settings.reset(77)
         finally:
