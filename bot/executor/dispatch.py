@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from bot.engine.params import ImageLimits
 from bot.executor.base import Backend, Executor, JobHandle, Listener
@@ -66,6 +68,13 @@ class ExecutorConfig:
     )  # how workers log (the bot's level and format)
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[..., Cancellable]  # (delay, callback, *args), as loop.call_later
+
+
 class _JobState:
     def __init__(self, job: Job, handle: JobHandle):
         self.job = job
@@ -74,14 +83,23 @@ class _JobState:
         self.position: int | None = None
         self.no_worker = False  # as last told: no worker was online
         self.stop_reason: StopReason | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Cancellable | None = None
         self.submitted = time.monotonic()
         self.waited: float | None = None  # seconds until a worker started it
 
 
 class Dispatcher(Executor, Listener):
-    def __init__(self, backend: Backend, config: ExecutorConfig, metrics: BotMetrics | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        config: ExecutorConfig,
+        metrics: BotMetrics | None = None,
+        *,
+        call_later: CallLater | None = None,
+    ):
         self.backend = backend
+        # the one clock of a job's time limit: the loop's, unless a test drives its own
+        self._call_later = call_later
         self.config = config
         self._metrics = metrics or BotMetrics()  # what it counts for /metrics: the bot's
         self._queue: FairQueue[_JobState] = FairQueue()
@@ -198,7 +216,7 @@ class Dispatcher(Executor, Listener):
                     self._metrics.started(state.job, state.waited)
                 if state.timer is not None:
                     state.timer.cancel()
-                state.timer = self._loop.call_later(
+                state.timer = self._timer(
                     self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT
                 )
             state.handle.deliver(event)
@@ -250,11 +268,15 @@ class Dispatcher(Executor, Listener):
             state.released, state.position = True, None
             # the time limit counts from JobStarted (a worker may hold a job back until memory
             # allows); until then this backstop, for a job whose start is never reported
-            state.timer = self._loop.call_later(
+            state.timer = self._timer(
                 2 * self._time_limit(state.job), self._stop, state, StopReason.TIMEOUT
             )
             self.backend.run(state.job)
         self._announce_positions()
+
+    def _timer(self, delay: float, callback: Callable[..., None], *args: Any) -> Cancellable:
+        assert self._loop is not None
+        return (self._call_later or self._loop.call_later)(delay, callback, *args)
 
     def _stop(self, state: _JobState, reason: StopReason) -> None:
         if state.handle.done or state.stop_reason is not None:

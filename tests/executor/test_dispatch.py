@@ -1,7 +1,5 @@
 """The dispatcher over a backend that is not the local pool: release by capacity, re-attach."""
 
-import asyncio
-
 from bot.engine.params import StyleParams
 from bot.executor.base import Backend, Listener
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
@@ -104,13 +102,47 @@ def test_a_job_from_before_a_restart_is_re_attached_and_its_result_arrives():
     assert [type(e) for e in events] == [JobProgress, JobDone]
 
 
+class Timers:
+    """The dispatcher's clock, driven by the test: each timer is kept until the test fires it."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, object, tuple]] = []
+
+    def call_later(self, delay: float, callback, *args):
+        entry = (delay, callback, args)
+        self.pending.append(entry)
+        timers = self
+
+        class Handle:
+            def cancel(self) -> None:
+                if entry in timers.pending:
+                    timers.pending.remove(entry)
+
+        return Handle()
+
+    def fire_all(self) -> list[float]:
+        due, self.pending = self.pending, []
+        for _, callback, args in due:
+            callback(*args)  # type: ignore[operator]
+        return [delay for delay, _, _ in due]
+
+
 def test_a_time_limit_stops_the_job_and_fails_it_as_a_timeout():
+    """No sleeping: the time limit's timer is fired by the test. It is armed at release (a
+    backstop of twice the limit, for a start never reported) and again, at the limit, when the
+    job starts."""
+    timers = Timers()
+
     async def scenario():
         backend = RemoteBackend(set())
-        dispatcher = Dispatcher(backend, ExecutorConfig(time_limit=0.05))
+        dispatcher = Dispatcher(
+            backend, ExecutorConfig(time_limit=30.0), call_later=timers.call_later
+        )
         await dispatcher.start()
         handle = await dispatcher.submit(job(1, "e" * 32))
-        await asyncio.sleep(0.1)
+        assert [delay for delay, _, _ in timers.pending] == [30.0]  # re-armed at JobStarted
+        assert backend.stopped == []
+        assert timers.fire_all() == [30.0]
         assert backend.stopped == ["e" * 32] and backend.reasons == [StopReason.TIMEOUT]
         backend.running.remove("e" * 32)
         backend.listener.on_event(  # the worker confirms the stop, with the reason it was given
@@ -120,6 +152,7 @@ def test_a_time_limit_stops_the_job_and_fails_it_as_a_timeout():
 
     result = run(scenario())
     assert isinstance(result, JobFailed) and result.kind is FailureKind.TIMEOUT
+    assert "time limit of 30 s" in result.message
 
 
 class TwoSlotBackend(RemoteBackend):
