@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 import discord
 
@@ -65,7 +65,7 @@ class JobLook(Protocol):
         ...
 
 
-def unreadable(event: Terminal) -> bool:
+def unreadable(event: Terminal) -> TypeGuard[JobFailed]:
     """The worker refused the job's pictures or options (BAD_INPUT) before painting: the bot
     reads only headers, so a damaged picture is found there."""
     return isinstance(event, JobFailed) and event.kind == FailureKind.BAD_INPUT
@@ -186,7 +186,7 @@ class JobMessage:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if isinstance(event, JobFailed) and unreadable(event) and await self._refuse(event):
+        if unreadable(event) and await self._refuse(event):
             return
         waited = (self.started_at - self.created) if self.started_at else 0.0
         text, state = self.look.ending(event, self.summary, waited)

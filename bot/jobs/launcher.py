@@ -4,7 +4,9 @@ result buttons, Retry and recovery:
     images fetched and checked -> recorded (row + kept images) -> submitted -> followed
 
 A job is recorded before it is queued, so that a bot that dies from then on tells its member at
-the next start; a refused submit leaves no images behind. The bot reaches it as `bot.launcher`.
+the next start; a refused submit leaves no images behind. It is given the services it uses
+(`JobServices`), not the bot; each request brings the member's cooldown as a `Claim`, kept when
+the job starts and given back when it does not.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from bot.media import imaging
 from bot.metrics import BotMetrics
 from bot.protocol.messages import Job, JobStatus, SubmitError, new_job_id
 from bot.storage import JobRecord, Storage
-from bot.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -233,24 +234,9 @@ class Launcher:
     async def refuse_after_defer(
         self, interaction: discord.Interaction, message: str, reason: Refusal, claim: Claim
     ) -> None:
-        """No job starts: the public "thinking" message becomes a short public note, and the
-        reason goes to the member alone. (After a public defer Discord shows the first follow-up
-        publicly and refuses one after the original is deleted: the original is edited first.)
-        Should the private follow-up fail, the note itself carries the reason. The member's
-        cooldown is given back."""
+        """No job starts: the member is told as `Reply.refuse` tells (a short public note, the
+        reason privately), and the cooldown is given back first."""
         claim.give_back()
         self.services.metrics.refused(reason)
-        note = f"❌ <@{interaction.user.id}>, your job did not start"
-        try:
-            await interaction.edit_original_response(content=f"{note}: see why just below.")
-        except discord.HTTPException as exc:
-            log.warning("could not end the deferred message of a refused job: %s", exc)
-        try:
-            await interaction.followup.send(clip(message), ephemeral=True)
-            return
-        except discord.HTTPException as exc:
-            log.warning("could not tell a member privately why their job was refused: %s", exc)
-        try:
-            await interaction.edit_original_response(content=clip(f"{note}. {message}"))
-        except discord.HTTPException as exc:
-            log.warning("could not tell a member why their job was refused: %s", exc)
+        reply = Reply.of(interaction, self.services.settings.interaction_ttl)
+        await reply.refuse(self.services.client, message)

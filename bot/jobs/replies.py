@@ -96,29 +96,26 @@ class Reply:
         )
 
     async def refuse(self, client: discord.Client, reason: str) -> bool:
-        """No job ran: the public message becomes a short note, and the reason goes to the
-        member alone (the launcher's refusal, for a job whose pictures the worker found
-        unreadable). Should the private follow-up fail, the note carries the reason. False when
-        the token has expired or neither edit went through (the caller delivers it instead)."""
+        """No job ran: the public message becomes a short note, and the reason goes to the member
+        alone. (After a public defer Discord shows the first follow-up publicly and refuses one
+        after the original is deleted: the original is edited first.) Should the private
+        follow-up fail, the note itself carries the reason. False when the token has expired or
+        neither way went through (the caller delivers it otherwise, or gives up)."""
         if not self.token_alive:
             return False
         note = f"❌ <@{self.user_id}>, your job did not start"
+        cleared: dict[str, Any] = {"embed": None, "attachments": [], "view": None}
         try:
-            await self.edit(
-                client,
-                content=f"{note}: see why just below.",
-                embed=None,
-                attachments=[],
-                view=None,
-            )
+            await self.edit(client, content=f"{note}: see why just below.", **cleared)
+        except discord.HTTPException as exc:
+            log.warning("could not end the message of a refused job: %s", exc)
+        try:
             await self.tell_privately(client, reason)
             return True
         except discord.HTTPException as exc:
             log.warning("could not tell a member privately why their job was refused: %s", exc)
         try:
-            await self.edit(
-                client, content=f"{note}. {reason}", embed=None, attachments=[], view=None
-            )
+            await self.edit(client, content=f"{note}. {reason}", **cleared)
             return True
         except discord.HTTPException as exc:
             log.warning("could not tell a member why their job was refused: %s", exc)
