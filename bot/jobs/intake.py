@@ -113,20 +113,23 @@ def check_content(
         return ContentMeasure(clips.frames_to_paint(blob, params, limits))
     header = clips.read_content_header(blob, params, limits, name=name)
     check_thick_enough(header.params, header.width, header.height, name)
-    shape = (header.width, header.height) if header.frames == 1 else None
-    return ContentMeasure(header.frames, shape)
+    return _measure_of(header)
 
 
 def measure_content(content: bytes, params: StyleParams, limits: ImageLimits) -> ContentMeasure:
-    """The content's cost and, for a still, its size (headers only; CPU work for a thread). What
-    cannot be read counts as a still of unknown size: the decoder says what is wrong, later."""
-    cost = clips.frames_to_paint(content, params, limits)
-    if cost > 1 or clips.is_moving(content):
-        return ContentMeasure(cost)
+    """The content's cost and, for a still, its size: `check_content`'s reading of a picture
+    checked before, refusing nothing (CPU work for a thread). What cannot be read counts as its
+    frames' estimate, of unknown size: the decoder says what is wrong, later."""
     try:
-        return ContentMeasure(cost, imaging.upright_size(content, limits))
-    except imaging.ImageError:
-        return ContentMeasure(cost)
+        return _measure_of(clips.read_content_header(content, params, limits))
+    except Exception:  # noqa: BLE001 (an estimate never stops a job)
+        return ContentMeasure(clips.frames_to_paint(content, params, limits))
+
+
+def _measure_of(header: clips.ContentHeader) -> ContentMeasure:
+    return ContentMeasure(
+        header.frames, (header.width, header.height) if header.frames == 1 else None
+    )
 
 
 async def fetch(
