@@ -125,14 +125,16 @@ def _engine_error_code(exc: Exception) -> int | None:
         loaded = sys.modules.get(module)
         return loaded is not None and isinstance(exc, getattr(loaded, name))
 
-    if raised_by("bot.engine.params", "InvalidParams") or raised_by(
-        "bot.engine.devices", "DeviceError"
+    if (
+        raised_by("bot.engine.params", "InvalidParams")
+        or raised_by("bot.engine.devices", "DeviceError")
+        or raised_by("bot.engine.progress", "NonFiniteLoss")  # its message names what to lower
     ):
         return 2
     if raised_by("bot.engine.weights", "WeightsError"):  # as `run` and `worker` exit for them
         return 3
-    if raised_by("bot.media.imaging", "ImageError"):
-        return 1
+    if raised_by("bot.media.imaging", "ImageError"):  # a picture refused: the input, as any other
+        return 2
     return None
 
 

@@ -236,3 +236,12 @@ def load_settings(cls: type[S] = Settings, **overrides) -> S:
         # a misspelt name is often why a setting is missing: say so here too
         problems += unknown_variables(cls=cls)
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+def env_file_used() -> str:
+    """Which .env the settings were read from, for the line at start: the one in the folder the
+    bot starts in, or none (the environment alone)."""
+    found = os.path.abspath(".env")
+    if os.path.isfile(found):
+        return f"the environment and {found}"
+    return f"the environment (no .env in {os.getcwd()})"

@@ -24,6 +24,7 @@ from bot.engine.params import (
     Optimizer,
     StyleParams,
     describe_schedule,
+    draw_seed,
 )
 from bot.text import join_within
 
@@ -208,7 +209,7 @@ def params_for(request: Request, settings: GuildSettings) -> tuple[StyleParams, 
         style_layer_weights=settings.style_layer_weights,
         optimizer=request.optimizer or settings.optimizer,  # type: ignore[arg-type]
         preserve_colors=request.preserve_colors or settings.preserve_colors,  # type: ignore[arg-type]
-        seed=request.seed,
+        seed=request.seed if request.seed is not None else draw_seed(),  # settled here
         style_scale=request.style_scale
         if request.style_scale is not None
         else DEFAULTS.style_scale,
@@ -269,8 +270,8 @@ def params_again(
 ) -> tuple[StyleParams, Summary]:
     """The parameters of a result button's new job: a new seed, twice or half the style, the
     content's colours, or twice the size; clamped by this server's caps, which say so."""
-    if action == "seed":
-        changed = params.replace(seed=None)
+    if action == "seed":  # the one button that draws a new seed; the others keep the picture's
+        changed = params.replace(seed=draw_seed())
     elif action in ("more", "less"):
         factor = 2.0 if action == "more" else 0.5
         if params.raw_weights:

@@ -2,8 +2,15 @@
 
 import pytest
 
-from bot.engine.params import InvalidParams, StyleParams
-from bot.guild_policy import GuildSettings, Request, channel_allowed, describe, params_for
+from bot.engine.params import MAX_TYPED_SEED, InvalidParams, StyleParams
+from bot.guild_policy import (
+    GuildSettings,
+    Request,
+    channel_allowed,
+    describe,
+    params_again,
+    params_for,
+)
 
 
 def test_the_engine_owns_the_defaults():
@@ -91,3 +98,17 @@ def test_a_typed_minus_zero_reads_as_zero():
     assert preset.describe() == "**calm** · strength 0"
     _, summary = params_for(preset.fill(Request()), GuildSettings())
     assert "-0" not in summary.text
+
+
+def test_the_seed_is_settled_here_and_only_the_dice_draw_a_new_one():
+    """Issue 48: a job's seed is drawn where it is settled (the row keeps it); a typed seed is
+    kept; ➕ ➖ 🎨 🔍 keep the seed of the picture they start from, 🎲 alone draws another."""
+    settings = GuildSettings()
+    drawn = {params_for(Request(), settings)[0].seed for _ in range(20)}
+    assert None not in drawn and len(drawn) > 1 and all(0 <= s <= MAX_TYPED_SEED for s in drawn)
+    typed, _ = params_for(Request(seed=42), settings)
+    assert typed.seed == 42
+    for action in ("more", "less", "colours", "larger"):
+        assert params_again(typed, action, settings, 1)[0].seed == 42, action
+    dice = {params_again(typed, "seed", settings, 1)[0].seed for _ in range(20)}
+    assert None not in dice and 42 not in dice and len(dice) > 1

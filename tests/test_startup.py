@@ -97,6 +97,9 @@ def test_discord_unreachable(folder):
     assert done.returncode == 5, done.stderr
     assert "Discord could not be reached" in done.stderr and len(error_lines(done)) == 1
     assert "tok-SECRET-123" not in done.stderr  # never the token
+    # the files relative to the folder it starts in are named (issue 48)
+    assert f"no .env in {folder}" in done.stderr
+    assert f"SQLite file {folder / 'stylebot.db'} (created now)" in done.stderr
 
 
 def test_download_weights_without_network(folder):
@@ -209,3 +212,11 @@ def test_health_asks_the_port_the_bot_was_given(folder):
         port = s.getsockname()[1]
     done = stylebot("health", env={"STYLEBOT_HEALTH_PORT": str(port)}, cwd=folder, timeout=60)
     assert done.returncode == 1 and f"127.0.0.1:{port}/healthz" in done.stderr
+
+
+def test_health_without_a_port_says_the_bot_serves_none(folder):
+    """Issue 48: `stylebot health` asked port 8080 where the bot serves no health port (it is off
+    unless STYLEBOT_HEALTH_PORT is set): it says so instead."""
+    done = stylebot("health", env={}, cwd=folder, timeout=60)
+    assert done.returncode == 2 and "STYLEBOT_HEALTH_PORT" in done.stderr
+    assert len(error_lines(done)) == 1

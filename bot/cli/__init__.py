@@ -9,8 +9,10 @@ from collections.abc import Callable
 class CliError(Exception):
     """A failure the person at the terminal can act on: printed as one line, then exit `code`.
 
-    Exit codes: 1 a run failed (bad image, missing weights, a failed job), 2 bad usage or
-    parameters, 3 the settings or the environment are not right.
+    Exit codes, the same for every command (docs/stylize.md, "Exit codes"): 1 the work ran and
+    failed (a job, a benchmark run, a health check); 2 the input was refused (an option, a
+    setting, a file or a picture, a run that diverged); 3 the machine lacks something (the
+    weights, an extra, the device, the workers); `stylebot run` adds 4, 5 and 6.
     """
 
     def __init__(self, message: str, code: int = 1):

@@ -56,7 +56,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bot.engine.benchmark import matmul_gflops, measure, time_default_job
+    from bot.engine.benchmark import (
+        conv_gflops,
+        limit_share,
+        matmul_gflops,
+        measure,
+        time_default_job,
+    )
     from bot.engine.devices import parse_device, policy_for
     from bot.engine.vgg import load_vgg19
     from bot.threads import apply_budget, available_cores, default_budget
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             chosen = {"auto": precision, "why": why}
         policy = dataclasses.replace(policy_for(device, precision), sync_interval=0.0)
         roofline = matmul_gflops(policy)
+        limit = conv_gflops(policy)
         for side in sizes:
             try:
                 result = measure(model, side, args.steps, args.warmup, policy)
@@ -107,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
                 continue
             result["matmul_gflops"] = roofline
             result["roofline_ratio"] = result["gflops"] / roofline
+            result["conv_gflops"] = limit
+            result["limit_share"] = limit_share(result, limit)
             results.append(result)
     report = {
         "device": torch.cuda.get_device_name(device)
@@ -135,13 +144,15 @@ def _print_table(report: dict) -> None:
         print(f"auto is {report['auto']['auto']} here: {report['auto']['why']}")
     print(
         f"{'size':>6} {'precision':>9} {'fwd+bwd ms':>11} {'step ms':>9} {'GFLOP':>8} {'GFLOP/s':>9} "
-        f"{'matmul GFLOP/s':>15} {'of roofline':>12} {'peak MB':>9}"
+        f"{'matmul GFLOP/s':>15} {'of roofline':>12} {'conv GFLOP/s':>13} {'limit share':>12} "
+        f"{'peak MB':>9}"
     )
     for r in report["sizes"]:
         print(
             f"{r['side']:>6} {r['precision']:>9} {r['forward_backward_ms']:>11.1f} {r['step_ms']:>9.1f} "
             f"{r['gflop_per_step']:>8.1f} {r['gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
-            f"{r['roofline_ratio']:>12.2f} {r['peak_memory_mb']:>9.0f}"
+            f"{r['roofline_ratio']:>12.2f} {r['conv_gflops']:>13.1f} {r['limit_share']:>12.2f} "
+            f"{r['peak_memory_mb']:>9.0f}"
         )
     for r in report["sizes"]:
         if load := r.get("under_load"):

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--temporal-weights takes numbers, e.g. 0,10") from None
     if args.frames < 2 or args.steps < 2 or args.chunk < 0:
         raise UsageError("--frames and --steps must be at least 2, --chunk 0 or more")
+    if args.out and not Path(args.out).is_dir():  # said now, not after minutes of painting
+        raise UsageError(f"--out: no such folder: {args.out}")
     device = parse_device(args.device)
     model = load_vgg19(weights_of(args), device=device)
     policy = policy_for(device, precision_for(device, args.precision, model)[0])

@@ -28,6 +28,7 @@ from pathlib import Path
 from bot.cli import CliError, add_command
 from bot.cli.common import weights_of
 from bot.engine.params import WEIGHTS_ENV
+from bot.executor.pool import WorkerStartError, check_device
 
 FULL = {
     "stylize_size": 512,
@@ -249,6 +250,10 @@ def _gpu_tests(timeout: float) -> dict:
 
 # a long function (over 60 lines): the GPU check's parts in the order they run, one script
 def run(args: argparse.Namespace) -> int:
+    try:  # one line and exit 3 on a machine without the device, before any of the runs
+        check_device(args.device)
+    except WorkerStartError as exc:
+        raise CliError(f"--device {args.device}: {exc}", 3) from None
     sizes = QUICK if args.quick else FULL
     weights = weights_of(args)
     started = time.perf_counter()

@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.request
 
-from bot.cli import CliError, add_command
+from bot.cli import CliError, UsageError, add_command
 from bot.config import health_port_from_environment
 
 ABOUT = """exit 0 if the bot on this machine is ready (needs STYLEBOT_HEALTH_PORT)
@@ -23,14 +23,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--port",
         type=int,
         default=None,
-        help="the port of the bot's health server (default: $STYLEBOT_HEALTH_PORT, else 8080, the "
-        "bot image's)",
+        help="the port of the bot's health server (default: $STYLEBOT_HEALTH_PORT; the bot image "
+        "sets 8080). The bot serves none unless that variable is set",
     )
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    url = f"http://{args.host}:{args.port or health_port_from_environment() or 8080}/healthz"
+    port = args.port or health_port_from_environment()
+    if port is None:  # as the bot: no health server unless the port is set
+        raise UsageError(
+            "the bot serves /healthz only where STYLEBOT_HEALTH_PORT is set: set it for the bot "
+            "and here, or give --port"
+        )
+    url = f"http://{args.host}:{port}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (a local URL we build)
             body = response.read().decode()

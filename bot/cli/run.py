@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
     from bot.app import Stopped, sync
     from bot.app import run as run_bot
-    from bot.config import ConfigError, load_settings, unknown_variables
+    from bot.config import ConfigError, env_file_used, load_settings, unknown_variables
     from bot.executor.pool import WorkerStartError
     from bot.logs import LogConfig, configure_logging
-    from bot.storage import StorageError, check_database_url
+    from bot.storage import StorageError, check_database_url, describe_database
 
     try:
         settings = load_settings()
@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("stylebot").warning("%s", warning)
     try:
         check_database_url(settings.database_url)
+        # both are relative to the folder the bot starts in: say which were used
+        log = logging.getLogger("stylebot")
+        log.info("settings: %s", env_file_used())
+        log.info("%s", describe_database(settings.database_url))
         if getattr(args, "sync_only", False):
             asyncio.run(sync(settings))
             print("stylebot: the slash commands were sent to Discord")

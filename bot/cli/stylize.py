@@ -30,6 +30,7 @@ from bot.engine.params import (
     StyleParams,
     check_pictures,
     describe_schedule,
+    draw_seed,
     fit_size,
 )
 from bot.media import clips, encoding, imaging
@@ -179,10 +180,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="share of noise for --init content+noise",
     )
     g.add_argument(
+        "--start-noise",
+        type=float,
+        default=DEFAULTS.start_noise,
+        help="for --init content and recolored: the amplitude of the smooth noise, drawn from the "
+        "seed, added to the start (what another seed changes); 0: every seed paints the same",
+    )
+    g.add_argument(
         "--seed",
         type=int,
         default=None,
-        help="random seed (default: a new one, printed at the end)",
+        help="the seed that varies the picture (the start's noise): the same seed, settings and "
+        "pictures paint the same picture again (default: a new one, drawn here and printed)",
     )
     g = p.add_argument_group("style images and colour")
     g.add_argument(
@@ -276,12 +285,15 @@ def _add_clip_options(p: argparse.ArgumentParser) -> None:
 
 
 def _params(args: argparse.Namespace) -> StyleParams:
-    """Every option whose name is a StyleParams field, plus --save-every as preview_every."""
+    """Every option whose name is a StyleParams field, plus --save-every as preview_every; the
+    seed drawn here when none is given (the job settled before it runs, as the bot does)."""
     given = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(StyleParams)
         if hasattr(args, f.name)
     }
+    if given.get("seed") is None:
+        given["seed"] = draw_seed()
     return StyleParams(**given, preview_every=args.save_every).validate()
 
 
@@ -309,7 +321,13 @@ def run(args: argparse.Namespace) -> int:
     )
     styles = [_read_image(s, limits, "style image") for s in args.styles]
     # fails early on a wrong number of blend weights, or content too thin for the layers
-    check_pictures(params, *content.frames[0].size, len(styles), f"content image {args.content}")
+    check_pictures(
+        params,
+        *content.frames[0].size,
+        [s.size for s in styles],
+        f"content image {args.content}",
+        [f"style image {name}" for name in args.styles],
+    )
     from bot.engine.devices import parse_device
 
     device = parse_device(args.device)
@@ -371,7 +389,7 @@ def _paint(
         changes = f" ({'; '.join(notes)})" if notes else ""
         print(
             f"stylebot: {what}{changes}, {describe_schedule(params)} on {device} in {precision} "
-            f"({why}); "
+            f"({why}); seed {params.seed}; "
             f"weights {model.source.label}{_describe(plan, params, len(content.frames))}",
             file=sys.stderr,
         )

@@ -77,15 +77,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_log_level(p)
 
 
-def port_taken(host: str, port: int) -> str | None:
-    """Why `port` cannot be listened on at `host` (another process has it), or None."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            return exc.strerror or str(exc)
-    return None
+def listen_for_metrics(host: str, port: int) -> socket.socket:
+    """The metrics port, bound and listening from the first second (before the model loads, so
+    that of two workers started together on one port the second stops at once); the worker's
+    metrics server serves on this very socket (bot/worker/celery_task.py). CliError (exit 2)
+    when another process has it: Prometheus would see only that one."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses it at once
+    try:
+        listener.bind((host, port))
+        listener.listen()
+    except OSError as exc:
+        listener.close()
+        raise CliError(
+            f"the metrics port {host}:{port} is taken ({exc.strerror or exc}): give each worker "
+            "on a host its own STYLEBOT_METRICS_PORT or --metrics-port",
+            EXIT_SETTINGS,
+        ) from None
+    return listener
 
 
 # a long function (over 60 lines): checks, then the Celery worker's start, in the order a host reads them
@@ -127,13 +136,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--metrics-port must be between 1 and 65535", EXIT_SETTINGS)
     metrics_port = args.metrics_port or settings.metrics_port
     metrics_host = args.metrics_host or settings.metrics_host
-    if metrics_port and (taken := port_taken(metrics_host, metrics_port)):
-        # two workers on one host with one port: Prometheus would see only the first
-        raise CliError(
-            f"the metrics port {metrics_host}:{metrics_port} is taken ({taken}): give each worker "
-            "on a host its own STYLEBOT_METRICS_PORT or --metrics-port",
-            EXIT_SETTINGS,
-        )
+    # held from now on (a prefork child inherits it): two workers on one port cannot both start
+    metrics_listener = listen_for_metrics(metrics_host, metrics_port) if metrics_port else None
     level = args.log_level or settings.log_level
     name = args.name or f"{socket.gethostname()}/{device}"
     configure_logging(
@@ -161,8 +165,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         config=settings.celery,
         batch_size=batch,
-        metrics_port=metrics_port,
-        metrics_host=metrics_host,
+        metrics_listener=metrics_listener,
     )
     app = make_worker_app(identity)
     app.worker_main(

@@ -1,6 +1,8 @@
 """Nothing lost: jobs whose bot died, and job endings that could not be delivered.
 
-Every `delivery_retry_interval` seconds (and once at start):
+A heartbeat every third of the instance timeout, in a task of its own that waits on nothing
+else (a slow round must never let another bot process take this one's live jobs for orphans);
+and every `delivery_retry_interval` seconds (and once at start), a recovery round:
 - a job still queued or running whose bot process has gone silent (killed, crashed) is re-attached
   when the executor still runs it (Celery); a job that was still waiting in the dead bot's queue
   is queued again with its kept images; otherwise its member is told, in the job's message or
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -41,6 +42,9 @@ UNREADABLE_TEXT = (
     "⚠️ The bot restarted while this job was waiting or painting, and this version of the bot "
     "cannot resume it. Please send /stylize again."
 )
+# an orphan whose resumption failed for a passing reason (Redis or the database away) is tried
+# again in the next rounds; after this many tries its member is told it was lost, with Retry
+MAX_RESUME_TRIES = 5
 MAX_DELIVERY_ATTEMPTS = 50
 # a try at a late delivery holds its claim this long at most (it gives up at 80 % of it): no
 # other bot process delivers the same ending meanwhile
@@ -51,34 +55,44 @@ REFUSED_AUDIT_SECONDS = 3600.0  # a refused job's row (no images, no token) is k
 class RecoveryCog(commands.Cog):
     def __init__(self, bot: StyleBot):
         self.bot = bot
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        # orphans this process adopted whose resumption failed for a passing reason: tried again
+        # next round (the row is this process's, so no other process would ever take it)
+        self._unsettled: dict[str, tuple[JobRecord, int]] = {}
 
     async def cog_load(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="stylebot-recovery")
+        self._tasks = [
+            asyncio.create_task(self._beat(), name="stylebot-heartbeat"),
+            asyncio.create_task(self._rounds(), name="stylebot-recovery"),
+        ]
 
     async def cog_unload(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
 
-    async def _run(self) -> None:
-        """A heartbeat every third of the instance timeout (so that no other bot process takes
-        this one for dead), a recovery round every delivery_retry_interval."""
-        config = self.bot.settings
-        tick = min(config.delivery_retry_interval, config.instance_timeout / 3)
-        next_round = 0.0
+    async def _beat(self) -> None:
+        """A heartbeat every third of the instance timeout, so that no other bot process takes
+        this one for dead; it waits on nothing but the database."""
+        every = self.bot.settings.instance_timeout / 3
         while True:
             try:
-                await self.bot.storage.jobs.heartbeat()
-                if time.monotonic() >= next_round:
-                    next_round = time.monotonic() + config.delivery_retry_interval
-                    await self.recover_orphans()
-                    await self.retry_deliveries()
-                    await self.bot.storage.blobs.purge_expired()  # no longer than promised
-                    await self.bot.storage.jobs.purge(refused_after=REFUSED_AUDIT_SECONDS)
-                    await self.forget_left_guilds()
+                await asyncio.wait_for(self.bot.storage.jobs.heartbeat(), every)
+            except Exception:  # the database is down: the next beat tries again
+                log.exception("heartbeat failed")
+            await asyncio.sleep(every)
+
+    async def _rounds(self) -> None:
+        """A recovery round every delivery_retry_interval, however long the last one took."""
+        while True:
+            try:
+                await self.recover_orphans()
+                await self.retry_deliveries()
+                await self.bot.storage.blobs.purge_expired()  # no longer than promised
+                await self.bot.storage.jobs.purge(refused_after=REFUSED_AUDIT_SECONDS)
+                await self.forget_left_guilds()
             except Exception:  # the database or Discord is down: the next round tries again
                 log.exception("recovery round failed")
-            await asyncio.sleep(tick)
+            await asyncio.sleep(self.bot.settings.delivery_retry_interval)
 
     # --- servers the bot left ----------------------------------------------------------------
 
@@ -107,28 +121,42 @@ class RecoveryCog(commands.Cog):
             log.info("removed the settings, presets and jobs of server %s (left)", guild_id)
 
     async def recover_orphans(self) -> None:
-        """Each orphan on its own: one that cannot be resumed (its stored parameters written by
-        another version, a broken row) ends with a message to its member, and the round goes on."""
+        """Each orphan on its own, and the round goes on whatever one of them does. One whose
+        stored parameters this version cannot read (another version wrote them) is told so; any
+        other failure (Redis or the database away for a moment) leaves it to the next round, up
+        to MAX_RESUME_TRIES, then its member is told it was lost, with Retry. No orphan is left
+        adopted, unended and untried."""
         storage = self.bot.storage
+        waiting = list(self._unsettled.values())
         for record in await storage.jobs.orphaned(silent_for=self.bot.settings.instance_timeout):
-            if not await storage.jobs.adopt(record):
-                continue  # another bot process adopted it in the same moment
-            try:
+            if record.id not in self._unsettled and await storage.jobs.adopt(record):
+                waiting.append((record, 0))  # else another bot process adopted it just now
+        for record, tries in waiting:
+            await self._recover(record, tries + 1)
+
+    async def _recover(self, record: JobRecord, tries: int) -> None:
+        try:
+            if record.params is None:  # Retry would read it the same way
+                log.warning("job %s cannot be resumed: %s", record.id, record.unreadable)
+                await self._tell_lost(record, UNREADABLE_TEXT, retry=False)
+            elif tries > MAX_RESUME_TRIES:
+                log.warning("job %s could not be resumed in %d tries", record.id, tries - 1)
+                await self._tell_lost(record, self._lost_text(record), retry=True)
+            else:
                 await self._resume(record)
-            except Exception:  # noqa: BLE001 (whatever this one row holds, the others go on)
-                log.exception(
-                    "job %s cannot be resumed; telling member %s", record.id, record.user_id
-                )
-                try:
-                    await self._tell_lost(record, UNREADABLE_TEXT, retry=False)
-                except Exception:  # noqa: BLE001 (the database or Discord: a later round retries)
-                    log.exception(
-                        "could not tell member %s about job %s", record.user_id, record.id
-                    )
+        except Exception:  # noqa: BLE001 (a passing failure: the next round tries again)
+            log.exception("job %s: resuming failed (try %d); trying again", record.id, tries)
+            self._unsettled[record.id] = (record, tries)
+            return
+        self._unsettled.pop(record.id, None)
 
     async def _resume(self, record: JobRecord) -> None:
         """Re-attach to the job, queue it again, or tell its member it was lost."""
-        handle = await self.bot.executor.reattach(job_of(record, [b""]))
+        handle = await self.bot.executor.reattach(
+            job_of(record, [b""]),
+            submitted_at=record.created_at,
+            started=record.state == JobStatus.RUNNING,
+        )
         if handle is not None:  # its results can still arrive (a distributed executor)
             log.info("re-attached to job %s", record.id)
         elif record.state == JobStatus.QUEUED:  # it never started: queue it again
@@ -136,11 +164,15 @@ class RecoveryCog(commands.Cog):
         if handle is not None:
             self.bot.launcher.follow(Reply.of_record(record), handle, Summary(record.summary))
             return
-        where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
         log.warning(
             "job %s was lost with its bot process; telling member %s", record.id, record.user_id
         )
-        await self._tell_lost(record, INTERRUPTED_TEXT.format(where=where), retry=True)
+        await self._tell_lost(record, self._lost_text(record), retry=True)
+
+    @staticmethod
+    def _lost_text(record: JobRecord) -> str:
+        where = "painting" if record.state == JobStatus.RUNNING else "waiting in the queue"
+        return INTERRUPTED_TEXT.format(where=where)
 
     async def _tell_lost(self, record: JobRecord, text: str, *, retry: bool) -> None:
         """The job ends interrupted with `text` to its member (tried again later if Discord

@@ -21,6 +21,7 @@ from bot.engine.params import (
     MAX_SIZE,
     MAX_STEPS,
     ColorMode,
+    InvalidParams,
     Optimizer,
 )
 from bot.guild_policy import (
@@ -208,7 +209,7 @@ class SettingsCog(
             await self.bot.storage.presets.add(
                 guild, preset, data, limit=self.bot.settings.max_presets
             )
-        except (DownloadError, ImageError, PresetError) as exc:
+        except (DownloadError, ImageError, InvalidParams, PresetError) as exc:
             raise UserFacingError(f"Not saved: {exc}.") from None
         await interaction.followup.send(
             f"Saved the preset {preset.describe()}. Members use it with `/stylize preset:{preset.name}`.",

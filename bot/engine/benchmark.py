@@ -50,6 +50,49 @@ def matmul_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:
     return 2 * n**3 / best / 1e9
 
 
+# The convolution whose rate is this machine's limit for the step (issue 49): one of VGG-19's own
+# 3x3 layers (conv3_1's shape, 128 -> 256 channels) on a 128 px square, forward: the work that is
+# most of a step's FLOPs, in the step's precision and layout.
+LIMIT_CONV = (128, 256, 128)  # in channels, out channels, side
+
+
+def conv_gflops(policy: DevicePolicy, seconds: float = 1.0) -> float:
+    """The best rate of a 3x3 convolution (LIMIT_CONV) at the policy's precision and memory
+    layout, forward only: the rate the step's FLOPs could run at on this machine, so that the
+    step's own rate over it (`limit_share`) says how close the step is to the machine's limit. A
+    CPU that emulates bf16 is measured on a quarter of the side, in about the same seconds."""
+    device = policy.device
+    channels_in, channels_out, side = LIMIT_CONV
+    dtype = policy.autocast_dtype or torch.float32
+    layout = torch.channels_last if policy.channels_last else torch.contiguous_format
+    conv = torch.nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False).to(device)
+    conv = conv.to(memory_format=layout).requires_grad_(False)  # type: ignore[call-overload]
+    with policy.applied(), torch.no_grad():
+        for _ in range(3):  # the side a first call can afford (an emulated bf16 is 40x slower)
+            x = torch.randn(1, channels_in, side, side, device=device).to(memory_format=layout)
+            start = time.perf_counter()
+            conv(x.to(dtype))
+            synchronize(device)
+            if device.type != "cpu" or time.perf_counter() - start < 0.05 or side <= 32:
+                break
+            side //= 2
+        x = x.to(dtype)
+        best = float("inf")
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            conv(x)
+            synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    return 2 * channels_in * channels_out * 9 * side * side / best / 1e9
+
+
+def limit_share(result: dict, conv_rate: float) -> float:
+    """The step's rate (its FLOPs over its whole time: the network, the losses, the optimiser)
+    over the machine's convolution rate: 1 would be a step that runs at the limit."""
+    return result["gflop_per_step"] / (result["step_ms"] / 1000) / conv_rate
+
+
 def test_images(side: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A smooth content picture and a noisy style picture, (1, 3, side, side) on the CPU."""
     generator = torch.Generator().manual_seed(side)
@@ -70,7 +113,7 @@ def test_painting(model, side: int, steps: int, policy: DevicePolicy, plan=None)
     steps: what a benchmark times, through the same Painting that jobs run."""
     content, style = test_images(side)
     params = StyleParams(size=side, steps=steps, seed=0, pyramid_levels=1)
-    check_pictures(params.validate(), side, side, 1)  # a size from the command line
+    check_pictures(params.validate(), side, side, [(side, side)])  # a size from the command line
     return Painting(
         model, colour.to_image(content[0]), [colour.to_image(style[0])], params, policy, plan=plan
     )
@@ -127,7 +170,7 @@ def time_default_job(model, side: int, policy: DevicePolicy) -> dict:
     different objective than with real ones."""
     content, style = test_images(side)
     params = StyleParams(size=side, seed=0)
-    check_pictures(params.validate(), side, side, 1)  # a size from the command line
+    check_pictures(params.validate(), side, side, [(side, side)])  # a size from the command line
     synchronize(policy.device)
     started = time.perf_counter()
     painting = Painting(

@@ -137,20 +137,36 @@ def choose(
     (and kept there). No file: measured every time."""
     key = machine_key(threads or torch.get_num_threads())
     kept = _read(cache_file)
-    if isinstance(kept.get(key), dict):
-        try:
-            choice = CpuPrecision(**kept[key])
-            return CpuPrecision(
-                choice.precision,
-                f"{choice.why}; kept in {cache_file}",
-                choice.fp32_ms,
-                choice.bf16_ms,
-            )
-        except TypeError:  # an older file's entry: measure again
-            pass
+    choice = _kept_choice(kept.get(key))
+    if choice is not None:
+        return CpuPrecision(
+            choice.precision, f"{choice.why}; kept in {cache_file}", choice.fp32_ms, choice.bf16_ms
+        )
     choice = measure(model)
     if cache_file is not None:
         _write(cache_file, {**kept, key: asdict(choice)})
+    return choice
+
+
+KEPT_PRECISIONS = ("fp32", "bf16")  # what `measure` answers, the only answers a file may hold
+
+
+def _kept_choice(entry: object) -> CpuPrecision | None:
+    """A kept entry as `measure` wrote it, or None for anything else (an older or newer
+    version's layout, a precision this version does not measure such as tf32 or auto, a hand
+    edit): measured again, never trusted and never a failure at start."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        choice = CpuPrecision(**entry)
+    except TypeError:
+        return None
+    timings_ok = all(
+        t is None or (isinstance(t, int | float) and not isinstance(t, bool))
+        for t in (choice.fp32_ms, choice.bf16_ms)
+    )
+    if choice.precision not in KEPT_PRECISIONS or not isinstance(choice.why, str) or not timings_ok:
+        return None
     return choice
 
 

@@ -14,7 +14,6 @@ rounding of the convolution algorithms chosen for the batch size).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -28,8 +27,8 @@ from bot.engine.lbfgs import LBFGS
 from bot.engine.memory import LBFGS_HISTORY, MemoryPlan, tile_margin
 from bot.engine.objective import Objective, StyleCache, Temporal
 from bot.engine.params import (
-    MAX_TYPED_SEED,
     StyleParams,
+    draw_seed,
     fit_size,
     min_input_side,
 )
@@ -108,7 +107,8 @@ class Painting:
         self.blend = params.blend_weights(len(styles))
         self.style_cache = style_cache
         self.plan = plan or MemoryPlan(0, LBFGS_HISTORY)
-        self.seed = params.seed if params.seed is not None else random.randint(0, MAX_TYPED_SEED)
+        # a caller that settles its jobs (the bot, the command line) has drawn it already
+        self.seed = params.seed if params.seed is not None else draw_seed()
         out_w, out_h = self.out_dims = fit_size(*self.clip.frames[0].size, params.size)
         # the shape it is painted at: its shape bucket's (bot/media/buckets.py), or its own
         paint_w, paint_h = canvas or self.out_dims

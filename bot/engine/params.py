@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -58,6 +59,19 @@ PRECISIONS: tuple[str, ...] = tuple(Precision)
 VGG19_BLOCKS = (2, 2, 4, 4, 4)  # convolutions per block in VGG-19
 
 
+def vgg19_convolutions() -> list[tuple[int, int, int, int]]:
+    """(block, conv, in channels, out channels) of each of VGG-19's convolutions, in order: the
+    one statement of the network's shape (the model is built from it, a weights file checked
+    against it before anything in it is expanded)."""
+    convolutions, channels = [], 3
+    for block, convs in enumerate(VGG19_BLOCKS, start=1):
+        out = min(64 * 2 ** (block - 1), 512)
+        for conv in range(1, convs + 1):
+            convolutions.append((block, conv, channels, out))
+            channels = out
+    return convolutions
+
+
 def _layer_names() -> tuple[str, ...]:
     names: list[str] = []
     for block, convs in enumerate(VGG19_BLOCKS, start=1):
@@ -91,6 +105,15 @@ STYLE_SCALE_RANGE = (0.05, 4.0)
 MAX_SEED = 2**63 - 1  # what the engine takes (torch's generator)
 # the seeds the engine draws and a member may type: every seed a result reports can be typed back
 MAX_TYPED_SEED = 2**31 - 1
+
+
+def draw_seed() -> int:
+    """A new seed, one a member can type back: where a job is settled (the bot's params_for,
+    the command line), never in the worker, so that the row and the caption keep the seed that
+    painted the picture."""
+    return random.randint(0, MAX_TYPED_SEED)
+
+
 # the temporal cost's weight by default: measured in docs/clips.md (half the flicker of frames
 # painted alone, at their style and content distances)
 DEFAULT_TEMPORAL_WEIGHT = 20.0
@@ -115,6 +138,15 @@ FAST_SCHEDULE_WORK = 100
 COARSE_LEVEL_STRENGTH = 0.62
 PREVIEWS_PER_RUN = 10  # a member's job shows a preview every tenth of its final steps
 
+
+# What a seed varies (issue 48): a smooth noise added to the content start, so that another seed
+# moves where the style's colours and strokes settle, at the same quality. Measured on the real
+# VGG-19 (docs/engine.md, "What the seed varies"): 0.15 at 256 px cost 1-2 % in both distances, the
+# seeds within 1 % of each other, and the pictures differed at a glance (a per-pixel noise moved
+# only the finest strokes, and cost 3-8 % in style). START_NOISE_CELLS: its scale, in cells on
+# the picture's long side, whatever its size.
+DEFAULT_START_NOISE = 0.2
+START_NOISE_CELLS = 16
 
 # A pyramid level stops early when J fell by less than `tolerance` over this many of its steps.
 CONVERGENCE_WINDOW = 10
@@ -182,7 +214,11 @@ class StyleParams:
     learning_rate: float | None = None  # None = the optimiser's default (see DEFAULT_LR)
     init: Init = Init.content
     noise_ratio: float = 0.6  # for init "content+noise": share of noise, as in the seed
-    seed: int | None = None  # makes noise (and so a CPU run) repeatable bit for bit
+    # for init "content" and "recolored": a smooth noise of this amplitude (in [0, 1] pixel
+    # values, START_NOISE_CELLS cells on the long side) added to the start, drawn from the seed:
+    # what makes another seed another picture. 0 = the start itself (every seed paints the same)
+    start_noise: float = DEFAULT_START_NOISE
+    seed: int | None = None  # the start's noise: the same seed paints the same picture again
     # a level stops early when J fell by less than this fraction over its last CONVERGENCE_WINDOW
     # steps ("converged at step N"); 0 = every level runs all its steps
     tolerance: float = 0.0
@@ -330,6 +366,7 @@ class StyleParams:
         need(self.learning_rate is None or self.learning_rate > 0, "learning rate must be above 0")
         need(self.init in INITS, f"init must be one of {', '.join(INITS)}")
         need(0 <= self.noise_ratio <= 1, "noise ratio must be between 0 and 1")
+        need(0 <= self.start_noise <= 1, "start noise must be between 0 and 1")
         need(0 <= self.tolerance < 1, "tolerance must be at least 0 and below 1")
         need(
             self.style_blend is None or all(w >= 0 for w in self.style_blend),
@@ -363,6 +400,7 @@ class StyleParams:
             ("temporal weight", self.temporal_weight),
             ("clip seconds", self.clip_seconds),
             ("noise ratio", self.noise_ratio),
+            ("start noise", self.start_noise),
             ("tolerance", self.tolerance),
             ("style scale", self.style_scale),
         ]
@@ -455,14 +493,36 @@ def check_thick_enough(params: StyleParams, width: int, height: int, what: str) 
         )
 
 
+def check_style_size(width: int, height: int, what: str = "style image") -> None:
+    """InvalidParams when a style picture is too small to carry a style: with fewer pixels than
+    a MIN_SIZE square its Gram matrices are those of a few flat colours (a 4x4 style paints a
+    wash), so it is refused, as a content that small is, by the bot (from its header) and by
+    every painting caller (`check_pictures`). A thin one with the pixels (300x5) is enlarged
+    until the layers fit (bot/engine/pyramid.py, style_dims)."""
+    if width * height < MIN_SIZE * MIN_SIZE:
+        raise InvalidParams(
+            f"the {what} is {width}x{height}: too small to carry a style (at least "
+            f"{MIN_SIZE * MIN_SIZE} pixels, as {MIN_SIZE}x{MIN_SIZE})"
+        )
+
+
 def check_pictures(
-    params: StyleParams, width: int, height: int, styles: int, what: str = "content image"
+    params: StyleParams,
+    width: int,
+    height: int,
+    style_sizes: Sequence[tuple[int, int]],
+    what: str = "content image",
+    style_names: Sequence[str] = (),
 ) -> None:
     """InvalidParams when a job's pictures cannot be painted with its (validated) params: as many
-    style images as blend weights, and content thick enough (`check_thick_enough`). The check of
-    the decoded pictures at a trust boundary: the worker's read of a job, the command line,
-    `stylize()`; a Painting trusts its caller."""
-    params.blend_weights(styles)
+    style images as blend weights, each large enough to carry a style (`check_style_size`), and
+    content thick enough (`check_thick_enough`). The check of the decoded pictures at a trust
+    boundary: the worker's read of a job, the command line, `stylize()`; a Painting trusts its
+    caller. `style_names`: how messages name each style picture ("style image" by default)."""
+    params.blend_weights(len(style_sizes))
+    for i, (style_width, style_height) in enumerate(style_sizes):
+        name = style_names[i] if i < len(style_names) else "style image"
+        check_style_size(style_width, style_height, name)
     check_thick_enough(params, width, height, what)
 
 

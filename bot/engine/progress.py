@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from bot.engine.devices import DevicePolicy
-from bot.engine.params import CONVERGENCE_WINDOW, InvalidParams, StyleParams
+from bot.engine.params import CONVERGENCE_WINDOW, StyleParams
 from bot.media.clips import Clip
 
 
@@ -20,8 +20,10 @@ class Cancelled(Exception):
     """The run was cancelled through `should_cancel`."""
 
 
-class NonFiniteLoss(InvalidParams):
-    """J became NaN or infinite: the weights or the rate are too large for this picture."""
+class NonFiniteLoss(ArithmeticError):
+    """J became NaN or infinite while painting: the weights or the rate are too large for this
+    picture. A failure of the painting, not a refusal of its settings (those are InvalidParams,
+    raised before a step): the worker ends it as FailureKind.DIVERGED."""
 
 
 @dataclass(frozen=True)

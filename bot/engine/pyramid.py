@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bot.engine import colour
-from bot.engine.params import StyleParams, fit_size
+from bot.engine.params import START_NOISE_CELLS, StyleParams, fit_size
 
 
 def pyramid_sizes(max_side: int, levels: int) -> list[int]:
@@ -55,16 +55,34 @@ def initial_image(
     params: StyleParams,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    if params.init == "content":
-        return content.clone()
-    if params.init == "recolored":  # the content in the colours of all the style images together
-        pooled = torch.cat([s.reshape(3, -1) for s in styles], dim=1)
-        return colour.match_colors(content, pooled.reshape(1, 3, 1, -1))
+    """The first level's start, its randomness drawn from `generator` (seeded with the job's
+    seed): the same seed, the same start."""
+    if params.init in ("content", "recolored"):
+        start = content
+        if params.init == "recolored":  # the content in the colours of all the style images
+            pooled = torch.cat([s.reshape(3, -1) for s in styles], dim=1)
+            start = colour.match_colors(content, pooled.reshape(1, 3, 1, -1))
+        if not params.start_noise:
+            return start.clone()
+        noise = smooth_noise(content.shape, generator).to(content)
+        return (start + params.start_noise * noise).clamp(0, 1)
     noise = torch.rand(content.shape, generator=generator).to(content)
     if params.init == "noise":
         return noise
     # "content+noise", as in the seed: a noisy copy of the content image
     return params.noise_ratio * noise + (1.0 - params.noise_ratio) * content
+
+
+def smooth_noise(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    """Noise of cells drawn in [-1, 1] that varies over START_NOISE_CELLS cells on the long side (bicubic between
+    them), on the CPU: it moves where colours and strokes settle without leaving grain, the same
+    on every machine for one seed. Departs from the seed document, whose noise start is white."""
+    height, width = shape[-2:]
+    scale = START_NOISE_CELLS / max(height, width)
+    cells = (max(2, round(height * scale)), max(2, round(width * scale)))
+    coarse = torch.rand((*shape[:-2], *cells), generator=generator) * 2 - 1
+    # bicubic overshoots the cells' values by up to about a third near a sharp change
+    return F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
 
 
 def finish_image(

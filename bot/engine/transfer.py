@@ -34,7 +34,7 @@ def stylize(
     autocast and backend flags; `plan` (bot/engine/memory.py) the L-BFGS history and tiling. Raises Cancelled if `should_cancel()` turns true, NonFiniteLoss if
     J stops being finite, InvalidParams for parameters that cannot work.
     """
-    check_pictures(params.validate(), *content.size, len(styles))
+    check_pictures(params.validate(), *content.size, [s.size for s in styles])
     policy = policy or policy_for(next(model.parameters()).device, precision)
     painting = Painting(
         model,

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from bot.engine.params import LAYER_NAMES, VGG19_BLOCKS
+from bot.engine.params import LAYER_NAMES, VGG19_BLOCKS, vgg19_convolutions
 from bot.engine.weights import (
     TORCHVISION_URL,
     InputFormat,
@@ -30,13 +30,10 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 def _build_layers(pooling: str) -> nn.Sequential:
     layers: list[nn.Module] = []
-    in_channels = 3
-    for block, convs in enumerate(VGG19_BLOCKS, start=1):
-        out_channels = min(64 * 2 ** (block - 1), 512)
-        for _ in range(convs):
-            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
-            in_channels = out_channels
-        layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+    for block, conv, in_channels, out_channels in vgg19_convolutions():
+        layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
+        if conv == VGG19_BLOCKS[block - 1]:
+            layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
     return nn.Sequential(*layers)
 
 

@@ -164,26 +164,37 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
 def _dequantise(state: dict[str, torch.Tensor], path: str) -> dict[str, torch.Tensor]:
     """block{b}_conv{k}_W_q / _W_table / _b -> `features.N` weight and bias, in network order.
     The convolutions' indices are those of the layer list (two entries a conv: conv and ReLU,
-    one a pool): the n-th convolution of the network is at layers[index]."""
+    one a pool): the n-th convolution of the network is at layers[index]. Every convolution's
+    shapes and table are checked before any is expanded: a small file may declare a huge
+    tensor (a stride-0 storage of a few bytes), which `.long()` or indexing would allocate."""
     import torch
 
-    from bot.engine.params import VGG19_BLOCKS
+    from bot.engine.params import VGG19_BLOCKS, vgg19_convolutions
 
+    parts = []
+    for block, conv, channels, out in vgg19_convolutions():
+        name = f"block{block}_conv{conv}"
+        try:
+            indices, table, bias = (state[f"{name}_{part}"] for part in ("W_q", "W_table", "b"))
+        except KeyError:
+            raise WeightsError(
+                f"{path} is not a quantised VGG-19: {name} is missing or incomplete"
+            ) from None
+        wanted = (out, channels, 3, 3)
+        if tuple(indices.shape) != wanted or tuple(bias.shape) != (out,):
+            raise WeightsError(
+                f"{path} is not a quantised VGG-19: {name} is {tuple(indices.shape)} with a bias "
+                f"of {tuple(bias.shape)}, where VGG-19 has {wanted} and ({out},)"
+            )
+        if indices.dtype != torch.uint8 or tuple(table.shape) != (256,):
+            raise WeightsError(f"{path} is not a quantised VGG-19: {name} is malformed")
+        if not (table.is_floating_point() and bias.is_floating_point()):
+            raise WeightsError(f"{path} is not a quantised VGG-19: {name} is malformed")
+        parts.append((indices, table, bias, conv == VGG19_BLOCKS[block - 1]))
     features: dict[str, torch.Tensor] = {}
     index = 0
-    for block, convs in enumerate(VGG19_BLOCKS, start=1):
-        for conv in range(1, convs + 1):
-            name = f"block{block}_conv{conv}"
-            try:
-                indices, table, bias = (state[f"{name}_{part}"] for part in ("W_q", "W_table", "b"))
-            except KeyError:
-                raise WeightsError(
-                    f"{path} is not a quantised VGG-19: {name} is missing or incomplete"
-                ) from None
-            if indices.dtype != torch.uint8 or table.numel() != 256:
-                raise WeightsError(f"{path} is not a quantised VGG-19: {name} is malformed")
-            features[f"{index}.weight"] = table.float()[indices.long()]
-            features[f"{index}.bias"] = bias.float()
-            index += 2
-        index += 1  # the block's pooling layer
+    for indices, table, bias, last_of_block in parts:
+        features[f"{index}.weight"] = table.float()[indices.long()]
+        features[f"{index}.bias"] = bias.float()
+        index += 2 + last_of_block  # a conv and its ReLU; after a block's last, its pooling
     return features

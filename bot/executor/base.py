@@ -28,9 +28,12 @@ class Executor(abc.ABC):
         """Ask a job to stop; its terminal event follows. False if the job is unknown or over."""
 
     @abc.abstractmethod
-    async def reattach(self, job: Job) -> JobHandle | None:
+    async def reattach(
+        self, job: Job, *, submitted_at: float | None = None, started: bool = False
+    ) -> JobHandle | None:
         """Follow a job an earlier bot process submitted, if it still runs (or its result waits);
-        None if it was lost with that process."""
+        None if it was lost with that process. `submitted_at`: when it was submitted (wall clock
+        seconds, from its row); `started`: a worker had started it (it is not waiting)."""
 
     @abc.abstractmethod
     async def forget(self, job_id: str) -> None:

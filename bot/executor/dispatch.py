@@ -170,13 +170,22 @@ class Dispatcher(Executor, Listener):
         state = self._jobs.get(job_id)
         return state.handle if state else None
 
-    async def reattach(self, job: Job) -> JobHandle | None:
-        """Follow a job that an earlier bot process released, if the backend still runs it."""
+    async def reattach(
+        self, job: Job, *, submitted_at: float | None = None, started: bool = False
+    ) -> JobHandle | None:
+        """Follow a job that an earlier bot process released, if the backend still runs it.
+        `submitted_at` (the wall clock's seconds, as its row keeps them): its turnaround counts
+        from then, not from now; `started`: a worker had started it, so it is not waiting (its
+        wait was counted by the process that saw it start)."""
         if job.id in self._jobs:
             return self._jobs[job.id].handle
         if not await self.backend.reattach(job.id):
             return None
         state = _JobState(job, JobHandle(job, self))
+        if submitted_at is not None:
+            state.submitted -= max(0.0, time.time() - submitted_at)
+        if started:
+            state.waited = 0.0  # not waiting: out of the oldest wait, no second wait observed
         state.released = True
         self._jobs[job.id] = state
         self._queue.mark_running(job.user_id, job.cost)

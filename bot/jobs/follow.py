@@ -177,7 +177,7 @@ class JobMessage:
             self._last_edit = time.monotonic()
             try:
                 await self.reply.edit(self.client, **edit)
-            except discord.HTTPException as exc:
+            except Exception as exc:  # noqa: BLE001 (a refusal or the network: the next edit)
                 log.warning("could not update the message of job %s: %s", self.handle.id, exc)
 
     # --- the end ------------------------------------------------------------------------------
@@ -216,8 +216,12 @@ class JobMessage:
     async def _refuse(self, event: JobFailed) -> bool:
         """The member is told as if the bot had refused the pictures itself: a short public note,
         the reason privately, the cooldown given back, no result kept. False when that cannot be
-        done (the token expired): the ending is delivered as a failure instead."""
+        done (the token expired, or neither way reached Discord): the ending is delivered as a
+        failure instead. The refusal is recorded first: the row never stays `running`."""
+        if not self.reply.token_alive:
+            return False
         reason = cannot_use(event.message)
+        await self._record_ending(lambda: self.storage.jobs.refused(self.handle.id, reason))
         async with self._edit_lock:
             if not await self.reply.refuse(self.client, reason):
                 return False
@@ -225,6 +229,5 @@ class JobMessage:
             self.claim.refund()
         if self.metrics is not None:
             self.metrics.refused(Refusal.BAD_INPUT)
-        await self._record_ending(lambda: self.storage.jobs.refused(self.handle.id, reason))
         await self.handle.forget()
         return True

@@ -15,6 +15,7 @@ from bot.engine.params import (
     ImageLimits,
     InvalidParams,
     StyleParams,
+    check_style_size,
     check_thick_enough,
 )
 from bot.jobs.downloads import download
@@ -91,8 +92,9 @@ def check_inputs(
         try:
             if params and name == names[0]:
                 measure = check_content(blob, name, limits, params)
-            else:
-                imaging.check_header(blob, limits, name=name)
+            else:  # a style picture (a job's, or a preset's)
+                width, height, _ = imaging.check_header(blob, limits, name=name)
+                check_style_size(width, height, name)
         except (imaging.ImageError, InvalidParams):
             raise
         except Exception as exc:  # a parser's own error (Pillow, PyAV): the member's bad input

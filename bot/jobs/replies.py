@@ -100,24 +100,26 @@ class Reply:
         alone. (After a public defer Discord shows the first follow-up publicly and refuses one
         after the original is deleted: the original is edited first.) Should the private
         follow-up fail, the note itself carries the reason. False when the token has expired or
-        neither way went through (the caller delivers it otherwise, or gives up)."""
+        neither way went through (the caller delivers it otherwise, or gives up). Every call
+        survives what `_deliver_once` survives: Discord's refusals, and a network that fails
+        (a reset, a timeout) as much as a status does."""
         if not self.token_alive:
             return False
         note = f"❌ <@{self.user_id}>, your job did not start"
         cleared: dict[str, Any] = {"embed": None, "attachments": [], "view": None}
         try:
             await self.edit(client, content=f"{note}: see why just below.", **cleared)
-        except discord.HTTPException as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever it is, the private note is next)
             log.warning("could not end the message of a refused job: %s", exc)
         try:
             await self.tell_privately(client, reason)
             return True
-        except discord.HTTPException as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever it is, the public note is next)
             log.warning("could not tell a member privately why their job was refused: %s", exc)
         try:
             await self.edit(client, content=f"{note}. {reason}", **cleared)
             return True
-        except discord.HTTPException as exc:
+        except Exception as exc:  # noqa: BLE001 (the caller delivers the ending otherwise)
             log.warning("could not tell a member why their job was refused: %s", exc)
             return False
 

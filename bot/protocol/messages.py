@@ -33,6 +33,8 @@ def default_batch_size(device: str) -> int:
 
 class FailureKind(StrEnum):
     BAD_INPUT = "bad_input"  # the images or the parameters cannot work; the message says why
+    # the painting diverged (J became NaN or infinite) after it started: a failure, not a refusal
+    DIVERGED = "diverged"
     OUT_OF_MEMORY = "out_of_memory"
     TIMEOUT = "timeout"
     WORKER_CRASHED = "worker_crashed"

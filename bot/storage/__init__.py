@@ -17,13 +17,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.blobs import BlobStore, result_key
-from bot.storage.db import Database, Meta, StorageError, check_database_url
+from bot.storage.db import Database, Meta, StorageError, check_database_url, describe_database
 from bot.storage.guilds import GuildStore
 from bot.storage.jobs import JobRecord, JobStore
 from bot.storage.presets import PresetStore
 from bot.storage.settings import SettingsStore
 
-__all__ = ["JobRecord", "Storage", "StorageError", "check_database_url", "result_key"]
+__all__ = [
+    "JobRecord",
+    "Storage",
+    "StorageError",
+    "check_database_url",
+    "describe_database",
+    "result_key",
+]
 
 
 class Storage:

@@ -266,3 +266,17 @@ def check_database_url(url: str) -> None:
         folder = os.path.dirname(os.path.abspath(parsed.database))
         if not os.path.isdir(folder):
             raise StorageError(f"the folder of the SQLite database does not exist: {folder}")
+
+
+def describe_database(url: str) -> str:
+    """Where the jobs and settings live, for the line at start: an SQLite file by its absolute
+    path (a relative one is the folder the bot starts in), and whether it is made now; any other
+    database by its backend and host, never its password."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return f"database: {parsed.get_backend_name()} on {parsed.host or 'localhost'}"
+    if parsed.database in (None, "", ":memory:"):
+        return "database: SQLite in memory (nothing kept after the bot stops)"
+    path = os.path.abspath(parsed.database)
+    made = "exists" if os.path.exists(path) else "created now"
+    return f"database: SQLite file {path} ({made})"

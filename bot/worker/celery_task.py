@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
-from prometheus_client import start_http_server
+from prometheus_client import MetricsHandler
 
 from bot.engine.params import InvalidParams
 from bot.metrics import DeviceMetrics, process_registry
@@ -63,8 +65,9 @@ class WorkerIdentity:
     spec: RunnerSpec
     config: CeleryConfig
     batch_size: int = 1  # > 1: task threads hand their jobs to one in-process Batcher
-    metrics_port: int | None = None  # serve the device's Prometheus metrics here (bot/metrics.py)
-    metrics_host: str = "127.0.0.1"
+    # serve the device's Prometheus metrics on this socket, bound and listening since the worker
+    # started (bot/cli/worker.py; bot/metrics.py); None: no metrics
+    metrics_listener: socket.socket | None = None
 
 
 class WorkerProcess:
@@ -85,22 +88,26 @@ class WorkerProcess:
             threading.Thread(target=self.batcher.run, name="batcher", daemon=True).start()
         self._presence = threading.Thread(target=self._announce, name="presence", daemon=True)
         self._presence.start()
-        if identity.metrics_port:
-            self._serve_metrics(identity.metrics_host, identity.metrics_port)
+        if identity.metrics_listener is not None:
+            self._serve_metrics(identity.metrics_listener)
 
-    def _serve_metrics(self, host: str, port: int) -> None:
+    def _serve_metrics(self, listener: socket.socket) -> None:
         """The device's metrics on their own port, the same names a local pool reports through
         the bot, refreshed every STATS_INTERVAL seconds from the runner's stats (in the process
-        that paints: the prefork child, or this one with a batcher)."""
+        that paints: the prefork child, or this one with a batcher), served on the socket the
+        worker has held since it started."""
         registry = process_registry()
         devices = DeviceMetrics(registry)
         name = self.identity.name
-        try:
-            start_http_server(port, addr=host, registry=registry)
-        except OSError as exc:  # the port taken: the worker paints on, without its metrics
-            log.error("metrics: cannot listen on %s:%d (%s); serving none", host, port, exc)
-            return
+        server = ThreadingHTTPServer(
+            listener.getsockname()[:2], MetricsHandler.factory(registry), bind_and_activate=False
+        )
+        server.socket.close()  # the one it made unbound: it serves the listener instead
+        server.socket = listener  # bound and listening already
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         report_every(self.runner.stats, lambda stats: devices.apply(name, stats), threading.Event())
+        host, port = listener.getsockname()[:2]
         log.info("metrics on http://%s:%d/metrics", host, port)
 
     def run(self, job: Job, emit, should_cancel, timeout_error) -> Terminal:

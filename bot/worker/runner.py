@@ -29,7 +29,7 @@ from bot.engine.devices import memory_budget, parse_device, policy_for, resolve_
 from bot.engine.memory import DoesNotFit, MemoryPlan, clip_chunk, plan_job
 from bot.engine.painting import Painting, out_of_memory
 from bot.engine.params import InvalidParams, StyleParams, check_pictures, fit_size
-from bot.engine.progress import Cancelled, Progress, Result
+from bot.engine.progress import Cancelled, NonFiniteLoss, Progress, Result
 from bot.engine.transfer import stylize
 from bot.engine.vgg import VGG19Features, load_vgg19
 from bot.media import buckets, clips, encoding, imaging
@@ -183,7 +183,7 @@ class JobRunner:
                 should_stop=should_cancel,
             )
             styles = [imaging.decode(s, limits, name="style image") for s in job.styles]
-            check_pictures(params, *content.frames[0].size, len(styles), content.what)
+            check_pictures(params, *content.frames[0].size, [s.size for s in styles], content.what)
         except clips.ReadingStopped:
             raise Cancelled from None
         except (InvalidParams, ImageError, TypeError) as exc:
@@ -293,7 +293,9 @@ class JobRunner:
             return JobFailed(job_id=job.id, kind=exc.kind, message=exc.message)
         if isinstance(exc, Cancelled):
             return JobCancelled(job_id=job.id)
-        if isinstance(exc, InvalidParams):  # NonFiniteLoss included: its message says what to lower
+        if isinstance(exc, NonFiniteLoss):  # painting went wrong: its message says what to lower
+            return JobFailed(job_id=job.id, kind=FailureKind.DIVERGED, message=str(exc))
+        if isinstance(exc, InvalidParams):  # settings this worker cannot paint, found at the start
             return JobFailed(job_id=job.id, kind=FailureKind.BAD_INPUT, message=str(exc))
         if out_of_memory(exc):
             self.release_memory()

@@ -151,7 +151,7 @@ def test_bad_images_and_paths(pictures):
     text = folder / "notes.png"
     text.write_text("not an image")
     done = stylebot("stylize", str(text), str(style), "-o", str(folder / "o.png"))
-    assert done.returncode == 1 and "content image" in done.stderr and "not an image" in done.stderr
+    assert done.returncode == 2 and "content image" in done.stderr and "not an image" in done.stderr
     assert "Traceback" not in done.stderr
     done = stylebot("stylize", str(folder / "missing.png"), str(style), "-o", str(folder / "o.png"))
     assert done.returncode == 2 and "cannot read" in done.stderr
@@ -373,6 +373,10 @@ def test_gpu_check_runs_its_parts_in_quick_mode_on_the_cpu():
     for r in report["bench"]["result"]["sizes"]:  # the step in each precision, no job
         assert r["forward_backward_ms"] > 0 and r["step_ms"] > 0 and r["gflop_per_step"] > 0
         assert r["matmul_gflops"] > 0 and r["roofline_ratio"] > 0 and "job_s" not in r
+        # the machine's own limit for this work, and how close the step is (issue 49)
+        assert r["conv_gflops"] > 0 and 0 < r["limit_share"] < 10
+        rate = r["gflop_per_step"] / (r["step_ms"] / 1000)
+        assert abs(r["limit_share"] - rate / r["conv_gflops"]) < 1e-6 * r["limit_share"] + 1e-12
     assert report["bench"]["result"]["failures"] == []
     (job,) = report["bench_job"]["result"]["sizes"]  # the whole default job, in `auto`
     assert job["side"] == 32 and job["job_s"] > 0

@@ -42,3 +42,21 @@ def test_log_level_in_any_case(capsys):
     assert args.log_level == "DEBUG"
     lines = error_of(capsys, "run", "--log-level", "loud")
     assert "invalid choice: LOUD (choose from DEBUG, INFO, WARNING, ERROR)" in lines[1]
+
+
+def test_gpu_check_without_a_gpu_and_bench_clip_without_its_folder_say_so_at_once(tmp_path):
+    """Issue 48: gpu-check on a machine without the device spent 26 s and printed "no CUDA GPU"
+    ten times; bench-clip painted for 17 s before a traceback for a missing --out folder. Each
+    now says so in one line, before any work."""
+    import torch
+
+    from tests.cli.helpers import stylebot
+
+    if not torch.cuda.is_available():
+        done = stylebot("gpu-check", "--quick")
+        assert done.returncode == 3 and "Traceback" not in done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--device cuda" in lines[0] and "no CUDA GPU" in lines[0]
+    done = stylebot("bench-clip", "--out", str(tmp_path / "missing"), "--device", "cpu")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--out: no such folder" in done.stderr

@@ -182,3 +182,40 @@ def test_three_commands_sent_together_start_one_job_under_a_cooldown(database_ur
     started = [a for a in answers if a.json["type"] == 5]
     slowed = [a for a in answers if "Slow down" in text_of(a)]
     assert len(started) == 1 and len(slowed) == 2, [text_of(a) for a in answers]
+
+
+def test_a_refusal_that_meets_a_network_error_still_ends_the_job(database_url):
+    """Issue 48, item 5: the worker finds the content damaged, and every call on the
+    interaction's webhook has its connection reset (no discord.HTTPException): the refusal
+    cannot be told there, so the ending goes to the channel as any ending does, and the job's
+    row ends (not `running` for good, with a Cancel button)."""
+    import sqlalchemy as sa
+
+    from bot.storage.db import jobs
+
+    async def scenario(fake):
+        async with BotHarness(fake, database_url) as harness:
+            style = picture_attachments(fake)[1]
+            content = attachment_from(fake, truncated_png())
+            fake.resetting_webhooks = True
+            await fake.slash(
+                "stylize",
+                stylize_options([content, style], size=64),
+                member_user=ALICE,
+                attachments=[content, style],
+            )
+            told = await fake.wait_for(
+                lambda f: [m for m in f.channel_messages() if "could not run" in text_of(m)]
+            )
+            for _ in range(50):  # the row's last write follows the delivery
+                async with harness.storage.engine.connect() as conn:
+                    # the one job (a refusal recorded first drops the row's token)
+                    row = (await conn.execute(sa.select(jobs.c.state, jobs.c.delivered))).one()
+                if row.state != "running":
+                    break  # (it was recorded before the member was told)
+                await asyncio.sleep(0.1)
+            return told[-1], row
+
+    told, row = run(scenario)
+    assert "damaged" in text_of(told) and ALICE["id"] in text_of(told)
+    assert row.state == "refused"  # recorded first, before any Discord call: never `running`

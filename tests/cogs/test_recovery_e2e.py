@@ -295,3 +295,82 @@ def test_an_orphan_this_version_cannot_read_is_told_and_the_round_goes_on(databa
 
     told_bob, done = run(scenario)
     assert "/stylize" in text_of(told_bob) and done.files
+
+
+def test_a_passing_error_at_start_is_tried_again_and_a_slow_round_never_starves_the_heartbeat(
+    database_url, monkeypatch
+):
+    """Issue 48, items 1 and 4. A job a dead bot left waiting; reading its kept pictures fails
+    once (the database away for a moment): it is queued again at the next round and its result
+    arrives, not "this version cannot resume it". Then the recovery rounds are made slow (a late
+    delivery can take 48 s): the heartbeat goes on all the same, so no other bot process takes
+    this live one's jobs for orphans."""
+    import sqlalchemy as sa
+
+    from bot.engine.params import StyleParams
+    from bot.protocol.messages import JobStatus, new_job_id
+    from bot.storage import JobRecord, Storage
+    from bot.storage.db import instances
+    from bot.storage.jobs import JobStore
+    from tests.cogs.fake_discord import CHANNEL_ID, GUILD_ID
+    from tests.conftest import gradient_image, noise_image, png_bytes
+
+    job_id = new_job_id()
+
+    async def left_by_a_dead_bot():
+        storage = await Storage.open(database_url)
+        try:
+            record = JobRecord(
+                id=job_id, user_id=int(ALICE["id"]), guild_id=GUILD_ID, channel_id=CHANNEL_ID,
+                application_id=1, token="expired", token_expires_at=0.0,
+                state=JobStatus.QUEUED, params=StyleParams(size=64, steps=3, seed=11),
+                summary="strength 1 · 64 px · 3 steps", styles=1,
+            )  # fmt: skip
+            pictures = [png_bytes(gradient_image(48, 32)), png_bytes(noise_image(32, 32))]
+            await storage.jobs.add(record, pictures, keep_inputs=600)
+        finally:
+            await storage.close()
+
+    failures = []
+    images = JobStore.images
+
+    async def images_once_failing(self, wanted):
+        if not failures:
+            failures.append(wanted)
+            raise ConnectionError("the database went away for a moment")
+        return await images(self, wanted)
+
+    monkeypatch.setattr(JobStore, "images", images_once_failing)
+
+    async def scenario(fake):
+        await left_by_a_dead_bot()
+        async with BotHarness(fake, database_url) as harness:
+            done = await fake.wait_for(
+                lambda f: [m for m in f.channel_messages() if "Done in" in text_of(m)], timeout=120
+            )
+            cog = harness.bot.get_cog("RecoveryCog")
+            seen = []
+
+            async def slow_round():
+                seen.append(time.time())
+                await asyncio.sleep(30)
+
+            cog.retry_deliveries = slow_round
+            while not seen:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(4.0)  # a round held up for longer than the instance timeout (3 s)
+            async with harness.storage.engine.connect() as conn:
+                beat = (
+                    await conn.execute(
+                        sa.select(instances.c.seen_at).where(
+                            instances.c.id == harness.storage.jobs.instance
+                        )
+                    )
+                ).scalar()
+            return fake.channel_messages(), done[-1], time.time() - beat
+
+    messages, done, silent_for = run(scenario)
+    assert failures == [job_id]  # the first try failed, and was not the last
+    assert not any("cannot resume" in text_of(m) or "lost" in text_of(m) for m in messages)
+    assert "seed 11" in text_of(done) and done.files
+    assert silent_for < 2.0, silent_for  # beats every second while the round is stuck

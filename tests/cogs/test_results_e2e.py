@@ -43,25 +43,35 @@ async def a_result(fake, **options):
 
 
 def test_a_button_runs_a_new_job_as_the_member_who_pressed_it(database_url):
+    """Also issue 48's seed: the seed is settled in the bot and kept in the row; ➕ and 🎨 keep
+    the seed of the picture they start from, 🎲 alone draws a new one, and it paints another
+    picture (the start's noise), which the caption's seed names."""
+
     async def scenario(fake):
         async with BotHarness(fake, database_url) as harness:
             await no_cooldown(harness)
-            _, message, buttons = await a_result(fake)
+            token, message, buttons = await a_result(fake)
+            first = done_edits(fake, token)[-1]
             pressed = await fake.press(buttons["more"], message, member_user=BOB)
             more = await fake.wait_for(lambda f: done_edits(f, pressed))
             again = await fake.press(buttons["seed"], message, member_user=ALICE)
             seeded = await fake.wait_for(lambda f: done_edits(f, again))
             colours = await fake.press(buttons["colours"], message, member_user=ALICE)
             kept = await fake.wait_for(lambda f: done_edits(f, colours))
-            return more[-1], seeded[-1], kept[-1], await job_of(harness, pressed)
+            records = [await job_of(harness, t) for t in (pressed, again, colours)]
+            return first, more[-1], seeded[-1], kept[-1], records
 
-    more, seeded, kept, record = run(scenario)
+    first, more, seeded, kept, (record, seeded_record, kept_record) = run(scenario)
     assert "strength 2" in text_of(more) and more.files  # twice the default strength of 1
-    assert "seed 3\n" not in text_of(seeded) + "\n" and "strength 1 " in text_of(
-        seeded
-    )  # a new seed
+    assert "seed 3\n" in text_of(more) + "\n" and "seed 3\n" in text_of(kept) + "\n"
+    assert record is not None and record.style_params().seed == 3  # kept in the row
+    assert kept_record is not None and kept_record.style_params().seed == 3
+    new_seed = seeded_record.style_params().seed if seeded_record else None
+    assert new_seed is not None and new_seed != 3  # drawn by the bot, before the row was written
+    assert f"seed {new_seed}\n" in text_of(seeded) + "\n" and "strength 1 " in text_of(seeded)
+    assert seeded.files[0].data != first.files[0].data  # another seed, another picture
     assert "colours: luminance" in text_of(kept)
-    assert record is not None and record.user_id == int(BOB["id"])  # Bob's job, under Bob's limits
+    assert record.user_id == int(BOB["id"])  # Bob's job, under Bob's limits
 
 
 async def job_of(harness, token):

@@ -140,19 +140,29 @@ def test_prometheus_scrapes_the_ports_the_compose_file_opens():
     targets = {
         target
         for job in config["scrape_configs"]
-        for static in job["static_configs"]
+        for static in job.get("static_configs", [])
         for target in static["targets"]
     }
+    # workers by their names in the compose network's DNS: only those whose profile runs
+    found = {
+        f"{name}:{dns['port']}"
+        for job in config["scrape_configs"]
+        for dns in job.get("dns_sd_configs", [])
+        for name in dns["names"]
+    }
     assert "bot:8080" in targets
+    workers = 0
     for name, service in services.items():
         port = (service.get("environment") or {}).get("STYLEBOT_METRICS_PORT")
         if port is None:
             continue
+        workers += 1
         assert service["environment"]["STYLEBOT_METRICS_HOST"] == "0.0.0.0"
-        if service.get("profiles"):  # started only with its profile: a target would read down
-            assert f"{name}:{port}" not in targets, name
-        else:
-            assert f"{name}:{port}" in targets, name
+        assert service.get("profiles"), name  # a GPU or CPU worker, as the host has
+        assert f"{name}:{port}" in found and f"{name}:{port}" not in targets, name
+    assert workers == 3 and {"gpu", "cpu"} <= {
+        p for s in services.values() for p in s.get("profiles", [])
+    }
     for name in ("prometheus", "grafana"):
         assert services[name]["profiles"] == ["monitoring"]
 

@@ -78,7 +78,8 @@ def test_the_recolored_start_has_the_styles_colours():
     style = colour.to_tensor(noise_image(30, 30, seed=5)) * torch.tensor([1.0, 0.3, 0.2]).view(
         1, 3, 1, 1
     )
-    start = initial_image(content, [style], StyleParams(init="recolored"), torch.Generator())
+    params = StyleParams(init="recolored", start_noise=0.0)  # the recolouring alone
+    start = initial_image(content, [style], params, torch.Generator())
     assert start.shape == content.shape
     mean = start.mean(dim=(0, 2, 3))
     assert torch.allclose(mean, style.mean(dim=(0, 2, 3)), atol=0.03)
@@ -86,6 +87,25 @@ def test_the_recolored_start_has_the_styles_colours():
     # the picture is still the content's: same layout, pixel for pixel correlated
     corr = torch.corrcoef(torch.stack([start.mean(1).flatten(), content.mean(1).flatten()]))
     assert corr[0, 1] > 0.7
+
+
+def test_the_start_is_the_content_plus_a_smooth_noise_drawn_from_the_seed():
+    """Issue 48: what the seed varies. The same seed, the same start; another seed, another; the
+    noise is smooth (it moves where colours settle, it leaves no grain) and within its amplitude;
+    0 is the content itself."""
+    content = colour.to_tensor(gradient_image(256, 192))  # cells of 16 px
+    params = StyleParams(start_noise=0.2)
+
+    def start(seed: int, p: StyleParams = params) -> torch.Tensor:
+        return initial_image(content, [], p, torch.Generator().manual_seed(seed))
+
+    assert torch.equal(start(7), start(7))
+    moved = start(8) - start(7)
+    assert moved.abs().mean() > 0.03
+    assert (start(7) - content).abs().max() <= 0.2 * 1.35  # bicubic's overshoot at most
+    neighbours = (moved[..., 1:] - moved[..., :-1]).abs().mean()
+    assert neighbours < moved.abs().mean() / 5  # smooth: far less change pixel to pixel
+    assert torch.equal(start(7, params.replace(start_noise=0.0)), content)
 
 
 def test_the_next_level_starts_from_the_coarse_painting_with_the_contents_detail():

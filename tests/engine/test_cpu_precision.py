@@ -77,3 +77,29 @@ def test_a_real_measurement_reports_both_paces(random_vgg):
     else:
         assert "matmuls" in choice.why
     assert next(random_vgg.parameters()).is_contiguous()  # left as fp32 callers expect
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"precision": "fp16", "why": "a newer version's answer"},
+        {"precision": "tf32", "why": "a hand edit"},
+        {"precision": "auto", "why": "a hand edit"},
+        {"precision": "bf16", "why": "timed", "fp32_ms": "fast", "bf16_ms": None},
+        {"precision": "bf16", "why": 3},
+        {"precision": "bf16"},
+        "bf16",
+    ],
+)
+def test_an_unexpected_entry_is_measured_again_and_auto_says_the_truth(
+    monkeypatch, tmp_path, entry
+):
+    """Issue 48, item 7: anything in the file that `measure` would not have written (another
+    version's precision, a hand edit, a wrong type) is measured again, never a failure at start
+    and never a ready line that names a precision the worker does not run."""
+    monkeypatch.setattr(cpu_precision, "measure", lambda model: CpuPrecision("fp32", "measured"))
+    kept = tmp_path / "cpu-precision.json"
+    kept.write_text(json.dumps({machine_key(2): entry}))
+    choice = choose(None, kept, threads=2)
+    assert (choice.precision, choice.why) == ("fp32", "measured")
+    assert json.loads(kept.read_text())[machine_key(2)]["precision"] == "fp32"  # rewritten

@@ -10,7 +10,7 @@ from bot.engine.progress import Cancelled, NonFiniteLoss
 from bot.engine.transfer import stylize
 from tests.conftest import gradient_image, noise_image
 
-SMALL = StyleParams(size=32, steps=6)
+SMALL = StyleParams(size=32, steps=6, seed=0)  # one seed: one start for every run compared
 
 
 def pixels(image):
@@ -173,7 +173,9 @@ def test_a_speck_is_refused_not_enlarged(random_vgg):
 
 def test_strength_zero_keeps_the_content(random_vgg):
     content = gradient_image(32, 32)
-    result = stylize(random_vgg, content, [noise_image(32, 32)], SMALL.replace(strength=0.0))
+    # the content start itself (no seed noise): a few steps of a content-only J keep it exactly
+    params = SMALL.replace(strength=0.0, start_noise=0.0)
+    result = stylize(random_vgg, content, [noise_image(32, 32)], params)
     assert np.abs(pixels(result.image) - pixels(content)).max() <= 1
 
 

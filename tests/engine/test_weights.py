@@ -6,12 +6,14 @@ from importlib import metadata
 
 import pytest
 import torch
+from PIL import Image
 from torchvision.models import vgg as tv_vgg
 
 from bot.engine import weights
 from bot.engine.params import VGG19_BLOCKS
 from bot.engine.vgg import load_vgg19
 from bot.engine.weights import WeightsError, WeightsNotFound, resolve_weights
+from tests.cli.helpers import stylebot
 
 
 @pytest.fixture
@@ -143,3 +145,40 @@ def test_bad_files_are_refused_with_the_reason(tmp_path):
         WeightsError, match="not a quantised VGG-19: block1_conv1 is missing or incomplete"
     ):
         load_vgg19(str(partial))
+
+
+def test_a_quantised_file_declaring_larger_shapes_is_refused_before_anything_is_expanded(
+    tmp_path,
+):
+    """Issue 48, item 8: a few kilobytes can declare a huge convolution (a stride-0 storage of
+    one byte): every shape is checked against VGG-19's before anything is expanded, and the
+    command line says so in one line with exit 3, as for any unusable weights."""
+    path = tmp_path / "q.bin"
+    quantised_file(path)
+    state = torch.load(path, weights_only=True)
+    huge = (65536, 512, 3, 3)  # 302 M indices: 2.4 GB as int64, had it been expanded
+    state["block5_conv4_W_q"] = torch.zeros(1, dtype=torch.uint8).expand(huge)
+    small = {k: v for k, v in state.items() if not k.startswith(("block4", "block5"))}
+    small["block1_conv1_W_q"] = torch.zeros(1, dtype=torch.uint8).expand(huge)
+    for name, tensors in (("big.bin", state), ("small.bin", small)):
+        torch.save(tensors, tmp_path / name)
+    # a few MB on disk declare 302 M indices: a stride-0 storage of one byte
+    assert (tmp_path / "small.bin").stat().st_size < 302_000_000 // 100
+    for name, conv in (("big.bin", "block5_conv4"), ("small.bin", "block1_conv1")):
+        with pytest.raises(WeightsError, match=rf"{conv} is \(65536, 512, 3, 3\).*VGG-19 has"):
+            load_vgg19(str(tmp_path / name))
+    bias = dict(state, block2_conv1_b=torch.zeros(4096))
+    bias["block5_conv4_W_q"] = torch.zeros(512, 512, 3, 3, dtype=torch.uint8)
+    torch.save(bias, tmp_path / "bias.bin")
+    with pytest.raises(WeightsError, match=r"block2_conv1 .* bias of \(4096,\)"):
+        load_vgg19(str(tmp_path / "bias.bin"))
+
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    Image.new("RGB", (64, 48), (200, 90, 40)).save(content)
+    Image.new("RGB", (64, 64), (20, 90, 140)).save(style)
+    done = stylebot(
+        "stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), "--weights",
+        str(tmp_path / "small.bin"),
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "not a quantised VGG-19" in done.stderr and "Traceback" not in done.stderr

@@ -1,8 +1,11 @@
 """The dispatcher over a backend that is not the local pool: release by capacity, re-attach."""
 
+import time
+
 from bot.engine.params import StyleParams
 from bot.executor.base import Backend, Listener
 from bot.executor.dispatch import Dispatcher, ExecutorConfig
+from bot.metrics import BotMetrics, size_class
 from bot.protocol.messages import (
     FailureKind,
     Job,
@@ -100,6 +103,34 @@ def test_a_job_from_before_a_restart_is_re_attached_and_its_result_arrives():
 
     events = run(scenario())
     assert [type(e) for e in events] == [JobProgress, JobDone]
+
+
+def test_a_re_attached_job_that_paints_is_not_waiting_and_its_turnaround_counts_from_submission():
+    """Issue 48, item 6: a job an earlier bot process submitted 300 s ago and a worker started is
+    painting, not waiting (StylebotLongWait would fire on it), and what its member waited in all
+    counts from its submission, as its row says, not from the re-attach."""
+    metrics = BotMetrics()
+
+    async def scenario():
+        backend = RemoteBackend({"c" * 32})
+        dispatcher = Dispatcher(backend, ExecutorConfig(), metrics)
+        await dispatcher.start()
+        handle = await dispatcher.reattach(
+            job(1, "c" * 32), submitted_at=time.time() - 300, started=True
+        )
+        assert handle is not None
+        oldest_wait = dispatcher.queue_state().oldest_wait
+        backend.running.append("c" * 32)
+        backend.finish("c" * 32)
+        await handle.result()
+        return oldest_wait
+
+    assert run(scenario()) == 0.0
+    turnaround = metrics.registry.get_sample_value(
+        "stylebot_job_turnaround_seconds_sum",
+        {"kind": "still", "size": size_class(StyleParams().size), "outcome": "done"},
+    )
+    assert turnaround is not None and 300 <= turnaround < 330
 
 
 class Timers:

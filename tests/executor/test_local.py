@@ -12,6 +12,7 @@ from PIL import Image
 
 from bot.executor.dispatch import ExecutorConfig
 from bot.executor.pool import LocalExecutor, WorkerStartError
+from bot.jobs.follow import unreadable
 from bot.protocol.messages import (
     JobCancelled,
     JobDone,
@@ -200,19 +201,28 @@ def test_full_queue_and_per_user_limit_refuse_at_submit():
     run(scenario())
 
 
-def test_bad_input_and_the_style_cache():
+def test_bad_input_a_painting_that_diverges_and_the_style_cache():
+    """A picture the worker cannot read is a refusal (bad_input); a painting whose loss becomes
+    infinite after it started is a failure of its own kind (issue 48, item 2: it was told "your
+    job did not start", refunded and hidden from the failing-jobs alert)."""
+
     async def scenario():
         executor = await started_executor()
         try:
             bad = await (await executor.submit(make_job(content=b"this is not a picture"))).result()
             one = await (await executor.submit(make_job(steps=1))).result()
             two = await (await executor.submit(make_job(steps=1))).result()
-            return bad, one, two
+            # finite settings, a loss that overflows fp32 at the first step
+            diverging = make_job(steps=2, content_weight=1.0, style_weight=1e300)
+            diverged = await (await executor.submit(diverging)).result()
+            return bad, diverged, one, two
         finally:
             await executor.shutdown()
 
-    bad, one, two = run(scenario())
+    bad, diverged, one, two = run(scenario())
     assert isinstance(bad, JobFailed) and bad.kind == "bad_input" and "content image" in bad.message
+    assert isinstance(diverged, JobFailed) and diverged.kind == "diverged", diverged
+    assert "lower the strength" in diverged.message and not unreadable(diverged)
     assert not one.cache_hit and two.cache_hit
 
 

@@ -28,6 +28,7 @@ from bot.text import bar, format_seconds
 
 FAILURE_TEXT = {
     FailureKind.BAD_INPUT: "This job could not run: {message}.",
+    FailureKind.DIVERGED: "The painting went wrong partway: {message}.",
     FailureKind.OUT_OF_MEMORY: "Too big for the GPU: {message}.",
     FailureKind.TIMEOUT: "Timed out: {message}. Try fewer steps or a smaller size.",
     FailureKind.WORKER_CRASHED: "The worker crashed while painting ({message}). Please try again.",

@@ -194,9 +194,10 @@ class CeleryBackend(Backend):
             )
         except Exception as exc:
             log.warning("could not revoke job %s: %s", job_id, exc)
-        # whatever the worker does now, the job is over for the member; a redelivered copy finds
-        # the cancel flag and ends at once
-        self._end(JobCancelled(job_id=job_id))
+        # whatever the worker does now, the job is over for the member, for the reason it was
+        # stopped (a time limit is told as one by the dispatcher); a redelivered copy finds the
+        # cancel flag and ends at once
+        self._end(JobCancelled(job_id=job_id, reason=reason))
 
     async def _subscribe(self):
         assert self._redis is not None

@@ -177,6 +177,8 @@ class Rest:
         original was deleted is refused; the first follow-up while a public deferred original
         still "thinks" completes that original, publicly, whatever its flags."""
         token, payload, files = call["token"], call.payload, call.files
+        if self.fake.resetting_webhooks:
+            return reset(call)
         if token in self.fake.deleted_originals:
             return error(404, "Unknown Message", 10008)
         original = self.fake.originals.get(token)
@@ -196,6 +198,8 @@ class Rest:
         deleted; any other id that is not a number is Unknown Message."""
         if self.fake.refusing and call.method == "PATCH":
             return error(404, "Unknown Channel", 10003)
+        if self.fake.resetting_webhooks:
+            return reset(call)
         raw = call.request.raw_path.split("?")[0].rsplit("/", 1)[-1]
         if raw != "@original":
             if not raw.isdigit():
@@ -247,3 +251,11 @@ class Rest:
     async def no_route(self, call: Call) -> web.Response:
         path = call.request.path.removeprefix(API)
         return error(404, f"fake Discord has no route {call.method} {path}", 0)
+
+
+def reset(call: Call) -> web.Response:
+    """The connection dropped before an answer: the client sees a network error."""
+    transport = call.request.transport
+    if transport is not None:
+        transport.abort()
+    return web.Response(status=500)  # never reaches the client

@@ -31,6 +31,9 @@ class FakeDiscord:
         self.changed = asyncio.Condition()
         self.base = ""
         self.refusing = False  # True: message edits and channel posts fail with 404 (trouble)
+        # True: every request on an interaction's webhook (edits, follow-ups) has its connection
+        # reset before an answer (a network failure, not a status: no discord.HTTPException)
+        self.resetting_webhooks = False
         # a number: edits and posts whose files add up to more bytes are refused with 413, as
         # Discord does below the limit it advertises at times (discord-api-docs issue 8572)
         self.upload_limit: int | None = None
