@@ -124,6 +124,10 @@ class Settings(CommonSettings):
     worker_threads: int | None = Field(None, ge=1, le=256)
     # jobs one local worker steps together (one VGG-19 pass per shape); default: 16 on CUDA, else 1
     batch_size: int | None = Field(None, ge=1, le=256)
+    # how local workers start: spawn (each imports torch itself, about 3 s of a core) or
+    # forkserver (a server imports it once and forks each worker from it; CUDA stays untouched
+    # until a worker runs); the test suite starts its bots' workers so
+    worker_start: Literal["spawn", "forkserver"] = "spawn"
     max_queued: int = Field(50, ge=1)
     per_user_jobs: int = Field(3, ge=1)
     progress_edit_interval: float = Field(2.0, ge=0.2)  # seconds between edits of a job's message

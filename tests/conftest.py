@@ -13,6 +13,9 @@ PARALLEL = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 
 
 def pytest_configure(config):
+    # the bots the tests start fork their workers from a server that imported torch once (3 s of
+    # a core saved a worker); the executor's own tests build their pools with spawn, the default
+    os.environ.setdefault("STYLEBOT_WORKER_START", "forkserver")
     if PARALLEL:
         os.environ["OMP_NUM_THREADS"] = "1"  # the stylebot commands and workers tests start
         os.environ["STYLEBOT_WORKER_THREADS"] = "1"  # the local pools of `stylebot run`

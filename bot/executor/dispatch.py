@@ -66,6 +66,7 @@ class ExecutorConfig:
     log: LogConfig = field(
         default_factory=LogConfig
     )  # how workers log (the bot's level and format)
+    start_method: str = "spawn"  # how local workers start: spawn or forkserver (bot/config.py)
 
 
 class Cancellable(Protocol):

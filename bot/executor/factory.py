@@ -30,6 +30,7 @@ def make_executor(settings: Settings, metrics: BotMetrics | None = None) -> Disp
         precision=settings.precision,
         precision_cache=str(precision_cache_file()),
         image_limits=settings.image_limits,
+        start_method=settings.worker_start,
         log=LogConfig(
             level=getattr(logging, settings.log_level), json=settings.log_format == "json"
         ),

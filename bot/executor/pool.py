@@ -136,7 +136,9 @@ class _Running:
 class LocalPool(Backend):
     def __init__(self, config: ExecutorConfig):
         self.config = config
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = multiprocessing.get_context(config.start_method)
+        if config.start_method == "forkserver":  # torch and the worker's code imported once
+            self._ctx.set_forkserver_preload([LOCAL_WORKER.split(":")[0]])
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
         self._workers: list[_Worker] = []

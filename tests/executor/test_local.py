@@ -311,12 +311,14 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 def _live_children() -> list[str]:
-    """Child processes other than multiprocessing's resource tracker (it lives as long as we do)."""
+    """Child processes other than multiprocessing's resource tracker and forkserver (they live as
+    long as we do; the forkserver is the one other tests' bots fork their workers from)."""
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
             cmdline = " ".join(child.cmdline())
-            if child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in cmdline:
+            lasting = "resource_tracker" in cmdline or "multiprocessing.forkserver" in cmdline
+            if child.status() != psutil.STATUS_ZOMBIE and not lasting:
                 found.append(cmdline)
         except psutil.NoSuchProcess:
             pass
