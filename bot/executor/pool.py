@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 
 from bot.executor.base import Backend, Listener
@@ -136,9 +137,12 @@ class _Running:
 class LocalPool(Backend):
     def __init__(self, config: ExecutorConfig):
         self.config = config
-        self._ctx = multiprocessing.get_context(config.start_method)
         if config.start_method == "forkserver":  # torch and the worker's code imported once
-            self._ctx.set_forkserver_preload([LOCAL_WORKER.split(":")[0]])
+            server = multiprocessing.get_context("forkserver")
+            server.set_forkserver_preload([LOCAL_WORKER.split(":")[0]])
+            self._ctx: SpawnContext | ForkServerContext = server
+        else:
+            self._ctx = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
         self._workers: list[_Worker] = []
